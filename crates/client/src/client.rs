@@ -1,0 +1,922 @@
+//! The [`Client`]: one method per route over a single bounded fail-over loop.
+//!
+//! Each call is described by a private `Call` (method, path, query, body and
+//! whether it writes). `Client::execute` walks the nodes starting at the one
+//! that last answered, classifies each attempt's outcome with `classify`, and
+//! either returns, or backs off and moves to the next node.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use registry_types::api::{
+    AgentHealth, AgentList, AgentResponse, ClusterInfo, DeleteResponse, HealthUpdateRequest,
+    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, Stats,
+    StatusUpdateRequest,
+};
+use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, Revision};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{parse_node_url, ClientBuilder, ClientConfig};
+use crate::error::ClientError;
+use crate::options::{ReadOptions, Response, ResponseMeta};
+
+/// Most pages [`Client::list_all_agents`] follows before giving up, so that a
+/// server handing out cursors in a cycle cannot keep the client busy forever.
+pub const MAX_LIST_PAGES: usize = 10_000;
+
+/// Longest slice of an unexpected body quoted in an error message, in bytes.
+const BODY_SNIPPET: usize = 200;
+
+/// A typed client for the registry cluster. Cheap to clone: clones share the
+/// connection pool, the preferred node and the last seen revision.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The configured nodes, in the order given.
+    nodes: Vec<Node>,
+    /// One connection pool for all nodes.
+    http: reqwest::Client,
+    /// The configuration the client was built with.
+    config: ClientConfig,
+    /// Attempts per call, resolved from the configuration and node count.
+    attempts: u32,
+    /// Index of the node that last answered; calls start there. Atomics
+    /// rather than a lock: both are single words updated independently.
+    preferred: AtomicUsize,
+    /// Highest `x-registry-revision` seen on any answer (0: none yet).
+    last_revision: AtomicU64,
+}
+
+/// A configured node.
+#[derive(Debug)]
+struct Node {
+    /// The base URL as given, without a trailing `/`; used in messages and
+    /// [`ResponseMeta::node_url`].
+    name: String,
+    /// The parsed base URL routes are appended to.
+    url: Url,
+}
+
+/// Whether a call changes state; decides what may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Safe to repeat on any node after any failure.
+    Read,
+    /// Repeated only when it provably was not applied (never sent, or 503).
+    Write,
+}
+
+/// One HTTP call, independent of the node it is sent to.
+#[derive(Debug)]
+struct Call {
+    method: Method,
+    /// Path segments appended to the node's base URL (percent-encoded there).
+    segments: Vec<String>,
+    query: Vec<(&'static str, String)>,
+    /// JSON body, encoded once for all attempts.
+    body: Option<Vec<u8>>,
+    kind: Kind,
+}
+
+impl Call {
+    fn read(segments: &[&str]) -> Self {
+        Call {
+            method: Method::GET,
+            segments: segments.iter().map(|s| s.to_string()).collect(),
+            query: Vec::new(),
+            body: None,
+            kind: Kind::Read,
+        }
+    }
+
+    fn write<B: Serialize>(
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<Self, ClientError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
+                ClientError::Decode(format!("cannot encode the request body as JSON: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Call {
+            method,
+            segments: segments.iter().map(|s| s.to_string()).collect(),
+            query: Vec::new(),
+            body,
+            kind: Kind::Write,
+        })
+    }
+
+    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    fn opt_query(self, key: &'static str, value: Option<impl ToString>) -> Self {
+        match value {
+            Some(v) => self.query(key, v),
+            None => self,
+        }
+    }
+
+    fn read_options(mut self, opts: ReadOptions) -> Self {
+        opts.push_query(&mut self.query);
+        self
+    }
+
+    fn url(&self, base: &Url) -> Result<Url, ClientError> {
+        let mut url = base.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                ClientError::InvalidConfig(format!("node URL '{base}' cannot be a base"))
+            })?;
+            path.pop_if_empty();
+            path.extend(&self.segments);
+        }
+        if !self.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(self.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+}
+
+/// What came back from one node.
+#[derive(Debug)]
+struct Raw {
+    meta: ResponseMeta,
+    /// `Retry-After`, in whole seconds as the server sent it.
+    retry_after: Option<Duration>,
+    /// The body, or why it could not be read after the status arrived.
+    body: Result<Vec<u8>, String>,
+}
+
+/// Why one attempt produced no answer at all.
+#[derive(Debug)]
+enum SendError {
+    /// The connection could not be opened: the request never left.
+    NotSent(String),
+    /// The request may have reached the node (timeout, reset after sending).
+    MaybeSent(String),
+}
+
+/// Decision after one attempt.
+#[derive(Debug)]
+enum Step {
+    /// Return this to the caller; the node answered (or a write's fate is
+    /// unknown, which no other node can settle).
+    Done(Result<Raw, ClientError>),
+    /// Try the next node after backing off at least `retry_after`.
+    Retry {
+        err: ClientError,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Decides what one attempt's outcome means for the call.
+fn classify(kind: Kind, outcome: Result<Raw, SendError>) -> Step {
+    let raw = match outcome {
+        Ok(raw) => raw,
+        Err(SendError::NotSent(msg)) => {
+            return Step::Retry {
+                err: ClientError::Transport(msg),
+                retry_after: None,
+            }
+        }
+        Err(SendError::MaybeSent(msg)) => {
+            return match kind {
+                Kind::Read => Step::Retry {
+                    err: ClientError::Transport(msg),
+                    retry_after: None,
+                },
+                Kind::Write => Step::Done(Err(ClientError::Unknown(msg))),
+            }
+        }
+    };
+    let status = raw.meta.status;
+    if (200..300).contains(&status) {
+        return match (&raw.body, kind) {
+            (Ok(_), _) => Step::Done(Ok(raw)),
+            (Err(msg), Kind::Read) => Step::Retry {
+                err: ClientError::Transport(msg.clone()),
+                retry_after: None,
+            },
+            (Err(msg), Kind::Write) => Step::Done(Err(ClientError::Unknown(format!(
+                "HTTP {status} but the body was lost: {msg}"
+            )))),
+        };
+    }
+    let err = api_error(status, &raw.body);
+    // 503 (`no_leader`, `unavailable`) promises nothing was proposed, so even
+    // writes may go elsewhere. 504 means "outcome unknown": only reads retry.
+    if status == 503 || (status == 504 && kind == Kind::Read) {
+        return Step::Retry {
+            err,
+            retry_after: raw.retry_after,
+        };
+    }
+    Step::Done(Err(err))
+}
+
+/// Turns an error answer into [`ClientError::Api`].
+///
+/// Statuses that a framework layer may produce without the registry's body
+/// (unknown route, overload, timeout) get a synthesized body with the
+/// matching code, so callers can always switch on [`ClientError::code`].
+fn api_error(status: u16, body: &Result<Vec<u8>, String>) -> ClientError {
+    let bytes = match body {
+        Ok(b) => b.as_slice(),
+        Err(_) => &[],
+    };
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) {
+        return ClientError::Api { status, body };
+    }
+    let snippet = snippet(bytes);
+    let code = match status {
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        500 => ErrorCode::Internal,
+        503 => ErrorCode::Unavailable,
+        504 => ErrorCode::Timeout,
+        _ => {
+            return ClientError::Decode(format!(
+                "HTTP {status} without a registry error body: {snippet}"
+            ))
+        }
+    };
+    ClientError::Api {
+        status,
+        body: ErrorBody::new(code, format!("HTTP {status}: {snippet}")),
+    }
+}
+
+/// The start of a body, as text, for error messages.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_string();
+    }
+    match text.char_indices().nth(BODY_SNIPPET) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A short account of a reqwest error: what failed, the URL, and the root
+/// cause ("Connection refused (os error 111)", "operation timed out"), which
+/// reqwest's own message buries under generic layers.
+fn describe(e: &reqwest::Error) -> String {
+    let mut root: Option<String> = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        root = Some(cause.to_string());
+        source = cause.source();
+    }
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    let mut text = match e.url() {
+        Some(url) => format!("{url}: {what}"),
+        None => what.to_string(),
+    };
+    match root {
+        Some(root) => {
+            text.push_str(": ");
+            text.push_str(&root);
+        }
+        None if !e.is_timeout() => {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+        }
+        None => {}
+    }
+    text
+}
+
+/// Delay before retry number `retry` (1 for the second attempt).
+///
+/// Exponential from `backoff_initial`, capped at `backoff_max`, with "equal
+/// jitter" (a uniform draw in the upper half) so that clients that failed
+/// together do not retry together. A server's `Retry-After` raises the delay,
+/// but never above `backoff_max`.
+fn backoff_delay(
+    config: &ClientConfig,
+    retry: u32,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
+    let exp = retry.saturating_sub(1).min(20);
+    let base = config
+        .backoff_initial
+        .saturating_mul(1u32 << exp)
+        .min(config.backoff_max);
+    let half = base / 2;
+    let jitter = if half.is_zero() {
+        Duration::ZERO
+    } else {
+        rng.gen_range(Duration::ZERO..=half)
+    };
+    let delay = (base - half) + jitter;
+    match retry_after {
+        Some(ra) => delay.max(ra.min(config.backoff_max)),
+        None => delay,
+    }
+}
+
+/// Decodes a 2xx body.
+fn decode<T: DeserializeOwned>(raw: Raw) -> Result<Response<T>, ClientError> {
+    let bytes = raw
+        .body
+        .map_err(|e| ClientError::Transport(format!("reading the body: {e}")))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        ClientError::Decode(format!(
+            "{} from {}: {e}; body: {}",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("body"),
+            raw.meta.node_url,
+            snippet(&bytes)
+        ))
+    })?;
+    Ok(Response {
+        value,
+        meta: raw.meta,
+    })
+}
+
+/// Readiness of one node, from `GET /health/ready`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readiness {
+    /// True on 200, false on 503.
+    pub ready: bool,
+    /// The node's own account, when the body was a [`NodeHealth`].
+    pub health: Option<NodeHealth>,
+    /// The error body, when a not-ready node answered with one instead.
+    pub error: Option<ErrorBody>,
+    /// Headers of the answer.
+    pub meta: ResponseMeta,
+}
+
+impl Client {
+    /// A client with the default [`ClientConfig`].
+    pub fn new(nodes: Vec<String>) -> Result<Client, ClientError> {
+        ClientBuilder::new(nodes).build()
+    }
+
+    /// A builder to adjust timeouts, attempts and backoff.
+    pub fn builder(nodes: Vec<String>) -> ClientBuilder {
+        ClientBuilder::new(nodes)
+    }
+
+    pub(crate) fn from_parts(
+        nodes: Vec<String>,
+        config: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        config.check()?;
+        if nodes.is_empty() {
+            return Err(ClientError::InvalidConfig(
+                "at least one node URL is needed".to_string(),
+            ));
+        }
+        let nodes = nodes
+            .iter()
+            .map(|raw| {
+                Ok(Node {
+                    name: raw.trim().trim_end_matches('/').to_string(),
+                    url: parse_node_url(raw)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            // Cluster nodes are addressed directly; an HTTP(S)_PROXY meant
+            // for the outside world must not sit between client and nodes.
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::InvalidConfig(describe(&e)))?;
+        let attempts = config.attempts_for(nodes.len());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                nodes,
+                http,
+                config,
+                attempts,
+                preferred: AtomicUsize::new(0),
+                last_revision: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configured node base URLs, in the order given.
+    pub fn nodes(&self) -> Vec<&str> {
+        self.inner.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    /// The node the next call starts with: the one that last answered.
+    pub fn preferred_node(&self) -> &str {
+        let i = self.inner.preferred.load(Ordering::Relaxed) % self.inner.nodes.len();
+        &self.inner.nodes[i].name
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Attempts each call may make, over all nodes.
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
+    /// Highest registry revision any answer reported (0 before the first).
+    /// Feed it to [`ReadOptions::with_min_revision`] for read-your-writes.
+    pub fn last_revision(&self) -> Revision {
+        self.inner.last_revision.load(Ordering::Relaxed)
+    }
+
+    // ----- writes -----
+
+    /// Registers or re-registers an agent (`POST /v1/agents`; 201 created,
+    /// 200 updated).
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        Ok(self.register_with_meta(req).await?.value)
+    }
+
+    /// [`Client::register`] with the answer's metadata.
+    pub async fn register_with_meta(
+        &self,
+        req: &RegisterRequest,
+    ) -> Result<Response<RegisterResponse>, ClientError> {
+        let call = Call::write(Method::POST, &["v1", "agents"], Some(req))?;
+        decode(self.execute(&call).await?)
+    }
+
+    /// Removes an agent (`DELETE /v1/agents/{id}`); `agent_not_found` when it
+    /// does not exist.
+    pub async fn delete_agent(&self, id: &str) -> Result<DeleteResponse, ClientError> {
+        Ok(self.delete_agent_with_meta(id).await?.value)
+    }
+
+    /// [`Client::delete_agent`] with the answer's metadata.
+    pub async fn delete_agent_with_meta(
+        &self,
+        id: &str,
+    ) -> Result<Response<DeleteResponse>, ClientError> {
+        let call = Call::write::<()>(Method::DELETE, &["v1", "agents", id], None)?;
+        decode(self.execute(&call).await?)
+    }
+
+    /// Sets an agent's status (`PUT /v1/agents/{id}/status`), e.g. to suspend
+    /// it.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: AgentStatus,
+    ) -> Result<AgentResponse, ClientError> {
+        let body = StatusUpdateRequest {
+            status: status.as_str().to_string(),
+        };
+        let call = Call::write(Method::PUT, &["v1", "agents", id, "status"], Some(&body))?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// Reports an agent's health and load (`PUT /v1/agents/{id}/health`); also
+    /// counts as a heartbeat.
+    pub async fn set_health(
+        &self,
+        id: &str,
+        update: &HealthUpdateRequest,
+    ) -> Result<AgentResponse, ClientError> {
+        let call = Call::write(Method::PUT, &["v1", "agents", id, "health"], Some(update))?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    // ----- reads -----
+
+    /// One agent (`GET /v1/agents/{id}`).
+    pub async fn get_agent(&self, id: &str, opts: ReadOptions) -> Result<AgentRecord, ClientError> {
+        Ok(self.get_agent_with_meta(id, opts).await?.value.agent)
+    }
+
+    /// [`Client::get_agent`] with the full body (record and revision) and the
+    /// answer's metadata.
+    pub async fn get_agent_with_meta(
+        &self,
+        id: &str,
+        opts: ReadOptions,
+    ) -> Result<Response<AgentResponse>, ClientError> {
+        let call = Call::read(&["v1", "agents", id]).read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// One page of agents matching `filter` (`GET /v1/agents`). `limit` is the
+    /// page size (server default when `None`); pass the previous page's
+    /// `next_cursor` as `cursor` to continue.
+    pub async fn list_agents(
+        &self,
+        filter: &ListFilter,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        opts: ReadOptions,
+    ) -> Result<AgentList, ClientError> {
+        Ok(self
+            .list_agents_with_meta(filter, limit, cursor, opts)
+            .await?
+            .value)
+    }
+
+    /// [`Client::list_agents`] with the answer's metadata.
+    pub async fn list_agents_with_meta(
+        &self,
+        filter: &ListFilter,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        opts: ReadOptions,
+    ) -> Result<Response<AgentList>, ClientError> {
+        let call = Call::read(&["v1", "agents"])
+            .opt_query("status", filter.status.map(AgentStatus::as_str))
+            .opt_query("capability", filter.capability.as_deref())
+            .opt_query("tag", filter.tag.as_deref())
+            .opt_query("agent_type", filter.agent_type.as_deref())
+            .opt_query("runtime_id", filter.runtime_id.as_deref())
+            .opt_query("limit", limit)
+            .opt_query("cursor", cursor)
+            .read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// Every agent matching `filter`, following cursors (at most
+    /// [`MAX_LIST_PAGES`] pages). The result has no `next_cursor`; its
+    /// `revision` is the highest any page reported.
+    ///
+    /// Pages after the first are read with `min_revision` set to the first
+    /// page's revision, so a fail-over to a lagging node cannot go back in
+    /// time mid-listing.
+    pub async fn list_all_agents(
+        &self,
+        filter: &ListFilter,
+        opts: ReadOptions,
+    ) -> Result<AgentList, ClientError> {
+        let mut opts = opts;
+        let mut agents = Vec::new();
+        let mut revision: Revision = 0;
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self
+                .list_agents(filter, None, cursor.as_deref(), opts)
+                .await?;
+            revision = revision.max(page.revision);
+            agents.extend(page.agents);
+            match page.next_cursor {
+                None => {
+                    return Ok(AgentList {
+                        agents,
+                        next_cursor: None,
+                        revision,
+                    })
+                }
+                Some(next) => {
+                    if cursor.as_deref() == Some(next.as_str()) {
+                        return Err(ClientError::Decode(format!(
+                            "the server returned cursor '{next}' twice in a row"
+                        )));
+                    }
+                    opts.min_revision = Some(opts.min_revision.unwrap_or(0).max(page.revision));
+                    cursor = Some(next);
+                }
+            }
+        }
+        Err(ClientError::Decode(format!(
+            "listing did not end after {MAX_LIST_PAGES} pages"
+        )))
+    }
+
+    /// Agents offering a capability matching `q` by name, tag or description
+    /// (`GET /v1/capabilities/search`), best matches first.
+    pub async fn search_capabilities(
+        &self,
+        q: &str,
+        status: Option<AgentStatus>,
+        limit: Option<u32>,
+        opts: ReadOptions,
+    ) -> Result<SearchResponse, ClientError> {
+        Ok(self
+            .search_capabilities_with_meta(q, status, limit, opts)
+            .await?
+            .value)
+    }
+
+    /// [`Client::search_capabilities`] with the answer's metadata.
+    pub async fn search_capabilities_with_meta(
+        &self,
+        q: &str,
+        status: Option<AgentStatus>,
+        limit: Option<u32>,
+        opts: ReadOptions,
+    ) -> Result<Response<SearchResponse>, ClientError> {
+        let call = Call::read(&["v1", "capabilities", "search"])
+            .query("q", q)
+            .opt_query("status", status.map(AgentStatus::as_str))
+            .opt_query("limit", limit)
+            .read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// Registry-wide figures (`GET /v1/stats`), linearizable.
+    pub async fn stats(&self) -> Result<Stats, ClientError> {
+        self.stats_with(ReadOptions::default()).await
+    }
+
+    /// [`Client::stats`] with explicit read options (e.g. stale, which works
+    /// without a leader).
+    pub async fn stats_with(&self, opts: ReadOptions) -> Result<Stats, ClientError> {
+        let call = Call::read(&["v1", "stats"]).read_options(opts);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// An agent's liveness summary (`GET /health/{id}`).
+    pub async fn agent_health(&self, id: &str) -> Result<AgentHealth, ClientError> {
+        let call = Call::read(&["health", id]);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// The cluster as seen by whichever node answers first (`GET /v1/cluster`).
+    pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
+        let call = Call::read(&["v1", "cluster"]);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// The cluster as seen by one given node, without fail-over. `node_url`
+    /// need not be one of the configured nodes.
+    pub async fn cluster_of(&self, node_url: &str) -> Result<Response<ClusterInfo>, ClientError> {
+        let call = Call::read(&["v1", "cluster"]);
+        let raw = self.single(node_url, &call).await?;
+        if !(200..300).contains(&raw.meta.status) {
+            return Err(api_error(raw.meta.status, &raw.body));
+        }
+        decode(raw)
+    }
+
+    /// Whether one node is ready to serve (`GET /health/ready`: 200 ready,
+    /// 503 not ready). An unreachable node is an error, not `false`.
+    pub async fn ready(&self, node_url: &str) -> Result<bool, ClientError> {
+        Ok(self.readiness(node_url).await?.ready)
+    }
+
+    /// [`Client::ready`] with the node's explanation.
+    pub async fn readiness(&self, node_url: &str) -> Result<Readiness, ClientError> {
+        let call = Call::read(&["health", "ready"]);
+        let raw = self.single(node_url, &call).await?;
+        let ready = match raw.meta.status {
+            200..=299 => true,
+            503 => false,
+            status => return Err(api_error(status, &raw.body)),
+        };
+        let bytes = raw.body.as_deref().unwrap_or_default();
+        Ok(Readiness {
+            ready,
+            health: serde_json::from_slice(bytes).ok(),
+            error: serde_json::from_slice(bytes).ok(),
+            meta: raw.meta,
+        })
+    }
+
+    // ----- transport -----
+
+    /// Sends `call` to one node, with no retry.
+    async fn single(&self, node_url: &str, call: &Call) -> Result<Raw, ClientError> {
+        let url = parse_node_url(node_url)?;
+        let name = node_url.trim().trim_end_matches('/');
+        self.send_once(name, &url, call).await.map_err(|e| match e {
+            SendError::NotSent(m) | SendError::MaybeSent(m) => ClientError::Transport(m),
+        })
+    }
+
+    /// The fail-over loop: at most `attempts` tries, round-robin from the
+    /// preferred node, with backoff between tries.
+    async fn execute(&self, call: &Call) -> Result<Raw, ClientError> {
+        let inner = &self.inner;
+        let n = inner.nodes.len();
+        let start = inner.preferred.load(Ordering::Relaxed) % n;
+        let mut last: Option<ClientError> = None;
+        let mut wait_hint: Option<Duration> = None;
+        for attempt in 0..inner.attempts {
+            if attempt > 0 {
+                let delay = backoff_delay(
+                    &inner.config,
+                    attempt,
+                    wait_hint.take(),
+                    &mut rand::thread_rng(),
+                );
+                tokio::time::sleep(delay).await;
+            }
+            let idx = (start + attempt as usize) % n;
+            let node = &inner.nodes[idx];
+            let outcome = self.send_once(&node.name, &node.url, call).await;
+            match classify(call.kind, outcome) {
+                Step::Done(result) => {
+                    inner.preferred.store(idx, Ordering::Relaxed);
+                    return result;
+                }
+                Step::Retry { err, retry_after } => {
+                    tracing::debug!(
+                        node = %node.name,
+                        attempt = attempt + 1,
+                        of = inner.attempts,
+                        method = %call.method,
+                        error = %err,
+                        "registry call failed on this node; trying the next"
+                    );
+                    last = Some(err);
+                    wait_hint = retry_after;
+                }
+            }
+        }
+        Err(ClientError::AllNodesFailed {
+            attempts: inner.attempts,
+            last: Box::new(
+                last.unwrap_or_else(|| ClientError::Transport("no attempt was made".to_string())),
+            ),
+        })
+    }
+
+    /// One HTTP exchange with one node. Records the revision it reports.
+    async fn send_once(&self, name: &str, base: &Url, call: &Call) -> Result<Raw, SendError> {
+        let url = call
+            .url(base)
+            .map_err(|e| SendError::NotSent(e.to_string()))?;
+        let mut req = self.inner.http.request(call.method.clone(), url);
+        if let Some(body) = &call.body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let resp = req.send().await.map_err(|e| {
+            // A connect error (refused, unreachable, connect timeout) means no
+            // byte of the request left; anything later may have been applied.
+            if e.is_connect() {
+                SendError::NotSent(describe(&e))
+            } else {
+                SendError::MaybeSent(describe(&e))
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let meta = ResponseMeta::from_headers(name, status, resp.headers());
+        if let Some(r) = meta.revision {
+            self.inner.last_revision.fetch_max(r, Ordering::Relaxed);
+        }
+        let retry_after = retry_after(resp.headers());
+        let body = resp
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| describe(&e));
+        Ok(Raw {
+            meta,
+            retry_after,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::mock::StepRng;
+
+    fn raw(status: u16, body: &str) -> Raw {
+        Raw {
+            meta: ResponseMeta {
+                node_url: "http://n".into(),
+                status,
+                ..Default::default()
+            },
+            retry_after: None,
+            body: Ok(body.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after_up_to_the_cap() {
+        let cfg = ClientConfig::default();
+        // StepRng(0, 0) always draws the low end: delay = base / 2.
+        let mut low = StepRng::new(0, 0);
+        let d = |retry, ra, rng: &mut StepRng| backoff_delay(&cfg, retry, ra, rng);
+        assert_eq!(d(1, None, &mut low), Duration::from_millis(25));
+        assert_eq!(d(2, None, &mut low), Duration::from_millis(50));
+        assert_eq!(d(30, None, &mut low), Duration::from_millis(500));
+        assert_eq!(
+            d(1, Some(Duration::from_secs(30)), &mut low),
+            Duration::from_secs(1)
+        );
+        for retry in 1..40 {
+            let x = backoff_delay(&cfg, retry, None, &mut rand::thread_rng());
+            assert!(x <= cfg.backoff_max, "retry {retry}: {x:?}");
+        }
+    }
+
+    #[test]
+    fn classify_never_retries_4xx_and_retries_writes_only_when_not_applied() {
+        let not_found = r#"{"error":{"code":"agent_not_found","message":"no agent"}}"#;
+        for kind in [Kind::Read, Kind::Write] {
+            match classify(kind, Ok(raw(404, not_found))) {
+                Step::Done(Err(e)) => assert_eq!(e.code(), Some(ErrorCode::AgentNotFound)),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                classify(kind, Ok(raw(503, ""))),
+                Step::Retry { .. }
+            ));
+            assert!(matches!(
+                classify(kind, Err(SendError::NotSent("refused".into()))),
+                Step::Retry { .. }
+            ));
+        }
+        assert!(matches!(
+            classify(Kind::Write, Err(SendError::MaybeSent("timeout".into()))),
+            Step::Done(Err(ClientError::Unknown(_)))
+        ));
+        assert!(matches!(
+            classify(Kind::Read, Err(SendError::MaybeSent("timeout".into()))),
+            Step::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(Kind::Read, Ok(raw(504, ""))),
+            Step::Retry { .. }
+        ));
+        match classify(Kind::Write, Ok(raw(504, ""))) {
+            Step::Done(Err(e)) => assert!(e.is_outcome_unknown(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_decoded_or_synthesized() {
+        let e = api_error(
+            400,
+            &Ok(br#"{"error":{"code":"invalid_argument","message":"bad","field":"name","retryable":false}}"#.to_vec()),
+        );
+        let ClientError::Api { status, body } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*status, 400);
+        assert_eq!(body.error.field.as_deref(), Some("name"));
+        assert_eq!(
+            api_error(503, &Ok(b"<html>".to_vec())).code(),
+            Some(ErrorCode::Unavailable)
+        );
+        assert!(matches!(
+            api_error(418, &Ok(b"teapot".to_vec())),
+            ClientError::Decode(_)
+        ));
+    }
+
+    #[test]
+    fn urls_escape_ids_and_keep_base_prefixes() {
+        let call = Call::read(&["v1", "agents", "a/b c"]).query("q", "x&y");
+        let base = parse_node_url("http://h:1/prefix/").unwrap();
+        assert_eq!(
+            call.url(&base).unwrap().as_str(),
+            "http://h:1/prefix/v1/agents/a%2Fb%20c?q=x%26y"
+        );
+        let bare = parse_node_url("http://h:1").unwrap();
+        assert_eq!(
+            Call::read(&["v1", "stats"]).url(&bare).unwrap().as_str(),
+            "http://h:1/v1/stats"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Per-call read options and the metadata every answer carries.
+
+use registry_types::{Revision, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
+use reqwest::header::HeaderMap;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// The answer reflects every write acknowledged before the read started
+    /// (the node confirms it is current with the leader). The server default;
+    /// nothing is sent on the wire.
+    #[default]
+    Linearizable,
+    /// Any node answers from what it has applied, possibly behind the leader;
+    /// works without a leader. Sent as `consistency=stale`.
+    Stale,
+}
+
+/// Options of a read call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// See [`Consistency`].
+    pub consistency: Consistency,
+    /// Refuse (the node answers 503 and the client tries another) unless the
+    /// answering node has applied at least this revision. Sent as
+    /// `min_revision=N`. Pair it with [`Consistency::Stale`] and
+    /// [`crate::Client::last_revision`] for cheap read-your-writes.
+    pub min_revision: Option<Revision>,
+}
+
+impl ReadOptions {
+    /// Linearizable read, no revision floor (the default).
+    pub fn linearizable() -> Self {
+        ReadOptions::default()
+    }
+
+    /// Stale read from whichever node answers.
+    pub fn stale() -> Self {
+        ReadOptions {
+            consistency: Consistency::Stale,
+            min_revision: None,
+        }
+    }
+
+    /// Same options with a revision floor.
+    pub fn with_min_revision(mut self, revision: Revision) -> Self {
+        self.min_revision = Some(revision);
+        self
+    }
+
+    /// Appends this options' query parameters.
+    pub(crate) fn push_query(&self, query: &mut Vec<(&'static str, String)>) {
+        if self.consistency == Consistency::Stale {
+            query.push(("consistency", "stale".to_string()));
+        }
+        if let Some(r) = self.min_revision {
+            query.push(("min_revision", r.to_string()));
+        }
+    }
+}
+
+/// What the `x-registry-*` headers of an answer said, plus which node URL the
+/// client called. Fields are `None` when the header was absent or unreadable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResponseMeta {
+    /// The configured base URL that answered.
+    pub node_url: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// Registry revision the answering node had applied (`x-registry-revision`).
+    pub revision: Option<Revision>,
+    /// The answering node as it names itself (`x-registry-node`).
+    pub node: Option<String>,
+    /// The leader known to the answering node (`x-registry-leader`); `None`
+    /// when the header is empty, i.e. the node knows of no leader.
+    pub leader: Option<String>,
+    /// Milliseconds since the answering node last heard from its leader
+    /// (`x-registry-last-contact-ms`, 0 on the leader).
+    pub last_contact_ms: Option<u64>,
+}
+
+impl ResponseMeta {
+    /// Reads the registry headers of an answer from `node_url`.
+    pub(crate) fn from_headers(node_url: &str, status: u16, headers: &HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        ResponseMeta {
+            node_url: node_url.to_string(),
+            status,
+            revision: text(HEADER_REVISION).and_then(|s| s.parse().ok()),
+            node: text(HEADER_NODE),
+            leader: text(HEADER_LEADER),
+            last_contact_ms: text(HEADER_LAST_CONTACT).and_then(|s| s.parse().ok()),
+        }
+    }
+}
+
+/// A decoded answer together with its [`ResponseMeta`]; returned by the
+/// `*_with_meta` methods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response<T> {
+    /// The decoded body.
+    pub value: T,
+    /// Headers and origin of the answer.
+    pub meta: ResponseMeta,
+}
+
+impl<T> Response<T> {
+    /// Drops the metadata.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn read_options_become_query_parameters() {
+        let mut q = Vec::new();
+        ReadOptions::default().push_query(&mut q);
+        assert!(q.is_empty(), "linearizable is the server default: {q:?}");
+        ReadOptions::stale()
+            .with_min_revision(42)
+            .push_query(&mut q);
+        assert_eq!(
+            q,
+            vec![
+                ("consistency", "stale".to_string()),
+                ("min_revision", "42".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn meta_reads_registry_headers_and_treats_empty_leader_as_none() {
+        let mut h = HeaderMap::new();
+        h.insert(HEADER_REVISION, HeaderValue::from_static("17"));
+        h.insert(HEADER_NODE, HeaderValue::from_static("2"));
+        h.insert(HEADER_LEADER, HeaderValue::from_static(""));
+        h.insert(HEADER_LAST_CONTACT, HeaderValue::from_static("oops"));
+        let m = ResponseMeta::from_headers("http://n2", 200, &h);
+        assert_eq!(m.revision, Some(17));
+        assert_eq!(m.node.as_deref(), Some("2"));
+        assert_eq!(m.leader, None);
+        assert_eq!(m.last_contact_ms, None);
+        assert_eq!(m.node_url, "http://n2");
+    }
+}

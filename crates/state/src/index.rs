@@ -1,0 +1,213 @@
+//! The sharded inverted index.
+//!
+//! Keys are normalized strings tagged with the field they come from; each key
+//! maps to the set of agents (by dense internal key) that carry it. Keys are
+//! spread over [`SHARDS`] shards by a fixed hash of the key, so that a lookup
+//! or an update touches one small map and a future per-shard lock can replace
+//! the state-wide one without changing this module's interface.
+//!
+//! Internal agent keys (`u32`) are assigned by the state machine in apply
+//! order and never leave the node: query results are always expressed and
+//! ordered by `AgentId`.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+/// Number of index shards.
+pub const SHARDS: usize = 16;
+
+/// Dense per-node agent key used inside posting sets (4 bytes instead of a
+/// string per posting).
+pub type AgentKey = u32;
+
+/// The field an index key comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// A whole normalized capability name ("python code generation").
+    CapabilityName,
+    /// A normalized tag of one of the agent's capabilities.
+    CapabilityTag,
+    /// A normalized tag of the agent itself.
+    AgentTag,
+    /// A word from capability names, descriptions and tags, and agent tags.
+    Word,
+    /// The agent type.
+    AgentType,
+    /// The runtime id.
+    Runtime,
+    /// The agent status name.
+    Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    field: Field,
+    value: Box<str>,
+}
+
+#[derive(Default, Clone, Debug)]
+struct Shard {
+    postings: HashMap<Key, HashSet<AgentKey>>,
+}
+
+/// The inverted index, split into [`SHARDS`] shards by key hash.
+#[derive(Clone, Debug)]
+pub struct ShardedIndex {
+    shards: Vec<Shard>,
+}
+
+impl Default for ShardedIndex {
+    fn default() -> Self {
+        ShardedIndex {
+            shards: vec![Shard::default(); SHARDS],
+        }
+    }
+}
+
+/// FNV-1a: a fixed hash so shard placement is the same on every run.
+fn shard_of(field: Field, value: &str) -> usize {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    (field as u8).hash(&mut h);
+    h.write(value.as_bytes());
+    (h.finish() % SHARDS as u64) as usize
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+static EMPTY: std::sync::OnceLock<HashSet<AgentKey>> = std::sync::OnceLock::new();
+
+impl ShardedIndex {
+    /// Adds `agent` under `(field, value)`; `value` must already be normalized.
+    pub fn insert(&mut self, field: Field, value: &str, agent: AgentKey) {
+        let shard = &mut self.shards[shard_of(field, value)];
+        shard
+            .postings
+            .entry(Key {
+                field,
+                value: value.into(),
+            })
+            .or_default()
+            .insert(agent);
+    }
+
+    /// Removes `agent` from `(field, value)`, dropping the key when empty.
+    pub fn remove(&mut self, field: Field, value: &str, agent: AgentKey) {
+        let shard = &mut self.shards[shard_of(field, value)];
+        let key = Key {
+            field,
+            value: value.into(),
+        };
+        if let Some(set) = shard.postings.get_mut(&key) {
+            set.remove(&agent);
+            if set.is_empty() {
+                shard.postings.remove(&key);
+            }
+        }
+    }
+
+    /// The agents under `(field, value)`: O(1).
+    pub fn get(&self, field: Field, value: &str) -> &HashSet<AgentKey> {
+        let shard = &self.shards[shard_of(field, value)];
+        shard
+            .postings
+            .get(&Key {
+                field,
+                value: value.into(),
+            })
+            .unwrap_or_else(|| EMPTY.get_or_init(HashSet::new))
+    }
+
+    /// Every key of `field` with its posting set, in no particular order.
+    pub fn keys_of(&self, field: Field) -> impl Iterator<Item = (&str, &HashSet<AgentKey>)> {
+        self.shards.iter().flat_map(move |s| {
+            s.postings
+                .iter()
+                .filter(move |(k, _)| k.field == field)
+                .map(|(k, v)| (&*k.value, v))
+        })
+    }
+
+    /// Number of keys per shard (for metrics and tests of the spread).
+    pub fn shard_sizes(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.postings.len()).collect()
+    }
+
+    /// Total postings (agent references) held, for the memory figures.
+    pub fn posting_count(&self) -> usize {
+        self.shards
+            .iter()
+            .flat_map(|s| s.postings.values())
+            .map(|v| v.len())
+            .sum()
+    }
+}
+
+/// Normalizes a name, tag or query: trimmed, lower case, inner white space
+/// collapsed to one space.
+pub fn normalize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+/// Splits text into lower-case words: maximal runs of alphanumeric characters.
+pub fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_and_words() {
+        assert_eq!(normalize("  Python   Code\tGeneration "), "python code generation");
+        let w: Vec<String> = words("Python-code, GENERATION!v2").collect();
+        assert_eq!(w, vec!["python", "code", "generation", "v2"]);
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let mut ix = ShardedIndex::default();
+        ix.insert(Field::Word, "python", 1);
+        ix.insert(Field::Word, "python", 2);
+        ix.insert(Field::AgentTag, "python", 3);
+        assert_eq!(ix.get(Field::Word, "python").len(), 2);
+        assert_eq!(ix.get(Field::AgentTag, "python").len(), 1);
+        ix.remove(Field::Word, "python", 1);
+        ix.remove(Field::Word, "python", 2);
+        assert!(ix.get(Field::Word, "python").is_empty());
+        assert_eq!(ix.keys_of(Field::Word).count(), 0);
+        assert_eq!(ix.posting_count(), 1);
+    }
+
+    #[test]
+    fn keys_spread_over_shards() {
+        let mut ix = ShardedIndex::default();
+        for i in 0..1000 {
+            ix.insert(Field::Word, &format!("w{i}"), i);
+        }
+        let sizes = ix.shard_sizes();
+        assert_eq!(sizes.iter().sum::<usize>(), 1000);
+        assert!(sizes.iter().all(|&n| n > 20), "uneven shards: {sizes:?}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The pure registry state machine.
+//!
+//! Everything here is deterministic: [`RegistryState::apply`] never reads a
+//! clock, never draws a random number and never does I/O. Time and assigned
+//! ids arrive inside the [`Command`](registry_types::Command), stamped by the
+//! leader, so every replica that applies the same log reaches the same state
+//! and the same revision.
+//!
+//! - [`machine`]: the agent table, the single `apply` entry point (one
+//!   `apply_<command>` function per variant), snapshots and restore.
+//! - [`index`]: the sharded inverted index (capability names, tags, words,
+//!   types, runtimes, statuses → agent sets) and text normalization.
+//! - [`query`]: listing with cursors, capability search, stats.
+//! - [`events`]: the bounded event window behind watches.
+
+pub mod events;
+pub mod index;
+pub mod machine;
+pub mod query;
+
+pub use events::EventLog;
+pub use machine::{RegistryState, SnapshotData, StateConfig, SNAPSHOT_FORMAT_VERSION};

@@ -1,0 +1,514 @@
+//! The agent table and the single place where state changes.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use registry_types::command::{Cause, Rejection};
+use registry_types::{
+    AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
+    Timestamp,
+};
+
+use crate::events::EventLog;
+use crate::index::{normalize, words, AgentKey, Field, ShardedIndex};
+
+/// Version of the [`SnapshotData`] encoding. Bump it (and teach `restore` the
+/// old shape) whenever the encoding of a record, event or command changes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// Node-local settings of the state machine. They must be the same on every
+/// node for `events` windows to match, but no replicated result depends on
+/// them.
+#[derive(Clone, Debug)]
+pub struct StateConfig {
+    /// How many events the watch window keeps.
+    pub event_window: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            event_window: 100_000,
+        }
+    }
+}
+
+/// One agent in the table: its record and its dense index key.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot {
+    pub(crate) key: AgentKey,
+    pub(crate) record: AgentRecord,
+}
+
+/// The whole replicated registry state.
+#[derive(Clone, Debug)]
+pub struct RegistryState {
+    /// Agents by id; ordered so listings page by id with stable cursors.
+    pub(crate) agents: BTreeMap<AgentId, Slot>,
+    /// Dense key → id, for resolving index postings. `None` for freed keys.
+    pub(crate) by_key: Vec<Option<AgentId>>,
+    /// Freed keys, reused last-in-first-out (deterministic).
+    free_keys: Vec<AgentKey>,
+    pub(crate) index: ShardedIndex,
+    pub(crate) events: EventLog,
+    /// The registry revision: +1 for every event.
+    pub(crate) revision: Revision,
+    /// Registrations that created an agent, ever.
+    pub(crate) total_registrations: u64,
+    /// Capabilities over all agents.
+    pub(crate) total_capabilities: u64,
+    config: StateConfig,
+}
+
+/// The portable form of the state, written into Raft snapshots (bincode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotData {
+    pub format_version: u32,
+    pub revision: Revision,
+    pub total_registrations: u64,
+    pub agents: Vec<AgentRecord>,
+    pub events_compacted_through: Revision,
+    pub events: Vec<Event>,
+}
+
+impl Default for RegistryState {
+    fn default() -> Self {
+        RegistryState::new(StateConfig::default())
+    }
+}
+
+impl RegistryState {
+    pub fn new(config: StateConfig) -> Self {
+        RegistryState {
+            agents: BTreeMap::new(),
+            by_key: Vec::new(),
+            free_keys: Vec::new(),
+            index: ShardedIndex::default(),
+            events: EventLog::new(config.event_window),
+            revision: 0,
+            total_registrations: 0,
+            total_capabilities: 0,
+            config,
+        }
+    }
+
+    /// The revision of the last applied change.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    pub fn get(&self, id: &AgentId) -> Option<&AgentRecord> {
+        self.agents.get(id).map(|s| &s.record)
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// Every record, in id order.
+    pub fn records(&self) -> impl Iterator<Item = &AgentRecord> {
+        self.agents.values().map(|s| &s.record)
+    }
+
+    /// The single entry point for changes. `log_index` is only for tracing.
+    pub fn apply(&mut self, log_index: u64, cmd: &Command) -> CommandResult {
+        debug!(log_index, kind = cmd.kind(), "apply");
+        match cmd {
+            Command::Register(c) => self.apply_register(c),
+            Command::Deregister { agent_id, now } => self.apply_deregister(agent_id, *now),
+            Command::SetStatus {
+                agent_id,
+                status,
+                now,
+            } => self.apply_set_status(agent_id, *status, *now),
+            Command::SetHealth {
+                agent_id,
+                health_score,
+                load_factor,
+                metrics,
+                now,
+            } => self.apply_set_health(agent_id, *health_score, *load_factor, metrics, *now),
+        }
+    }
+
+    fn apply_register(&mut self, c: &registry_types::command::RegisterCommand) -> CommandResult {
+        let existing = self.agents.get(&c.agent_id).map(|s| &s.record);
+        if let Some(expected) = c.expected_revision {
+            let actual = existing.map_or(0, |r| r.revision);
+            if actual != expected {
+                return CommandResult::Rejected(Rejection::RevisionMismatch {
+                    agent_id: c.agent_id.clone(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        if let (true, Some(r)) = (c.if_absent, existing) {
+            return CommandResult::Rejected(Rejection::AlreadyExists {
+                agent_id: c.agent_id.clone(),
+                revision: r.revision,
+            });
+        }
+        let previous = existing.cloned();
+        let created = previous.is_none();
+        let status = match &previous {
+            // An operator's suspension outlives re-registration.
+            Some(p) if p.status == AgentStatus::Suspended => AgentStatus::Suspended,
+            Some(p) => c.status.unwrap_or(match p.status {
+                AgentStatus::Busy | AgentStatus::Degraded | AgentStatus::Active => p.status,
+                // Re-registering revives an unhealthy, offline or exiting agent.
+                _ => AgentStatus::Active,
+            }),
+            None => c.status.unwrap_or(AgentStatus::Active),
+        };
+        let record_revision = self.revision + 1;
+        let record = AgentRecord {
+            agent_id: c.agent_id.clone(),
+            name: c.name.clone(),
+            agent_type: c.agent_type.clone(),
+            runtime_id: c.runtime_id.clone(),
+            endpoint: c.endpoint.clone(),
+            version: c.version.clone(),
+            description: c.description.clone(),
+            capabilities: c.capabilities.clone(),
+            tags: c.tags.clone(),
+            metadata: c.metadata.clone(),
+            status,
+            health_score: c
+                .health_score
+                .or(previous.as_ref().map(|p| p.health_score))
+                .unwrap_or(1.0),
+            load_factor: c
+                .load_factor
+                .or(previous.as_ref().map(|p| p.load_factor))
+                .unwrap_or(0.0),
+            performance_metrics: c
+                .performance_metrics
+                .clone()
+                .or(previous.as_ref().map(|p| p.performance_metrics.clone()))
+                .unwrap_or_default(),
+            ttl_seconds: c.ttl_seconds,
+            offline_after_seconds: c.offline_after_seconds,
+            deregister_after_seconds: c.deregister_after_seconds,
+            registered_at: previous.as_ref().map_or(c.now, |p| p.registered_at),
+            updated_at: c.now,
+            last_heartbeat: c.now,
+            create_revision: previous.as_ref().map_or(record_revision, |p| p.create_revision),
+            revision: record_revision,
+            epoch: record_revision,
+        };
+        let kind = if created {
+            self.total_registrations += 1;
+            EventKind::AgentRegistered
+        } else {
+            EventKind::AgentUpdated
+        };
+        let previous_status = previous.as_ref().map(|p| p.status);
+        self.put(previous, record.clone(), c.now, Cause::Registration, kind);
+        if let Some(prev) = previous_status.filter(|p| *p != status) {
+            self.push_event(
+                EventKind::AgentStatusChanged,
+                Some(&record),
+                Some(prev),
+                c.now,
+                Cause::Registration,
+            );
+        }
+        let record = self.agents[&c.agent_id].record.clone();
+        CommandResult::Agent {
+            record: Box::new(record),
+            created,
+        }
+    }
+
+    fn apply_deregister(&mut self, id: &AgentId, now: Timestamp) -> CommandResult {
+        let Some(slot) = self.agents.remove(id) else {
+            return CommandResult::Rejected(Rejection::NotFound {
+                agent_id: id.clone(),
+            });
+        };
+        self.unindex(slot.key, &slot.record);
+        self.by_key[slot.key as usize] = None;
+        self.free_keys.push(slot.key);
+        self.total_capabilities -= slot.record.capabilities.len() as u64;
+        let revision = self.push_event(
+            EventKind::AgentDeregistered,
+            Some(&slot.record),
+            Some(slot.record.status),
+            now,
+            Cause::Deregistration,
+        );
+        self.runtime_left_if_empty(&slot.record.runtime_id, now, Cause::Deregistration);
+        CommandResult::Removed {
+            agent_id: id.clone(),
+            revision,
+        }
+    }
+
+    fn apply_set_status(&mut self, id: &AgentId, status: AgentStatus, now: Timestamp) -> CommandResult {
+        let Some(slot) = self.agents.get(id) else {
+            return CommandResult::Rejected(Rejection::NotFound {
+                agent_id: id.clone(),
+            });
+        };
+        let previous = slot.record.status;
+        if previous == status {
+            return CommandResult::Agent {
+                record: Box::new(slot.record.clone()),
+                created: false,
+            };
+        }
+        let key = slot.key;
+        self.index.remove(Field::Status, previous.as_str(), key);
+        self.index.insert(Field::Status, status.as_str(), key);
+        let revision = self.revision + 1;
+        let record = {
+            let r = &mut self.agents.get_mut(id).expect("checked above").record;
+            r.status = status;
+            r.updated_at = now;
+            r.revision = revision;
+            r.clone()
+        };
+        self.push_event(
+            EventKind::AgentStatusChanged,
+            Some(&record),
+            Some(previous),
+            now,
+            Cause::Operator,
+        );
+        CommandResult::Agent {
+            record: Box::new(record),
+            created: false,
+        }
+    }
+
+    fn apply_set_health(
+        &mut self,
+        id: &AgentId,
+        health_score: Option<f64>,
+        load_factor: Option<f64>,
+        metrics: &BTreeMap<String, f64>,
+        now: Timestamp,
+    ) -> CommandResult {
+        let revision = self.revision + 1;
+        let Some(slot) = self.agents.get_mut(id) else {
+            return CommandResult::Rejected(Rejection::NotFound {
+                agent_id: id.clone(),
+            });
+        };
+        let r = &mut slot.record;
+        if let Some(h) = health_score {
+            r.health_score = h;
+        }
+        if let Some(l) = load_factor {
+            r.load_factor = l;
+        }
+        for (k, v) in metrics {
+            r.performance_metrics.insert(k.clone(), *v);
+        }
+        r.updated_at = now;
+        r.revision = revision;
+        let record = r.clone();
+        self.push_event(
+            EventKind::AgentUpdated,
+            Some(&record),
+            None,
+            now,
+            Cause::AgentReport,
+        );
+        CommandResult::Agent {
+            record: Box::new(record),
+            created: false,
+        }
+    }
+
+    /// Inserts or replaces a record, keeping indexes and counters in step,
+    /// and emits `kind` (plus `RUNTIME_JOINED`/`RUNTIME_LEFT` as runtimes
+    /// gain their first or lose their last agent).
+    fn put(
+        &mut self,
+        previous: Option<AgentRecord>,
+        record: AgentRecord,
+        now: Timestamp,
+        cause: Cause,
+        kind: EventKind,
+    ) {
+        let key = match (&previous, self.agents.get(&record.agent_id)) {
+            (Some(prev), Some(slot)) => {
+                let key = slot.key;
+                self.unindex(key, prev);
+                self.total_capabilities -= prev.capabilities.len() as u64;
+                key
+            }
+            _ => self.allocate_key(&record.agent_id),
+        };
+        let runtime_is_new = !record.runtime_id.is_empty()
+            && previous.as_ref().is_none_or(|p| p.runtime_id != record.runtime_id)
+            && self.index.get(Field::Runtime, &record.runtime_id).is_empty();
+        self.index_record(key, &record);
+        self.total_capabilities += record.capabilities.len() as u64;
+        self.agents.insert(
+            record.agent_id.clone(),
+            Slot {
+                key,
+                record: record.clone(),
+            },
+        );
+        let revision = self.push_event(kind, Some(&record), previous.as_ref().map(|p| p.status), now, cause);
+        debug_assert_eq!(revision, record.revision);
+        if let Some(prev) = previous.filter(|p| p.runtime_id != record.runtime_id) {
+            self.runtime_left_if_empty(&prev.runtime_id, now, cause);
+        }
+        if runtime_is_new {
+            self.push_runtime_event(EventKind::RuntimeJoined, &record.runtime_id, now, cause);
+        }
+    }
+
+    fn allocate_key(&mut self, id: &AgentId) -> AgentKey {
+        match self.free_keys.pop() {
+            Some(k) => {
+                self.by_key[k as usize] = Some(id.clone());
+                k
+            }
+            None => {
+                self.by_key.push(Some(id.clone()));
+                (self.by_key.len() - 1) as AgentKey
+            }
+        }
+    }
+
+    fn runtime_left_if_empty(&mut self, runtime_id: &str, now: Timestamp, cause: Cause) {
+        if !runtime_id.is_empty() && self.index.get(Field::Runtime, runtime_id).is_empty() {
+            self.push_runtime_event(EventKind::RuntimeLeft, runtime_id, now, cause);
+        }
+    }
+
+    fn push_runtime_event(&mut self, kind: EventKind, runtime_id: &str, now: Timestamp, cause: Cause) {
+        self.revision += 1;
+        self.events.push(Event {
+            revision: self.revision,
+            kind,
+            agent_id: None,
+            at: now,
+            cause,
+            status: None,
+            previous_status: None,
+            runtime_id: runtime_id.to_string(),
+        });
+    }
+
+    /// Appends an event about `record` at the next revision and returns it.
+    fn push_event(
+        &mut self,
+        kind: EventKind,
+        record: Option<&AgentRecord>,
+        previous_status: Option<AgentStatus>,
+        now: Timestamp,
+        cause: Cause,
+    ) -> Revision {
+        self.revision += 1;
+        self.events.push(Event {
+            revision: self.revision,
+            kind,
+            agent_id: record.map(|r| r.agent_id.clone()),
+            at: now,
+            cause,
+            status: record.map(|r| r.status),
+            previous_status,
+            runtime_id: record.map(|r| r.runtime_id.clone()).unwrap_or_default(),
+        });
+        self.revision
+    }
+
+    /// Every `(field, normalized value)` a record is indexed under, without
+    /// duplicates.
+    pub(crate) fn index_keys(record: &AgentRecord) -> HashSet<(Field, String)> {
+        let mut keys = HashSet::new();
+        for c in &record.capabilities {
+            keys.insert((Field::CapabilityName, normalize(&c.name)));
+            keys.extend(words(&c.name).map(|w| (Field::Word, w)));
+            keys.extend(words(&c.description).map(|w| (Field::Word, w)));
+            for t in &c.tags {
+                keys.insert((Field::CapabilityTag, normalize(t)));
+                keys.extend(words(t).map(|w| (Field::Word, w)));
+            }
+        }
+        for t in &record.tags {
+            keys.insert((Field::AgentTag, normalize(t)));
+            keys.extend(words(t).map(|w| (Field::Word, w)));
+        }
+        if !record.agent_type.is_empty() {
+            keys.insert((Field::AgentType, normalize(&record.agent_type)));
+        }
+        if !record.runtime_id.is_empty() {
+            keys.insert((Field::Runtime, record.runtime_id.clone()));
+        }
+        keys.insert((Field::Status, record.status.as_str().to_string()));
+        keys
+    }
+
+    fn index_record(&mut self, key: AgentKey, record: &AgentRecord) {
+        for (field, value) in Self::index_keys(record) {
+            self.index.insert(field, &value, key);
+        }
+    }
+
+    fn unindex(&mut self, key: AgentKey, record: &AgentRecord) {
+        for (field, value) in Self::index_keys(record) {
+            self.index.remove(field, &value, key);
+        }
+    }
+
+    /// The portable form of the whole state, for a Raft snapshot.
+    pub fn snapshot(&self) -> SnapshotData {
+        SnapshotData {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            revision: self.revision,
+            total_registrations: self.total_registrations,
+            agents: self.records().cloned().collect(),
+            events_compacted_through: self.events.compacted_through(),
+            events: self.events.iter().cloned().collect(),
+        }
+    }
+
+    /// Rebuilds the state (tables and indexes) from a snapshot.
+    pub fn restore(config: StateConfig, data: SnapshotData) -> Result<Self, String> {
+        if data.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(format!(
+                "snapshot format {} is not supported (this build reads {})",
+                data.format_version, SNAPSHOT_FORMAT_VERSION
+            ));
+        }
+        let mut state = RegistryState::new(config.clone());
+        state.events = EventLog::restore(config.event_window, data.events_compacted_through, data.events);
+        state.revision = data.revision;
+        state.total_registrations = data.total_registrations;
+        for record in data.agents {
+            let key = state.allocate_key(&record.agent_id);
+            state.index_record(key, &record);
+            state.total_capabilities += record.capabilities.len() as u64;
+            state.agents.insert(record.agent_id.clone(), Slot { key, record });
+        }
+        Ok(state)
+    }
+
+    /// The configuration this state was built with.
+    pub fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    /// Index statistics: keys per shard and total postings.
+    pub fn index_stats(&self) -> (Vec<usize>, usize) {
+        (self.index.shard_sizes(), self.index.posting_count())
+    }
+}

@@ -1,0 +1,231 @@
+//! Read-side queries: listing with cursors, capability search, stats.
+//!
+//! Every query starts from index postings (smallest set first) and only then
+//! looks at records, so its cost follows the size of the answer's candidate
+//! set, not the size of the fleet.
+
+use std::collections::{BTreeMap, HashSet};
+
+use registry_types::api::{CapabilityMatch, ListFilter, MatchKind, Stats};
+use registry_types::{AgentId, AgentRecord, AgentStatus};
+
+use crate::index::{normalize, words, AgentKey, Field};
+use crate::machine::RegistryState;
+
+/// Largest page of a listing or search.
+pub const MAX_PAGE: usize = 1000;
+
+impl RegistryState {
+    fn resolve(&self, key: AgentKey) -> Option<&AgentRecord> {
+        let id = self.by_key.get(key as usize)?.as_ref()?;
+        self.agents.get(id).map(|s| &s.record)
+    }
+
+    /// The posting sets a listing filter implies, one per given filter.
+    fn filter_sets(&self, f: &ListFilter) -> Vec<&HashSet<AgentKey>> {
+        let mut sets = Vec::new();
+        if let Some(s) = f.status {
+            sets.push(self.index.get(Field::Status, s.as_str()));
+        }
+        if let Some(c) = &f.capability {
+            sets.push(self.index.get(Field::CapabilityName, &normalize(c)));
+        }
+        if let Some(t) = &f.tag {
+            sets.push(self.index.get(Field::AgentTag, &normalize(t)));
+        }
+        if let Some(t) = &f.agent_type {
+            sets.push(self.index.get(Field::AgentType, &normalize(t)));
+        }
+        if let Some(r) = &f.runtime_id {
+            sets.push(self.index.get(Field::Runtime, r));
+        }
+        sets
+    }
+
+    /// One page of agents matching every filter, ordered by id, starting
+    /// after `cursor` (an agent id). Returns the page and the next cursor.
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<AgentRecord>, Option<String>) {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut sets = self.filter_sets(filter);
+        sets.sort_by_key(|s| s.len());
+        let after = |id: &AgentId| cursor.is_none_or(|c| id.as_str() > c);
+        let mut page: Vec<AgentRecord> = Vec::with_capacity(limit + 1);
+        match sets.split_first() {
+            None => {
+                let start = cursor.map_or(std::ops::Bound::Unbounded, |c| {
+                    std::ops::Bound::Excluded(c)
+                });
+                let range = self
+                    .agents
+                    .range::<str, _>((start, std::ops::Bound::Unbounded))
+                    .take(limit + 1);
+                page.extend(range.map(|(_, s)| s.record.clone()));
+            }
+            // A small candidate set: resolve, sort, cut.
+            Some((smallest, rest)) if smallest.len() * 8 <= self.agents.len().max(1) => {
+                let mut hits: Vec<&AgentRecord> = smallest
+                    .iter()
+                    .filter(|k| rest.iter().all(|s| s.contains(k)))
+                    .filter_map(|k| self.resolve(*k))
+                    .filter(|r| after(&r.agent_id))
+                    .collect();
+                hits.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+                page.extend(hits.into_iter().take(limit + 1).cloned());
+            }
+            // A large candidate set: walk the table in id order instead of
+            // sorting most of the fleet for one page.
+            Some(_) => {
+                let start = cursor.map_or(std::ops::Bound::Unbounded, |c| {
+                    std::ops::Bound::Excluded(c)
+                });
+                let walk = self
+                    .agents
+                    .range::<str, _>((start, std::ops::Bound::Unbounded))
+                    .filter(|(_, s)| sets.iter().all(|set| set.contains(&s.key)))
+                    .take(limit + 1);
+                page.extend(walk.map(|(_, s)| s.record.clone()));
+            }
+        }
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|r| r.agent_id.to_string())
+        } else {
+            None
+        };
+        (page, next)
+    }
+
+    /// Capability search: case-insensitive; a capability matches when its
+    /// name equals `q` (exact), one of its tags equals or contains `q` (tag),
+    /// its name contains `q` (name) or its description contains `q`
+    /// (description). Ordered by match kind, then agent id, then the
+    /// capability's position in the record.
+    pub fn search_capabilities(
+        &self,
+        q: &str,
+        status: Option<AgentStatus>,
+        limit: usize,
+    ) -> Vec<CapabilityMatch> {
+        let q = normalize(q);
+        if q.is_empty() {
+            return Vec::new();
+        }
+        let candidates = self.search_candidates(&q);
+        let status_set = status.map(|s| self.index.get(Field::Status, s.as_str()));
+        let mut hits = Vec::new();
+        for key in candidates {
+            if status_set.is_some_and(|s| !s.contains(&key)) {
+                continue;
+            }
+            let Some(record) = self.resolve(key) else { continue };
+            for (pos, cap) in record.capabilities.iter().enumerate() {
+                if let Some(kind) = match_capability(&q, cap) {
+                    hits.push((kind, record, pos));
+                }
+            }
+        }
+        hits.sort_by(|a, b| {
+            (a.0, &a.1.agent_id, a.2).cmp(&(b.0, &b.1.agent_id, b.2))
+        });
+        hits.into_iter()
+            .take(limit.clamp(1, MAX_PAGE))
+            .map(|(kind, r, pos)| {
+                let cap = r.capabilities[pos].clone();
+                CapabilityMatch {
+                    agent_id: r.agent_id.clone(),
+                    agent_name: r.name.clone(),
+                    status: r.status,
+                    endpoint: r.endpoint.clone(),
+                    cost_estimate: cap.cost_estimate,
+                    capability: cap,
+                    match_kind: kind,
+                }
+            })
+            .collect()
+    }
+
+    /// Agents that may match `q` (normalized): a superset of the true
+    /// matches, built from the index. Every word of `q` lies inside some
+    /// indexed word of a matching text, so the agents under all vocabulary
+    /// words containing `q`'s longest word cover every match.
+    fn search_candidates(&self, q: &str) -> HashSet<AgentKey> {
+        let mut out: HashSet<AgentKey> = HashSet::new();
+        out.extend(self.index.get(Field::CapabilityName, q));
+        let q_words: Vec<String> = words(q).collect();
+        match q_words.iter().max_by_key(|w| w.len()) {
+            Some(longest) => {
+                for (word, set) in self.index.keys_of(Field::Word) {
+                    if word.contains(longest.as_str()) {
+                        out.extend(set);
+                    }
+                }
+            }
+            // No alphanumeric character in the query: nothing indexed can
+            // narrow it, so every agent is a candidate.
+            None => out.extend(self.agents.values().map(|s| s.key)),
+        }
+        out
+    }
+
+    /// Registry-wide counts. `discovery_requests` is filled in by the node.
+    pub fn stats(&self) -> Stats {
+        let mut by_status = BTreeMap::new();
+        for s in AgentStatus::ALL {
+            let n = self.index.get(Field::Status, s.as_str()).len() as u64;
+            if n > 0 {
+                by_status.insert(s, n);
+            }
+        }
+        let capability_distribution: BTreeMap<String, u64> = self
+            .index
+            .keys_of(Field::CapabilityName)
+            .map(|(name, set)| (name.to_string(), set.len() as u64))
+            .collect();
+        Stats {
+            total_agents: self.agents.len() as u64,
+            active_agents: by_status.get(&AgentStatus::Active).copied().unwrap_or(0),
+            offline_agents: by_status.get(&AgentStatus::Offline).copied().unwrap_or(0),
+            agents_by_status: by_status,
+            total_registrations: self.total_registrations,
+            total_capabilities: self.total_capabilities,
+            capability_distribution,
+            discovery_requests: 0,
+            revision: self.revision,
+        }
+    }
+
+    /// Agents whose capability name equals `name` (normalized): O(1) lookup.
+    pub fn agents_with_capability(&self, name: &str) -> Vec<&AgentRecord> {
+        let mut out: Vec<&AgentRecord> = self
+            .index
+            .get(Field::CapabilityName, &normalize(name))
+            .iter()
+            .filter_map(|k| self.resolve(*k))
+            .collect();
+        out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        out
+    }
+}
+
+/// How `cap` matches the normalized query, if it does.
+pub fn match_capability(q: &str, cap: &registry_types::Capability) -> Option<MatchKind> {
+    let name = normalize(&cap.name);
+    if name == q {
+        return Some(MatchKind::Exact);
+    }
+    if cap.tags.iter().map(|t| normalize(t)).any(|t| t.contains(q)) {
+        return Some(MatchKind::Tag);
+    }
+    if name.contains(q) {
+        return Some(MatchKind::Name);
+    }
+    if normalize(&cap.description).contains(q) {
+        return Some(MatchKind::Description);
+    }
+    None
+}

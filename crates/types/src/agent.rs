@@ -1,0 +1,241 @@
+//! The agent record and its status ladder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{AgentId, Revision, Timestamp};
+
+/// Where an agent stands on the liveness ladder.
+///
+/// `registering → active ⇄ busy/degraded → unhealthy → offline → (removed)`;
+/// `suspended` is set by an operator only and is never overridden by
+/// heartbeats; `deregistering` is an agent announcing a graceful exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Registering,
+    Active,
+    Busy,
+    Degraded,
+    Unhealthy,
+    Suspended,
+    Deregistering,
+    Offline,
+}
+
+impl AgentStatus {
+    /// Every status, in ladder order.
+    pub const ALL: [AgentStatus; 8] = [
+        AgentStatus::Registering,
+        AgentStatus::Active,
+        AgentStatus::Busy,
+        AgentStatus::Degraded,
+        AgentStatus::Unhealthy,
+        AgentStatus::Suspended,
+        AgentStatus::Deregistering,
+        AgentStatus::Offline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Registering => "registering",
+            AgentStatus::Active => "active",
+            AgentStatus::Busy => "busy",
+            AgentStatus::Degraded => "degraded",
+            AgentStatus::Unhealthy => "unhealthy",
+            AgentStatus::Suspended => "suspended",
+            AgentStatus::Deregistering => "deregistering",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    /// Statuses an agent may report about itself (heartbeats, registration).
+    pub fn is_agent_reportable(self) -> bool {
+        matches!(
+            self,
+            AgentStatus::Active | AgentStatus::Busy | AgentStatus::Degraded
+        )
+    }
+
+    /// Whether the agent counts as reachable for `/health/{id}`.
+    pub fn is_healthy(self) -> bool {
+        matches!(
+            self,
+            AgentStatus::Active | AgentStatus::Busy | AgentStatus::Degraded
+        )
+    }
+}
+
+impl fmt::Display for AgentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a status name that is not on the ladder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status '{0}' (expected one of registering, active, busy, degraded, unhealthy, suspended, deregistering, offline)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for AgentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AgentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// One thing an agent can do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capability {
+    /// Human-readable capability name, e.g. "Python code generation".
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Free-form tags, matched case-insensitively.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The agent's own estimate of what one call costs (unit chosen by the
+    /// fleet: credits, dollars, tokens). Absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_estimate: Option<f64>,
+}
+
+/// Free-form JSON object attached to an agent.
+///
+/// A JSON object on the wire; stored as its JSON text inside the binary
+/// (bincode) encoding, which cannot carry self-describing values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metadata(pub serde_json::Map<String, serde_json::Value>);
+
+impl Metadata {
+    /// Size of the JSON text, used to enforce the metadata limit.
+    pub fn encoded_len(&self) -> usize {
+        serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX)
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            self.0.serialize(s)
+        } else {
+            let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(&text)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            Ok(Metadata(serde_json::Map::deserialize(d)?))
+        } else {
+            let text = String::deserialize(d)?;
+            serde_json::from_str(&text)
+                .map(Metadata)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// The replicated record of one agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub agent_id: AgentId,
+    pub name: String,
+    /// Kind of agent ("llm", "tool", "orchestrator", ...), free-form.
+    #[serde(default)]
+    pub agent_type: String,
+    /// The runtime (host, pod, process group) the agent runs in.
+    #[serde(default)]
+    pub runtime_id: String,
+    /// Where the agent is reached, usually a URL.
+    pub endpoint: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub status: AgentStatus,
+    /// 0 (dead) to 1 (perfect), reported by the agent.
+    pub health_score: f64,
+    /// 0 (idle) to 1 (saturated), reported by the agent.
+    pub load_factor: f64,
+    /// Named figures reported by the agent (latency_ms, success_rate, ...).
+    #[serde(default)]
+    pub performance_metrics: BTreeMap<String, f64>,
+    /// Seconds without a heartbeat before the agent is marked unhealthy.
+    pub ttl_seconds: u32,
+    /// Seconds without a heartbeat before the agent is marked offline.
+    pub offline_after_seconds: u32,
+    /// Seconds without a heartbeat before the agent is removed (0: never).
+    pub deregister_after_seconds: u32,
+    pub registered_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_heartbeat: Timestamp,
+    /// Revision at which this agent id was (last) created.
+    pub create_revision: Revision,
+    /// Revision of the last change to this record.
+    pub revision: Revision,
+    /// Revision of the last registration (create or re-register) of this
+    /// agent. Expiry commands name it, so a re-registration that raced an
+    /// expiry wins.
+    pub epoch: Revision,
+}
+
+impl AgentRecord {
+    /// Approximate bytes of heap held by the record, for the footprint figures.
+    pub fn approx_heap_bytes(&self) -> usize {
+        let caps: usize = self
+            .capabilities
+            .iter()
+            .map(|c| {
+                c.name.len() + c.description.len() + c.tags.iter().map(|t| t.len() + 24).sum::<usize>() + 96
+            })
+            .sum();
+        self.name.len()
+            + self.agent_type.len()
+            + self.runtime_id.len()
+            + self.endpoint.len()
+            + self.version.len()
+            + self.description.len()
+            + caps
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + self.metadata.encoded_len()
+            + self.performance_metrics.keys().map(|k| k.len() + 40).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_case_insensitively_and_rejects_unknown() {
+        assert_eq!("Active".parse::<AgentStatus>(), Ok(AgentStatus::Active));
+        assert!("sleeping".parse::<AgentStatus>().is_err());
+        for s in AgentStatus::ALL {
+            assert_eq!(s.as_str().parse::<AgentStatus>(), Ok(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+    }
+
+    #[test]
+    fn metadata_is_an_object_in_json() {
+        let m: Metadata = serde_json::from_str(r#"{"a": [1, {"b": null}]}"#).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":[1,{"b":null}]}"#);
+        assert!(serde_json::from_str::<Metadata>("[1]").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! HTTP request and response bodies (JSON), shared by the server and the client.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentRecord, AgentStatus, Capability};
+use crate::ids::{AgentId, NodeId, Revision, Timestamp};
+
+/// A capability as submitted by an agent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub cost_estimate: Option<f64>,
+}
+
+impl From<CapabilityInput> for Capability {
+    fn from(c: CapabilityInput) -> Self {
+        Capability {
+            name: c.name.trim().to_string(),
+            description: c.description,
+            tags: c.tags.into_iter().map(|t| t.trim().to_string()).collect(),
+            cost_estimate: c.cost_estimate,
+        }
+    }
+}
+
+/// Body of `POST /v1/agents` (and the legacy `POST /register`).
+///
+/// `agent_name` and `base_url` are accepted for `name` and `endpoint`.
+/// Required-ness and limits are checked by [`RegisterRequest::validate`], so
+/// that a missing field gets a clear message naming it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default, alias = "agent_name")]
+    pub name: Option<String>,
+    #[serde(default, alias = "base_url")]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub agent_type: String,
+    #[serde(default)]
+    pub runtime_id: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub capabilities: Vec<CapabilityInput>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Initial status the agent reports (active, busy, degraded).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub health_score: Option<f64>,
+    #[serde(default)]
+    pub load_factor: Option<f64>,
+    #[serde(default, alias = "metrics")]
+    pub performance_metrics: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub ttl_seconds: Option<u32>,
+    #[serde(default)]
+    pub offline_after_seconds: Option<u32>,
+    #[serde(default)]
+    pub deregister_after_seconds: Option<u32>,
+    /// Refuse (409 `already_exists`) when the id is taken.
+    #[serde(default)]
+    pub if_absent: bool,
+    /// Refuse (409 `revision_mismatch`) unless the record is at this revision.
+    #[serde(default)]
+    pub expected_revision: Option<Revision>,
+}
+
+/// Answer to a registration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// Always true on a 2xx answer; kept for clients that check it.
+    pub success: bool,
+    pub agent_id: AgentId,
+    /// True when the agent did not exist before.
+    pub created: bool,
+    pub revision: Revision,
+    pub agent: AgentRecord,
+}
+
+/// Body of `PUT /v1/agents/{id}/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdateRequest {
+    pub status: String,
+}
+
+/// Body of `PUT /v1/agents/{id}/health`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthUpdateRequest {
+    #[serde(default)]
+    pub health_score: Option<f64>,
+    #[serde(default)]
+    pub load_factor: Option<f64>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Answer to a status or health update, and to `GET /v1/agents/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentResponse {
+    pub agent: AgentRecord,
+    pub revision: Revision,
+}
+
+/// Answer to `DELETE /v1/agents/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    pub success: bool,
+    pub agent_id: AgentId,
+    pub revision: Revision,
+}
+
+/// Filters of `GET /v1/agents`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListFilter {
+    pub status: Option<AgentStatus>,
+    /// Exact capability name (case-insensitive).
+    pub capability: Option<String>,
+    pub tag: Option<String>,
+    pub agent_type: Option<String>,
+    pub runtime_id: Option<String>,
+}
+
+/// Answer to `GET /v1/agents`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentRecord>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    pub revision: Revision,
+}
+
+/// How a capability matched a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    /// The capability name equals the query.
+    Exact,
+    /// One of the capability's tags equals the query.
+    Tag,
+    /// The capability name contains the query.
+    Name,
+    /// The capability description contains the query.
+    Description,
+}
+
+/// One hit of `GET /v1/capabilities/search`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityMatch {
+    pub agent_id: AgentId,
+    pub agent_name: String,
+    pub status: AgentStatus,
+    pub endpoint: String,
+    pub capability: Capability,
+    #[serde(default)]
+    pub cost_estimate: Option<f64>,
+    pub match_kind: MatchKind,
+}
+
+/// Answer to `GET /v1/capabilities/search`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub query: String,
+    pub matches: Vec<CapabilityMatch>,
+    pub revision: Revision,
+}
+
+/// Answer to `GET /v1/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_agents: u64,
+    pub agents_by_status: BTreeMap<AgentStatus, u64>,
+    /// Registrations that created an agent, ever (not decreased by removals).
+    pub total_registrations: u64,
+    /// Capabilities over all agents.
+    pub total_capabilities: u64,
+    /// Agents per capability name (normalized, lower case).
+    pub capability_distribution: BTreeMap<String, u64>,
+    /// Discovery requests (list, search, get) served by the answering node
+    /// since it started.
+    pub discovery_requests: u64,
+    /// Compatibility figures for existing clients.
+    pub active_agents: u64,
+    pub offline_agents: u64,
+    pub revision: Revision,
+}
+
+/// Raft role of a node as this node sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Unknown,
+}
+
+/// A cluster member.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub role: NodeRole,
+    pub voter: bool,
+}
+
+/// Answer to `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node_id: NodeId,
+    pub role: NodeRole,
+    pub leader_id: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    pub term: u64,
+    pub last_log_index: u64,
+    /// Highest log index known committed (on the leader: by quorum; on a
+    /// follower: as last told by the leader, bounded by what it applied).
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: Option<u64>,
+    /// The registry revision applied on this node.
+    pub revision: Revision,
+    pub members: Vec<Member>,
+    /// Milliseconds since this node last heard from its leader.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// Answer to `GET /health/{agent_id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub agent_id: AgentId,
+    /// `healthy` when the agent is active, busy or degraded; otherwise its
+    /// status name (unhealthy, offline, suspended, ...).
+    pub status: String,
+    pub agent_status: AgentStatus,
+    pub last_heartbeat: Timestamp,
+    pub health_score: f64,
+    pub load_factor: f64,
+}
+
+/// Answer to `GET /health/ready` and `GET /health/live`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    pub status: String,
+    pub node_id: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

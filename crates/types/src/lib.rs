@@ -1,0 +1,33 @@
+//! Wire and replicated types of the agent registry.
+//!
+//! This crate knows nothing about tokio, openraft or HTTP frameworks: it is the
+//! vocabulary shared by the state machine, the server, the client and the tests.
+//!
+//! - [`ids`]: validated identifiers and the registry's revision/time newtypes.
+//! - [`agent`]: the agent record, its status ladder and capabilities.
+//! - [`command`]: the replicated [`Command`] and its [`CommandResult`].
+//! - [`api`]: HTTP request and response bodies, shared by server and client.
+//! - [`error`]: the wire error shape `{"error": {"code", "message"}}`.
+//! - [`limits`]: input limits and validation of requests.
+
+pub mod agent;
+pub mod api;
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod limits;
+
+pub use agent::{AgentRecord, AgentStatus, Capability, Metadata};
+pub use command::{Command, CommandResult, Event, EventKind};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use ids::{AgentId, NodeId, Revision, Timestamp};
+
+/// HTTP header carrying the revision this node had applied when it answered.
+pub const HEADER_REVISION: &str = "x-registry-revision";
+/// HTTP header naming the node that answered.
+pub const HEADER_NODE: &str = "x-registry-node";
+/// HTTP header naming the leader the answering node knows of (empty when none).
+pub const HEADER_LEADER: &str = "x-registry-leader";
+/// HTTP header: milliseconds since the answering node last heard from its
+/// leader (0 on the leader itself).
+pub const HEADER_LAST_CONTACT: &str = "x-registry-last-contact-ms";

@@ -1,0 +1,252 @@
+//! Input limits and request validation.
+//!
+//! Validation is pure and happens before a command is proposed, so a bad
+//! request never reaches the Raft log and never changes anything.
+
+use std::collections::BTreeMap;
+
+use crate::agent::AgentStatus;
+use crate::api::{CapabilityInput, HealthUpdateRequest, RegisterRequest};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::ids::AgentId;
+
+/// Limits on what one agent record may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_capabilities: usize,
+    pub max_tags: usize,
+    pub max_metadata_bytes: usize,
+    /// Longest name, endpoint, type, runtime id, version or tag, in bytes.
+    pub max_short_string: usize,
+    /// Longest description, in bytes.
+    pub max_description: usize,
+    pub max_metrics: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_capabilities: 128,
+            max_tags: 64,
+            max_metadata_bytes: 16 * 1024,
+            max_short_string: 512,
+            max_description: 8 * 1024,
+            max_metrics: 64,
+        }
+    }
+}
+
+/// A validation failure, naming the field.
+pub fn invalid(field: &str, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidArgument, message).with_field(field)
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), ErrorBody> {
+    if value.len() > max {
+        return Err(invalid(
+            field,
+            format!("{field} is {} bytes long; at most {max} are allowed", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a score that must lie in 0..=1.
+pub fn check_unit(field: &str, v: Option<f64>) -> Result<(), ErrorBody> {
+    match v {
+        Some(x) if !(0.0..=1.0).contains(&x) || x.is_nan() => Err(invalid(
+            field,
+            format!("{field} must be between 0 and 1, got {x}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_tags(field: &str, tags: &[String], limits: &Limits) -> Result<(), ErrorBody> {
+    if tags.len() > limits.max_tags {
+        return Err(invalid(
+            field,
+            format!("{} tags given; at most {} are allowed", tags.len(), limits.max_tags),
+        ));
+    }
+    for t in tags {
+        if t.trim().is_empty() {
+            return Err(invalid(field, "tags must not be empty"));
+        }
+        check_len(field, t, limits.max_short_string)?;
+    }
+    Ok(())
+}
+
+/// Checks performance metrics: bounded count, finite values.
+pub fn check_metrics(
+    field: &str,
+    metrics: &BTreeMap<String, f64>,
+    limits: &Limits,
+) -> Result<(), ErrorBody> {
+    if metrics.len() > limits.max_metrics {
+        return Err(invalid(
+            field,
+            format!("{} metrics given; at most {} are allowed", metrics.len(), limits.max_metrics),
+        ));
+    }
+    for (k, v) in metrics {
+        check_len(field, k, limits.max_short_string)?;
+        if !v.is_finite() {
+            return Err(invalid(field, format!("metric '{k}' must be a finite number")));
+        }
+    }
+    Ok(())
+}
+
+fn check_capability(i: usize, c: &CapabilityInput, limits: &Limits) -> Result<(), ErrorBody> {
+    let field = format!("capabilities[{i}]");
+    if c.name.trim().is_empty() {
+        return Err(invalid(&field, format!("{field}.name must not be empty")));
+    }
+    check_len(&field, &c.name, limits.max_short_string)?;
+    check_len(&field, &c.description, limits.max_description)?;
+    check_tags(&field, &c.tags, limits)?;
+    if let Some(cost) = c.cost_estimate {
+        if !cost.is_finite() || cost < 0.0 {
+            return Err(invalid(
+                &field,
+                format!("{field}.cost_estimate must be a finite number >= 0"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an optional agent-supplied status name.
+pub fn parse_status(field: &str, s: Option<&str>) -> Result<Option<AgentStatus>, ErrorBody> {
+    match s {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<AgentStatus>()
+            .map(Some)
+            .map_err(|e| invalid(field, e.to_string())),
+    }
+}
+
+/// Parses an agent id from a path or body.
+pub fn parse_agent_id(field: &str, s: &str) -> Result<AgentId, ErrorBody> {
+    AgentId::parse(s).map_err(|e| invalid(field, e.to_string()))
+}
+
+impl RegisterRequest {
+    /// Checks everything that can be checked without the registry state.
+    pub fn validate(&self, limits: &Limits) -> Result<(), ErrorBody> {
+        if let Some(id) = &self.agent_id {
+            parse_agent_id("agent_id", id)?;
+        }
+        match &self.name {
+            Some(n) if !n.trim().is_empty() => check_len("name", n, limits.max_short_string)?,
+            _ => return Err(invalid("name", "name is required")),
+        }
+        match &self.endpoint {
+            Some(e) if !e.trim().is_empty() => check_len("endpoint", e, limits.max_short_string)?,
+            _ => return Err(invalid("endpoint", "endpoint is required")),
+        }
+        check_len("agent_type", &self.agent_type, limits.max_short_string)?;
+        check_len("runtime_id", &self.runtime_id, limits.max_short_string)?;
+        check_len("version", &self.version, limits.max_short_string)?;
+        check_len("description", &self.description, limits.max_description)?;
+        if self.capabilities.len() > limits.max_capabilities {
+            return Err(invalid(
+                "capabilities",
+                format!(
+                    "{} capabilities given; at most {} are allowed",
+                    self.capabilities.len(),
+                    limits.max_capabilities
+                ),
+            ));
+        }
+        for (i, c) in self.capabilities.iter().enumerate() {
+            check_capability(i, c, limits)?;
+        }
+        check_tags("tags", &self.tags, limits)?;
+        if let Some(m) = &self.metadata {
+            let Some(obj) = m.as_object() else {
+                return Err(invalid("metadata", "metadata must be a JSON object"));
+            };
+            let len = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(usize::MAX);
+            if len > limits.max_metadata_bytes {
+                return Err(invalid(
+                    "metadata",
+                    format!(
+                        "metadata is {len} bytes of JSON; at most {} are allowed",
+                        limits.max_metadata_bytes
+                    ),
+                ));
+            }
+        }
+        check_unit("health_score", self.health_score)?;
+        check_unit("load_factor", self.load_factor)?;
+        if let Some(m) = &self.performance_metrics {
+            check_metrics("performance_metrics", m, limits)?;
+        }
+        parse_status("status", self.status.as_deref())?;
+        Ok(())
+    }
+}
+
+impl HealthUpdateRequest {
+    pub fn validate(&self, limits: &Limits) -> Result<(), ErrorBody> {
+        check_unit("health_score", self.health_score)?;
+        check_unit("load_factor", self.load_factor)?;
+        check_metrics("metrics", &self.metrics, limits)?;
+        if self.health_score.is_none() && self.load_factor.is_none() && self.metrics.is_empty() {
+            return Err(invalid(
+                "health_score",
+                "give at least one of health_score, load_factor or metrics",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> RegisterRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn aliases_and_required_fields() {
+        let r = req(r#"{"agent_name": "a", "base_url": "http://x"}"#);
+        assert_eq!(r.name.as_deref(), Some("a"));
+        assert_eq!(r.endpoint.as_deref(), Some("http://x"));
+        assert!(r.validate(&Limits::default()).is_ok());
+        let e = req(r#"{"endpoint": "http://x"}"#).validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.error.field.as_deref(), Some("name"));
+        let e = req(r#"{"name": "a"}"#).validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.error.field.as_deref(), Some("endpoint"));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let l = Limits::default();
+        let caps: Vec<String> = (0..129).map(|i| format!(r#"{{"name":"c{i}"}}"#)).collect();
+        let r = req(&format!(r#"{{"name":"a","endpoint":"e","capabilities":[{}]}}"#, caps.join(",")));
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("capabilities"));
+        let tags: Vec<String> = (0..65).map(|i| format!("\"t{i}\"")).collect();
+        let r = req(&format!(r#"{{"name":"a","endpoint":"e","tags":[{}]}}"#, tags.join(",")));
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("tags"));
+        let big = "x".repeat(17 * 1024);
+        let r = req(&format!(r#"{{"name":"a","endpoint":"e","metadata":{{"k":"{big}"}}}}"#));
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("metadata"));
+        let r = req(r#"{"name":"a","endpoint":"e","metadata":[1]}"#);
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("metadata"));
+        let r = req(r#"{"name":"a","endpoint":"e","health_score":1.5}"#);
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("health_score"));
+        let r = req(r#"{"name":"a","endpoint":"e","load_factor":-0.1}"#);
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("load_factor"));
+        let r = req(r#"{"name":"a","endpoint":"e","status":"sleeping"}"#);
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("status"));
+        let r = req(r#"{"agent_id":"a b","name":"a","endpoint":"e"}"#);
+        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("agent_id"));
+    }
+}

@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# Runs a local registry cluster of 1, 3 or 5 nodes as plain processes.
+#
+#   scripts/cluster.sh up [1|3|5]   build (release) and start; waits until every node is ready
+#   scripts/cluster.sh status       role, term, leader and applied index of each node
+#   scripts/cluster.sh down         SIGTERM every node (SIGKILL after REGISTRY_STOP_TIMEOUT)
+#   scripts/cluster.sh kill N       SIGKILL node N (crash it)
+#   scripts/cluster.sh restart N    start node N again with the same flags (stops it first if running)
+#   scripts/cluster.sh logs N [-f]  the last lines of node N's log (-f: follow)
+#   scripts/cluster.sh clean        down, then delete the cluster's data and logs
+#
+# `up` (3 nodes) runs node i on 127.0.0.1:$((8010+i)); `up 1` runs one node with
+# the binary's defaults (node id 1 on 127.0.0.1:8009). Files live under
+# REGISTRY_CLUSTER_DIR (default: .cluster in the repository):
+#   node<i>/ data   node<i>.log   node<i>.pid   node<i>.args (the flags, one a line)
+#
+# Environment: REGISTRY_CLUSTER_DIR, REGISTRY_BIN (use this binary, no build),
+# REGISTRY_READY_TIMEOUT (s, default 90), REGISTRY_STOP_TIMEOUT (s, default 20),
+# RUST_LOG (passed to the nodes).
+set -euo pipefail
+LIB_PROG=cluster
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DIR="${REGISTRY_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
+[[ "$DIR" == /* ]] || DIR="$REPO_ROOT/$DIR"
+READY_TIMEOUT="${REGISTRY_READY_TIMEOUT:-90}"
+STOP_TIMEOUT="${REGISTRY_STOP_TIMEOUT:-20}"
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+size() { cat "$DIR/size" 2>/dev/null || echo 0; }
+node_port() { if [[ "$(size)" == 1 ]]; then echo 8009; else echo $((8010 + $1)); fi; }
+node_url() { echo "http://127.0.0.1:$(node_port "$1")"; }
+
+# Prints the pid of node $1 when it is running (and is an agent-registry process).
+node_pid() {
+    local pid
+    pid="$(cat "$DIR/node$1.pid" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # Guard against a recycled pid: the process must be our binary.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'agent-registry' || return 1
+    echo "$pid"
+}
+
+check_node_arg() {
+    local n="${1:-}" s
+    s="$(size)"
+    [[ "$s" != 0 ]] || die "no cluster in $DIR (run: scripts/cluster.sh up)"
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > s)); then
+        die "node must be a number from 1 to $s, got '${n}'"
+    fi
+}
+
+log_tail() {
+    local i="$1"
+    echo "---- last lines of $DIR/node$i.log ----" >&2
+    tail -n "${2:-30}" "$DIR/node$i.log" >&2 2>/dev/null || true
+    echo "----" >&2
+}
+
+# Starts node $1 in the background with the flags saved in node$1.args.
+start_node() {
+    local i="$1" bin port deadline
+    local -a args
+    bin="$(cat "$DIR/bin")"
+    [[ -x "$bin" ]] || die "node binary $bin is missing (run: scripts/cluster.sh up)"
+    mapfile -t args <"$DIR/node$i.args"
+    port="$(node_port "$i")"
+    if port_in_use "$port"; then
+        die "port $port (node $i) is already in use by another process"
+    fi
+    mkdir -p "$DIR/node$i"
+    rm -f "$DIR/node$i.pid"
+    printf '==== %s: starting node %s: %s %s\n' "$(date '+%F %T')" "$i" "$bin" "${args[*]}" >>"$DIR/node$i.log"
+    local -a launcher=()
+    command -v setsid >/dev/null 2>&1 && launcher=(setsid)
+    # The flags are explicit: drop REGISTRY_* settings from the caller's
+    # environment so that they cannot change a node behind the script's back.
+    # The child writes its own pid (exec keeps it) and does not keep the lock fd.
+    # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
+    "${launcher[@]}" env -u REGISTRY_NODE_ID -u REGISTRY_LISTEN -u REGISTRY_ADVERTISE \
+        -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER \
+        bash -c 'echo $$ >"$1"; shift; exec "$@"' start-node "$DIR/node$i.pid" "$bin" "${args[@]}" \
+        </dev/null >>"$DIR/node$i.log" 2>&1 9>&- &
+    deadline=$((SECONDS + 5))
+    until [[ -s "$DIR/node$i.pid" ]]; do
+        ((SECONDS < deadline)) || die "node $i did not start (no pid file)"
+        sleep 0.05
+    done
+}
+
+# Waits until every node given answers /health/ready with 200.
+wait_ready() {
+    local start deadline i code
+    local -a pending=("$@") still
+    start="$(now)"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    while ((${#pending[@]} > 0)); do
+        still=()
+        for i in "${pending[@]}"; do
+            if ! node_pid "$i" >/dev/null; then
+                log_tail "$i"
+                die "node $i exited while starting (log: $DIR/node$i.log)"
+            fi
+            code="$(HTTP_TIMEOUT=1 http_code "$(node_url "$i")/health/ready")"
+            [[ "$code" == 200 ]] || still+=("$i")
+        done
+        pending=("${still[@]+"${still[@]}"}")
+        ((${#pending[@]} > 0)) || break
+        if ((SECONDS >= deadline)); then
+            for i in "${pending[@]}"; do
+                log "node $i ($(node_url "$i")) is not ready: /health/ready answers $(http_code "$(node_url "$i")/health/ready")"
+                log_tail "$i" 20
+            done
+            die "not ready after ${READY_TIMEOUT}s: node(s) ${pending[*]}"
+        fi
+        sleep 0.2
+    done
+    log "ready in $(elapsed "$start")"
+}
+
+# Prints the leader's node id as some node sees it (empty if none known).
+leader_id() {
+    local i body id
+    for ((i = 1; i <= $(size); i++)); do
+        node_pid "$i" >/dev/null || continue
+        body="$(http_get "$(node_url "$i")/v1/cluster")" || continue
+        id="$(json_field leader_id <<<"$body")"
+        if [[ -n "$id" ]]; then
+            echo "$id"
+            return 0
+        fi
+    done
+    return 0
+}
+
+print_nodes() {
+    local n i leader mark
+    n="$(size)"
+    leader="$(leader_id)"
+    for ((i = 1; i <= n; i++)); do
+        mark=""
+        [[ "$i" == "$leader" ]] && mark="  (leader)"
+        printf '  node%s  %s%s\n' "$i" "$(node_url "$i")" "$mark"
+    done
+    [[ -n "$leader" ]] || echo "  (no leader known yet)"
+}
+
+print_hint() {
+    local u1 u2 ctl
+    u1="$(node_url 1)"
+    u2="$(node_url "$(($(size) > 1 ? 2 : 1))")"
+    ctl="$(cargo_target_dir)/release/registryctl"
+    [[ -x "$ctl" ]] || ctl="cargo run -q --release -p registryctl --"
+    cat <<EOF
+
+Try it:
+  curl -s -X POST $u1/v1/agents -H 'content-type: application/json' \\
+       -d '{"agent_id":"a1","name":"demo","endpoint":"http://127.0.0.1:9000","capabilities":[{"name":"python"}]}'
+  curl -s $u2/v1/agents/a1
+  curl -s $u1/v1/cluster
+  REGISTRY_ENDPOINTS=$(endpoints) $ctl --help
+Manage it:
+  scripts/cluster.sh status | kill N | restart N | logs N | down
+EOF
+}
+
+endpoints() {
+    local i out=""
+    for ((i = 1; i <= $(size); i++)); do out+="${out:+,}$(node_url "$i")"; done
+    echo "$out"
+}
+
+lock() {
+    mkdir -p "$DIR"
+    exec 9>"$DIR/.lock"
+    flock -w 120 9 || die "another scripts/cluster.sh is running on $DIR"
+}
+
+cmd_up() {
+    local n="${1:-3}" i running=() stopped=() existing
+    [[ "$n" =~ ^(1|3|5)$ ]] || die "cluster size must be 1, 3 or 5, got '$n'"
+    lock
+    existing="$(size)"
+    if [[ "$existing" != 0 ]]; then
+        for ((i = 1; i <= existing; i++)); do
+            if node_pid "$i" >/dev/null; then running+=("$i"); else stopped+=("$i"); fi
+        done
+        if ((${#running[@]} > 0)) && [[ "$existing" != "$n" ]]; then
+            die "a $existing-node cluster is running in $DIR; run scripts/cluster.sh down first"
+        fi
+        if [[ "$existing" != "$n" ]] && compgen -G "$DIR/node[0-9]*/*" >/dev/null; then
+            die "$DIR holds the data of a $existing-node cluster; run scripts/cluster.sh clean first (or set REGISTRY_CLUSTER_DIR)"
+        fi
+        if ((${#running[@]} == existing)) && [[ "$existing" == "$n" ]]; then
+            echo "cluster: already running ($n node(s)) in $DIR"
+            print_nodes
+            return 0
+        fi
+    fi
+
+    # (fd 9 is the lock: children must not keep it)
+    "$REPO_ROOT/scripts/setup.sh" 9>&-
+    build_registry 9>&-
+    resolved_bin >"$DIR/bin"
+
+    echo "$n" >"$DIR/size"
+    local initial=""
+    for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((8010 + i))"; done
+    for ((i = 1; i <= n; i++)); do
+        if ((n == 1)); then
+            # The binary's defaults (node 1, 127.0.0.1:8009), data under the cluster dir.
+            printf '%s\n' --data-dir "$DIR/node1" >"$DIR/node1.args"
+        else
+            printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((8010 + i))" \
+                --data-dir "$DIR/node$i" --initial-cluster "$initial" >"$DIR/node$i.args"
+        fi
+    done
+
+    local -a started=()
+    for ((i = 1; i <= n; i++)); do
+        if node_pid "$i" >/dev/null; then continue; fi
+        start_node "$i"
+        started+=("$i")
+        log "started node $i (pid $(cat "$DIR/node$i.pid")) on $(node_url "$i"), log $DIR/node$i.log"
+    done
+    wait_ready "${started[@]}"
+    echo "cluster: $n node(s) up"
+    print_nodes
+    print_hint
+}
+
+cmd_status() {
+    local n i pid body all_up=0
+    n="$(size)"
+    if [[ "$n" == 0 ]]; then
+        echo "cluster: no cluster in $DIR"
+        return 3
+    fi
+    printf '%-6s %-8s %-24s %-10s %-6s %-7s %-8s %s\n' NODE PID URL ROLE TERM LEADER APPLIED READY
+    for ((i = 1; i <= n; i++)); do
+        if ! pid="$(node_pid "$i")"; then
+            printf '%-6s %-8s %-24s %s\n' "node$i" - "$(node_url "$i")" "down"
+            all_up=3
+            continue
+        fi
+        body="$(http_get "$(node_url "$i")/v1/cluster" || true)"
+        printf '%-6s %-8s %-24s %s %s\n' "node$i" "$pid" "$(node_url "$i")" \
+            "$(python3 -c '
+import json, sys
+try:
+    c = json.loads(sys.argv[1])
+    f = lambda k: "-" if c.get(k) is None else str(c.get(k))
+    print("%-10s %-6s %-7s %-8s" % (f("role"), f("term"), f("leader_id"), f("applied_index")))
+except Exception:
+    print("%-10s %-6s %-7s %-8s" % ("no-answer", "-", "-", "-"))
+' "$body")" "$(http_code "$(node_url "$i")/health/ready")"
+    done
+    return "$all_up"
+}
+
+# Sends SIGTERM to the nodes given, waits for them to exit, SIGKILLs stragglers.
+stop_nodes() {
+    local i pid deadline
+    local -a pids=() nodes=()
+    for i in "$@"; do
+        pid="$(node_pid "$i")" || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        pids+=("$pid")
+        nodes+=("$i")
+    done
+    ((${#pids[@]} > 0)) || return 0
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    for idx in "${!pids[@]}"; do
+        pid="${pids[$idx]}"
+        i="${nodes[$idx]}"
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then
+                log "node $i (pid $pid) did not exit within ${STOP_TIMEOUT}s of SIGTERM: SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+        rm -f "$DIR/node$i.pid"
+        echo "cluster: stopped node $i"
+    done
+}
+
+cmd_down() {
+    local n i
+    n="$(size)"
+    [[ "$n" != 0 ]] || {
+        echo "cluster: nothing to stop in $DIR"
+        return 0
+    }
+    lock
+    local -a all
+    mapfile -t all < <(seq 1 "$n")
+    stop_nodes "${all[@]}"
+    echo "cluster: down (data kept in $DIR; scripts/cluster.sh clean deletes it)"
+}
+
+cmd_clean() {
+    cmd_down
+    local i
+    for i in "$DIR"/node[0-9]*; do
+        [[ -e "$i" ]] && rm -rf -- "$i"
+    done
+    rm -f -- "$DIR/size" "$DIR/bin"
+    echo "cluster: cleaned $DIR"
+}
+
+cmd_kill() {
+    local i="${1:-}" pid deadline
+    check_node_arg "$i"
+    pid="$(node_pid "$i")" || die "node $i is not running"
+    kill -KILL "$pid"
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    rm -f "$DIR/node$i.pid"
+    echo "cluster: killed node $i (pid $pid, SIGKILL)"
+}
+
+cmd_restart() {
+    local i="${1:-}"
+    check_node_arg "$i"
+    lock
+    stop_nodes "$i"
+    start_node "$i"
+    log "started node $i (pid $(cat "$DIR/node$i.pid")) on $(node_url "$i")"
+    wait_ready "$i"
+    echo "cluster: node $i restarted"
+}
+
+cmd_logs() {
+    local i="${1:-}"
+    check_node_arg "$i"
+    [[ -f "$DIR/node$i.log" ]] || die "no log for node $i"
+    if [[ "${2:-}" == "-f" ]]; then
+        exec tail -n "${LOG_LINES:-100}" -f "$DIR/node$i.log"
+    fi
+    tail -n "${LOG_LINES:-100}" "$DIR/node$i.log"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    up) cmd_up "$@" ;;
+    status) cmd_status ;;
+    down | stop) cmd_down ;;
+    clean) cmd_clean ;;
+    kill) cmd_kill "$@" ;;
+    restart) cmd_restart "$@" ;;
+    logs) cmd_logs "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac

@@ -1,0 +1,115 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in this directory. Source it, do not run it:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# After sourcing, REPO_ROOT is the repository root and the cwd is REPO_ROOT.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT" || exit 1
+
+# The script name used as the prefix of every message.
+LIB_PROG="${LIB_PROG:-$(basename "${BASH_SOURCE[1]:-$0}" .sh)}"
+
+log() { printf '%s: %s\n' "$LIB_PROG" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "$LIB_PROG" "$*" >&2
+    exit 1
+}
+
+# Seconds since the epoch with a fraction (for timings and deadlines).
+now() { date +%s.%N; }
+
+# elapsed START -> "12.3s"
+elapsed() { python3 -c 'import sys; print("%.1fs" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
+
+# Absolute cargo target directory (honours CARGO_TARGET_DIR, relative paths are
+# taken from the repository root, which is where cargo runs).
+cargo_target_dir() {
+    local dir="${CARGO_TARGET_DIR:-target}"
+    case "$dir" in
+        /*) printf '%s\n' "$dir" ;;
+        *) printf '%s\n' "$REPO_ROOT/$dir" ;;
+    esac
+}
+
+# Path of the release node binary.
+registry_bin() { printf '%s/release/agent-registry\n' "$(cargo_target_dir)"; }
+
+# Build the release node binary (once; cargo is a no-op when up to date).
+# REGISTRY_BIN=/path/to/agent-registry skips the build and uses that binary.
+build_registry() {
+    if [[ -n "${REGISTRY_BIN:-}" ]]; then
+        [[ -x "$REGISTRY_BIN" ]] || die "REGISTRY_BIN=$REGISTRY_BIN is not an executable file"
+        return 0
+    fi
+    log "building the node binary: cargo build --release -p agent-registry"
+    if ! cargo build --release -p agent-registry; then
+        die "cargo build --release -p agent-registry failed"
+    fi
+    [[ -x "$(registry_bin)" ]] || die "build succeeded but $(registry_bin) is missing"
+}
+
+# The binary to run: REGISTRY_BIN if set, else the release build.
+resolved_bin() {
+    if [[ -n "${REGISTRY_BIN:-}" ]]; then
+        printf '%s\n' "$REGISTRY_BIN"
+    else
+        registry_bin
+    fi
+}
+
+# http_code URL -> prints the HTTP status ("000" when nothing answered).
+http_code() {
+    curl -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "$1" 2>/dev/null || true
+}
+
+# http_get URL -> prints the body; fails unless the status is 2xx.
+http_get() {
+    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "$1" 2>/dev/null
+}
+
+# json_field FIELD < json -> prints the top-level field (empty when absent or
+# null; nested: "a.b"). Never fails on bad input.
+json_field() {
+    python3 -c '
+import json, sys
+try:
+    v = json.load(sys.stdin)
+    for k in sys.argv[1].split("."):
+        v = v[int(k)] if isinstance(v, list) else v.get(k)
+except Exception:
+    v = None
+if v is None:
+    print("")
+elif isinstance(v, bool):
+    print("true" if v else "false")
+elif isinstance(v, (dict, list)):
+    print(json.dumps(v))
+else:
+    print(v)
+' "$1"
+}
+
+# Whether a TCP port on 127.0.0.1 accepts connections.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Whether a docker daemon answers.
+docker_available() {
+    command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+
+# Sets the array COMPOSE to the Compose command that works here:
+# the v2 plugin (`docker compose`) if present, else `docker-compose` (v1).
+# shellcheck disable=SC2034  # COMPOSE is used by the sourcing script
+detect_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1 && docker-compose version >/dev/null 2>&1; then
+        COMPOSE=(docker-compose)
+    else
+        return 1
+    fi
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every check of the project, in order, stopping at the first failure:
+#
+#   scripts/test.sh
+#
+#   setup    scripts/setup.sh (missing system packages)
+#   fmt      cargo fmt --all -- --check
+#   clippy   cargo clippy --release --all-targets --workspace -- -D warnings
+#   nextest  cargo nextest run --release --workspace
+#   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
+#
+# One build profile: everything is --release, so RocksDB is compiled once.
+# The smoke stage is skipped (with a SKIP line) only when no docker daemon
+# answers, and then fails instead when CI=true.
+set -euo pipefail
+LIB_PROG="test"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+total_start="$(now)"
+timings=()
+
+stage() {
+    local name="$1" t0 rc=0
+    shift
+    echo "==> [$name] $*"
+    t0="$(now)"
+    "$@" || rc=$?
+    timings+=("$(printf '%-8s %8s  %s' "$name" "$(elapsed "$t0")" "$([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+    if ((rc != 0)); then
+        print_timings
+        echo "test: FAILED at stage '$name' (exit $rc): $*"
+        exit "$rc"
+    fi
+    echo "<== [$name] ok ($(elapsed "$t0"))"
+}
+
+print_timings() {
+    echo "---- stage timings ----"
+    printf '%s\n' "${timings[@]}"
+    echo "total    $(elapsed "$total_start")"
+}
+
+stage setup "$REPO_ROOT/scripts/setup.sh"
+stage fmt cargo fmt --all -- --check
+stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
+stage nextest cargo nextest run --release --workspace --no-fail-fast
+
+if docker_available; then
+    stage smoke "$REPO_ROOT/scripts/compose-smoke.sh"
+elif [[ "${CI:-}" == true ]]; then
+    echo "test: FAILED: CI=true but no docker daemon answers (docker info), so the compose smoke test cannot run"
+    exit 1
+else
+    echo "SKIP: compose smoke test (no docker daemon reachable: docker info failed)"
+    timings+=("$(printf '%-8s %8s  %s' smoke - SKIPPED)")
+fi
+
+print_timings
+echo "test: all stages passed"
