@@ -1,1 +1,62 @@
-//! stub
+//! The Raft layer: openraft type configuration, RocksDB storage and the peer
+//! network.
+//!
+//! - [`store`]: one RocksDB database per node holding the Raft log, the vote,
+//!   the committed log id and the latest state-machine snapshot; the log
+//!   store ([`LogStore`]) and the state-machine store ([`StateMachineStore`])
+//!   share it.
+//! - [`network`]: the HTTP client for Raft RPCs between nodes (bincode bodies
+//!   under `/internal/raft/...`) and for the internal calls the server makes
+//!   (forwarded writes, read-index requests).
+//! - [`shared`]: the applied state as the HTTP layer sees it: the registry
+//!   behind a lock plus a watch channel of the applied position, so reads can
+//!   wait for an index or a revision.
+
+pub mod network;
+pub mod shared;
+pub mod store;
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use registry_types::{Command, CommandResult, Revision};
+
+pub use network::{Network, PeerClient, PeerError};
+pub use shared::{AppliedPosition, AppliedState, SharedState};
+pub use store::{open_store, LogStore, StateMachineStore, StoreError, StoreOptions};
+
+/// What applying one log entry produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The registry revision after the entry was applied.
+    pub revision: Revision,
+    /// The command's result; `None` for blank and membership entries.
+    pub result: Option<CommandResult>,
+}
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the registry.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The registry's Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A Raft log id of this configuration.
+pub type LogId = openraft::LogId<u64>;
+/// A log entry of this configuration.
+pub type Entry = openraft::Entry<TypeConfig>;
+
+/// Version marker written in front of every persisted log entry and snapshot,
+/// so a later release can recognise and migrate older encodings.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Path prefix of the internal Raft RPC routes (same port as the public API).
+pub const RAFT_RPC_PREFIX: &str = "/internal/raft";

@@ -1,1 +1,143 @@
-//! stub
+//! The agent registry node.
+//!
+//! - [`config`]: flags and environment variables, validated before start.
+//! - [`node`]: storage + Raft wiring, bootstrap, the write path (forwarding
+//!   to the leader) and the read path (batched read index, bounded waits).
+//! - [`api`]: public HTTP handlers; [`extract`]: body and query parsing that
+//!   turns bad input into clear errors; [`error`]: the one error type.
+//! - [`internal`]: Raft RPC and node-to-node routes (bincode).
+//! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod internal;
+pub mod metrics;
+pub mod node;
+pub mod openapi;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use registry_types::{ErrorCode, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
+
+pub use config::Config;
+pub use error::ApiError;
+pub use node::Node;
+
+/// Largest internal request (Raft append batches, snapshot chunks).
+const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Builds the full router of a node: public API, internal routes, fallbacks
+/// and the middleware that stamps every response with the node's position.
+pub fn router(node: Node) -> Router {
+    let public = Router::new()
+        .route("/v1/agents", post(api::register).get(api::list_agents))
+        .route(
+            "/v1/agents/{id}",
+            get(api::get_agent).delete(api::delete_agent),
+        )
+        .route("/v1/agents/{id}/status", put(api::set_status))
+        .route("/v1/agents/{id}/health", put(api::set_health))
+        .route("/v1/capabilities/search", get(api::search_capabilities))
+        .route("/v1/stats", get(api::stats))
+        .route("/v1/cluster", get(api::cluster))
+        .route("/health/live", get(api::live))
+        .route("/health/ready", get(api::ready))
+        .route("/health/{id}", get(api::agent_health))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(api::metrics))
+        // Routes existing agent code already calls.
+        .route("/register", post(api::register))
+        .route("/agents/register", post(api::register))
+        .route("/agents", get(api::list_agents))
+        .route(
+            "/agents/{id}",
+            get(api::legacy_get_agent).delete(api::delete_agent),
+        )
+        .route("/capabilities/search", get(api::legacy_search))
+        .route("/stats", get(api::stats))
+        .layer(DefaultBodyLimit::max(node.config.max_body_bytes));
+    let internal = Router::new()
+        .route("/internal/raft/append", post(internal::append))
+        .route("/internal/raft/vote", post(internal::vote))
+        .route("/internal/raft/snapshot", post(internal::snapshot))
+        .route("/internal/forward", post(internal::forward))
+        .route("/internal/read-index", post(internal::read_index))
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
+    public
+        .merge(internal)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(node.clone(), stamp_response))
+        .with_state(node)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not served on {}", uri.path()),
+    )
+}
+
+/// Adds the node's position headers to every response and records metrics.
+async fn stamp_response(State(node): State<Node>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let start = Instant::now();
+    let mut resp = next.run(req).await;
+    if !route.starts_with("/internal/") {
+        let h = resp.headers_mut();
+        let set = |h: &mut axum::http::HeaderMap, name: &'static str, v: String| {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set(
+            h,
+            HEADER_REVISION,
+            node.shared.position().revision.to_string(),
+        );
+        set(h, HEADER_NODE, node.id.to_string());
+        set(
+            h,
+            HEADER_LEADER,
+            node.leader()
+                .map(|(id, _)| id.to_string())
+                .unwrap_or_default(),
+        );
+        set(
+            h,
+            HEADER_LAST_CONTACT,
+            node.last_contact_ms()
+                .map_or_else(|| "-1".to_string(), |ms| ms.to_string()),
+        );
+    }
+    node.metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
+    node.metrics
+        .http_latency
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}

@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn normalize_and_words() {
-        assert_eq!(normalize("  Python   Code\tGeneration "), "python code generation");
+        assert_eq!(
+            normalize("  Python   Code\tGeneration "),
+            "python code generation"
+        );
         let w: Vec<String> = words("Python-code, GENERATION!v2").collect();
         assert_eq!(w, vec!["python", "code", "generation", "v2"]);
     }

@@ -203,7 +203,9 @@ impl RegistryState {
             registered_at: previous.as_ref().map_or(c.now, |p| p.registered_at),
             updated_at: c.now,
             last_heartbeat: c.now,
-            create_revision: previous.as_ref().map_or(record_revision, |p| p.create_revision),
+            create_revision: previous
+                .as_ref()
+                .map_or(record_revision, |p| p.create_revision),
             revision: record_revision,
             epoch: record_revision,
         };
@@ -255,7 +257,12 @@ impl RegistryState {
         }
     }
 
-    fn apply_set_status(&mut self, id: &AgentId, status: AgentStatus, now: Timestamp) -> CommandResult {
+    fn apply_set_status(
+        &mut self,
+        id: &AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+    ) -> CommandResult {
         let Some(slot) = self.agents.get(id) else {
             return CommandResult::Rejected(Rejection::NotFound {
                 agent_id: id.clone(),
@@ -353,8 +360,13 @@ impl RegistryState {
             _ => self.allocate_key(&record.agent_id),
         };
         let runtime_is_new = !record.runtime_id.is_empty()
-            && previous.as_ref().is_none_or(|p| p.runtime_id != record.runtime_id)
-            && self.index.get(Field::Runtime, &record.runtime_id).is_empty();
+            && previous
+                .as_ref()
+                .is_none_or(|p| p.runtime_id != record.runtime_id)
+            && self
+                .index
+                .get(Field::Runtime, &record.runtime_id)
+                .is_empty();
         self.index_record(key, &record);
         self.total_capabilities += record.capabilities.len() as u64;
         self.agents.insert(
@@ -364,7 +376,13 @@ impl RegistryState {
                 record: record.clone(),
             },
         );
-        let revision = self.push_event(kind, Some(&record), previous.as_ref().map(|p| p.status), now, cause);
+        let revision = self.push_event(
+            kind,
+            Some(&record),
+            previous.as_ref().map(|p| p.status),
+            now,
+            cause,
+        );
         debug_assert_eq!(revision, record.revision);
         if let Some(prev) = previous.filter(|p| p.runtime_id != record.runtime_id) {
             self.runtime_left_if_empty(&prev.runtime_id, now, cause);
@@ -393,7 +411,13 @@ impl RegistryState {
         }
     }
 
-    fn push_runtime_event(&mut self, kind: EventKind, runtime_id: &str, now: Timestamp, cause: Cause) {
+    fn push_runtime_event(
+        &mut self,
+        kind: EventKind,
+        runtime_id: &str,
+        now: Timestamp,
+        cause: Cause,
+    ) {
         self.revision += 1;
         self.events.push(Event {
             revision: self.revision,
@@ -490,14 +514,20 @@ impl RegistryState {
             ));
         }
         let mut state = RegistryState::new(config.clone());
-        state.events = EventLog::restore(config.event_window, data.events_compacted_through, data.events);
+        state.events = EventLog::restore(
+            config.event_window,
+            data.events_compacted_through,
+            data.events,
+        );
         state.revision = data.revision;
         state.total_registrations = data.total_registrations;
         for record in data.agents {
             let key = state.allocate_key(&record.agent_id);
             state.index_record(key, &record);
             state.total_capabilities += record.capabilities.len() as u64;
-            state.agents.insert(record.agent_id.clone(), Slot { key, record });
+            state
+                .agents
+                .insert(record.agent_id.clone(), Slot { key, record });
         }
         Ok(state)
     }

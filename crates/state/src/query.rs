@@ -57,9 +57,8 @@ impl RegistryState {
         let mut page: Vec<AgentRecord> = Vec::with_capacity(limit + 1);
         match sets.split_first() {
             None => {
-                let start = cursor.map_or(std::ops::Bound::Unbounded, |c| {
-                    std::ops::Bound::Excluded(c)
-                });
+                let start =
+                    cursor.map_or(std::ops::Bound::Unbounded, |c| std::ops::Bound::Excluded(c));
                 let range = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
@@ -80,9 +79,8 @@ impl RegistryState {
             // A large candidate set: walk the table in id order instead of
             // sorting most of the fleet for one page.
             Some(_) => {
-                let start = cursor.map_or(std::ops::Bound::Unbounded, |c| {
-                    std::ops::Bound::Excluded(c)
-                });
+                let start =
+                    cursor.map_or(std::ops::Bound::Unbounded, |c| std::ops::Bound::Excluded(c));
                 let walk = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
@@ -122,16 +120,16 @@ impl RegistryState {
             if status_set.is_some_and(|s| !s.contains(&key)) {
                 continue;
             }
-            let Some(record) = self.resolve(key) else { continue };
+            let Some(record) = self.resolve(key) else {
+                continue;
+            };
             for (pos, cap) in record.capabilities.iter().enumerate() {
                 if let Some(kind) = match_capability(&q, cap) {
                     hits.push((kind, record, pos));
                 }
             }
         }
-        hits.sort_by(|a, b| {
-            (a.0, &a.1.agent_id, a.2).cmp(&(b.0, &b.1.agent_id, b.2))
-        });
+        hits.sort_by(|a, b| (a.0, &a.1.agent_id, a.2).cmp(&(b.0, &b.1.agent_id, b.2)));
         hits.into_iter()
             .take(limit.clamp(1, MAX_PAGE))
             .map(|(kind, r, pos)| {

@@ -102,7 +102,7 @@ pub struct Capability {
     pub tags: Vec<String>,
     /// The agent's own estimate of what one call costs (unit chosen by the
     /// fleet: credits, dollars, tokens). Absent when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cost_estimate: Option<f64>,
 }
 
@@ -116,7 +116,9 @@ pub struct Metadata(pub serde_json::Map<String, serde_json::Value>);
 impl Metadata {
     /// Size of the JSON text, used to enforce the metadata limit.
     pub fn encoded_len(&self) -> usize {
-        serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX)
+        serde_json::to_vec(&self.0)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -201,7 +203,10 @@ impl AgentRecord {
             .capabilities
             .iter()
             .map(|c| {
-                c.name.len() + c.description.len() + c.tags.iter().map(|t| t.len() + 24).sum::<usize>() + 96
+                c.name.len()
+                    + c.description.len()
+                    + c.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+                    + 96
             })
             .sum();
         self.name.len()
@@ -213,7 +218,11 @@ impl AgentRecord {
             + caps
             + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
             + self.metadata.encoded_len()
-            + self.performance_metrics.keys().map(|k| k.len() + 40).sum::<usize>()
+            + self
+                .performance_metrics
+                .keys()
+                .map(|k| k.len() + 40)
+                .sum::<usize>()
     }
 }
 
@@ -235,7 +244,10 @@ mod tests {
     #[test]
     fn metadata_is_an_object_in_json() {
         let m: Metadata = serde_json::from_str(r#"{"a": [1, {"b": null}]}"#).unwrap();
-        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":[1,{"b":null}]}"#);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"a":[1,{"b":null}]}"#
+        );
         assert!(serde_json::from_str::<Metadata>("[1]").is_err());
     }
 }

@@ -47,6 +47,18 @@ impl Command {
         }
     }
 
+    /// Sets the command's time. The leader calls this just before proposing,
+    /// so that every entry carries the leader's clock, whichever node the
+    /// request arrived at.
+    pub fn stamp(&mut self, at: Timestamp) {
+        match self {
+            Command::Register(c) => c.now = at,
+            Command::Deregister { now, .. }
+            | Command::SetStatus { now, .. }
+            | Command::SetHealth { now, .. } => *now = at,
+        }
+    }
+
     /// Short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -98,7 +110,10 @@ pub enum CommandResult {
         created: bool,
     },
     /// The agent was removed at `revision`.
-    Removed { agent_id: AgentId, revision: Revision },
+    Removed {
+        agent_id: AgentId,
+        revision: Revision,
+    },
     /// The command was valid but the state did not allow it; nothing changed.
     Rejected(Rejection),
 }
@@ -106,8 +121,13 @@ pub enum CommandResult {
 /// A deterministic refusal decided by the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {
-    NotFound { agent_id: AgentId },
-    AlreadyExists { agent_id: AgentId, revision: Revision },
+    NotFound {
+        agent_id: AgentId,
+    },
+    AlreadyExists {
+        agent_id: AgentId,
+        revision: Revision,
+    },
     RevisionMismatch {
         agent_id: AgentId,
         expected: Revision,
@@ -166,10 +186,10 @@ pub struct Event {
     /// Leader-stamped time of the command that produced the event.
     pub at: Timestamp,
     pub cause: Cause,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status: Option<AgentStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub previous_status: Option<AgentStatus>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub runtime_id: String,
 }

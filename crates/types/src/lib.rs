@@ -10,6 +10,9 @@
 //! - [`error`]: the wire error shape `{"error": {"code", "message"}}`.
 //! - [`limits`]: input limits and validation of requests.
 
+// Types that travel inside Raft entries and snapshots are encoded with bincode,
+// which is not self-describing: they must never use `skip_serializing_if`
+// (a skipped field shifts every field after it). `tests/bincode.rs` checks it.
 pub mod agent;
 pub mod api;
 pub mod command;

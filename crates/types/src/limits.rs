@@ -45,7 +45,10 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), ErrorBody> {
     if value.len() > max {
         return Err(invalid(
             field,
-            format!("{field} is {} bytes long; at most {max} are allowed", value.len()),
+            format!(
+                "{field} is {} bytes long; at most {max} are allowed",
+                value.len()
+            ),
         ));
     }
     Ok(())
@@ -66,7 +69,11 @@ fn check_tags(field: &str, tags: &[String], limits: &Limits) -> Result<(), Error
     if tags.len() > limits.max_tags {
         return Err(invalid(
             field,
-            format!("{} tags given; at most {} are allowed", tags.len(), limits.max_tags),
+            format!(
+                "{} tags given; at most {} are allowed",
+                tags.len(),
+                limits.max_tags
+            ),
         ));
     }
     for t in tags {
@@ -87,13 +94,20 @@ pub fn check_metrics(
     if metrics.len() > limits.max_metrics {
         return Err(invalid(
             field,
-            format!("{} metrics given; at most {} are allowed", metrics.len(), limits.max_metrics),
+            format!(
+                "{} metrics given; at most {} are allowed",
+                metrics.len(),
+                limits.max_metrics
+            ),
         ));
     }
     for (k, v) in metrics {
         check_len(field, k, limits.max_short_string)?;
         if !v.is_finite() {
-            return Err(invalid(field, format!("metric '{k}' must be a finite number")));
+            return Err(invalid(
+                field,
+                format!("metric '{k}' must be a finite number"),
+            ));
         }
     }
     Ok(())
@@ -170,7 +184,9 @@ impl RegisterRequest {
             let Some(obj) = m.as_object() else {
                 return Err(invalid("metadata", "metadata must be a JSON object"));
             };
-            let len = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(usize::MAX);
+            let len = serde_json::to_vec(obj)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if len > limits.max_metadata_bytes {
                 return Err(invalid(
                     "metadata",
@@ -220,9 +236,13 @@ mod tests {
         assert_eq!(r.name.as_deref(), Some("a"));
         assert_eq!(r.endpoint.as_deref(), Some("http://x"));
         assert!(r.validate(&Limits::default()).is_ok());
-        let e = req(r#"{"endpoint": "http://x"}"#).validate(&Limits::default()).unwrap_err();
+        let e = req(r#"{"endpoint": "http://x"}"#)
+            .validate(&Limits::default())
+            .unwrap_err();
         assert_eq!(e.error.field.as_deref(), Some("name"));
-        let e = req(r#"{"name": "a"}"#).validate(&Limits::default()).unwrap_err();
+        let e = req(r#"{"name": "a"}"#)
+            .validate(&Limits::default())
+            .unwrap_err();
         assert_eq!(e.error.field.as_deref(), Some("endpoint"));
     }
 
@@ -230,23 +250,55 @@ mod tests {
     fn limits_are_enforced() {
         let l = Limits::default();
         let caps: Vec<String> = (0..129).map(|i| format!(r#"{{"name":"c{i}"}}"#)).collect();
-        let r = req(&format!(r#"{{"name":"a","endpoint":"e","capabilities":[{}]}}"#, caps.join(",")));
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("capabilities"));
+        let r = req(&format!(
+            r#"{{"name":"a","endpoint":"e","capabilities":[{}]}}"#,
+            caps.join(",")
+        ));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("capabilities")
+        );
         let tags: Vec<String> = (0..65).map(|i| format!("\"t{i}\"")).collect();
-        let r = req(&format!(r#"{{"name":"a","endpoint":"e","tags":[{}]}}"#, tags.join(",")));
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("tags"));
+        let r = req(&format!(
+            r#"{{"name":"a","endpoint":"e","tags":[{}]}}"#,
+            tags.join(",")
+        ));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("tags")
+        );
         let big = "x".repeat(17 * 1024);
-        let r = req(&format!(r#"{{"name":"a","endpoint":"e","metadata":{{"k":"{big}"}}}}"#));
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("metadata"));
+        let r = req(&format!(
+            r#"{{"name":"a","endpoint":"e","metadata":{{"k":"{big}"}}}}"#
+        ));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("metadata")
+        );
         let r = req(r#"{"name":"a","endpoint":"e","metadata":[1]}"#);
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("metadata"));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("metadata")
+        );
         let r = req(r#"{"name":"a","endpoint":"e","health_score":1.5}"#);
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("health_score"));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("health_score")
+        );
         let r = req(r#"{"name":"a","endpoint":"e","load_factor":-0.1}"#);
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("load_factor"));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("load_factor")
+        );
         let r = req(r#"{"name":"a","endpoint":"e","status":"sleeping"}"#);
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("status"));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("status")
+        );
         let r = req(r#"{"agent_id":"a b","name":"a","endpoint":"e"}"#);
-        assert_eq!(r.validate(&l).unwrap_err().error.field.as_deref(), Some("agent_id"));
+        assert_eq!(
+            r.validate(&l).unwrap_err().error.field.as_deref(),
+            Some("agent_id")
+        );
     }
 }

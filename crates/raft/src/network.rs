@@ -1,0 +1,279 @@
+//! The network between nodes: Raft RPCs and internal calls, over HTTP with
+//! bincode bodies on the same port as the public API.
+//!
+//! Routes (served by the server crate):
+//! - `POST /internal/raft/append`, `/internal/raft/vote`,
+//!   `/internal/raft/snapshot`: openraft's RPCs;
+//! - `POST /internal/forward`: a write forwarded by a follower to the leader;
+//! - `POST /internal/read-index`: a follower asks the leader for a
+//!   linearizable read index.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RPCTypes};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use registry_types::Command;
+
+use crate::{Applied, TypeConfig, RAFT_RPC_PREFIX};
+
+/// Path of forwarded writes.
+pub const FORWARD_PATH: &str = "/internal/forward";
+/// Path of read-index requests.
+pub const READ_INDEX_PATH: &str = "/internal/read-index";
+/// Content type of internal bincode bodies.
+pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";
+
+/// A write forwarded from a follower to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    pub command: Command,
+    /// How many nodes the request has already crossed; bounded so a request
+    /// never loops between nodes that disagree about the leader.
+    pub hops: u8,
+}
+
+/// Why the leader could not take a forwarded call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    /// The node is not the leader (any more); it names the one it knows.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// The command was proposed but the outcome is unknown (leadership lost
+    /// before commit, or shutdown).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The node is shutting down or broken.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A leader's answer to a read-index request.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct ReadIndex {
+    /// Log index a linearizable read must wait to have applied.
+    pub index: u64,
+}
+
+/// Transport-level failure talking to a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The connection could not be made: the request was not sent.
+    #[error("peer {addr} unreachable: {msg}")]
+    Unreachable { addr: String, msg: String },
+    /// No answer in time: the request may or may not have been processed.
+    #[error("peer {addr} timed out")]
+    Timeout { addr: String },
+    /// The peer answered with an HTTP error: it refused the request, which
+    /// was therefore not processed (a version mismatch or a bug).
+    #[error("peer {addr} refused the request: http status {status}")]
+    Refused { addr: String, status: u16 },
+    #[error("peer {addr}: {msg}")]
+    Other { addr: String, msg: String },
+}
+
+/// An HTTP client for one peer. Clones share the connection pool.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    addr: String,
+}
+
+impl PeerClient {
+    pub fn new(http: reqwest::Client, addr: impl Into<String>) -> Self {
+        PeerClient {
+            http,
+            addr: addr.into(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// POSTs a bincode body and decodes a bincode answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let other = |msg: String| PeerError::Other {
+            addr: self.addr.clone(),
+            msg,
+        };
+        let body = bincode::serialize(req).map_err(|e| other(e.to_string()))?;
+        let url = format!("http://{}{}", self.addr, path);
+        let resp = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, BINCODE_CONTENT_TYPE)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        if !resp.status().is_success() {
+            return Err(PeerError::Refused {
+                addr: self.addr.clone(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.classify(e))?;
+        bincode::deserialize(&bytes).map_err(|e| other(format!("decode: {e}")))
+    }
+
+    fn classify(&self, e: reqwest::Error) -> PeerError {
+        let addr = self.addr.clone();
+        if e.is_connect() {
+            PeerError::Unreachable {
+                addr,
+                msg: e.to_string(),
+            }
+        } else if e.is_timeout() {
+            PeerError::Timeout { addr }
+        } else {
+            PeerError::Other {
+                addr,
+                msg: e.to_string(),
+            }
+        }
+    }
+
+    /// Forwards a write to this peer (the leader, as far as we know).
+    pub async fn forward(
+        &self,
+        req: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<Result<Applied, ForwardError>, PeerError> {
+        self.call(FORWARD_PATH, req, timeout).await
+    }
+
+    /// Asks this peer (the leader) for a read index.
+    pub async fn read_index(
+        &self,
+        timeout: Duration,
+    ) -> Result<Result<ReadIndex, ForwardError>, PeerError> {
+        self.call(READ_INDEX_PATH, &(), timeout).await
+    }
+
+    async fn raft_rpc<Req, Resp, E>(
+        &self,
+        kind: RPCTypes,
+        req: &Req,
+        option: &RPCOption,
+        target: u64,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let action = match kind {
+            RPCTypes::Vote => "vote",
+            RPCTypes::AppendEntries => "append",
+            RPCTypes::InstallSnapshot => "snapshot",
+        };
+        let path = format!("{RAFT_RPC_PREFIX}/{action}");
+        let res: Result<Resp, RaftError<u64, E>> = self
+            .call(&path, req, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+            PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
+                action: kind,
+                id: 0,
+                target,
+                timeout: option.hard_ttl(),
+            }),
+            PeerError::Other { .. } | PeerError::Refused { .. } => {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+    }
+}
+
+/// Creates [`PeerConnection`]s for openraft.
+#[derive(Clone)]
+pub struct Network {
+    http: reqwest::Client,
+}
+
+impl Network {
+    pub fn new(http: reqwest::Client) -> Self {
+        Network { http }
+    }
+}
+
+/// Builds the HTTP client used between nodes.
+pub fn peer_http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .no_proxy()
+        .build()
+}
+
+/// openraft's connection to one peer.
+pub struct PeerConnection {
+    target: u64,
+    client: PeerClient,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        PeerConnection {
+            target,
+            client: PeerClient::new(self.http.clone(), node.addr.clone()),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.client
+            .raft_rpc(RPCTypes::AppendEntries, &rpc, &option, self.target)
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.client
+            .raft_rpc(RPCTypes::InstallSnapshot, &rpc, &option, self.target)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.client
+            .raft_rpc(RPCTypes::Vote, &rpc, &option, self.target)
+            .await
+    }
+}

@@ -1,0 +1,612 @@
+//! RocksDB-backed Raft storage.
+//!
+//! Layout of one node's data directory:
+//! - `raft/`: a RocksDB database with two column families:
+//!   - `log`: key = log index (u64, big endian), value = `[FORMAT_VERSION]`
+//!     followed by the bincode of the entry;
+//!   - `meta`: the vote, the committed log id, the last purged log id and the
+//!     node id this directory belongs to.
+//! - `snapshot.bin`: the latest state-machine snapshot, replaced atomically
+//!   (write to a temporary file, fsync, rename, fsync the directory).
+//!
+//! Durability: every log append, vote and truncation is written with a
+//! synced write (the RocksDB WAL is fsynced) *before* openraft is told it is
+//! done. Concurrent writers share one fsync through RocksDB's group commit.
+//!
+//! The state machine is not written on every apply: restart loads
+//! `snapshot.bin` and openraft re-applies the committed entries after it
+//! (bounded by the snapshot interval), so restart never replays the whole log.
+
+use std::fmt::Debug;
+use std::io::{Cursor, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use registry_state::{RegistryState, SnapshotData, StateConfig};
+
+use crate::shared::{AppliedPosition, AppliedState, SharedState};
+use crate::{Applied, Entry, LogId, TypeConfig, FORMAT_VERSION};
+
+const CF_LOG: &str = "log";
+const CF_META: &str = "meta";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_NODE_ID: &[u8] = b"node_id";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// Errors opening a node's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data directory belongs to node {found}, not node {expected}: refusing to start \
+         (a node must never reuse another node's data, nor restart with a wiped directory under an id the cluster knows)"
+    )]
+    NodeIdMismatch { found: u64, expected: u64 },
+    #[error("corrupt or unsupported data: {0}")]
+    Corrupt(String),
+}
+
+/// Storage settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Settings of the registry state machine.
+    pub state: StateConfig,
+    /// fsync the WAL before confirming a log write. Only tests turn it off.
+    pub sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            state: StateConfig::default(),
+            sync: true,
+        }
+    }
+}
+
+fn io_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<u64> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn read_logs_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+/// Encodes a value with the format marker in front.
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
+    let mut out = vec![FORMAT_VERSION];
+    bincode::serialize_into(&mut out, v)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`], checking the format marker.
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => bincode::deserialize(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!(
+            "encoding version {v} is not supported (this build reads {FORMAT_VERSION})"
+        )),
+        None => Err("empty value".into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DecodeError(String);
+
+fn id_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_id(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The Raft log store. Cheap to clone: clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+    sync: bool,
+    /// Highest committed log index this node has been told of (for
+    /// `/v1/cluster`; openraft 0.9 does not report it in its metrics).
+    committed: Arc<AtomicU64>,
+}
+
+/// A snapshot as kept on disk.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state-machine store: applies entries to the in-memory registry and
+/// builds, installs and persists snapshots.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: SharedState,
+    dir: PathBuf,
+    config: StateConfig,
+    /// Counts snapshots built by this process, to make snapshot ids unique.
+    built: Arc<AtomicU64>,
+}
+
+/// Opens (or creates) the storage of node `node_id` under `dir`.
+///
+/// Refuses a directory that belongs to another node id. Loads the latest
+/// snapshot into the registry state; openraft re-applies the committed log
+/// after it.
+pub fn open_store(
+    dir: &Path,
+    node_id: u64,
+    options: StoreOptions,
+) -> Result<(LogStore, StateMachineStore, SharedState), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_LOG, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ];
+    let db = DB::open_cf_descriptors(&db_opts, dir.join("raft"), cfs)?;
+    let db = Arc::new(db);
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| StoreError::Corrupt("missing meta column family".into()))?;
+    match db.get_cf(meta, KEY_NODE_ID)? {
+        Some(v) => {
+            let found: u64 = decode(&v).map_err(StoreError::Corrupt)?;
+            if found != node_id {
+                return Err(StoreError::NodeIdMismatch {
+                    found,
+                    expected: node_id,
+                });
+            }
+        }
+        None => {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            let v = encode(&node_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            db.put_cf_opt(meta, KEY_NODE_ID, v, &wo)?;
+        }
+    }
+    let committed = match db.get_cf(meta, KEY_COMMITTED)? {
+        Some(v) => decode::<LogId>(&v).map_err(StoreError::Corrupt)?.index,
+        None => 0,
+    };
+
+    let mut applied = AppliedState::new(RegistryState::new(options.state.clone()));
+    if let Some(snap) = read_snapshot_file(dir)? {
+        let data: SnapshotData =
+            bincode::deserialize(&snap.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        applied.registry =
+            RegistryState::restore(options.state.clone(), data).map_err(StoreError::Corrupt)?;
+        applied.last_applied = snap.meta.last_log_id;
+        applied.membership = snap.meta.last_membership.clone();
+        info!(
+            snapshot = %snap.meta.snapshot_id,
+            agents = applied.registry.len(),
+            revision = applied.registry.revision(),
+            "loaded snapshot"
+        );
+    }
+    let shared = SharedState::new(applied);
+    let log = LogStore {
+        db,
+        sync: options.sync,
+        committed: Arc::new(AtomicU64::new(committed)),
+    };
+    let sm = StateMachineStore {
+        shared: shared.clone(),
+        dir: dir.to_path_buf(),
+        config: options.state,
+        built: Arc::new(AtomicU64::new(0)),
+    };
+    Ok((log, sm, shared))
+}
+
+fn read_snapshot_file(dir: &Path) -> Result<Option<StoredSnapshot>, StoreError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => decode(&bytes).map(Some).map_err(StoreError::Corrupt),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
+}
+
+/// Writes the snapshot file atomically and durably.
+fn write_snapshot_file(dir: &Path, snap: &StoredSnapshot) -> std::io::Result<()> {
+    let bytes = encode(snap).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl LogStore {
+    fn cf_log(&self) -> &rocksdb::ColumnFamily {
+        // Both families are created on open; their absence is a bug.
+        self.db.cf_handle(CF_LOG).expect("log column family exists")
+    }
+
+    fn cf_meta(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(CF_META)
+            .expect("meta column family exists")
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        wo
+    }
+
+    fn get_meta<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<u64>> {
+        let v = self.db.get_cf(self.cf_meta(), key).map_err(read_logs_err)?;
+        v.map(|v| decode(&v).map_err(|e| read_logs_err(DecodeError(e))))
+            .transpose()
+    }
+
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        v: &T,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = encode(v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.db
+            .put_cf_opt(self.cf_meta(), key, bytes, &self.write_opts())
+            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+    }
+
+    /// Highest committed log index this node knows of.
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// A handle to read the committed index later.
+    pub fn committed_handle(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    /// Whether this store has ever held any Raft state (a vote or a log).
+    pub async fn is_pristine(&mut self) -> Result<bool, StorageError<u64>> {
+        let state = RaftLogStorage::get_log_state(self).await?;
+        let vote = RaftLogStorage::read_vote(self).await?;
+        Ok(state.last_log_id.is_none() && vote.is_none())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<u64>> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(x) => *x,
+            std::ops::Bound::Excluded(x) => x.saturating_add(1),
+            std::ops::Bound::Unbounded => 0,
+        };
+        let from = id_key(start);
+        let iter = self
+            .db
+            .iterator_cf(self.cf_log(), IteratorMode::From(&from, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(read_logs_err)?;
+            let index = key_id(&k);
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry = decode(&v).map_err(|e| read_logs_err(DecodeError(e)))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last = self.db.iterator_cf(self.cf_log(), IteratorMode::End).next();
+        let last_log_id = match last {
+            Some(item) => {
+                let (_, v) = item.map_err(read_logs_err)?;
+                let entry: Entry = decode(&v).map_err(|e| read_logs_err(DecodeError(e)))?;
+                Some(entry.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        self.put_meta(KEY_VOTE, vote, ErrorSubject::Vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
+        let Some(c) = committed else { return Ok(()) };
+        self.committed.fetch_max(c.index, Ordering::Relaxed);
+        // Not synced: losing the latest committed id only means re-applying
+        // a little less on restart; openraft learns it again from the leader.
+        let bytes = encode(&c).map_err(write_logs_err)?;
+        self.db
+            .put_cf(self.cf_meta(), KEY_COMMITTED, bytes)
+            .map_err(write_logs_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
+        self.get_meta(KEY_COMMITTED)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let mut n = 0usize;
+        for entry in entries {
+            let bytes = encode(&entry).map_err(write_logs_err)?;
+            batch.put_cf(self.cf_log(), id_key(entry.log_id.index), bytes);
+            n += 1;
+        }
+        // The synced write returns after the WAL is on disk: only then is the
+        // append confirmed to openraft.
+        let res = self.db.write_opt(batch, &self.write_opts());
+        debug!(entries = n, ok = res.is_ok(), "log append");
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_logs_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        debug!(%log_id, "truncate log since");
+        let from = id_key(log_id.index);
+        let to = id_key(u64::MAX);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf_log(), from, to);
+        // delete_range excludes its end key.
+        batch.delete_cf(self.cf_log(), to);
+        self.db
+            .write_opt(batch, &self.write_opts())
+            .map_err(write_logs_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        debug!(%log_id, "purge log upto");
+        // Record the purge point first: a crash in between leaves extra
+        // entries below it, which are ignored, never a hole above it.
+        self.put_meta(KEY_PURGED, &log_id, ErrorSubject::Logs)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf_log(), id_key(0), id_key(log_id.index + 1));
+        self.db
+            .write_opt(batch, &self.write_opts())
+            .map_err(write_logs_err)
+    }
+}
+
+impl StateMachineStore {
+    /// The shared applied state this store writes.
+    pub fn shared(&self) -> &SharedState {
+        &self.shared
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        // Capture state, applied id and membership together under one lock
+        // so they describe the same point of the log.
+        let (data, last_applied, membership) = {
+            let g = self.shared.read();
+            (g.registry.snapshot(), g.last_applied, g.membership.clone())
+        };
+        let bytes = bincode::serialize(&data)
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let n = self.built.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, n),
+            None => format!("none-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        let dir = self.dir.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &stored).map(|_| stored))
+                .await
+                .map_err(|e| {
+                    io_err(
+                        ErrorSubject::Snapshot(Some(meta.signature())),
+                        ErrorVerb::Write,
+                        e,
+                    )
+                })?
+                .map_err(|e| {
+                    io_err(
+                        ErrorSubject::Snapshot(Some(meta.signature())),
+                        ErrorVerb::Write,
+                        e,
+                    )
+                })?;
+        info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), agents = data.agents.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<u64, openraft::BasicNode>), StorageError<u64>>
+    {
+        let g = self.shared.read();
+        Ok((g.last_applied, g.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        let pos = {
+            let mut g = self.shared.write();
+            for entry in entries {
+                g.last_applied = Some(entry.log_id);
+                let result = match entry.payload {
+                    EntryPayload::Blank => None,
+                    EntryPayload::Normal(cmd) => Some(g.registry.apply(entry.log_id.index, &cmd)),
+                    EntryPayload::Membership(m) => {
+                        g.membership = StoredMembership::new(Some(entry.log_id), m);
+                        None
+                    }
+                };
+                out.push(Applied {
+                    revision: g.registry.revision(),
+                    result,
+                });
+            }
+            AppliedPosition {
+                log_index: g.last_applied.map_or(0, |l| l.index),
+                revision: g.registry.revision(),
+            }
+        };
+        self.shared.publish(pos);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let data: SnapshotData =
+            bincode::deserialize(&bytes).map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
+        let registry = RegistryState::restore(self.config.clone(), data)
+            .map_err(|e| io_err(subject(), ErrorVerb::Read, DecodeError(e)))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &stored))
+            .await
+            .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?
+            .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
+        let pos = {
+            let mut g = self.shared.write();
+            g.registry = registry;
+            g.last_applied = meta.last_log_id;
+            g.membership = meta.last_membership.clone();
+            AppliedPosition {
+                log_index: g.last_applied.map_or(0, |l| l.index),
+                revision: g.registry.revision(),
+            }
+        };
+        self.shared.publish(pos);
+        info!(snapshot = %meta.snapshot_id, revision = pos.revision, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let dir = self.dir.clone();
+        let snap = tokio::task::spawn_blocking(move || read_snapshot_file(&dir))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(snap.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}

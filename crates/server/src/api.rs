@@ -1,0 +1,411 @@
+//! Public HTTP handlers (`/v1/...`, `/health/...`, and the routes existing
+//! agent code already calls).
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use registry_types::api::Stats;
+use registry_types::api::{
+    AgentHealth, AgentList, AgentResponse, CapabilityMatch, DeleteResponse, HealthUpdateRequest,
+    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
+};
+use registry_types::command::{RegisterCommand, Rejection};
+use registry_types::limits::{parse_agent_id, parse_status};
+use registry_types::{
+    AgentId, AgentRecord, Command, CommandResult, ErrorCode, Metadata, Timestamp,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Consistency, JsonBody, Params};
+use crate::node::Node;
+
+/// Default page size of listings and searches.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// Waits until this node may answer a read as the request asks:
+/// `min_revision` (bounded wait for that revision), then `consistency`
+/// (linearizable by default: read index from the leader; `stale`: at once).
+pub async fn read_gate(node: &Node, params: &Params) -> ApiResult<()> {
+    let consistency = params.consistency()?;
+    if let Some(rev) = params.u64("min_revision")? {
+        node.wait_for_revision(rev).await?;
+    }
+    match consistency {
+        Consistency::Stale => Ok(()),
+        Consistency::Linearizable => node.linearize().await,
+    }
+}
+
+fn path_id(raw: &str) -> ApiResult<AgentId> {
+    parse_agent_id("agent_id", raw).map_err(ApiError::from)
+}
+
+fn rejection(r: Rejection) -> ApiError {
+    match r {
+        Rejection::NotFound { agent_id } => ApiError::not_found(agent_id.as_str()),
+        Rejection::AlreadyExists { agent_id, revision } => ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "agent '{agent_id}' already exists (revision {revision}) and if_absent was set"
+            ),
+        ),
+        Rejection::RevisionMismatch {
+            agent_id,
+            expected,
+            actual,
+        } => ApiError::new(
+            ErrorCode::RevisionMismatch,
+            format!("agent '{agent_id}' is at revision {actual}, not the expected {expected}"),
+        ),
+    }
+}
+
+fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
+    match result {
+        CommandResult::Agent { record, created } => Ok((*record, created)),
+        CommandResult::Rejected(r) => Err(rejection(r)),
+        CommandResult::Removed { .. } => Err(ApiError::internal()),
+    }
+}
+
+/// Turns a validated request into the command the leader will stamp.
+fn register_command(node: &Node, req: RegisterRequest) -> ApiResult<Command> {
+    req.validate(&node.config.limits())?;
+    let agent_id = match &req.agent_id {
+        Some(id) => path_id(id)?,
+        None => {
+            AgentId::parse(&uuid::Uuid::new_v4().to_string()).map_err(|_| ApiError::internal())?
+        }
+    };
+    let ttl = req.ttl_seconds.unwrap_or(node.config.default_ttl_seconds);
+    let (_, el_max) = node.config.election_timeout_ms();
+    if ttl == 0 || u64::from(ttl) * 1000 < 2 * el_max {
+        return Err(ApiError::invalid(
+            "ttl_seconds",
+            format!(
+                "ttl_seconds must be at least twice the election timeout ({} ms), got {ttl}",
+                el_max
+            ),
+        ));
+    }
+    let offline = req
+        .offline_after_seconds
+        .unwrap_or(node.config.default_offline_after_seconds.max(ttl));
+    if offline < ttl {
+        return Err(ApiError::invalid(
+            "offline_after_seconds",
+            "offline_after_seconds must not be less than ttl_seconds",
+        ));
+    }
+    let deregister = req
+        .deregister_after_seconds
+        .unwrap_or(node.config.default_deregister_after_seconds);
+    if deregister != 0 && deregister < offline {
+        return Err(ApiError::invalid(
+            "deregister_after_seconds",
+            "deregister_after_seconds must be 0 (never) or not less than offline_after_seconds",
+        ));
+    }
+    let status = parse_status("status", req.status.as_deref())?;
+    if let Some(s) = status.filter(|s| !s.is_agent_reportable()) {
+        return Err(ApiError::invalid(
+            "status",
+            format!("an agent may register as active, busy or degraded, not {s}"),
+        ));
+    }
+    let metadata = match req.metadata {
+        Some(serde_json::Value::Object(m)) => Metadata(m),
+        _ => Metadata::default(),
+    };
+    Ok(Command::Register(Box::new(RegisterCommand {
+        agent_id,
+        name: req.name.unwrap_or_default().trim().to_string(),
+        agent_type: req.agent_type.trim().to_string(),
+        runtime_id: req.runtime_id.trim().to_string(),
+        endpoint: req.endpoint.unwrap_or_default().trim().to_string(),
+        version: req.version,
+        description: req.description,
+        capabilities: req.capabilities.into_iter().map(Into::into).collect(),
+        tags: req.tags.into_iter().map(|t| t.trim().to_string()).collect(),
+        metadata,
+        status,
+        health_score: req.health_score,
+        load_factor: req.load_factor,
+        performance_metrics: req.performance_metrics,
+        ttl_seconds: ttl,
+        offline_after_seconds: offline,
+        deregister_after_seconds: deregister,
+        if_absent: req.if_absent,
+        expected_revision: req.expected_revision,
+        // Re-stamped by the leader when proposed.
+        now: Timestamp::now(),
+    })))
+}
+
+/// `POST /v1/agents` (also `POST /register`, `POST /agents/register`).
+pub async fn register(
+    State(node): State<Node>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> ApiResult<Response> {
+    let cmd = register_command(&node, req)?;
+    let (record, created) = agent_result(node.propose(cmd).await?)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = RegisterResponse {
+        success: true,
+        agent_id: record.agent_id.clone(),
+        created,
+        revision: record.revision,
+        agent: record,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
+    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    let g = node.shared.read();
+    let rec = g
+        .registry
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(id.as_str()))?;
+    Ok((rec, g.registry.revision()))
+}
+
+/// `GET /v1/agents/{id}`.
+pub async fn get_agent(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<AgentResponse>> {
+    let id = path_id(&id)?;
+    read_gate(&node, &params).await?;
+    let (agent, revision) = get_record(&node, &id)?;
+    Ok(Json(AgentResponse { agent, revision }))
+}
+
+/// `GET /agents/{id}`: the bare record, as existing clients expect.
+pub async fn legacy_get_agent(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<AgentRecord>> {
+    let id = path_id(&id)?;
+    read_gate(&node, &params).await?;
+    Ok(Json(get_record(&node, &id)?.0))
+}
+
+/// `DELETE /v1/agents/{id}` (also `DELETE /agents/{id}`).
+pub async fn delete_agent(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeleteResponse>> {
+    let agent_id = path_id(&id)?;
+    let cmd = Command::Deregister {
+        agent_id,
+        now: Timestamp::now(),
+    };
+    match node.propose(cmd).await? {
+        CommandResult::Removed { agent_id, revision } => Ok(Json(DeleteResponse {
+            success: true,
+            agent_id,
+            revision,
+        })),
+        CommandResult::Rejected(r) => Err(rejection(r)),
+        CommandResult::Agent { .. } => Err(ApiError::internal()),
+    }
+}
+
+/// `PUT /v1/agents/{id}/status`.
+pub async fn set_status(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<StatusUpdateRequest>,
+) -> ApiResult<Json<AgentResponse>> {
+    let agent_id = path_id(&id)?;
+    let status = parse_status("status", Some(&req.status))?.ok_or_else(ApiError::internal)?;
+    let cmd = Command::SetStatus {
+        agent_id,
+        status,
+        now: Timestamp::now(),
+    };
+    let (agent, _) = agent_result(node.propose(cmd).await?)?;
+    Ok(Json(AgentResponse {
+        revision: agent.revision,
+        agent,
+    }))
+}
+
+/// `PUT /v1/agents/{id}/health`.
+pub async fn set_health(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<HealthUpdateRequest>,
+) -> ApiResult<Json<AgentResponse>> {
+    let agent_id = path_id(&id)?;
+    req.validate(&node.config.limits())?;
+    let cmd = Command::SetHealth {
+        agent_id,
+        health_score: req.health_score,
+        load_factor: req.load_factor,
+        metrics: req.metrics,
+        now: Timestamp::now(),
+    };
+    let (agent, _) = agent_result(node.propose(cmd).await?)?;
+    Ok(Json(AgentResponse {
+        revision: agent.revision,
+        agent,
+    }))
+}
+
+/// `GET /v1/agents` (also `GET /agents`).
+pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentList>> {
+    let filter = ListFilter {
+        status: params.status()?,
+        capability: params.str("capability").map(str::to_string),
+        tag: params.str("tag").map(str::to_string),
+        agent_type: params.str("agent_type").map(str::to_string),
+        runtime_id: params.str("runtime_id").map(str::to_string),
+    };
+    let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
+    let cursor = params.str("cursor").map(str::to_string);
+    read_gate(&node, &params).await?;
+    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    let g = node.shared.read();
+    let (agents, next_cursor) = g.registry.list(&filter, cursor.as_deref(), limit);
+    Ok(Json(AgentList {
+        agents,
+        next_cursor,
+        revision: g.registry.revision(),
+    }))
+}
+
+async fn search(node: &Node, params: &Params) -> ApiResult<SearchResponse> {
+    let q = params
+        .str("q")
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::invalid("q", "q (the capability to search for) is required"))?
+        .to_string();
+    if q.len() > 512 {
+        return Err(ApiError::invalid("q", "q is longer than 512 bytes"));
+    }
+    let status = params.status()?;
+    let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
+    read_gate(node, params).await?;
+    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    let g = node.shared.read();
+    Ok(SearchResponse {
+        matches: g.registry.search_capabilities(&q, status, limit),
+        query: q,
+        revision: g.registry.revision(),
+    })
+}
+
+/// `GET /v1/capabilities/search`.
+pub async fn search_capabilities(
+    State(node): State<Node>,
+    params: Params,
+) -> ApiResult<Json<SearchResponse>> {
+    Ok(Json(search(&node, &params).await?))
+}
+
+/// `GET /capabilities/search`: a bare JSON list of matches.
+pub async fn legacy_search(
+    State(node): State<Node>,
+    params: Params,
+) -> ApiResult<Json<Vec<CapabilityMatch>>> {
+    Ok(Json(search(&node, &params).await?.matches))
+}
+
+/// `GET /v1/stats` (also `GET /stats`).
+pub async fn stats(State(node): State<Node>, params: Params) -> ApiResult<Json<Stats>> {
+    read_gate(&node, &params).await?;
+    let mut stats = node.shared.read().registry.stats();
+    stats.discovery_requests = node.discovery_requests.load(Ordering::Relaxed);
+    Ok(Json(stats))
+}
+
+/// `GET /v1/cluster`: this node's view, answered locally at once.
+pub async fn cluster(State(node): State<Node>) -> Json<registry_types::api::ClusterInfo> {
+    Json(node.cluster_info())
+}
+
+/// `GET /health/live`: the process serves HTTP.
+pub async fn live(State(node): State<Node>) -> Json<NodeHealth> {
+    Json(NodeHealth {
+        status: "live".into(),
+        node_id: node.id,
+        leader_id: node.leader().map(|(id, _)| id),
+        reason: None,
+    })
+}
+
+/// `GET /health/ready`: the node knows a leader and has applied everything
+/// that leader had committed when asked.
+pub async fn ready(State(node): State<Node>) -> Response {
+    let leader = node.leader().map(|(id, _)| id);
+    let reason = match leader {
+        None => Some("no leader known".to_string()),
+        Some(_) => node.linearize().await.err().map(|e| e.body.error.message),
+    };
+    let status = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = NodeHealth {
+        status: if reason.is_none() {
+            "ready"
+        } else {
+            "not_ready"
+        }
+        .into(),
+        node_id: node.id,
+        leader_id: leader,
+        reason,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /health/{agent_id}`.
+pub async fn agent_health(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<AgentHealth>> {
+    let id = path_id(&id)?;
+    read_gate(&node, &params).await?;
+    let (r, _) = get_record(&node, &id)?;
+    Ok(Json(AgentHealth {
+        status: if r.status.is_healthy() {
+            "healthy".to_string()
+        } else {
+            r.status.as_str().to_string()
+        },
+        agent_id: r.agent_id,
+        agent_status: r.status,
+        last_heartbeat: r.last_heartbeat,
+        health_score: r.health_score,
+        load_factor: r.load_factor,
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(node): State<Node>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        node.metrics.render(),
+    )
+        .into_response()
+}

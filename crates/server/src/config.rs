@@ -1,0 +1,265 @@
+//! Node configuration: command-line flags, each with an environment variable.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use registry_types::limits::Limits;
+use registry_types::NodeId;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// An agent registry node.
+///
+/// With no flags: a single-node cluster, node id 1, listening on
+/// 127.0.0.1:8009, data in ./data; it initializes itself on first start and
+/// simply restarts afterwards.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "agent-registry", version, about, long_about = None)]
+pub struct Config {
+    /// This node's Raft id (a positive integer, unique in the cluster, never
+    /// reused with another data directory).
+    #[arg(long, env = "REGISTRY_NODE_ID", default_value_t = 1)]
+    pub node_id: NodeId,
+
+    /// Address to bind: the public API and the internal Raft RPC share it.
+    #[arg(long, env = "REGISTRY_LISTEN", default_value = "127.0.0.1:8009")]
+    pub listen: SocketAddr,
+
+    /// Address other nodes use to reach this one (HOST:PORT). Defaults to
+    /// --listen; set it when binding 0.0.0.0 or behind NAT.
+    #[arg(long, env = "REGISTRY_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Directory holding the Raft log, the vote and snapshots.
+    #[arg(long, env = "REGISTRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Static bootstrap: every voter as ID=HOST:PORT, comma-separated, e.g.
+    /// 1=10.0.0.1:8009,2=10.0.0.2:8009,3=10.0.0.3:8009. The lowest id
+    /// initializes the cluster once, on its first start; restarts never
+    /// re-initialize. Empty: a single-node cluster of this node.
+    #[arg(long, env = "REGISTRY_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Raft heartbeat interval, in milliseconds. The election timeout is
+    /// derived from it: 5 to 10 heartbeats.
+    #[arg(long, env = "REGISTRY_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+
+    /// Build a snapshot (and compact the log) after this many log entries.
+    #[arg(long, env = "REGISTRY_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    pub snapshot_logs: u64,
+
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long, env = "REGISTRY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Events kept for watchers to resume from.
+    #[arg(long, env = "REGISTRY_EVENT_WINDOW", default_value_t = 100_000)]
+    pub event_window: usize,
+
+    /// Default `ttl_seconds` of an agent that does not give one.
+    #[arg(long, env = "REGISTRY_DEFAULT_TTL_SECONDS", default_value_t = 30)]
+    pub default_ttl_seconds: u32,
+
+    /// Default `offline_after_seconds`.
+    #[arg(
+        long,
+        env = "REGISTRY_DEFAULT_OFFLINE_AFTER_SECONDS",
+        default_value_t = 60
+    )]
+    pub default_offline_after_seconds: u32,
+
+    /// Default `deregister_after_seconds` (0: never removed).
+    #[arg(
+        long,
+        env = "REGISTRY_DEFAULT_DEREGISTER_AFTER_SECONDS",
+        default_value_t = 300
+    )]
+    pub default_deregister_after_seconds: u32,
+
+    /// How long a write may wait for a leader and for commit, in
+    /// milliseconds, before answering 503 (no leader) or 504 (unknown).
+    #[arg(long, env = "REGISTRY_WRITE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub write_timeout_ms: u64,
+
+    /// How long a read may wait for a read index or `min_revision`, in
+    /// milliseconds.
+    #[arg(long, env = "REGISTRY_READ_TIMEOUT_MS", default_value_t = 3_000)]
+    pub read_timeout_ms: u64,
+
+    /// Log format.
+    #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A configuration error, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--node-id must be a positive integer")]
+    ZeroNodeId,
+    #[error("--initial-cluster: {0}")]
+    InitialCluster(String),
+    #[error("--heartbeat-ms must be between 10 and 10000")]
+    Heartbeat,
+    #[error("--snapshot-logs must be at least 10")]
+    SnapshotLogs,
+    #[error("--max-body-bytes must be between 1 KiB and 16 MiB")]
+    MaxBody,
+    #[error("default durations: ttl must be > 0 and ttl <= offline-after")]
+    Durations,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["agent-registry"])
+    }
+}
+
+impl Config {
+    /// Validates the configuration.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if !(10..=10_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::Heartbeat);
+        }
+        if self.snapshot_logs < 10 {
+            return Err(ConfigError::SnapshotLogs);
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(ConfigError::MaxBody);
+        }
+        if self.default_ttl_seconds == 0
+            || self.default_offline_after_seconds < self.default_ttl_seconds
+        {
+            return Err(ConfigError::Durations);
+        }
+        let members = self.members()?;
+        if !members.contains_key(&self.node_id) {
+            return Err(ConfigError::InitialCluster(format!(
+                "this node ({}) is not listed",
+                self.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The address peers and clients use for this node.
+    pub fn advertise_addr(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The initial voters, by id. Without `--initial-cluster`: this node alone.
+    pub fn members(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+        let Some(spec) = self
+            .initial_cluster
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Ok(BTreeMap::from([(self.node_id, self.advertise_addr())]));
+        };
+        parse_members(spec).map_err(ConfigError::InitialCluster)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Election timeout bounds, derived from the heartbeat interval.
+    pub fn election_timeout_ms(&self) -> (u64, u64) {
+        (self.heartbeat_ms * 5, self.heartbeat_ms * 10)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
+    }
+
+    /// Input limits enforced on every request.
+    pub fn limits(&self) -> Limits {
+        Limits::default()
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_members(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{id}' is not a node id"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        let addr = addr.trim();
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("'{addr}' is not HOST:PORT")),
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no members listed".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_single_node() {
+        let c = Config::default();
+        c.check().unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8009");
+        assert_eq!(
+            c.members().unwrap(),
+            BTreeMap::from([(1, "127.0.0.1:8009".to_string())])
+        );
+        let (lo, hi) = c.election_timeout_ms();
+        assert!(lo > c.heartbeat_ms * 2 && hi > lo);
+    }
+
+    #[test]
+    fn initial_cluster_parsing() {
+        let m = parse_members("1=a:1, 2=b:2,3=c:3").unwrap();
+        assert_eq!(m.len(), 3);
+        assert!(parse_members("1=a:1,1=b:2").is_err());
+        assert!(parse_members("0=a:1").is_err());
+        assert!(parse_members("x=a:1").is_err());
+        assert!(parse_members("1=a").is_err());
+        assert!(parse_members("").is_err());
+        let c = Config::parse_from([
+            "agent-registry",
+            "--node-id",
+            "4",
+            "--initial-cluster",
+            "1=a:1,2=b:2",
+        ]);
+        assert!(c.check().is_err());
+    }
+}

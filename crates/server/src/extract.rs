@@ -1,0 +1,132 @@
+//! Request extractors that turn every malformed input into an [`ApiError`].
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use registry_types::{AgentStatus, ErrorCode};
+
+use crate::error::ApiError;
+
+/// A JSON body. Malformed JSON gets 400 `invalid_json`, a value of the wrong
+/// type 400 `invalid_argument`, an oversized body 413 `payload_too_large`.
+/// The content type is not enforced, so `curl -d` works without `-H`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is larger than the configured limit",
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("could not read the request body: {rej}"),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidJson,
+                "request body is empty; a JSON object is expected",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("invalid field value: {e}"),
+                ),
+                _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
+            }
+        })
+    }
+}
+
+/// Raw query parameters; typed parsing happens in [`Params`] methods so that
+/// each bad value gets an error naming its parameter.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("malformed query string: {e}"),
+                )
+            })
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Confirmed with the leader (read index): sees every acknowledged write.
+    Linearizable,
+    /// This node's state as it is, at once.
+    Stale,
+}
+
+impl Params {
+    /// A non-empty string parameter.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.str(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(
+                        name,
+                        format!("{name} must be a non-negative integer, got '{v}'"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// `limit`, defaulting to `default`, within 1..=max.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.u64("limit")? {
+            None => Ok(default),
+            Some(n) if n == 0 || n > max as u64 => Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {max}, got {n}"),
+            )),
+            Some(n) => Ok(n as usize),
+        }
+    }
+
+    pub fn status(&self) -> Result<Option<AgentStatus>, ApiError> {
+        registry_types::limits::parse_status("status", self.str("status")).map_err(ApiError::from)
+    }
+
+    pub fn consistency(&self) -> Result<Consistency, ApiError> {
+        match self.str("consistency") {
+            None | Some("linearizable") | Some("strong") => Ok(Consistency::Linearizable),
+            Some("stale") => Ok(Consistency::Stale),
+            Some(other) => Err(ApiError::invalid(
+                "consistency",
+                format!("consistency must be 'linearizable' or 'stale', got '{other}'"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! A running node: storage, Raft, and the paths every request takes through
+//! them (write forwarding, read index, bounded waits).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
+use registry_raft::{
+    open_store, Applied, Network, PeerClient, PeerError, Raft, SharedState, StoreOptions,
+};
+use registry_state::StateConfig;
+use registry_types::api::{ClusterInfo, Member, NodeRole};
+use registry_types::{Command, CommandResult, NodeId, Timestamp};
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+
+/// Errors that stop a node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] registry_raft::StoreError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Node(Arc<NodeInner>);
+
+pub struct NodeInner {
+    pub config: Config,
+    pub id: NodeId,
+    pub raft: Raft,
+    pub shared: SharedState,
+    /// Highest committed log index this node knows of.
+    committed: Arc<AtomicU64>,
+    http: reqwest::Client,
+    /// When this node last received an AppendEntries (data or heartbeat)
+    /// from a leader.
+    last_leader_contact: Mutex<Option<Instant>>,
+    reads: ReadBatcher,
+    pub metrics: Metrics,
+    /// Discovery requests (get, list, search) served since start.
+    pub discovery_requests: AtomicU64,
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeInner;
+    fn deref(&self) -> &NodeInner {
+        &self.0
+    }
+}
+
+impl Node {
+    /// Opens storage, starts Raft and, on the very first start of the
+    /// lowest-id member, initializes the cluster.
+    pub async fn start(config: Config) -> Result<Node, StartError> {
+        config.check()?;
+        let members = config.members()?;
+        let options = StoreOptions {
+            state: StateConfig {
+                event_window: config.event_window,
+            },
+            sync: true,
+        };
+        let (mut log_store, sm_store, shared) =
+            open_store(&config.data_dir, config.node_id, options)?;
+        let pristine = log_store
+            .is_pristine()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let committed = log_store.committed_handle();
+        let (el_min, el_max) = config.election_timeout_ms();
+        let raft_config = openraft::Config {
+            cluster_name: "agent-registry".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: el_min,
+            election_timeout_max: el_max,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+            max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let http = peer_http_client()?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network::new(http.clone()),
+            log_store,
+            sm_store,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let node = Node(Arc::new(NodeInner {
+            id: config.node_id,
+            raft,
+            shared,
+            committed,
+            http,
+            last_leader_contact: Mutex::new(None),
+            reads: ReadBatcher::default(),
+            metrics: Metrics::new(),
+            discovery_requests: AtomicU64::new(0),
+            config,
+        }));
+
+        let lowest = members.keys().next().copied();
+        if pristine && lowest == Some(node.id) {
+            node.bootstrap(members).await?;
+        } else if pristine {
+            info!(
+                node = node.id,
+                "fresh node: waiting to be contacted by the cluster's leader"
+            );
+        } else {
+            info!(node = node.id, "restarting from existing data");
+        }
+        node.spawn_watchers();
+        Ok(node)
+    }
+
+    /// Initializes the cluster, unless a peer already reports one (which
+    /// means this node's data was wiped: initializing again would fork it).
+    async fn bootstrap(&self, members: BTreeMap<NodeId, String>) -> Result<(), StartError> {
+        for (id, addr) in members.iter().filter(|(id, _)| **id != self.id) {
+            let url = format!("http://{addr}/v1/cluster?consistency=stale");
+            let probe = self
+                .http
+                .get(url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            if let Ok(resp) = probe {
+                if let Ok(info) = resp.json::<ClusterInfo>().await {
+                    if !info.members.is_empty() {
+                        warn!(peer = id, "peer already belongs to an initialized cluster: not initializing; waiting to be contacted by its leader");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        info!(members = ?nodes.keys().collect::<Vec<_>>(), "initializing the cluster");
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(e)) => {
+                // NotAllowed: already initialized (a race with a restart).
+                info!(error = %e, "cluster already initialized");
+                Ok(())
+            }
+            Err(e) => Err(StartError::Raft(e.to_string())),
+        }
+    }
+
+    /// Keeps gauges current and logs leadership changes; aborts the process
+    /// if Raft stops with a fatal error (a node must not stay half alive).
+    fn spawn_watchers(&self) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut rx = node.raft.metrics();
+            let mut leader = None;
+            loop {
+                let m = rx.borrow_and_update().clone();
+                if let Err(fatal) = &m.running_state {
+                    tracing::error!(error = %fatal, "raft stopped with a fatal error");
+                    // Shutdown also ends Raft with `Stopped`; only other
+                    // errors are fatal for the process.
+                    if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                        std::process::abort();
+                    }
+                    return;
+                }
+                if m.current_leader != leader {
+                    info!(term = m.current_term, leader = ?m.current_leader, state = ?m.state, "leader changed");
+                    node.metrics.leader_changes.inc();
+                    leader = m.current_leader;
+                }
+                node.metrics.observe_raft(
+                    &m,
+                    node.shared.position().revision,
+                    node.shared.read().registry.len(),
+                );
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The leader this node knows of, with its address.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Records that a leader just talked to this node.
+    pub fn touch_leader_contact(&self) {
+        if let Ok(mut t) = self.last_leader_contact.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    /// Milliseconds since this node last heard from its leader: 0 on the
+    /// leader, `None` when it never has.
+    pub fn last_contact_ms(&self) -> Option<u64> {
+        if self.is_leader() {
+            return Some(0);
+        }
+        let t = *self.last_leader_contact.lock().ok()?;
+        t.map(|t| t.elapsed().as_millis() as u64)
+    }
+
+    fn peer(&self, addr: &str) -> PeerClient {
+        PeerClient::new(self.http.clone(), addr)
+    }
+
+    /// Proposes a command through Raft, forwarding it to the leader when
+    /// this node is not the leader. Waits (bounded) through elections.
+    ///
+    /// Retries only when the command certainly was not committed (no leader,
+    /// leader unreachable, or leadership lost before the entry was kept);
+    /// when the outcome is unknown it answers 504 `timeout`.
+    pub async fn propose(&self, cmd: Command) -> ApiResult<CommandResult> {
+        let deadline = Instant::now() + self.config.write_timeout();
+        let mut backoff = Duration::from_millis(10);
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            match leader {
+                Some(l) if l == self.id => match self.write_local(cmd.clone(), deadline).await {
+                    Ok(applied) => return applied_result(applied),
+                    Err(ForwardError::NotLeader { .. }) => {}
+                    Err(ForwardError::Unknown(m)) => return Err(ApiError::timeout(m)),
+                    Err(ForwardError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
+                },
+                Some(l) => {
+                    let Some((_, addr)) = self.leader().filter(|(id, _)| *id == l) else {
+                        continue;
+                    };
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    self.metrics.forwarded_writes.inc();
+                    let req = ForwardRequest {
+                        command: cmd.clone(),
+                        hops: 1,
+                    };
+                    match self.peer(&addr).forward(&req, remaining).await {
+                        Ok(Ok(applied)) => return applied_result(applied),
+                        Ok(Err(ForwardError::NotLeader { .. }))
+                        | Ok(Err(ForwardError::Unavailable(_))) => {}
+                        Ok(Err(ForwardError::Unknown(m))) => return Err(ApiError::timeout(m)),
+                        // Not sent: safe to try again once a leader is known.
+                        Err(PeerError::Unreachable { .. }) => {}
+                        Err(e @ PeerError::Refused { .. }) => {
+                            tracing::error!(error = %e, "the leader refused a forwarded write");
+                            return Err(ApiError::internal());
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "forwarded write failed; outcome unknown");
+                            return Err(ApiError::timeout(
+                                "the leader did not answer in time; the write may or may not have been applied",
+                            ));
+                        }
+                    }
+                }
+                None => {}
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(ApiError::no_leader());
+            }
+            // Wake on a leadership change or after the backoff.
+            let _ = tokio::time::timeout(backoff, metrics.changed()).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Proposes on this node, which believes it is the leader. The leader's
+    /// clock stamps the command here, whichever node received the request.
+    pub async fn write_local(
+        &self,
+        mut cmd: Command,
+        deadline: Instant,
+    ) -> Result<Applied, ForwardError> {
+        cmd.stamp(Timestamp::now());
+        let write = self.raft.client_write(cmd);
+        match tokio::time::timeout_at(deadline.into(), write).await {
+            Err(_) => Err(ForwardError::Unknown(
+                "the write was not committed in time; it may or may not be applied".into(),
+            )),
+            Ok(Ok(resp)) => Ok(resp.data),
+            // Rejected before being kept in the log (not leader, or the
+            // entry was truncated away): certainly not committed.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ForwardError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                warn!(error = %e, "unexpected membership error on a client write");
+                Err(ForwardError::Unavailable(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => {
+                Err(ForwardError::Unavailable(format!("node stopping: {f}")))
+            }
+        }
+    }
+
+    /// Makes the next read linearizable: obtains a read index (from the
+    /// leader, batched with concurrent reads) and waits until this node has
+    /// applied that far.
+    pub async fn linearize(&self) -> ApiResult<()> {
+        let deadline = Instant::now() + self.config.read_timeout();
+        let index =
+            match tokio::time::timeout_at(deadline.into(), self.reads.read_index(self)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(ApiError::no_leader()),
+            };
+        let wait = self.shared.wait_for(|p| p.log_index >= index);
+        match tokio::time::timeout_at(deadline.into(), wait).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "this node has not yet applied log index {index}; retry or read from another node"
+            ))),
+        }
+    }
+
+    /// Waits (bounded) until this node has applied registry revision `rev`.
+    pub async fn wait_for_revision(&self, rev: u64) -> ApiResult<()> {
+        let wait = self.shared.wait_for(|p| p.revision >= rev);
+        match tokio::time::timeout(self.config.read_timeout(), wait).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "revision {rev} is not applied on this node yet (it is at {})",
+                self.shared.position().revision
+            ))),
+        }
+    }
+
+    /// One read-index round: ask the leader (or be it) for the index a
+    /// linearizable read must reach. Retries through elections until the
+    /// caller's deadline cancels it.
+    async fn fetch_read_index(&self) -> ApiResult<u64> {
+        let mut backoff = Duration::from_millis(10);
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            self.metrics.read_index_rounds.inc();
+            match leader {
+                Some(l) if l == self.id => match self.local_read_index().await {
+                    Ok(r) => return Ok(r.index),
+                    Err(ForwardError::NotLeader { .. }) => {}
+                    Err(e) => return Err(ApiError::unavailable(e.to_string())),
+                },
+                Some(l) => {
+                    if let Some((_, addr)) = self.leader().filter(|(id, _)| *id == l) {
+                        match self
+                            .peer(&addr)
+                            .read_index(self.config.read_timeout())
+                            .await
+                        {
+                            Ok(Ok(r)) => return Ok(r.index),
+                            Ok(Err(_)) | Err(_) => {}
+                        }
+                    }
+                }
+                None => {}
+            }
+            let _ = tokio::time::timeout(backoff, metrics.changed()).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the
+    /// index reads must wait for.
+    pub async fn local_read_index(&self) -> Result<ReadIndex, ForwardError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(ReadIndex {
+                index: read.map_or(0, |l| l.index),
+            }),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ForwardError::Unavailable(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(ForwardError::Unavailable(f.to_string())),
+        }
+    }
+
+    /// The cluster as this node sees it.
+    pub fn cluster_info(&self) -> ClusterInfo {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let voter = voters.contains(id);
+                let role = if Some(*id) == m.current_leader {
+                    NodeRole::Leader
+                } else if *id == self.id {
+                    role_of(m.state)
+                } else if voter {
+                    NodeRole::Follower
+                } else {
+                    NodeRole::Learner
+                };
+                Member {
+                    node_id: *id,
+                    addr: node.addr.clone(),
+                    role,
+                    voter,
+                }
+            })
+            .collect();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        ClusterInfo {
+            node_id: self.id,
+            role: role_of(m.state),
+            leader_id: m.current_leader,
+            leader_addr: m
+                .current_leader
+                .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone())),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            commit_index: self.committed.load(Ordering::Relaxed).max(applied),
+            applied_index: applied,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            revision: self.shared.position().revision,
+            members,
+            last_contact_ms: self.last_contact_ms(),
+        }
+    }
+}
+
+fn role_of(state: ServerState) -> NodeRole {
+    match state {
+        ServerState::Leader => NodeRole::Leader,
+        ServerState::Follower => NodeRole::Follower,
+        ServerState::Candidate => NodeRole::Candidate,
+        ServerState::Learner => NodeRole::Learner,
+        ServerState::Shutdown => NodeRole::Unknown,
+    }
+}
+
+fn applied_result(applied: Applied) -> ApiResult<CommandResult> {
+    applied.result.ok_or_else(|| {
+        tracing::error!("a client command produced no result");
+        ApiError::internal()
+    })
+}
+
+/// Coalesces concurrent linearizable reads into read-index rounds.
+///
+/// A read joins the *next* round to start, never one already in flight: a
+/// round started before the read arrived could miss a write the reader has
+/// already seen acknowledged. While one round runs, arriving reads queue;
+/// when it ends, all of them share one new round.
+#[derive(Default)]
+struct ReadBatcher {
+    state: Mutex<BatchState>,
+}
+
+#[derive(Default)]
+struct BatchState {
+    waiting: Vec<oneshot::Sender<ApiResult<u64>>>,
+    running: bool,
+}
+
+impl ReadBatcher {
+    async fn read_index(&self, node: &Node) -> ApiResult<u64> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut s = self.state.lock().map_err(|_| ApiError::internal())?;
+            s.waiting.push(tx);
+            !std::mem::replace(&mut s.running, true)
+        };
+        if start {
+            let node = node.clone();
+            tokio::spawn(async move { node.reads.run_rounds(&node).await });
+        }
+        rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
+    }
+
+    async fn run_rounds(&self, node: &Node) {
+        loop {
+            let batch = {
+                let Ok(mut s) = self.state.lock() else { return };
+                if s.waiting.is_empty() {
+                    s.running = false;
+                    return;
+                }
+                std::mem::take(&mut s.waiting)
+            };
+            // Bounded: callers time out on their own; a round that outlives
+            // the read timeout is abandoned so the next batch can start.
+            let res =
+                match tokio::time::timeout(node.config.read_timeout(), node.fetch_read_index())
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ApiError::no_leader()),
+                };
+            for tx in batch {
+                let _ = tx.send(res.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! Property tests: random command sequences over a small vocabulary of ids,
+//! names, capabilities, tags and runtimes (so that collisions, re-registrations
+//! and moves happen often), checked for determinism, snapshot transparency and
+//! index/scan agreement.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::model::Model;
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use registry_state::{RegistryState, SnapshotData, StateConfig};
+use registry_types::api::ListFilter;
+use registry_types::command::RegisterCommand;
+use registry_types::{AgentStatus, Capability, Command, CommandResult, Metadata, Timestamp};
+
+// ---------------------------------------------------------------- vocabulary
+
+const HOT_IDS: usize = 8;
+const COLD_IDS: usize = 48;
+const NAMES: &[&str] = &["alpha", "beta", "Gamma agent"];
+const CAP_NAMES: &[&str] = &[
+    "Python code generation",
+    "python",
+    "PYTHON",
+    "Code Review",
+    "C++ refactoring",
+    "data-analysis",
+    "Summarize",
+    "code  gen",
+    "Übersetzung DE→EN",
+];
+const CAP_DESCS: &[&str] = &[
+    "",
+    "writes python code",
+    "Reviews C++ and Rust",
+    "general purpose helper",
+    "summarizes long text",
+    "İstanbul guide, STRASSE straße",
+];
+const TAGS: &[&str] = &[
+    "python",
+    "ML",
+    "ml",
+    "Code-Gen",
+    "fast",
+    "c++",
+    "legacy code",
+    "日本語",
+];
+const TYPES: &[&str] = &["", "llm", "LLM", "tool", " Tool "];
+const RUNTIMES: &[&str] = &["", "rt1", "rt2", "rt3", "RT1"];
+const METRIC_KEYS: &[&str] = &["latency_ms", "qps", "errors"];
+
+/// Fixed queries, on top of the generated ones.
+const QUERIES: &[&str] = &[
+    "python",
+    "PYTHON",
+    "Python code generation",
+    "code gen",
+    "code  GEN",
+    "de ge",
+    "yth",
+    "c++",
+    "C++ refactoring",
+    "-",
+    "+",
+    "ml",
+    "legacy code",
+    "data analysis",
+    "data-analysis",
+    "sum",
+    "review",
+    "rust",
+    "x",
+    "",
+    "  ",
+    "gen",
+    "p",
+    "i̇stanbul",
+    "İSTANBUL",
+    "→",
+    "日本",
+];
+
+fn agent_name(i: usize) -> String {
+    if i < HOT_IDS {
+        format!("a{i}")
+    } else {
+        format!("f{:02}", i - HOT_IDS)
+    }
+}
+
+// ---------------------------------------------------------------- operations
+
+#[derive(Clone, Debug)]
+struct Shape {
+    name: usize,
+    agent_type: usize,
+    runtime: usize,
+    caps: Vec<(usize, usize, Vec<usize>)>,
+    tags: Vec<usize>,
+    metadata: usize,
+    cost: Option<u8>,
+}
+
+#[derive(Clone, Debug)]
+enum Expect {
+    None,
+    /// `Some(0)`: the agent must not exist.
+    Zero,
+    /// The agent's revision at the time (0 when absent): accepted.
+    Current,
+    /// An arbitrary small revision: usually refused.
+    Stale(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Register {
+        agent: usize,
+        shape: Shape,
+        status: Option<AgentStatus>,
+        health: Option<f64>,
+        load: Option<f64>,
+        metrics: Option<Vec<(usize, u8)>>,
+        if_absent: bool,
+        expect: Expect,
+    },
+    /// Registers `count` cold agents in a row, so that fleets grow large
+    /// enough for the listing's sorted-candidates path.
+    Fill {
+        start: usize,
+        count: usize,
+        shape: Shape,
+    },
+    Deregister {
+        agent: usize,
+    },
+    SetStatus {
+        agent: usize,
+        status: AgentStatus,
+    },
+    SetHealth {
+        agent: usize,
+        health: Option<f64>,
+        load: Option<f64>,
+        metrics: Vec<(usize, u8)>,
+    },
+}
+
+fn any_status() -> impl Strategy<Value = AgentStatus> {
+    prop::sample::select(AgentStatus::ALL.to_vec())
+}
+
+fn agent_idx() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => 0..HOT_IDS, 1 => HOT_IDS..HOT_IDS + COLD_IDS]
+}
+
+fn score() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => prop::sample::select(vec![0.0, 0.5, 1.0]).prop_map(Some),
+        1 => (0.0f64..=1.0).prop_map(Some),
+    ]
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    let cap = (
+        0..CAP_NAMES.len(),
+        0..CAP_DESCS.len(),
+        prop::collection::vec(0..TAGS.len(), 0..3),
+    );
+    (
+        0..NAMES.len(),
+        0..TYPES.len(),
+        0..RUNTIMES.len(),
+        prop::collection::vec(cap, 0..4),
+        prop::collection::vec(0..TAGS.len(), 0..3),
+        0..3usize,
+        prop::option::of(0u8..10),
+    )
+        .prop_map(
+            |(name, agent_type, runtime, caps, tags, metadata, cost)| Shape {
+                name,
+                agent_type,
+                runtime,
+                caps,
+                tags,
+                metadata,
+                cost,
+            },
+        )
+}
+
+fn metrics() -> impl Strategy<Value = Vec<(usize, u8)>> {
+    prop::collection::vec((0..METRIC_KEYS.len(), any::<u8>()), 0..3)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let expect = prop_oneof![
+        6 => Just(Expect::None),
+        1 => Just(Expect::Zero),
+        1 => Just(Expect::Current),
+        1 => (0u64..40).prop_map(Expect::Stale),
+    ];
+    let register = (
+        agent_idx(),
+        shape(),
+        prop::option::weighted(0.4, any_status()),
+        score(),
+        score(),
+        prop::option::of(metrics()),
+        prop::bool::weighted(0.15),
+        expect,
+    )
+        .prop_map(
+            |(agent, shape, status, health, load, metrics, if_absent, expect)| Op::Register {
+                agent,
+                shape,
+                status,
+                health,
+                load,
+                metrics,
+                if_absent,
+                expect,
+            },
+        );
+    prop_oneof![
+        8 => register,
+        1 => (0..COLD_IDS, 1..20usize, shape())
+            .prop_map(|(start, count, shape)| Op::Fill { start, count, shape }),
+        3 => agent_idx().prop_map(|agent| Op::Deregister { agent }),
+        4 => (agent_idx(), any_status()).prop_map(|(agent, status)| Op::SetStatus { agent, status }),
+        2 => (agent_idx(), score(), score(), metrics())
+            .prop_map(|(agent, health, load, metrics)| Op::SetHealth { agent, health, load, metrics }),
+    ]
+}
+
+/// A random sequence: operations, each with a time step in milliseconds.
+fn ops(max: usize) -> impl Strategy<Value = Vec<(Op, u16)>> {
+    prop::collection::vec((op(), 1u16..2000), 0..max)
+}
+
+fn metadata(i: usize) -> Metadata {
+    let v = match i {
+        0 => serde_json::json!({}),
+        1 => serde_json::json!({"zone": "eu-1", "gpu": true}),
+        _ => serde_json::json!({"nested": {"list": [1, null, "x"], "n": 1.5}}),
+    };
+    Metadata(v.as_object().expect("object").clone())
+}
+
+fn build_register(agent: usize, shape: &Shape, now: i64) -> RegisterCommand {
+    let mut c = reg(&agent_name(agent), now);
+    c.name = NAMES[shape.name].to_string();
+    c.agent_type = TYPES[shape.agent_type].to_string();
+    c.runtime_id = RUNTIMES[shape.runtime].to_string();
+    c.capabilities = shape
+        .caps
+        .iter()
+        .map(|(n, d, tags)| Capability {
+            name: CAP_NAMES[*n].to_string(),
+            description: CAP_DESCS[*d].to_string(),
+            tags: tags.iter().map(|t| TAGS[*t].to_string()).collect(),
+            cost_estimate: shape.cost.map(f64::from),
+        })
+        .collect();
+    c.tags = shape.tags.iter().map(|t| TAGS[*t].to_string()).collect();
+    c.metadata = metadata(shape.metadata);
+    c
+}
+
+fn metric_map(m: &[(usize, u8)]) -> BTreeMap<String, f64> {
+    m.iter()
+        .map(|(k, v)| (METRIC_KEYS[*k].to_string(), f64::from(*v)))
+        .collect()
+}
+
+/// Turns operations into concrete commands. `Expect::Current` needs the
+/// state, so a scratch state follows along.
+fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
+    let mut scratch = RegistryState::default();
+    let mut now = 1_700_000_000_000i64;
+    let mut out = Vec::new();
+    for (op, step) in ops {
+        now += i64::from(*step);
+        let cmds: Vec<Command> = match op {
+            Op::Register {
+                agent,
+                shape,
+                status,
+                health,
+                load,
+                metrics,
+                if_absent,
+                expect,
+            } => {
+                let mut c = build_register(*agent, shape, now);
+                c.status = *status;
+                c.health_score = *health;
+                c.load_factor = *load;
+                c.performance_metrics = metrics.as_deref().map(metric_map);
+                c.if_absent = *if_absent;
+                c.expected_revision = match expect {
+                    Expect::None => None,
+                    Expect::Zero => Some(0),
+                    Expect::Current => Some(scratch.get(&c.agent_id).map_or(0, |r| r.revision)),
+                    Expect::Stale(r) => Some(*r),
+                };
+                vec![register(c)]
+            }
+            Op::Fill {
+                start,
+                count,
+                shape,
+            } => (0..*count)
+                .map(|i| {
+                    let mut c = build_register(HOT_IDS + (start + i) % COLD_IDS, shape, now);
+                    // Spread fillers over runtimes so runtime filters vary.
+                    c.runtime_id = RUNTIMES[(shape.runtime + i) % RUNTIMES.len()].to_string();
+                    register(c)
+                })
+                .collect(),
+            Op::Deregister { agent } => vec![deregister(&agent_name(*agent), now)],
+            Op::SetStatus { agent, status } => vec![set_status(&agent_name(*agent), *status, now)],
+            Op::SetHealth {
+                agent,
+                health,
+                load,
+                metrics,
+            } => vec![Command::SetHealth {
+                agent_id: id(&agent_name(*agent)),
+                health_score: *health,
+                load_factor: *load,
+                metrics: metric_map(metrics),
+                now: Timestamp(now),
+            }],
+        };
+        for c in cmds {
+            scratch.apply(0, &c);
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- queries
+
+fn filter() -> impl Strategy<Value = ListFilter> {
+    let caps: Vec<String> = CAP_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "python CODE generation".into(),
+            " summarize ".into(),
+            "nothing".into(),
+        ])
+        .collect();
+    let tags: Vec<String> = TAGS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["FAST".into(), "legacy   code".into(), "none".into()])
+        .collect();
+    let types: Vec<String> = TYPES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["robot".into()])
+        .collect();
+    let runtimes: Vec<String> = RUNTIMES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["rt9".into()])
+        .collect();
+    (
+        prop::option::weighted(0.4, any_status()),
+        prop::option::weighted(0.4, prop::sample::select(caps)),
+        prop::option::weighted(0.3, prop::sample::select(tags)),
+        prop::option::weighted(0.3, prop::sample::select(types)),
+        prop::option::weighted(0.3, prop::sample::select(runtimes)),
+    )
+        .prop_map(
+            |(status, capability, tag, agent_type, runtime_id)| ListFilter {
+                status,
+                capability,
+                tag,
+                agent_type,
+                runtime_id,
+            },
+        )
+}
+
+fn query() -> impl Strategy<Value = String> {
+    let texts: Vec<&'static str> = CAP_NAMES
+        .iter()
+        .chain(CAP_DESCS)
+        .chain(TAGS)
+        .copied()
+        .filter(|t| !t.is_empty())
+        .collect();
+    prop_oneof![
+        2 => prop::sample::select(QUERIES.to_vec()).prop_map(String::from),
+        // Any slice of an indexed text: partial words, spans over spaces.
+        3 => (prop::sample::select(texts), any::<prop::sample::Index>(), 1..12usize).prop_map(
+            |(t, start, len)| {
+                let chars: Vec<char> = t.chars().collect();
+                let start = start.index(chars.len());
+                chars[start..(start + len).min(chars.len())].iter().collect()
+            }
+        ),
+        1 => "[a-zA-Z +\\-]{0,6}",
+        1 => "[a-zİıß→日本 \\-]{0,4}",
+    ]
+}
+
+fn page_size() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => 1..12usize, 1 => Just(1000usize), 1 => Just(0usize)]
+}
+
+#[derive(Clone, Debug)]
+struct Probe {
+    filters: Vec<(ListFilter, usize)>,
+    searches: Vec<(String, Option<AgentStatus>, usize)>,
+}
+
+fn probe() -> impl Strategy<Value = Probe> {
+    (
+        prop::collection::vec((filter(), page_size()), 12),
+        prop::collection::vec(
+            (
+                query(),
+                prop::option::weighted(0.3, any_status()),
+                prop_oneof![3 => Just(1000usize), 1 => 1..8usize],
+            ),
+            12,
+        ),
+    )
+        .prop_map(|(filters, searches)| Probe { filters, searches })
+}
+
+/// Applies `cmds` to `state`, returning how many created an agent.
+fn apply_all(state: &mut RegistryState, cmds: &[Command]) -> (Vec<CommandResult>, u64) {
+    let mut created = 0;
+    let results = cmds
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let r = state.apply(i as u64 + 1, c);
+            if matches!(r, CommandResult::Agent { created: true, .. }) {
+                created += 1;
+            }
+            r
+        })
+        .collect();
+    (results, created)
+}
+
+/// A fixed battery of queries whose answers two equal states must share.
+fn battery(state: &RegistryState) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut filters = vec![ListFilter::default()];
+    for s in AgentStatus::ALL {
+        filters.push(ListFilter {
+            status: Some(s),
+            ..Default::default()
+        });
+    }
+    for c in CAP_NAMES {
+        filters.push(ListFilter {
+            capability: Some(c.to_string()),
+            ..Default::default()
+        });
+        filters.push(ListFilter {
+            capability: Some(c.to_string()),
+            status: Some(AgentStatus::Active),
+            ..Default::default()
+        });
+    }
+    for t in TAGS {
+        filters.push(ListFilter {
+            tag: Some(t.to_string()),
+            ..Default::default()
+        });
+    }
+    for t in TYPES {
+        filters.push(ListFilter {
+            agent_type: Some(t.to_string()),
+            ..Default::default()
+        });
+    }
+    for r in RUNTIMES {
+        filters.push(ListFilter {
+            runtime_id: Some(r.to_string()),
+            ..Default::default()
+        });
+    }
+    for f in &filters {
+        for page in [1, 3, 1000] {
+            let mut cursor: Option<String> = None;
+            loop {
+                let (agents, next) = state.list(f, cursor.as_deref(), page);
+                writeln!(out, "list {f:?} {page} {cursor:?}: {agents:?} -> {next:?}").unwrap();
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+    }
+    for q in QUERIES {
+        for s in std::iter::once(None).chain(AgentStatus::ALL.map(Some)) {
+            writeln!(
+                out,
+                "search {q:?} {s:?}: {:?}",
+                state.search_capabilities(q, s, 1000)
+            )
+            .unwrap();
+        }
+        writeln!(
+            out,
+            "search {q:?} 2: {:?}",
+            state.search_capabilities(q, None, 2)
+        )
+        .unwrap();
+    }
+    for c in CAP_NAMES {
+        writeln!(out, "with {c:?}: {:?}", state.agents_with_capability(c)).unwrap();
+    }
+    for i in 0..HOT_IDS + COLD_IDS {
+        writeln!(out, "get {i}: {:?}", state.get(&id(&agent_name(i)))).unwrap();
+    }
+    writeln!(out, "stats: {:?}", state.stats()).unwrap();
+    writeln!(out, "len {} revision {}", state.len(), state.revision()).unwrap();
+    let ev = state.events();
+    writeln!(
+        out,
+        "events {} compacted {}",
+        ev.len(),
+        ev.compacted_through()
+    )
+    .unwrap();
+    for after in 0..=state.revision() + 1 {
+        writeln!(out, "since {after}: {:?}", ev.since(after, 5)).unwrap();
+    }
+    out
+}
+
+// ---------------------------------------------------------------- properties
+
+proptest! {
+    #![proptest_config(Config { cases: 256, ..Config::default() })]
+
+    /// The same log gives the same state, results and revision; rejections
+    /// and no-ops change nothing; events are contiguous; stats agree with a
+    /// scan after every command.
+    #[test]
+    fn same_log_same_state(ops in ops(60)) {
+        let cmds = commands(&ops);
+        let mut a = RegistryState::default();
+        let mut b = RegistryState::default();
+        let mut model = Model::default();
+        let mut registrations = 0;
+        for (i, cmd) in cmds.iter().enumerate() {
+            let before = a.snapshot();
+            let ra = a.apply(i as u64 + 1, cmd);
+            let rb = b.apply(i as u64 + 1, cmd);
+            prop_assert_eq!(&ra, &rb);
+            let rm = model.apply(cmd);
+            prop_assert_eq!(&ra, &rm, "state and model differ on {:?}", cmd);
+            prop_assert_eq!(a.revision(), model.revision);
+            prop_assert!(a.records().eq(model.agents.values()));
+            let events = a.events().since(before.revision, usize::MAX).expect("default window");
+            prop_assert_eq!(&events[..], &model.events[before.revision as usize..]);
+            let unchanged = match &ra {
+                CommandResult::Rejected(_) => true,
+                CommandResult::Agent { record, .. } => record.revision <= before.revision,
+                CommandResult::Removed { .. } => false,
+            };
+            if unchanged {
+                prop_assert_eq!(&a.snapshot(), &before, "{:?} -> {:?}", cmd, ra);
+            } else {
+                prop_assert!(a.revision() > before.revision);
+            }
+            if let CommandResult::Agent { record, created } = &ra {
+                prop_assert_eq!(Some(&**record), a.get(&record.agent_id));
+                prop_assert!(record.revision <= a.revision());
+                registrations += u64::from(*created);
+            }
+            prop_assert_eq!(a.stats(), scan_stats(&a, registrations));
+            prop_assert_eq!(registrations, model.total_registrations);
+            for r in a.records() {
+                prop_assert!(r.create_revision <= r.epoch && r.epoch <= r.revision);
+                prop_assert!(r.registered_at <= r.last_heartbeat && r.last_heartbeat <= r.updated_at);
+            }
+        }
+        prop_assert_eq!(a.revision(), b.revision());
+        prop_assert_eq!(a.snapshot(), b.snapshot());
+        let events = a.events().since(0, usize::MAX).expect("default window holds all");
+        for (i, e) in events.iter().enumerate() {
+            prop_assert_eq!(e.revision, i as u64 + 1);
+        }
+        prop_assert_eq!(events.last().map_or(0, |e| e.revision), a.revision());
+    }
+
+    /// A snapshot (through bincode) restores to a state that is the same for
+    /// every query and stays the same under further commands.
+    #[test]
+    fn snapshot_restore_is_transparent(
+        ops in ops(60),
+        split in any::<prop::sample::Index>(),
+        window in prop::sample::select(vec![3usize, 16, 100_000]),
+    ) {
+        let cmds = commands(&ops);
+        let (prefix, suffix) = cmds.split_at(split.index(cmds.len() + 1));
+        let config = StateConfig { event_window: window };
+        let mut a = RegistryState::new(config.clone());
+        apply_all(&mut a, prefix);
+
+        let snap = a.snapshot();
+        let bytes = bincode::serialize(&snap).expect("encode");
+        let decoded: SnapshotData = bincode::deserialize(&bytes).expect("decode");
+        prop_assert_eq!(&decoded, &snap);
+        let mut b = RegistryState::restore(config, decoded).expect("restore");
+        prop_assert_eq!(&b.snapshot(), &snap);
+        prop_assert_eq!(a.index_stats(), b.index_stats());
+        prop_assert_eq!(battery(&a), battery(&b));
+
+        for (i, cmd) in suffix.iter().enumerate() {
+            let ra = a.apply(i as u64, cmd);
+            let rb = b.apply(i as u64, cmd);
+            prop_assert_eq!(ra, rb, "{:?}", cmd);
+        }
+        prop_assert_eq!(a.snapshot(), b.snapshot());
+        prop_assert_eq!(a.index_stats(), b.index_stats());
+        prop_assert_eq!(battery(&a), battery(&b));
+    }
+}
+
+/// Which listing path the probes exercised with a non-empty answer.
+static SORTED_PATH: AtomicUsize = AtomicUsize::new(0);
+static WALK_PATH: AtomicUsize = AtomicUsize::new(0);
+
+fn check_queries(
+    state: &RegistryState,
+    probe: &Probe,
+    registrations: u64,
+) -> Result<(), TestCaseError> {
+    for (f, page) in &probe.filters {
+        let expected = scan_list(state, f);
+        let got = list_all(state, f, *page);
+        prop_assert_eq!(ids(&got), ids(&expected), "filter {:?} page {}", f, page);
+        prop_assert_eq!(&got, &expected);
+        // Which path did `list` take? The smallest single-filter set decides.
+        let single = |g: ListFilter| scan_list(state, &g).len();
+        let sizes: Vec<usize> = [
+            f.status.map(|s| ListFilter {
+                status: Some(s),
+                ..Default::default()
+            }),
+            f.capability.clone().map(|c| ListFilter {
+                capability: Some(c),
+                ..Default::default()
+            }),
+            f.tag.clone().map(|t| ListFilter {
+                tag: Some(t),
+                ..Default::default()
+            }),
+            f.agent_type.clone().map(|t| ListFilter {
+                agent_type: Some(t),
+                ..Default::default()
+            }),
+            f.runtime_id.clone().map(|r| ListFilter {
+                runtime_id: Some(r),
+                ..Default::default()
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .map(single)
+        .collect();
+        if let Some(smallest) = sizes.iter().min() {
+            if !expected.is_empty() {
+                if smallest * 8 <= state.len().max(1) {
+                    SORTED_PATH.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    WALK_PATH.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    for (q, status, limit) in &probe.searches {
+        let got = search_keys(state, &state.search_capabilities(q, *status, *limit));
+        prop_assert_eq!(
+            got,
+            scan_search(state, q, *status, *limit),
+            "query {:?} {:?}",
+            q,
+            status
+        );
+    }
+    for name in CAP_NAMES
+        .iter()
+        .chain(&["python code GENERATION", "pyth", "nothing"])
+    {
+        let got: Vec<String> = state
+            .agents_with_capability(name)
+            .iter()
+            .map(|r| r.agent_id.to_string())
+            .collect();
+        let expected = ids(&scan_list(
+            state,
+            &ListFilter {
+                capability: Some(name.to_string()),
+                ..Default::default()
+            },
+        ));
+        prop_assert_eq!(got, expected, "capability {:?}", name);
+    }
+    prop_assert_eq!(state.stats(), scan_stats(state, registrations));
+    Ok(())
+}
+
+/// Index-backed queries equal brute-force scans of `records()`, halfway
+/// through a sequence and at its end.
+#[test]
+fn index_queries_equal_scans() {
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (ops(60), any::<prop::sample::Index>(), probe());
+    runner
+        .run(&strategy, |(ops, mid, probe)| {
+            let cmds = commands(&ops);
+            let (first, second) = cmds.split_at(mid.index(cmds.len() + 1));
+            let mut state = RegistryState::default();
+            let (_, n1) = apply_all(&mut state, first);
+            check_queries(&state, &probe, n1)?;
+            let (_, n2) = apply_all(&mut state, second);
+            check_queries(&state, &probe, n1 + n2)?;
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (sorted, walk) = (
+        SORTED_PATH.load(Ordering::Relaxed),
+        WALK_PATH.load(Ordering::Relaxed),
+    );
+    assert!(
+        sorted > 100 && walk > 100,
+        "paths exercised: sorted {sorted}, walk {walk}"
+    );
+}

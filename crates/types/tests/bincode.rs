@@ -1,0 +1,83 @@
+//! Everything that goes through the Raft log or a snapshot must survive a
+//! bincode round trip, including every optional field left empty.
+
+use std::collections::BTreeMap;
+
+use registry_types::command::{Cause, RegisterCommand};
+use registry_types::{
+    AgentId, AgentStatus, Capability, Command, Event, EventKind, Metadata, Timestamp,
+};
+
+fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+    v: &T,
+) {
+    let bytes = bincode::serialize(v).expect("encode");
+    let back: T = bincode::deserialize(&bytes).expect("decode");
+    assert_eq!(&back, v);
+}
+
+fn register(cost: Option<f64>, status: Option<AgentStatus>) -> Command {
+    let mut meta = serde_json::Map::new();
+    meta.insert("k".into(), serde_json::json!({"nested": [1, null, "x"]}));
+    Command::Register(Box::new(RegisterCommand {
+        agent_id: AgentId::parse("a-1").unwrap(),
+        name: "n".into(),
+        agent_type: String::new(),
+        runtime_id: "rt".into(),
+        endpoint: "http://e".into(),
+        version: String::new(),
+        description: "d".into(),
+        capabilities: vec![Capability {
+            name: "c".into(),
+            description: String::new(),
+            tags: vec![],
+            cost_estimate: cost,
+        }],
+        tags: vec!["t".into()],
+        metadata: Metadata(meta),
+        status,
+        health_score: None,
+        load_factor: Some(0.5),
+        performance_metrics: Some(BTreeMap::from([("lat".to_string(), 1.5)])),
+        ttl_seconds: 30,
+        offline_after_seconds: 60,
+        deregister_after_seconds: 0,
+        if_absent: false,
+        expected_revision: None,
+        now: Timestamp(1),
+    }))
+}
+
+#[test]
+fn commands_roundtrip_with_and_without_optional_fields() {
+    roundtrip(&register(None, None));
+    roundtrip(&register(Some(0.25), Some(AgentStatus::Busy)));
+    roundtrip(&Command::Deregister {
+        agent_id: AgentId::parse("x").unwrap(),
+        now: Timestamp(2),
+    });
+}
+
+#[test]
+fn events_roundtrip_with_and_without_optional_fields() {
+    roundtrip(&Event {
+        revision: 3,
+        kind: EventKind::RuntimeJoined,
+        agent_id: None,
+        at: Timestamp(3),
+        cause: Cause::Registration,
+        status: None,
+        previous_status: None,
+        runtime_id: String::new(),
+    });
+    roundtrip(&Event {
+        revision: 4,
+        kind: EventKind::AgentStatusChanged,
+        agent_id: Some(AgentId::parse("a").unwrap()),
+        at: Timestamp(4),
+        cause: Cause::Operator,
+        status: Some(AgentStatus::Suspended),
+        previous_status: Some(AgentStatus::Active),
+        runtime_id: "rt".into(),
+    });
+}
