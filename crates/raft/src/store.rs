@@ -9,9 +9,13 @@
 //! - `snapshot.bin`: the latest state-machine snapshot, replaced atomically
 //!   (write to a temporary file, fsync, rename, fsync the directory).
 //!
-//! Durability: every log append, vote and truncation is written with a
-//! synced write (the RocksDB WAL is fsynced) *before* openraft is told it is
-//! done. Concurrent writers share one fsync through RocksDB's group commit.
+//! Durability with group commit: a log append is written to RocksDB without
+//! a sync and its completion callback is handed to a flusher thread, which
+//! syncs the WAL once for every append that piled up meanwhile and only then
+//! tells openraft the entries are durable. One fsync (about 2 ms on the
+//! project's machines) thus covers every write that arrived during the
+//! previous one, instead of capping commits at one per fsync. Votes and
+//! truncations are rare and use synced writes directly.
 //!
 //! The state machine is not written on every apply: restart loads
 //! `snapshot.bin` and openraft re-applies the committed entries after it
@@ -138,6 +142,11 @@ fn key_id(key: &[u8]) -> u64 {
 pub struct LogStore {
     db: Arc<DB>,
     sync: bool,
+    /// Hands append callbacks to the WAL flusher thread.
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Group-commit figures: WAL syncs done and appends they covered.
+    pub wal_syncs: Arc<AtomicU64>,
+    pub wal_synced_appends: Arc<AtomicU64>,
     /// Highest committed log index this node has been told of (for
     /// `/v1/cluster`; openraft 0.9 does not report it in its metrics).
     committed: Arc<AtomicU64>,
@@ -225,9 +234,20 @@ pub fn open_store(
         );
     }
     let shared = SharedState::new(applied);
+    let wal_syncs = Arc::new(AtomicU64::new(0));
+    let wal_synced_appends = Arc::new(AtomicU64::new(0));
+    let flusher = spawn_flusher(
+        db.clone(),
+        options.sync,
+        wal_syncs.clone(),
+        wal_synced_appends.clone(),
+    )?;
     let log = LogStore {
         db,
         sync: options.sync,
+        flusher,
+        wal_syncs,
+        wal_synced_appends,
         committed: Arc::new(AtomicU64::new(committed)),
     };
     let sm = StateMachineStore {
@@ -237,6 +257,44 @@ pub fn open_store(
         built: Arc::new(AtomicU64::new(0)),
     };
     Ok((log, sm, shared))
+}
+
+/// Starts the WAL flusher thread: it waits for one pending append, takes
+/// every other one already queued, syncs the WAL once and confirms them all
+/// in order. It ends when every `LogStore` clone is dropped.
+fn spawn_flusher(
+    db: Arc<DB>,
+    sync: bool,
+    syncs: Arc<AtomicU64>,
+    covered: Arc<AtomicU64>,
+) -> Result<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
+    std::thread::Builder::new()
+        .name("wal-flusher".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let res = if sync { db.flush_wal(true) } else { Ok(()) };
+                syncs.fetch_add(1, Ordering::Relaxed);
+                covered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if let Err(e) = &res {
+                    tracing::error!(error = %e, "WAL sync failed");
+                }
+                for cb in batch {
+                    let r = res
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::other(e.to_string()));
+                    cb.log_io_completed(r);
+                }
+            }
+        })
+        .map_err(|source| StoreError::Io {
+            path: PathBuf::from("wal-flusher thread"),
+            source,
+        })?;
+    Ok(tx)
 }
 
 fn read_snapshot_file(dir: &Path) -> Result<Option<StoredSnapshot>, StoreError> {
@@ -409,13 +467,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(self.cf_log(), id_key(entry.log_id.index), bytes);
             n += 1;
         }
-        // The synced write returns after the WAL is on disk: only then is the
-        // append confirmed to openraft.
-        let res = self.db.write_opt(batch, &self.write_opts());
+        // Written without a sync; the flusher confirms the append to
+        // openraft only after the WAL holding it has been synced.
+        let res = self.db.write(batch);
         debug!(entries = n, ok = res.is_ok(), "log append");
         match res {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
+                    cb.log_io_completed(Err(std::io::Error::other("WAL flusher stopped")));
+                }
                 Ok(())
             }
             Err(e) => {

@@ -1,0 +1,354 @@
+//! `registry-bench`: drives load at a registry cluster and measures it.
+//!
+//! Subcommands:
+//! - `load`: registers N agents (records of about 512 bytes) with C
+//!   concurrent connections spread over the given nodes; prints and writes
+//!   (JSON) throughput and latency percentiles.
+//! - `failover`: repeatedly kills the leader with a user-given command, and
+//!   measures the time from the kill to the first successful write through
+//!   the surviving nodes; restarts the node and waits for it between trials.
+
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "registry-bench",
+    about = "Load and measurement tool for the agent registry"
+)]
+struct Cli {
+    /// Node base URLs, comma-separated.
+    #[arg(
+        long,
+        env = "REGISTRY_NODES",
+        default_value = "http://127.0.0.1:8011,http://127.0.0.1:8012,http://127.0.0.1:8013",
+        global = true
+    )]
+    nodes: String,
+    /// Write the result as JSON to this file too.
+    #[arg(long, global = true)]
+    out: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Register agents as fast as the cluster takes them.
+    Load {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// First agent number (ids are bench-NNNNNNN).
+        #[arg(long, default_value_t = 0)]
+        start: usize,
+    },
+    /// Measure leader failover: kill, time to first write, restart.
+    Failover {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Command run to kill a node; `{id}` is replaced by the node id.
+        #[arg(long, default_value = "scripts/cluster.sh kill {id}")]
+        kill: String,
+        /// Command run to restart it.
+        #[arg(long, default_value = "scripts/cluster.sh restart {id}")]
+        restart: String,
+        /// Give up on one trial after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+}
+
+/// Latency summary of one run, in milliseconds.
+#[derive(Debug, Serialize)]
+struct Summary {
+    ops: usize,
+    errors: usize,
+    seconds: f64,
+    ops_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn summarize(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Summary {
+    lat.sort();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i].as_secs_f64() * 1000.0
+    };
+    Summary {
+        ops: lat.len(),
+        errors,
+        seconds: elapsed.as_secs_f64(),
+        ops_per_sec: lat.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+/// A registration body of about 512 bytes, with capabilities drawn from a
+/// small vocabulary so capability sets overlap as in a real fleet.
+pub fn agent_body(i: usize) -> serde_json::Value {
+    const CAPS: [&str; 8] = [
+        "python code generation",
+        "trading",
+        "risk management",
+        "translation",
+        "summarization",
+        "image captioning",
+        "web search",
+        "sql analytics",
+    ];
+    let c1 = CAPS[i % CAPS.len()];
+    let c2 = CAPS[(i / 8 + 3) % CAPS.len()];
+    json!({
+        "agent_id": format!("bench-{i:07}"),
+        "name": format!("bench agent {i}"),
+        "agent_type": if i % 3 == 0 { "llm" } else { "tool" },
+        "runtime_id": format!("runtime-{}", i % 500),
+        "endpoint": format!("http://10.1.{}.{}:8080/agent/{i}", (i / 256) % 256, i % 256),
+        "version": "1.4.2",
+        "description": "synthetic agent registered by registry-bench",
+        "capabilities": [
+            {"name": c1, "description": format!("{c1} for the benchmark fleet"), "tags": ["bench", "v1"], "cost_estimate": 0.01},
+            {"name": c2, "description": format!("{c2} with a bounded budget"), "tags": ["bench"], "cost_estimate": 0.02}
+        ],
+        "tags": ["bench", if i % 2 == 0 { "even" } else { "odd" }],
+        "metadata": {"zone": format!("z{}", i % 3), "owner": "bench"}
+    })
+}
+
+fn nodes(spec: &str) -> anyhow::Result<Vec<String>> {
+    let v: Vec<String> = spec
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if v.is_empty() {
+        bail!("--nodes is empty");
+    }
+    Ok(v)
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(256)
+        .build()?)
+}
+
+async fn load(
+    nodes: Vec<String>,
+    agents: usize,
+    concurrency: usize,
+    start: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let client = http()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let (client, next, nodes) = (client.clone(), next.clone(), nodes.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= agents {
+                    break;
+                }
+                let url = format!("{}/v1/agents", nodes[(w + k) % nodes.len()]);
+                let t = Instant::now();
+                match client.post(&url).json(&agent_body(start + k)).send().await {
+                    Ok(r) if r.status().is_success() => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    let s = summarize(lat, errors, t0.elapsed());
+    println!(
+        "load: {} agents in {:.1}s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} errors",
+        s.ops, s.seconds, s.ops_per_sec, s.p50_ms, s.p99_ms, s.max_ms, s.errors
+    );
+    Ok(json!({"scenario": "load", "agents": agents, "concurrency": concurrency, "result": s}))
+}
+
+fn run_cmd(template: &str, id: u64) -> anyhow::Result<()> {
+    let cmd = template.replace("{id}", &id.to_string());
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
+    if !status.success() {
+        bail!("'{cmd}' failed with {status}");
+    }
+    Ok(())
+}
+
+async fn leader_of(client: &reqwest::Client, nodes: &[String]) -> Option<u64> {
+    for n in nodes {
+        if let Ok(r) = client
+            .get(format!("{n}/v1/cluster"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if let Some(l) = v["leader_id"].as_u64() {
+                    return Some(l);
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn all_ready(client: &reqwest::Client, nodes: &[String]) -> bool {
+    for n in nodes {
+        let ok = client
+            .get(format!("{n}/health/ready"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+async fn poll_until<F, Fut>(deadline: Instant, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn failover(
+    nodes: Vec<String>,
+    trials: usize,
+    kill: &str,
+    restart: &str,
+    timeout_s: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut times = Vec::new();
+    for trial in 0..trials {
+        let deadline = Instant::now() + Duration::from_secs(timeout_s);
+        if !poll_until(deadline, || all_ready(&client, &nodes)).await {
+            bail!("trial {trial}: cluster not ready");
+        }
+        let Some(leader) = leader_of(&client, &nodes).await else {
+            bail!("no leader")
+        };
+        let survivors: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 + 1 != leader)
+            .map(|(_, n)| n.clone())
+            .collect();
+        run_cmd(kill, leader)?;
+        let t0 = Instant::now();
+        let mut ok = false;
+        let mut k = 0usize;
+        while Instant::now() < deadline {
+            let url = format!("{}/v1/agents", survivors[k % survivors.len()]);
+            k += 1;
+            let body = json!({"agent_id": format!("failover-{trial}-{k}"), "name": "f", "endpoint": "http://f"});
+            let r = client
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(6))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                ok = true;
+                break;
+            }
+        }
+        if !ok {
+            bail!("trial {trial}: no successful write within {timeout_s}s");
+        }
+        let took = t0.elapsed();
+        println!(
+            "failover trial {trial}: leader {leader} killed, first write after {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+        times.push(took);
+        run_cmd(restart, leader)?;
+    }
+    times.sort();
+    let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let median = if ms.is_empty() {
+        0.0
+    } else if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
+    let max = ms.last().copied().unwrap_or(0.0);
+    println!(
+        "failover: {} trials, median {:.0} ms, max {:.0} ms",
+        ms.len(),
+        median,
+        max
+    );
+    Ok(json!({"scenario": "failover", "trials_ms": ms, "median_ms": median, "max_ms": max}))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let nodes = nodes(&cli.nodes)?;
+    let result = match cli.cmd {
+        Cmd::Load {
+            agents,
+            concurrency,
+            start,
+        } => load(nodes, agents, concurrency, start).await?,
+        Cmd::Failover {
+            trials,
+            kill,
+            restart,
+            timeout_s,
+        } => failover(nodes, trials, &kill, &restart, timeout_s).await?,
+    };
+    if let Some(path) = cli.out {
+        std::fs::write(&path, serde_json::to_vec_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
