@@ -84,7 +84,7 @@ start_node() {
     # The child writes its own pid (exec keeps it) and does not keep the lock fd.
     # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
     "${launcher[@]}" env -u REGISTRY_NODE_ID -u REGISTRY_LISTEN -u REGISTRY_ADVERTISE \
-        -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER \
+        -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER NO_COLOR="${NO_COLOR:-1}" \
         bash -c 'echo $$ >"$1"; shift; exec "$@"' start-node "$DIR/node$i.pid" "$bin" "${args[@]}" \
         </dev/null >>"$DIR/node$i.log" 2>&1 9>&- &
     deadline=$((SECONDS + 5))
@@ -163,10 +163,12 @@ Try it:
   curl -s -X POST $u1/v1/agents -H 'content-type: application/json' \\
        -d '{"agent_id":"a1","name":"demo","endpoint":"http://127.0.0.1:9000","capabilities":[{"name":"python"}]}'
   curl -s $u2/v1/agents/a1
-  curl -s $u1/v1/cluster
-  REGISTRY_ENDPOINTS=$(endpoints) $ctl --help
+  export REGISTRY_NODES=$(endpoints)
+  $ctl register --id a2 --name demo2 --endpoint http://127.0.0.1:9001 --capability python
+  $ctl get a2
+  $ctl cluster
 Manage it:
-  scripts/cluster.sh status | kill N | restart N | logs N | down
+  scripts/cluster.sh status | kill N | restart N | logs N | down | clean
 EOF
 }
 

@@ -116,6 +116,7 @@ read_agent() {
 }
 
 echo "compose-smoke: project $PROJECT (${COMPOSE[*]})"
+up_at="$(now)"
 env -u REGISTRY_INITIAL_CLUSTER "${DC[@]}" up -d node1 node2 node3 || fail "compose up failed"
 
 # 1. all three nodes ready
@@ -126,7 +127,7 @@ for n in 1 2 3; do
         sleep 0.5
     done
 done
-pass "3 nodes ready after $(elapsed "$started_at")"
+pass "3 nodes ready $(elapsed "$up_at") after compose up"
 
 # 2. write through node1, read on every node
 A="smoke-a-$RANDOM$RANDOM"

@@ -58,7 +58,14 @@ trap 'rm -rf "$ROOTFS"' EXIT
 
 mkdir -p "$ROOTFS"/{bin,etc,data,root,usr/local/bin}
 mkdir -m 1777 "$ROOTFS/tmp"
-install -m 0755 "$BIN" "$ROOTFS/usr/local/bin/agent-registry"
+# Without debug info (RocksDB's alone is hundreds of MB); symbols stay, so
+# backtraces still name functions.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug -o "$ROOTFS/usr/local/bin/agent-registry" "$BIN"
+    chmod 0755 "$ROOTFS/usr/local/bin/agent-registry"
+else
+    install -m 0755 "$BIN" "$ROOTFS/usr/local/bin/agent-registry"
+fi
 
 # Shared libraries and the dynamic loader, at the same paths as on this host.
 ldd_out="$(ldd "$BIN" 2>&1 || true)"

@@ -21,18 +21,19 @@ total_start="$(now)"
 timings=()
 
 stage() {
-    local name="$1" t0 rc=0
+    local name="$1" t0 rc=0 took
     shift
     echo "==> [$name] $*"
     t0="$(now)"
     "$@" || rc=$?
-    timings+=("$(printf '%-8s %8s  %s' "$name" "$(elapsed "$t0")" "$([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+    took="$(elapsed "$t0")"
+    timings+=("$(printf '%-8s %8s  %s' "$name" "$took" "$([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
     if ((rc != 0)); then
         print_timings
         echo "test: FAILED at stage '$name' (exit $rc): $*"
         exit "$rc"
     fi
-    echo "<== [$name] ok ($(elapsed "$t0"))"
+    echo "<== [$name] ok ($took)"
 }
 
 print_timings() {
@@ -49,6 +50,7 @@ stage nextest cargo nextest run --release --workspace --no-fail-fast
 if docker_available; then
     stage smoke "$REPO_ROOT/scripts/compose-smoke.sh"
 elif [[ "${CI:-}" == true ]]; then
+    print_timings
     echo "test: FAILED: CI=true but no docker daemon answers (docker info), so the compose smoke test cannot run"
     exit 1
 else

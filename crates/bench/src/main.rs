@@ -4,7 +4,7 @@
 //! - `load`: registers N agents (records of about 512 bytes) with C
 //!   concurrent connections spread over the given nodes; prints and writes
 //!   (JSON) throughput and latency percentiles.
-//! - `failover`: repeatedly kills the leader with a user-given command, and
+//! - `failover`: repeatedly kills the leader (SIGKILL to its pid), and
 //!   measures the time from the kill to the first successful write through
 //!   the surviving nodes; restarts the node and waits for it between trials.
 
@@ -55,9 +55,10 @@ enum Cmd {
     Failover {
         #[arg(long, default_value_t = 10)]
         trials: usize,
-        /// Command run to kill a node; `{id}` is replaced by the node id.
-        #[arg(long, default_value = "scripts/cluster.sh kill {id}")]
-        kill: String,
+        /// File holding the pid of node `{id}`; the tool sends it SIGKILL
+        /// itself, so the kill has landed before the first write is sent.
+        #[arg(long, default_value = ".cluster/node{id}.pid")]
+        pid_file: String,
         /// Command run to restart it.
         #[arg(long, default_value = "scripts/cluster.sh restart {id}")]
         restart: String,
@@ -117,7 +118,7 @@ pub fn agent_body(i: usize) -> serde_json::Value {
     json!({
         "agent_id": format!("bench-{i:07}"),
         "name": format!("bench agent {i}"),
-        "agent_type": if i % 3 == 0 { "llm" } else { "tool" },
+        "agent_type": if i.is_multiple_of(3) { "llm" } else { "tool" },
         "runtime_id": format!("runtime-{}", i % 500),
         "endpoint": format!("http://10.1.{}.{}:8080/agent/{i}", (i / 256) % 256, i % 256),
         "version": "1.4.2",
@@ -126,7 +127,7 @@ pub fn agent_body(i: usize) -> serde_json::Value {
             {"name": c1, "description": format!("{c1} for the benchmark fleet"), "tags": ["bench", "v1"], "cost_estimate": 0.01},
             {"name": c2, "description": format!("{c2} with a bounded budget"), "tags": ["bench"], "cost_estimate": 0.02}
         ],
-        "tags": ["bench", if i % 2 == 0 { "even" } else { "odd" }],
+        "tags": ["bench", if i.is_multiple_of(2) { "even" } else { "odd" }],
         "metadata": {"zone": format!("z{}", i % 3), "owner": "bench"}
     })
 }
@@ -260,7 +261,7 @@ where
 async fn failover(
     nodes: Vec<String>,
     trials: usize,
-    kill: &str,
+    pid_file: &str,
     restart: &str,
     timeout_s: u64,
 ) -> anyhow::Result<serde_json::Value> {
@@ -280,8 +281,22 @@ async fn failover(
             .filter(|(i, _)| *i as u64 + 1 != leader)
             .map(|(_, n)| n.clone())
             .collect();
-        run_cmd(kill, leader)?;
+        let pid_path = pid_file.replace("{id}", &leader.to_string());
+        let pid = std::fs::read_to_string(&pid_path)
+            .with_context(|| format!("reading {pid_path}"))?
+            .trim()
+            .to_string();
+        // `kill` returns once the signal is sent; SIGKILL lets the process
+        // run no more user code, so every write below finds the leader gone.
         let t0 = Instant::now();
+        let status = Process::new("kill")
+            .arg("-KILL")
+            .arg(&pid)
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("trial {trial}: kill -KILL {pid} failed");
+        }
         let mut ok = false;
         let mut k = 0usize;
         while Instant::now() < deadline {
@@ -341,10 +356,10 @@ async fn main() -> anyhow::Result<()> {
         } => load(nodes, agents, concurrency, start).await?,
         Cmd::Failover {
             trials,
-            kill,
+            pid_file,
             restart,
             timeout_s,
-        } => failover(nodes, trials, &kill, &restart, timeout_s).await?,
+        } => failover(nodes, trials, &pid_file, &restart, timeout_s).await?,
     };
     if let Some(path) = cli.out {
         std::fs::write(&path, serde_json::to_vec_pretty(&result)?)

@@ -207,11 +207,21 @@ impl PeerClient {
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    retry_unreachable: Duration,
 }
 
 impl Network {
-    pub fn new(http: reqwest::Client) -> Self {
-        Network { http }
+    /// `retry_unreachable`: how long replication waits before trying a peer
+    /// that refused a connection again. Keep it at about one heartbeat:
+    /// openraft's default (500 ms) is as long as the shortest election
+    /// timeout, so a restarted follower could time out and call an election
+    /// (0.9 has no pre-vote) before the leader tried it again, deposing a
+    /// healthy leader.
+    pub fn new(http: reqwest::Client, retry_unreachable: Duration) -> Self {
+        Network {
+            http,
+            retry_unreachable,
+        }
     }
 }
 
@@ -230,6 +240,7 @@ pub fn peer_http_client() -> Result<reqwest::Client, reqwest::Error> {
 pub struct PeerConnection {
     target: u64,
     client: PeerClient,
+    retry_unreachable: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -239,11 +250,16 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: PeerClient::new(self.http.clone(), node.addr.clone()),
+            retry_unreachable: self.retry_unreachable,
         }
     }
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry_unreachable))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -15,14 +15,21 @@ use registry_raft::TypeConfig;
 
 use crate::node::Node;
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    bincode::deserialize(body).map_err(|e| {
+/// An internal request whose body did not decode (version mismatch or bug).
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
         (
             StatusCode::BAD_REQUEST,
-            format!("bad internal request: {e}"),
+            format!("bad internal request: {}", self.0),
         )
             .into_response()
-    })
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
+    bincode::deserialize(body).map_err(|e| BadRequest(e.to_string()))
 }
 
 fn encode<T: Serialize>(v: &T) -> Response {
@@ -38,7 +45,7 @@ fn encode<T: Serialize>(v: &T) -> Response {
 pub async fn append(State(node): State<Node>, body: Bytes) -> Response {
     let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let res = node.raft.append_entries(req).await;
     if res.as_ref().is_ok_and(|r| r.is_success()) {
@@ -50,7 +57,7 @@ pub async fn append(State(node): State<Node>, body: Bytes) -> Response {
 pub async fn vote(State(node): State<Node>, body: Bytes) -> Response {
     let req: openraft::raft::VoteRequest<u64> = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     encode(&node.raft.vote(req).await)
 }
@@ -58,7 +65,7 @@ pub async fn vote(State(node): State<Node>, body: Bytes) -> Response {
 pub async fn snapshot(State(node): State<Node>, body: Bytes) -> Response {
     let req: openraft::raft::InstallSnapshotRequest<TypeConfig> = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     node.touch_leader_contact();
     encode(&node.raft.install_snapshot(req).await)
@@ -69,7 +76,7 @@ pub async fn snapshot(State(node): State<Node>, body: Bytes) -> Response {
 pub async fn forward(State(node): State<Node>, body: Bytes) -> Response {
     let req: ForwardRequest = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let res = if node.is_leader() {
         node.write_local(req.command, Instant::now() + node.config.write_timeout())

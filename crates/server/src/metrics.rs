@@ -20,6 +20,11 @@ pub struct Metrics {
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
     pub raft_last_log_index: IntGauge,
+    /// Last log index covered by this node's snapshot (0: none).
+    pub raft_snapshot_index: IntGauge,
+    /// Last log index removed from this node's log by compaction (0: none);
+    /// a follower that needs an entry at or below it gets a snapshot.
+    pub raft_purged_index: IntGauge,
     pub raft_is_leader: IntGauge,
     pub registry_revision: IntGauge,
     pub registry_agents: IntGauge,
@@ -68,6 +73,14 @@ impl Metrics {
             raft_term: gauge("raft_term", "Current Raft term"),
             raft_applied_index: gauge("raft_applied_index", "Last applied log index"),
             raft_last_log_index: gauge("raft_last_log_index", "Last log index"),
+            raft_snapshot_index: gauge(
+                "raft_snapshot_index",
+                "Last log index covered by the snapshot",
+            ),
+            raft_purged_index: gauge(
+                "raft_purged_index",
+                "Last log index purged by log compaction",
+            ),
             raft_is_leader: gauge("raft_is_leader", "1 when this node is the leader"),
             registry_revision: gauge("revision", "Applied registry revision"),
             registry_agents: gauge("agents", "Registered agents"),
@@ -82,6 +95,8 @@ impl Metrics {
             Box::new(m.raft_term.clone()),
             Box::new(m.raft_applied_index.clone()),
             Box::new(m.raft_last_log_index.clone()),
+            Box::new(m.raft_snapshot_index.clone()),
+            Box::new(m.raft_purged_index.clone()),
             Box::new(m.raft_is_leader.clone()),
             Box::new(m.registry_revision.clone()),
             Box::new(m.registry_agents.clone()),
@@ -105,6 +120,10 @@ impl Metrics {
             .set(m.last_applied.map_or(0, |l| l.index) as i64);
         self.raft_last_log_index
             .set(m.last_log_index.unwrap_or(0) as i64);
+        self.raft_snapshot_index
+            .set(m.snapshot.map_or(0, |l| l.index) as i64);
+        self.raft_purged_index
+            .set(m.purged.map_or(0, |l| l.index) as i64);
         self.raft_is_leader
             .set(i64::from(m.current_leader == Some(m.id)));
         self.registry_revision.set(revision as i64);

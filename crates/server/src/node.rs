@@ -101,7 +101,7 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(http.clone()),
+            Network::new(http.clone(), config.heartbeat()),
             log_store,
             sm_store,
         )
@@ -182,13 +182,14 @@ impl Node {
             loop {
                 let m = rx.borrow_and_update().clone();
                 if let Err(fatal) = &m.running_state {
-                    tracing::error!(error = %fatal, "raft stopped with a fatal error");
                     // Shutdown also ends Raft with `Stopped`; only other
                     // errors are fatal for the process.
-                    if !matches!(fatal, openraft::error::Fatal::Stopped) {
-                        std::process::abort();
+                    if matches!(fatal, openraft::error::Fatal::Stopped) {
+                        info!("raft stopped");
+                        return;
                     }
-                    return;
+                    tracing::error!(error = %fatal, "raft stopped with a fatal error");
+                    std::process::abort();
                 }
                 if m.current_leader != leader {
                     info!(term = m.current_term, leader = ?m.current_leader, state = ?m.state, "leader changed");
@@ -270,7 +271,19 @@ impl Node {
                         hops: 1,
                     };
                     match self.peer(&addr).forward(&req, remaining).await {
-                        Ok(Ok(applied)) => return applied_result(applied),
+                        Ok(Ok(applied)) => {
+                            // Answer once this node has applied the write
+                            // too: the answer's revision header then covers
+                            // it, and a stale read here sees it (clients use
+                            // that header as `min_revision`). The commit
+                            // reaches followers at once, so this costs about
+                            // one round trip. Bounded: the write is
+                            // committed whatever happens here.
+                            let rev = applied.revision;
+                            let caught_up = self.shared.wait_for(|p| p.revision >= rev);
+                            let _ = tokio::time::timeout_at(deadline.into(), caught_up).await;
+                            return applied_result(applied);
+                        }
                         Ok(Err(ForwardError::NotLeader { .. }))
                         | Ok(Err(ForwardError::Unavailable(_))) => {}
                         Ok(Err(ForwardError::Unknown(m))) => return Err(ApiError::timeout(m)),
@@ -378,13 +391,12 @@ impl Node {
                 },
                 Some(l) => {
                     if let Some((_, addr)) = self.leader().filter(|(id, _)| *id == l) {
-                        match self
+                        if let Ok(Ok(r)) = self
                             .peer(&addr)
                             .read_index(self.config.read_timeout())
                             .await
                         {
-                            Ok(Ok(r)) => return Ok(r.index),
-                            Ok(Err(_)) | Err(_) => {}
+                            return Ok(r.index);
                         }
                     }
                 }

@@ -57,8 +57,7 @@ impl RegistryState {
         let mut page: Vec<AgentRecord> = Vec::with_capacity(limit + 1);
         match sets.split_first() {
             None => {
-                let start =
-                    cursor.map_or(std::ops::Bound::Unbounded, |c| std::ops::Bound::Excluded(c));
+                let start = cursor.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
                 let range = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
@@ -79,8 +78,7 @@ impl RegistryState {
             // A large candidate set: walk the table in id order instead of
             // sorting most of the fleet for one page.
             Some(_) => {
-                let start =
-                    cursor.map_or(std::ops::Bound::Unbounded, |c| std::ops::Bound::Excluded(c));
+                let start = cursor.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
                 let walk = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))

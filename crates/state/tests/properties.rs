@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,8 +15,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
-use registry_types::command::RegisterCommand;
-use registry_types::{AgentStatus, Capability, Command, CommandResult, Metadata, Timestamp};
+use registry_types::command::{Cause, RegisterCommand, Rejection};
+use registry_types::{
+    AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
+};
 
 // ---------------------------------------------------------------- vocabulary
 
@@ -551,14 +554,53 @@ fn battery(state: &RegistryState) -> String {
 
 // ---------------------------------------------------------------- properties
 
-proptest! {
-    #![proptest_config(Config { cases: 256, ..Config::default() })]
+/// Runs `test` over `cases` random inputs (256 unless `PROPTEST_CASES`
+/// says otherwise), panicking with the shrunk input on failure.
+fn run_cases<S: Strategy>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, test)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
 
-    /// The same log gives the same state, results and revision; rejections
-    /// and no-ops change nothing; events are contiguous; stats agree with a
-    /// scan after every command.
-    #[test]
-    fn same_log_same_state(ops in ops(60)) {
+/// Counts of interesting situations the random sequences reached, so that a
+/// change in the generators cannot quietly stop exercising them.
+#[derive(Default, Debug)]
+struct Coverage(RefCell<BTreeMap<&'static str, usize>>);
+
+impl Coverage {
+    fn hit(&self, what: &'static str) {
+        *self.0.borrow_mut().entry(what).or_default() += 1;
+    }
+
+    fn assert_reached(&self, whats: &[&'static str], at_least: usize) {
+        let seen = self.0.borrow();
+        for w in whats {
+            let n = seen.get(w).copied().unwrap_or(0);
+            assert!(n >= at_least, "{w} reached only {n} times: {seen:?}");
+        }
+    }
+}
+
+/// The same log gives the same state, results and revision on two replicas,
+/// and the same records, results and events as the reference model;
+/// rejections and no-ops change nothing; events are contiguous; stats agree
+/// with a scan after every command.
+#[test]
+fn same_log_same_state() {
+    let coverage = Coverage::default();
+    run_cases(ops(60), |ops| {
         let cmds = commands(&ops);
         let mut a = RegistryState::default();
         let mut b = RegistryState::default();
@@ -573,17 +615,51 @@ proptest! {
             prop_assert_eq!(&ra, &rm, "state and model differ on {:?}", cmd);
             prop_assert_eq!(a.revision(), model.revision);
             prop_assert!(a.records().eq(model.agents.values()));
-            let events = a.events().since(before.revision, usize::MAX).expect("default window");
+            let events = a
+                .events()
+                .since(before.revision, usize::MAX)
+                .expect("default window");
             prop_assert_eq!(&events[..], &model.events[before.revision as usize..]);
             let unchanged = match &ra {
-                CommandResult::Rejected(_) => true,
+                CommandResult::Rejected(r) => {
+                    coverage.hit(match r {
+                        Rejection::NotFound { .. } => "not found",
+                        Rejection::AlreadyExists { .. } => "already exists",
+                        Rejection::RevisionMismatch { .. } => "revision mismatch",
+                    });
+                    true
+                }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
             };
             if unchanged {
                 prop_assert_eq!(&a.snapshot(), &before, "{:?} -> {:?}", cmd, ra);
+                if !matches!(ra, CommandResult::Rejected(_)) {
+                    coverage.hit("same-status no-op");
+                }
             } else {
                 prop_assert!(a.revision() > before.revision);
+            }
+            if let (Command::Register(c), CommandResult::Agent { created, .. }) = (cmd, &ra) {
+                if c.expected_revision.is_some() {
+                    coverage.hit("expected revision accepted");
+                }
+                if !created {
+                    coverage.hit("re-registration");
+                }
+            }
+            for e in &events {
+                match (e.kind, e.cause) {
+                    (EventKind::RuntimeLeft, Cause::Registration) => {
+                        coverage.hit("moved off a runtime")
+                    }
+                    (EventKind::RuntimeLeft, _) => coverage.hit("runtime left"),
+                    (EventKind::RuntimeJoined, _) => coverage.hit("runtime joined"),
+                    (EventKind::AgentStatusChanged, Cause::Registration) => {
+                        coverage.hit("revived by registration")
+                    }
+                    _ => {}
+                }
             }
             if let CommandResult::Agent { record, created } = &ra {
                 prop_assert_eq!(Some(&**record), a.get(&record.agent_id));
@@ -592,35 +668,74 @@ proptest! {
             }
             prop_assert_eq!(a.stats(), scan_stats(&a, registrations));
             prop_assert_eq!(registrations, model.total_registrations);
+            // The index holds no more and no fewer postings than one rebuilt
+            // from the records: nothing stale is left behind by removals
+            // (stale postings of freed keys are invisible to queries).
+            let rebuilt =
+                RegistryState::restore(StateConfig::default(), a.snapshot()).expect("restore");
+            prop_assert_eq!(a.index_stats(), rebuilt.index_stats());
             for r in a.records() {
                 prop_assert!(r.create_revision <= r.epoch && r.epoch <= r.revision);
-                prop_assert!(r.registered_at <= r.last_heartbeat && r.last_heartbeat <= r.updated_at);
+                prop_assert!(
+                    r.registered_at <= r.last_heartbeat && r.last_heartbeat <= r.updated_at
+                );
             }
         }
         prop_assert_eq!(a.revision(), b.revision());
         prop_assert_eq!(a.snapshot(), b.snapshot());
-        let events = a.events().since(0, usize::MAX).expect("default window holds all");
+        let events = a
+            .events()
+            .since(0, usize::MAX)
+            .expect("default window holds all");
         for (i, e) in events.iter().enumerate() {
             prop_assert_eq!(e.revision, i as u64 + 1);
         }
         prop_assert_eq!(events.last().map_or(0, |e| e.revision), a.revision());
-    }
+        Ok(())
+    });
+    coverage.assert_reached(
+        &[
+            "not found",
+            "already exists",
+            "revision mismatch",
+            "same-status no-op",
+            "expected revision accepted",
+            "re-registration",
+            "moved off a runtime",
+            "runtime left",
+            "runtime joined",
+            "revived by registration",
+        ],
+        20,
+    );
+}
 
-    /// A snapshot (through bincode) restores to a state that is the same for
-    /// every query and stays the same under further commands.
-    #[test]
-    fn snapshot_restore_is_transparent(
-        ops in ops(60),
-        split in any::<prop::sample::Index>(),
-        window in prop::sample::select(vec![3usize, 16, 100_000]),
-    ) {
+/// A snapshot (through bincode) restores to a state that is the same for
+/// every query and stays the same under further commands.
+#[test]
+fn snapshot_restore_is_transparent() {
+    let coverage = Coverage::default();
+    let strategy = (
+        ops(60),
+        any::<prop::sample::Index>(),
+        prop::sample::select(vec![3usize, 16, 100_000]),
+    );
+    run_cases(strategy, |(ops, split, window)| {
         let cmds = commands(&ops);
         let (prefix, suffix) = cmds.split_at(split.index(cmds.len() + 1));
-        let config = StateConfig { event_window: window };
+        let config = StateConfig {
+            event_window: window,
+        };
         let mut a = RegistryState::new(config.clone());
         apply_all(&mut a, prefix);
 
         let snap = a.snapshot();
+        if snap.events_compacted_through > 0 {
+            coverage.hit("compacted window");
+        }
+        if !snap.agents.is_empty() && !suffix.is_empty() {
+            coverage.hit("agents and more commands");
+        }
         let bytes = bincode::serialize(&snap).expect("encode");
         let decoded: SnapshotData = bincode::deserialize(&bytes).expect("decode");
         prop_assert_eq!(&decoded, &snap);
@@ -637,7 +752,9 @@ proptest! {
         prop_assert_eq!(a.snapshot(), b.snapshot());
         prop_assert_eq!(a.index_stats(), b.index_stats());
         prop_assert_eq!(battery(&a), battery(&b));
-    }
+        Ok(())
+    });
+    coverage.assert_reached(&["compacted window", "agents and more commands"], 50);
 }
 
 /// Which listing path the probes exercised with a non-empty answer.
@@ -728,24 +845,17 @@ fn check_queries(
 /// through a sequence and at its end.
 #[test]
 fn index_queries_equal_scans() {
-    let mut runner = TestRunner::new(Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    });
     let strategy = (ops(60), any::<prop::sample::Index>(), probe());
-    runner
-        .run(&strategy, |(ops, mid, probe)| {
-            let cmds = commands(&ops);
-            let (first, second) = cmds.split_at(mid.index(cmds.len() + 1));
-            let mut state = RegistryState::default();
-            let (_, n1) = apply_all(&mut state, first);
-            check_queries(&state, &probe, n1)?;
-            let (_, n2) = apply_all(&mut state, second);
-            check_queries(&state, &probe, n1 + n2)?;
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    run_cases(strategy, |(ops, mid, probe)| {
+        let cmds = commands(&ops);
+        let (first, second) = cmds.split_at(mid.index(cmds.len() + 1));
+        let mut state = RegistryState::default();
+        let (_, n1) = apply_all(&mut state, first);
+        check_queries(&state, &probe, n1)?;
+        let (_, n2) = apply_all(&mut state, second);
+        check_queries(&state, &probe, n1 + n2)?;
+        Ok(())
+    });
     let (sorted, walk) = (
         SORTED_PATH.load(Ordering::Relaxed),
         WALK_PATH.load(Ordering::Relaxed),

@@ -8,7 +8,7 @@ pub mod model;
 
 use std::collections::BTreeMap;
 
-use registry_state::query::match_capability;
+use registry_state::query::{match_capability, MAX_PAGE};
 use registry_state::RegistryState;
 use registry_types::api::{CapabilityMatch, ListFilter, MatchKind, Stats};
 use registry_types::command::RegisterCommand;
@@ -224,7 +224,7 @@ pub fn scan_search(
     }
     hits.sort();
     hits.into_iter()
-        .take(limit.clamp(1, 1000))
+        .take(limit.clamp(1, MAX_PAGE))
         .map(|(k, id, pos)| (id, pos, k))
         .collect()
 }
