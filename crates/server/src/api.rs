@@ -10,8 +10,10 @@ use axum::Json;
 
 use registry_types::api::Stats;
 use registry_types::api::{
-    AgentHealth, AgentList, AgentResponse, CapabilityMatch, DeleteResponse, HealthUpdateRequest,
-    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
+    AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
+    BatchHeartbeatResult, CapabilityMatch, DeleteResponse, HealthUpdateRequest, HeartbeatRequest,
+    HeartbeatResponse, ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse,
+    StatusUpdateRequest,
 };
 use registry_types::command::{RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
@@ -20,7 +22,8 @@ use registry_types::{
 };
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Consistency, JsonBody, Params};
+use crate::extract::{Consistency, JsonBody, OptionalJsonBody, Params};
+use crate::liveness::Beat;
 use crate::node::Node;
 
 /// Default page size of listings and searches.
@@ -68,7 +71,7 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
     match result {
         CommandResult::Agent { record, created } => Ok((*record, created)),
         CommandResult::Rejected(r) => Err(rejection(r)),
-        CommandResult::Removed { .. } => Err(ApiError::internal()),
+        CommandResult::Removed { .. } | CommandResult::Batch { .. } => Err(ApiError::internal()),
     }
 }
 
@@ -101,9 +104,13 @@ fn register_command(node: &Node, req: RegisterRequest) -> ApiResult<Command> {
             "offline_after_seconds must not be less than ttl_seconds",
         ));
     }
-    let deregister = req
-        .deregister_after_seconds
-        .unwrap_or(node.config.default_deregister_after_seconds);
+    // The node default never undercuts an offline time the agent chose.
+    let deregister = req.deregister_after_seconds.unwrap_or(
+        match node.config.default_deregister_after_seconds {
+            0 => 0,
+            d => d.max(offline),
+        },
+    );
     if deregister != 0 && deregister < offline {
         return Err(ApiError::invalid(
             "deregister_after_seconds",
@@ -219,7 +226,7 @@ pub async fn delete_agent(
             revision,
         })),
         CommandResult::Rejected(r) => Err(rejection(r)),
-        CommandResult::Agent { .. } => Err(ApiError::internal()),
+        CommandResult::Agent { .. } | CommandResult::Batch { .. } => Err(ApiError::internal()),
     }
 }
 
@@ -250,7 +257,28 @@ pub async fn set_health(
     JsonBody(req): JsonBody<HealthUpdateRequest>,
 ) -> ApiResult<Json<AgentResponse>> {
     let agent_id = path_id(&id)?;
-    req.validate(&node.config.limits())?;
+    let limits = node.config.limits();
+    req.validate(&limits)?;
+    // Metrics merge into the record's: bound the merged set, not just this
+    // request (checked against local state; a racing update can overshoot
+    // by at most one request's worth).
+    if let Some(current) = node.shared.read().registry.get(&agent_id) {
+        let merged = current
+            .performance_metrics
+            .keys()
+            .chain(req.metrics.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if merged > limits.max_metrics {
+            return Err(ApiError::invalid(
+                "metrics",
+                format!(
+                    "the agent would hold {merged} metrics; at most {} are allowed",
+                    limits.max_metrics
+                ),
+            ));
+        }
+    }
     let cmd = Command::SetHealth {
         agent_id,
         health_score: req.health_score,
@@ -408,4 +436,88 @@ pub async fn metrics(State(node): State<Node>) -> Response {
         node.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /v1/agents/{id}/heartbeat` (also `POST /agents/{id}/heartbeat`):
+/// renews the agent's lease, optionally with a status, health, load and
+/// metrics report. Not a Raft entry: the leader keeps it in memory and
+/// checkpoints it.
+pub async fn heartbeat(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let id = path_id(&id)?;
+    let beat = Beat::from_request(req, &node.config.limits())?;
+    Ok(Json(node.heartbeat(id, beat).await?))
+}
+
+/// Most heartbeats in one `POST /v1/heartbeats`.
+pub const MAX_BATCH_HEARTBEATS: usize = 10_000;
+
+/// `POST /v1/heartbeats`: one call renews many agents, with a result each.
+pub async fn heartbeats(
+    State(node): State<Node>,
+    JsonBody(req): JsonBody<BatchHeartbeatRequest>,
+) -> ApiResult<Json<BatchHeartbeatResponse>> {
+    if req.heartbeats.is_empty() || req.heartbeats.len() > MAX_BATCH_HEARTBEATS {
+        return Err(ApiError::invalid(
+            "heartbeats",
+            format!(
+                "give 1 to {MAX_BATCH_HEARTBEATS} heartbeats, got {}",
+                req.heartbeats.len()
+            ),
+        ));
+    }
+    let limits = node.config.limits();
+    let mut results: Vec<Option<BatchHeartbeatResult>> = Vec::with_capacity(req.heartbeats.len());
+    let mut valid = Vec::new();
+    for (i, item) in req.heartbeats.into_iter().enumerate() {
+        let parsed = parse_agent_id("agent_id", &item.agent_id)
+            .and_then(|id| Beat::from_request(item.heartbeat, &limits).map(|b| (id, b)));
+        match parsed {
+            Ok(v) => {
+                valid.push((i, v));
+                results.push(None);
+            }
+            Err(e) => results.push(Some(BatchHeartbeatResult {
+                agent_id: item.agent_id,
+                ok: false,
+                heartbeat: None,
+                error: Some(e.error),
+            })),
+        }
+    }
+    // Every valid heartbeat is submitted at once; on a follower they travel
+    // to the leader together.
+    let outcomes = futures::future::join_all(valid.into_iter().map(|(i, (id, beat))| {
+        let node = node.clone();
+        async move { (i, id.clone(), node.heartbeat(id, beat).await) }
+    }))
+    .await;
+    for (i, id, outcome) in outcomes {
+        results[i] = Some(match outcome {
+            Ok(hb) => BatchHeartbeatResult {
+                agent_id: id.to_string(),
+                ok: true,
+                heartbeat: Some(hb),
+                error: None,
+            },
+            // The whole call fails when the cluster cannot take heartbeats.
+            Err(e) if e.code().retryable() => return Err(e),
+            Err(e) => BatchHeartbeatResult {
+                agent_id: id.to_string(),
+                ok: false,
+                heartbeat: None,
+                error: Some(e.body.error),
+            },
+        });
+    }
+    let results: Vec<BatchHeartbeatResult> = results.into_iter().flatten().collect();
+    let accepted = results.iter().filter(|r| r.ok).count() as u64;
+    Ok(Json(BatchHeartbeatResponse {
+        rejected: results.len() as u64 - accepted,
+        accepted,
+        results,
+    }))
 }

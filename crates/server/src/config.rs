@@ -97,6 +97,34 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_READ_TIMEOUT_MS", default_value_t = 3_000)]
     pub read_timeout_ms: u64,
 
+    /// Interval between the leader's liveness checkpoints (one batched Raft
+    /// entry of the heartbeats received meanwhile), in milliseconds.
+    #[arg(long, env = "REGISTRY_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
+    pub checkpoint_interval_ms: u64,
+
+    /// Interval between the leader's expiry sweeps, in milliseconds.
+    #[arg(long, env = "REGISTRY_SWEEP_INTERVAL_MS", default_value_t = 500)]
+    pub sweep_interval_ms: u64,
+
+    /// Most liveness transitions in one Raft entry.
+    #[arg(long, env = "REGISTRY_EXPIRY_BATCH", default_value_t = 5_000)]
+    pub expiry_batch: usize,
+
+    /// The mass-expiry brake engages when one sweep would take more than
+    /// this share of the live fleet offline (or remove it) at once.
+    #[arg(long, env = "REGISTRY_BRAKE_FRACTION", default_value_t = 0.5)]
+    pub brake_fraction: f64,
+
+    /// The brake releases by itself after this long, in seconds, even if
+    /// heartbeats have not come back (it then stays off until the fleet has
+    /// been below the threshold once).
+    #[arg(long, env = "REGISTRY_BRAKE_MAX_HOLD_SECONDS", default_value_t = 300)]
+    pub brake_max_hold_seconds: u64,
+
+    /// The brake only applies to fleets of at least this many live agents.
+    #[arg(long, env = "REGISTRY_BRAKE_MIN_FLEET", default_value_t = 10)]
+    pub brake_min_fleet: usize,
+
     /// Log format.
     #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -117,6 +145,8 @@ pub enum ConfigError {
     MaxBody,
     #[error("default durations: ttl must be > 0 and ttl <= offline-after")]
     Durations,
+    #[error("liveness: intervals must be 10 ms to 60 s, the expiry batch 1 to 100000, the brake fraction in (0, 1]")]
+    Liveness,
 }
 
 impl Default for Config {
@@ -144,6 +174,15 @@ impl Config {
             || self.default_offline_after_seconds < self.default_ttl_seconds
         {
             return Err(ConfigError::Durations);
+        }
+        let interval_ok = |ms: u64| (10..=60_000).contains(&ms);
+        let liveness_ok = interval_ok(self.checkpoint_interval_ms)
+            && interval_ok(self.sweep_interval_ms)
+            && (1..=100_000).contains(&self.expiry_batch)
+            && self.brake_fraction > 0.0
+            && self.brake_fraction <= 1.0;
+        if !liveness_ok {
+            return Err(ConfigError::Liveness);
         }
         let members = self.members()?;
         if !members.contains_key(&self.node_id) {
@@ -181,6 +220,11 @@ impl Config {
     /// Election timeout bounds, derived from the heartbeat interval.
     pub fn election_timeout_ms(&self) -> (u64, u64) {
         (self.heartbeat_ms * 5, self.heartbeat_ms * 10)
+    }
+
+    /// Grace a new leader gives every deadline: one election timeout.
+    pub fn lease_grace(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_ms().1)
     }
 
     pub fn write_timeout(&self) -> Duration {

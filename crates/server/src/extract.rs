@@ -52,6 +52,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body that may be absent: an empty body gives `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is larger than the configured limit",
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("could not read the request body: {rej}"),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// Parses JSON, telling malformed JSON from values of the wrong type.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid field value: {e}"),
+            ),
+            _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
+        }
+    })
+}
+
 /// Raw query parameters; typed parsing happens in [`Params`] methods so that
 /// each bad value gets an error naming its parameter.
 pub struct Params(pub HashMap<String, String>);

@@ -100,3 +100,19 @@ pub async fn read_index(State(node): State<Node>) -> Response {
     };
     encode(&res)
 }
+
+/// A follower's batch of heartbeats.
+pub async fn heartbeats(State(node): State<Node>, body: Bytes) -> Response {
+    let items: Vec<(registry_types::AgentId, crate::liveness::Beat)> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let res = if node.is_leader() {
+        Ok(node.leader_heartbeats(&items))
+    } else {
+        Err(ForwardError::NotLeader {
+            leader: node.leader().map(|(id, _)| id),
+        })
+    };
+    encode(&res)
+}

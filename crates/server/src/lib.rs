@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod internal;
+pub mod liveness;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
@@ -47,6 +48,8 @@ pub fn router(node: Node) -> Router {
         )
         .route("/v1/agents/{id}/status", put(api::set_status))
         .route("/v1/agents/{id}/health", put(api::set_health))
+        .route("/v1/agents/{id}/heartbeat", post(api::heartbeat))
+        .route("/agents/{id}/heartbeat", post(api::heartbeat))
         .route("/v1/capabilities/search", get(api::search_capabilities))
         .route("/v1/stats", get(api::stats))
         .route("/v1/cluster", get(api::cluster))
@@ -66,14 +69,23 @@ pub fn router(node: Node) -> Router {
         .route("/capabilities/search", get(api::legacy_search))
         .route("/stats", get(api::stats))
         .layer(DefaultBodyLimit::max(node.config.max_body_bytes));
+    // A runtime beating for thousands of agents needs more than one record's
+    // worth of body.
+    let batches = Router::new()
+        .route("/v1/heartbeats", post(api::heartbeats))
+        .layer(DefaultBodyLimit::max(
+            node.config.max_body_bytes.max(1024 * 1024),
+        ));
     let internal = Router::new()
         .route("/internal/raft/append", post(internal::append))
         .route("/internal/raft/vote", post(internal::vote))
         .route("/internal/raft/snapshot", post(internal::snapshot))
         .route("/internal/forward", post(internal::forward))
         .route("/internal/read-index", post(internal::read_index))
+        .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     public
+        .merge(batches)
         .merge(internal)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -28,6 +28,16 @@ pub struct Metrics {
     pub raft_is_leader: IntGauge,
     pub registry_revision: IntGauge,
     pub registry_agents: IntGauge,
+    /// Heartbeats recorded by this node as leader.
+    pub heartbeats: IntCounter,
+    /// Forwarded heartbeat calls (each carries many heartbeats).
+    pub forwarded_heartbeat_calls: IntCounter,
+    /// Liveness checkpoints committed.
+    pub checkpoints: IntCounter,
+    /// Liveness transitions committed (unhealthy, offline, removed).
+    pub expiries: IntCounter,
+    /// 1 while the mass-expiry brake is engaged on this leader.
+    pub brake_engaged: IntGauge,
 }
 
 impl Default for Metrics {
@@ -84,6 +94,26 @@ impl Metrics {
             raft_is_leader: gauge("raft_is_leader", "1 when this node is the leader"),
             registry_revision: gauge("revision", "Applied registry revision"),
             registry_agents: gauge("agents", "Registered agents"),
+            heartbeats: counter(
+                "heartbeats_total",
+                "Heartbeats recorded by this node as leader",
+            ),
+            forwarded_heartbeat_calls: counter(
+                "forwarded_heartbeat_calls_total",
+                "Calls forwarding heartbeats to the leader",
+            ),
+            checkpoints: counter(
+                "liveness_checkpoints_total",
+                "Liveness checkpoints committed",
+            ),
+            expiries: counter(
+                "liveness_transitions_total",
+                "Liveness transitions committed",
+            ),
+            brake_engaged: gauge(
+                "liveness_brake_engaged",
+                "1 while the mass-expiry brake is engaged",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -100,6 +130,11 @@ impl Metrics {
             Box::new(m.raft_is_leader.clone()),
             Box::new(m.registry_revision.clone()),
             Box::new(m.registry_agents.clone()),
+            Box::new(m.heartbeats.clone()),
+            Box::new(m.forwarded_heartbeat_calls.clone()),
+            Box::new(m.checkpoints.clone()),
+            Box::new(m.expiries.clone()),
+            Box::new(m.brake_engaged.clone()),
         ];
         for c in collectors {
             // Names are fixed and distinct: registration cannot collide.

@@ -55,6 +55,8 @@ pub struct NodeInner {
     pub metrics: Metrics,
     /// Discovery requests (get, list, search) served since start.
     pub discovery_requests: AtomicU64,
+    /// Leader-side heartbeat table, checkpoints, sweeps and brake.
+    pub liveness: crate::liveness::Liveness,
 }
 
 impl std::ops::Deref for Node {
@@ -118,6 +120,7 @@ impl Node {
             reads: ReadBatcher::default(),
             metrics: Metrics::new(),
             discovery_requests: AtomicU64::new(0),
+            liveness: crate::liveness::Liveness::new(&config),
             config,
         }));
 
@@ -133,6 +136,7 @@ impl Node {
             info!(node = node.id, "restarting from existing data");
         }
         node.spawn_watchers();
+        node.spawn_liveness();
         Ok(node)
     }
 
@@ -237,6 +241,11 @@ impl Node {
         t.map(|t| t.elapsed().as_millis() as u64)
     }
 
+    /// The HTTP client used between nodes.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn peer(&self, addr: &str) -> PeerClient {
         PeerClient::new(self.http.clone(), addr)
     }
@@ -252,18 +261,16 @@ impl Node {
         let mut backoff = Duration::from_millis(10);
         let mut metrics = self.raft.metrics();
         loop {
-            let leader = metrics.borrow_and_update().current_leader;
-            match leader {
-                Some(l) if l == self.id => match self.write_local(cmd.clone(), deadline).await {
+            metrics.borrow_and_update();
+            match self.leader() {
+                Some((l, _)) if l == self.id => match self.write_local(cmd.clone(), deadline).await
+                {
                     Ok(applied) => return applied_result(applied),
                     Err(ForwardError::NotLeader { .. }) => {}
                     Err(ForwardError::Unknown(m)) => return Err(ApiError::timeout(m)),
                     Err(ForwardError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
                 },
-                Some(l) => {
-                    let Some((_, addr)) = self.leader().filter(|(id, _)| *id == l) else {
-                        continue;
-                    };
+                Some((_, addr)) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     self.metrics.forwarded_writes.inc();
                     let req = ForwardRequest {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use registry_types::command::{Cause, Rejection};
+use registry_types::command::{Cause, CheckpointEntry, ExpireEntry, ExpiryStep, Rejection};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -59,6 +59,8 @@ pub struct RegistryState {
     pub(crate) total_registrations: u64,
     /// Capabilities over all agents.
     pub(crate) total_capabilities: u64,
+    /// The mass-expiry brake, as last decided by a leader.
+    pub(crate) brake_engaged: bool,
     config: StateConfig,
 }
 
@@ -71,6 +73,7 @@ pub struct SnapshotData {
     pub agents: Vec<AgentRecord>,
     pub events_compacted_through: Revision,
     pub events: Vec<Event>,
+    pub brake_engaged: bool,
 }
 
 impl Default for RegistryState {
@@ -90,6 +93,7 @@ impl RegistryState {
             revision: 0,
             total_registrations: 0,
             total_capabilities: 0,
+            brake_engaged: false,
             config,
         }
     }
@@ -138,7 +142,224 @@ impl RegistryState {
                 metrics,
                 now,
             } => self.apply_set_health(agent_id, *health_score, *load_factor, metrics, *now),
+            Command::Checkpoint { entries, now } => self.apply_checkpoint(entries, *now),
+            Command::Expire { entries, now } => self.apply_expire(entries, *now),
+            Command::Brake {
+                engaged,
+                held,
+                fleet,
+                now,
+            } => self.apply_brake(*engaged, *held, *fleet, *now),
         }
+    }
+
+    /// Records heartbeats the leader received since its last checkpoint.
+    /// A heartbeat revives an unhealthy or offline agent; an agent's own
+    /// status report (active, busy, degraded) is applied unless an operator
+    /// suspended it or it is exiting. Liveness refreshes alone (last
+    /// heartbeat, health, load) do not advance the revision: only status
+    /// transitions are changes with events.
+    fn apply_checkpoint(&mut self, entries: &[CheckpointEntry], now: Timestamp) -> CommandResult {
+        let (mut applied, mut skipped) = (0, 0);
+        for e in entries {
+            let Some(slot) = self.agents.get_mut(&e.agent_id) else {
+                skipped += 1;
+                continue;
+            };
+            let r = &mut slot.record;
+            if e.last_heartbeat > r.last_heartbeat {
+                r.last_heartbeat = e.last_heartbeat;
+            }
+            if let Some(h) = e.health_score {
+                r.health_score = h;
+            }
+            if let Some(l) = e.load_factor {
+                r.load_factor = l;
+            }
+            for (k, v) in &e.metrics {
+                r.performance_metrics.insert(k.clone(), *v);
+            }
+            let current = r.status;
+            let reported = e.status.filter(|s| s.is_agent_reportable());
+            let target = match current {
+                AgentStatus::Suspended | AgentStatus::Deregistering => current,
+                AgentStatus::Unhealthy | AgentStatus::Offline | AgentStatus::Registering => {
+                    reported.unwrap_or(AgentStatus::Active)
+                }
+                _ => reported.unwrap_or(current),
+            };
+            if target != current {
+                let cause = if current.is_healthy() {
+                    Cause::AgentReport
+                } else {
+                    Cause::Heartbeat
+                };
+                self.change_status(&e.agent_id, target, now, cause);
+            }
+            applied += 1;
+        }
+        CommandResult::Batch { applied, skipped }
+    }
+
+    /// Applies the leader's liveness decisions. An entry whose epoch is not
+    /// the agent's current one (it re-registered meanwhile), or whose step
+    /// no longer fits the agent's status, is skipped.
+    fn apply_expire(&mut self, entries: &[ExpireEntry], now: Timestamp) -> CommandResult {
+        let (mut applied, mut skipped) = (0, 0);
+        for e in entries {
+            let Some(status) = self
+                .agents
+                .get(&e.agent_id)
+                .filter(|s| s.record.epoch == e.epoch)
+                .map(|s| s.record.status)
+            else {
+                skipped += 1;
+                continue;
+            };
+            let fits = match e.step {
+                ExpiryStep::Unhealthy => matches!(
+                    status,
+                    AgentStatus::Registering
+                        | AgentStatus::Active
+                        | AgentStatus::Busy
+                        | AgentStatus::Degraded
+                        | AgentStatus::Deregistering
+                ),
+                ExpiryStep::Offline => {
+                    !matches!(status, AgentStatus::Offline | AgentStatus::Suspended)
+                }
+                ExpiryStep::Remove => true,
+            };
+            if !fits {
+                skipped += 1;
+                continue;
+            }
+            match e.step {
+                ExpiryStep::Unhealthy => {
+                    self.change_status(
+                        &e.agent_id,
+                        AgentStatus::Unhealthy,
+                        now,
+                        Cause::MissedHeartbeats,
+                    );
+                }
+                ExpiryStep::Offline => {
+                    self.change_status(
+                        &e.agent_id,
+                        AgentStatus::Offline,
+                        now,
+                        Cause::MissedHeartbeats,
+                    );
+                }
+                ExpiryStep::Remove => {
+                    self.remove(
+                        &e.agent_id,
+                        now,
+                        EventKind::AgentExpired,
+                        Cause::MissedHeartbeats,
+                    );
+                }
+            }
+            applied += 1;
+        }
+        CommandResult::Batch { applied, skipped }
+    }
+
+    fn apply_brake(
+        &mut self,
+        engaged: bool,
+        held: u64,
+        fleet: u64,
+        now: Timestamp,
+    ) -> CommandResult {
+        self.brake_engaged = engaged;
+        let kind = if engaged {
+            EventKind::LivenessBrakeEngaged
+        } else {
+            EventKind::LivenessBrakeReleased
+        };
+        self.revision += 1;
+        self.events.push(Event {
+            revision: self.revision,
+            kind,
+            agent_id: None,
+            at: now,
+            cause: Cause::Brake,
+            status: None,
+            previous_status: None,
+            runtime_id: String::new(),
+            detail: format!("{held} of {fleet} live agents would have gone offline in one sweep"),
+        });
+        CommandResult::Batch {
+            applied: 1,
+            skipped: 0,
+        }
+    }
+
+    /// Moves an existing agent to `status`, keeping the index in step, and
+    /// emits `AGENT_STATUS_CHANGED`. Returns the updated record.
+    fn change_status(
+        &mut self,
+        id: &AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+        cause: Cause,
+    ) -> Option<AgentRecord> {
+        let slot = self.agents.get(id)?;
+        let previous = slot.record.status;
+        if previous == status {
+            return Some(slot.record.clone());
+        }
+        let key = slot.key;
+        self.index.remove(Field::Status, previous.as_str(), key);
+        self.index.insert(Field::Status, status.as_str(), key);
+        let revision = self.revision + 1;
+        let record = {
+            let r = &mut self.agents.get_mut(id)?.record;
+            r.status = status;
+            r.updated_at = now;
+            r.revision = revision;
+            r.clone()
+        };
+        self.push_event(
+            EventKind::AgentStatusChanged,
+            Some(&record),
+            Some(previous),
+            now,
+            cause,
+        );
+        Some(record)
+    }
+
+    /// Removes an agent with its index entries and emits `kind` (and
+    /// `RUNTIME_LEFT` when it was its runtime's last agent). Returns the
+    /// event's revision.
+    fn remove(
+        &mut self,
+        id: &AgentId,
+        now: Timestamp,
+        kind: EventKind,
+        cause: Cause,
+    ) -> Option<Revision> {
+        let slot = self.agents.remove(id)?;
+        self.unindex(slot.key, &slot.record);
+        self.by_key[slot.key as usize] = None;
+        self.free_keys.push(slot.key);
+        self.total_capabilities -= slot.record.capabilities.len() as u64;
+        let revision = self.push_event(
+            kind,
+            Some(&slot.record),
+            Some(slot.record.status),
+            now,
+            cause,
+        );
+        self.runtime_left_if_empty(&slot.record.runtime_id, now, cause);
+        Some(revision)
+    }
+
+    /// Whether the mass-expiry brake is engaged (as last decided by a leader).
+    pub fn brake_engaged(&self) -> bool {
+        self.brake_engaged
     }
 
     fn apply_register(&mut self, c: &registry_types::command::RegisterCommand) -> CommandResult {
@@ -234,26 +455,14 @@ impl RegistryState {
     }
 
     fn apply_deregister(&mut self, id: &AgentId, now: Timestamp) -> CommandResult {
-        let Some(slot) = self.agents.remove(id) else {
-            return CommandResult::Rejected(Rejection::NotFound {
+        match self.remove(id, now, EventKind::AgentDeregistered, Cause::Deregistration) {
+            Some(revision) => CommandResult::Removed {
                 agent_id: id.clone(),
-            });
-        };
-        self.unindex(slot.key, &slot.record);
-        self.by_key[slot.key as usize] = None;
-        self.free_keys.push(slot.key);
-        self.total_capabilities -= slot.record.capabilities.len() as u64;
-        let revision = self.push_event(
-            EventKind::AgentDeregistered,
-            Some(&slot.record),
-            Some(slot.record.status),
-            now,
-            Cause::Deregistration,
-        );
-        self.runtime_left_if_empty(&slot.record.runtime_id, now, Cause::Deregistration);
-        CommandResult::Removed {
-            agent_id: id.clone(),
-            revision,
+                revision,
+            },
+            None => CommandResult::Rejected(Rejection::NotFound {
+                agent_id: id.clone(),
+            }),
         }
     }
 
@@ -263,39 +472,14 @@ impl RegistryState {
         status: AgentStatus,
         now: Timestamp,
     ) -> CommandResult {
-        let Some(slot) = self.agents.get(id) else {
-            return CommandResult::Rejected(Rejection::NotFound {
-                agent_id: id.clone(),
-            });
-        };
-        let previous = slot.record.status;
-        if previous == status {
-            return CommandResult::Agent {
-                record: Box::new(slot.record.clone()),
+        match self.change_status(id, status, now, Cause::Operator) {
+            Some(record) => CommandResult::Agent {
+                record: Box::new(record),
                 created: false,
-            };
-        }
-        let key = slot.key;
-        self.index.remove(Field::Status, previous.as_str(), key);
-        self.index.insert(Field::Status, status.as_str(), key);
-        let revision = self.revision + 1;
-        let record = {
-            let r = &mut self.agents.get_mut(id).expect("checked above").record;
-            r.status = status;
-            r.updated_at = now;
-            r.revision = revision;
-            r.clone()
-        };
-        self.push_event(
-            EventKind::AgentStatusChanged,
-            Some(&record),
-            Some(previous),
-            now,
-            Cause::Operator,
-        );
-        CommandResult::Agent {
-            record: Box::new(record),
-            created: false,
+            },
+            None => CommandResult::Rejected(Rejection::NotFound {
+                agent_id: id.clone(),
+            }),
         }
     }
 
@@ -428,6 +612,7 @@ impl RegistryState {
             status: None,
             previous_status: None,
             runtime_id: runtime_id.to_string(),
+            detail: String::new(),
         });
     }
 
@@ -450,6 +635,7 @@ impl RegistryState {
             status: record.map(|r| r.status),
             previous_status,
             runtime_id: record.map(|r| r.runtime_id.clone()).unwrap_or_default(),
+            detail: String::new(),
         });
         self.revision
     }
@@ -502,6 +688,7 @@ impl RegistryState {
             agents: self.records().cloned().collect(),
             events_compacted_through: self.events.compacted_through(),
             events: self.events.iter().cloned().collect(),
+            brake_engaged: self.brake_engaged,
         }
     }
 
@@ -521,6 +708,7 @@ impl RegistryState {
         );
         state.revision = data.revision;
         state.total_registrations = data.total_registrations;
+        state.brake_engaged = data.brake_engaged;
         for record in data.agents {
             let key = state.allocate_key(&record.agent_id);
             state.index_record(key, &record);

@@ -195,6 +195,11 @@ impl RegistryState {
         }
     }
 
+    /// Number of agents with `status`: O(1).
+    pub fn count_status(&self, status: AgentStatus) -> usize {
+        self.index.get(Field::Status, status.as_str()).len()
+    }
+
     /// Agents whose capability name equals `name` (normalized): O(1) lookup.
     pub fn agents_with_capability(&self, name: &str) -> Vec<&AgentRecord> {
         let mut out: Vec<&AgentRecord> = self

@@ -151,7 +151,7 @@ pub struct AgentList {
 pub enum MatchKind {
     /// The capability name equals the query.
     Exact,
-    /// One of the capability's tags equals the query.
+    /// One of the capability's tags equals or contains the query.
     Tag,
     /// The capability name contains the query.
     Name,
@@ -263,4 +263,64 @@ pub struct NodeHealth {
     pub leader_id: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Body of `POST /v1/agents/{id}/heartbeat` (optional: an empty body is a
+/// plain heartbeat).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// What the agent reports about itself: active, busy or degraded.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub health_score: Option<f64>,
+    #[serde(default)]
+    pub load_factor: Option<f64>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub agent_id: AgentId,
+    /// The agent's status once this heartbeat is checkpointed.
+    pub status: AgentStatus,
+    pub ttl_seconds: u32,
+    /// When to beat next, in milliseconds: about a third of the TTL, with
+    /// jitter so a fleet reconnecting after a failover spreads out.
+    pub next_heartbeat_ms: u64,
+}
+
+/// One agent's heartbeat inside `POST /v1/heartbeats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchHeartbeatItem {
+    pub agent_id: String,
+    #[serde(flatten)]
+    pub heartbeat: HeartbeatRequest,
+}
+
+/// Body of `POST /v1/heartbeats`: a runtime beating for all of its agents.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchHeartbeatRequest {
+    pub heartbeats: Vec<BatchHeartbeatItem>,
+}
+
+/// The result of one agent's heartbeat in a batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchHeartbeatResult {
+    pub agent_id: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatResponse>,
+    #[serde(default)]
+    pub error: Option<crate::error::ErrorDetail>,
+}
+
+/// Answer to `POST /v1/heartbeats`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchHeartbeatResponse {
+    pub results: Vec<BatchHeartbeatResult>,
+    pub accepted: u64,
+    pub rejected: u64,
 }

@@ -34,6 +34,62 @@ pub enum Command {
         metrics: BTreeMap<String, f64>,
         now: Timestamp,
     },
+    /// The leader's periodic, batched record of heartbeats received since
+    /// the previous checkpoint (heartbeats themselves are not log entries).
+    Checkpoint {
+        entries: Vec<CheckpointEntry>,
+        now: Timestamp,
+    },
+    /// The leader's batched liveness transitions of silent agents, in agent
+    /// id order. Each names the registration epoch it was decided for.
+    Expire {
+        entries: Vec<ExpireEntry>,
+        now: Timestamp,
+    },
+    /// The mass-expiry brake engaged or released.
+    Brake {
+        engaged: bool,
+        /// Agents whose offline/removal transitions were (or are no longer)
+        /// held back, and the live fleet size, when decided.
+        held: u64,
+        fleet: u64,
+        now: Timestamp,
+    },
+}
+
+/// One agent's liveness as the leader last heard it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointEntry {
+    pub agent_id: AgentId,
+    /// Leader wall-clock time of the agent's last heartbeat.
+    pub last_heartbeat: Timestamp,
+    /// Status the agent reported (active, busy or degraded), if any.
+    pub status: Option<AgentStatus>,
+    pub health_score: Option<f64>,
+    pub load_factor: Option<f64>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A step down the liveness ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryStep {
+    /// Silent for `ttl_seconds`.
+    Unhealthy,
+    /// Silent for `offline_after_seconds`.
+    Offline,
+    /// Silent for `deregister_after_seconds`: removed.
+    Remove,
+}
+
+/// One liveness transition decided by the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireEntry {
+    pub agent_id: AgentId,
+    /// The registration epoch the decision was made for; a re-registration
+    /// since then (new epoch) wins and the entry is ignored.
+    pub epoch: Revision,
+    pub step: ExpiryStep,
 }
 
 impl Command {
@@ -43,7 +99,10 @@ impl Command {
             Command::Register(c) => c.now,
             Command::Deregister { now, .. }
             | Command::SetStatus { now, .. }
-            | Command::SetHealth { now, .. } => *now,
+            | Command::SetHealth { now, .. }
+            | Command::Checkpoint { now, .. }
+            | Command::Expire { now, .. }
+            | Command::Brake { now, .. } => *now,
         }
     }
 
@@ -55,7 +114,10 @@ impl Command {
             Command::Register(c) => c.now = at,
             Command::Deregister { now, .. }
             | Command::SetStatus { now, .. }
-            | Command::SetHealth { now, .. } => *now = at,
+            | Command::SetHealth { now, .. }
+            | Command::Checkpoint { now, .. }
+            | Command::Expire { now, .. }
+            | Command::Brake { now, .. } => *now = at,
         }
     }
 
@@ -66,6 +128,9 @@ impl Command {
             Command::Deregister { .. } => "deregister",
             Command::SetStatus { .. } => "set_status",
             Command::SetHealth { .. } => "set_health",
+            Command::Checkpoint { .. } => "checkpoint",
+            Command::Expire { .. } => "expire",
+            Command::Brake { .. } => "brake",
         }
     }
 }
@@ -116,6 +181,8 @@ pub enum CommandResult {
     },
     /// The command was valid but the state did not allow it; nothing changed.
     Rejected(Rejection),
+    /// A batch command: how many of its entries changed something.
+    Batch { applied: u64, skipped: u64 },
 }
 
 /// A deterministic refusal decided by the state machine.
@@ -146,6 +213,10 @@ pub enum EventKind {
     AgentExpired,
     RuntimeJoined,
     RuntimeLeft,
+    /// The mass-expiry brake engaged: offline transitions and removals held.
+    LivenessBrakeEngaged,
+    /// The brake released.
+    LivenessBrakeReleased,
 }
 
 impl EventKind {
@@ -158,6 +229,8 @@ impl EventKind {
             EventKind::AgentExpired => "AGENT_EXPIRED",
             EventKind::RuntimeJoined => "RUNTIME_JOINED",
             EventKind::RuntimeLeft => "RUNTIME_LEFT",
+            EventKind::LivenessBrakeEngaged => "LIVENESS_BRAKE_ENGAGED",
+            EventKind::LivenessBrakeReleased => "LIVENESS_BRAKE_RELEASED",
         }
     }
 }
@@ -174,6 +247,12 @@ pub enum Cause {
     AgentReport,
     /// The agent deregistered itself.
     Deregistration,
+    /// The agent was silent past a deadline.
+    MissedHeartbeats,
+    /// A heartbeat arrived (e.g. it revived an unhealthy agent).
+    Heartbeat,
+    /// The mass-expiry brake.
+    Brake,
 }
 
 /// One entry of the event log. Every event has its own revision.
@@ -192,4 +271,7 @@ pub struct Event {
     pub previous_status: Option<AgentStatus>,
     #[serde(default)]
     pub runtime_id: String,
+    /// Human-readable detail (brake events: how many agents were held).
+    #[serde(default)]
+    pub detail: String,
 }

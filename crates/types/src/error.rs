@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The body is not valid JSON, or a field has the wrong type.
+    /// The body is not valid JSON (or is empty).
     InvalidJson,
-    /// A field is present and typed right but its value is not allowed.
+    /// A field or parameter has the wrong type, or a value that is not allowed.
     InvalidArgument,
     /// The body is larger than the configured limit.
     PayloadTooLarge,

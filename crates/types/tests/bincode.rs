@@ -69,6 +69,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
         status: None,
         previous_status: None,
         runtime_id: String::new(),
+        detail: String::new(),
     });
     roundtrip(&Event {
         revision: 4,
@@ -79,5 +80,6 @@ fn events_roundtrip_with_and_without_optional_fields() {
         status: Some(AgentStatus::Suspended),
         previous_status: Some(AgentStatus::Active),
         runtime_id: "rt".into(),
+        detail: String::new(),
     });
 }
