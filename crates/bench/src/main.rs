@@ -8,6 +8,8 @@
 //!   measures the time from the kill to the first successful write through
 //!   the surviving nodes; restarts the node and waits for it between trials.
 
+mod liveness;
+
 use std::process::Command as Process;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -50,6 +52,35 @@ enum Cmd {
         /// First agent number (ids are bench-NNNNNNN).
         #[arg(long, default_value_t = 0)]
         start: usize,
+    },
+    /// Heartbeats per second: single heartbeats for agents bench-0..N
+    /// (registered beforehand with `load`), to the leader or spread.
+    Heartbeat {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long to send, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Send every heartbeat to the leader only (default: spread over all nodes).
+        #[arg(long)]
+        leader_only: bool,
+    },
+    /// Mass expiry: register N agents with a short TTL, keep them beating
+    /// (batched), then stop all at once and time until every node shows
+    /// them all offline.
+    Expiry {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 2)]
+        ttl_s: u32,
+        #[arg(long, default_value_t = 3)]
+        offline_s: u32,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
     },
     /// Measure leader failover: kill, time to first write, restart.
     Failover {
@@ -354,6 +385,19 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             start,
         } => load(nodes, agents, concurrency, start).await?,
+        Cmd::Heartbeat {
+            agents,
+            concurrency,
+            seconds,
+            leader_only,
+        } => liveness::heartbeat(nodes, agents, concurrency, seconds, leader_only).await?,
+        Cmd::Expiry {
+            agents,
+            ttl_s,
+            offline_s,
+            concurrency,
+            timeout_s,
+        } => liveness::expiry(nodes, agents, ttl_s, offline_s, concurrency, timeout_s).await?,
         Cmd::Failover {
             trials,
             pid_file,

@@ -219,6 +219,14 @@ pub fn wall_to_instant(t: Timestamp, wall_now: Timestamp, now: Instant) -> Insta
 }
 
 /// The transitions one sweep calls for, in agent id order.
+#[derive(Debug, Default)]
+pub struct SweepPlan {
+    pub entries: Vec<ExpireEntry>,
+    /// Entries that take a live (not yet offline) agent offline or remove
+    /// it: what the brake weighs against the live fleet.
+    pub leaving_live_fleet: usize,
+}
+
 pub fn plan_sweep<'a>(
     records: impl Iterator<Item = &'a AgentRecord>,
     leases: &LeaseTable,
@@ -226,15 +234,18 @@ pub fn plan_sweep<'a>(
     wall_now: Timestamp,
     since: Instant,
     grace: Duration,
-) -> Vec<ExpireEntry> {
-    let mut out = Vec::new();
+) -> SweepPlan {
+    let mut out = SweepPlan::default();
     for r in records {
         let checkpointed = wall_to_instant(r.last_heartbeat, wall_now, now);
         let last_seen = leases
             .last_seen(&r.agent_id)
             .map_or(checkpointed, |l| l.max(checkpointed));
         if let Some(step) = step_for(r, last_seen, now, since, grace) {
-            out.push(ExpireEntry {
+            if step != ExpiryStep::Unhealthy && r.status != AgentStatus::Offline {
+                out.leaving_live_fleet += 1;
+            }
+            out.entries.push(ExpireEntry {
                 agent_id: r.agent_id.clone(),
                 epoch: r.epoch,
                 step,
@@ -524,7 +535,7 @@ impl Node {
         let now = Instant::now();
         let wall_now = Timestamp::now();
         let grace = self.config.lease_grace();
-        let (mut plan, fleet) = {
+        let (plan, fleet) = {
             let g = self.shared.read();
             let plan = plan_sweep(
                 g.registry.records(),
@@ -540,10 +551,8 @@ impl Node {
                 .retain(|id| g.registry.get(id).is_some());
             (plan, fleet)
         };
-        let going = plan
-            .iter()
-            .filter(|e| e.step != ExpiryStep::Unhealthy)
-            .count();
+        let going = plan.leaving_live_fleet;
+        let mut plan = plan.entries;
         let (decision, change) = match self.liveness.brake.lock() {
             Ok(mut b) => b.evaluate(going, fleet, now),
             Err(_) => (BrakeDecision::Proceed, None),
@@ -895,6 +904,45 @@ mod tests {
         // Small fleets are never braked.
         let mut small = Brake::new(0.5, Duration::from_secs(60), 10);
         assert_eq!(small.evaluate(9, 9, t), (BrakeDecision::Proceed, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_live_agents_leaving_count_for_the_brake() {
+        let t0 = Instant::now();
+        tokio::time::advance(Duration::from_secs(100)).await;
+        let now = Instant::now();
+        let wall_now = Timestamp(100_000);
+        let mut offline = record(AgentStatus::Offline, 10, 20, 60);
+        offline.agent_id = AgentId::parse("gone").unwrap();
+        let mut live = record(AgentStatus::Active, 10, 20, 60);
+        live.agent_id = AgentId::parse("live").unwrap();
+        // Both last heard at wall time 0, i.e. 100 s ago; leader since long before.
+        let plan = plan_sweep(
+            [&offline, &live].into_iter(),
+            &LeaseTable::default(),
+            now,
+            wall_now,
+            t0,
+            Duration::ZERO,
+        );
+        assert_eq!(plan.entries.len(), 2, "{plan:?}");
+        assert!(plan.entries.iter().all(|e| e.step == ExpiryStep::Remove));
+        assert_eq!(
+            plan.leaving_live_fleet, 1,
+            "removing an already offline agent takes nobody out of the live fleet"
+        );
+        // A lease heard just now outweighs the old checkpoint.
+        let leases = LeaseTable::default();
+        leases.beat(&live.agent_id, Beat::default(), now, wall_now);
+        let plan = plan_sweep(
+            [&live].into_iter(),
+            &leases,
+            now,
+            wall_now,
+            t0,
+            Duration::ZERO,
+        );
+        assert!(plan.entries.is_empty(), "{plan:?}");
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! Liveness scenarios: heartbeat throughput and mass expiry.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use super::{agent_body, http, leader_of, summarize};
+
+/// Single heartbeats for agents `bench-0..agents` as fast as `concurrency`
+/// connections allow, for `seconds`, to the leader or spread over all nodes.
+pub async fn heartbeat(
+    nodes: Vec<String>,
+    agents: usize,
+    concurrency: usize,
+    seconds: u64,
+    leader_only: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let client = http()?;
+    let targets = if leader_only {
+        let l = leader_of(&client, &nodes).await.context("no leader")?;
+        vec![nodes[(l - 1) as usize].clone()]
+    } else {
+        nodes.clone()
+    };
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let (client, next, targets) = (client.clone(), next.clone(), targets.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < stop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let url = format!(
+                    "{}/v1/agents/bench-{:07}/heartbeat",
+                    targets[(w + k) % targets.len()],
+                    k % agents.max(1)
+                );
+                let t = Instant::now();
+                match client.post(&url).send().await {
+                    Ok(r) if r.status().is_success() => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    let s = summarize(lat, errors, t0.elapsed());
+    println!(
+        "heartbeat ({}): {:.0}/s over {:.1}s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} errors",
+        if leader_only { "leader only" } else { "spread" },
+        s.ops_per_sec,
+        s.seconds,
+        s.p50_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.errors
+    );
+    Ok(
+        json!({"scenario": "heartbeat", "leader_only": leader_only, "agents": agents,
+              "concurrency": concurrency, "result": s}),
+    )
+}
+
+async fn offline_count(client: &reqwest::Client, node: &str) -> Option<u64> {
+    let r = client
+        .get(format!("{node}/v1/stats?consistency=stale"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["offline_agents"].as_u64()
+}
+
+/// Registers `agents` agents with a short TTL, beats them all once (batched),
+/// then stops and measures until every node shows them all offline.
+pub async fn expiry(
+    nodes: Vec<String>,
+    agents: usize,
+    ttl_s: u32,
+    offline_s: u32,
+    concurrency: usize,
+    timeout_s: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let client = http()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let (client, next, nodes) = (client.clone(), next.clone(), nodes.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0usize;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= agents {
+                    break;
+                }
+                let mut body = agent_body(k);
+                body["agent_id"] = json!(format!("expiry-{k:07}"));
+                body["ttl_seconds"] = json!(ttl_s);
+                body["offline_after_seconds"] = json!(offline_s);
+                body["deregister_after_seconds"] = json!(0);
+                let url = format!("{}/v1/agents", nodes[(w + k) % nodes.len()]);
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    _ => errors += 1,
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for t in tasks {
+        errors += t.await?;
+    }
+    if errors > 0 {
+        bail!("{errors} registrations failed");
+    }
+    // One round of batched heartbeats: every agent was heard from just now.
+    let ids: Vec<usize> = (0..agents).collect();
+    for chunk in ids.chunks(5_000) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|k| json!({"agent_id": format!("expiry-{k:07}")}))
+            .collect();
+        let r = client
+            .post(format!("{}/v1/heartbeats", nodes[0]))
+            .json(&json!({"heartbeats": items}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("batch heartbeat failed: {}", r.status());
+        }
+    }
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(timeout_s);
+    let mut seen: Vec<Option<Duration>> = vec![None; nodes.len()];
+    while Instant::now() < deadline && seen.iter().any(Option::is_none) {
+        for (i, n) in nodes.iter().enumerate() {
+            if seen[i].is_none()
+                && offline_count(&client, n)
+                    .await
+                    .is_some_and(|c| c >= agents as u64)
+            {
+                seen[i] = Some(t0.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_node: Vec<Option<f64>> = seen.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+    let all = seen
+        .iter()
+        .copied()
+        .collect::<Option<Vec<_>>>()
+        .and_then(|v| v.into_iter().max());
+    match all {
+        Some(d) => println!(
+            "expiry: {agents} agents silent at once (ttl {ttl_s}s, offline after {offline_s}s): offline on every node after {:.2}s",
+            d.as_secs_f64()
+        ),
+        None => println!("expiry: not all offline on every node within {timeout_s}s: {per_node:?}"),
+    }
+    Ok(
+        json!({"scenario": "expiry", "agents": agents, "ttl_s": ttl_s, "offline_s": offline_s,
+              "seconds_until_all_offline_everywhere": all.map(|d| d.as_secs_f64()),
+              "per_node_seconds": per_node}),
+    )
+}
