@@ -143,7 +143,7 @@ pub enum ConfigError {
     SnapshotLogs,
     #[error("--max-body-bytes must be between 1 KiB and 16 MiB")]
     MaxBody,
-    #[error("default durations: ttl must be > 0 and ttl <= offline-after")]
+    #[error("default durations: the ttl must be at least twice the election timeout (10 heartbeats) and not above offline-after")]
     Durations,
     #[error("liveness: intervals must be 10 ms to 60 s, the expiry batch 1 to 100000, the brake fraction in (0, 1]")]
     Liveness,

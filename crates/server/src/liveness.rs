@@ -111,8 +111,15 @@ impl LeaseTable {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a heartbeat.
-    pub fn beat(&self, id: &AgentId, beat: Beat, now: Instant, wall: Timestamp) {
+    /// Records a heartbeat. Returns the status reported by the agent since
+    /// the last checkpoint (this beat's, or an earlier one's), if any.
+    pub fn beat(
+        &self,
+        id: &AgentId,
+        beat: Beat,
+        now: Instant,
+        wall: Timestamp,
+    ) -> Option<AgentStatus> {
         let mut shard = self.shard(id);
         let lease = shard.entry(id.clone()).or_insert_with(|| Lease {
             last_seen: now,
@@ -132,6 +139,7 @@ impl LeaseTable {
             p.load_factor = beat.load_factor;
         }
         p.metrics.extend(beat.metrics);
+        p.status
     }
 
     /// When this leader last heard from `id`.
@@ -303,6 +311,13 @@ impl Brake {
         self.engaged_at.is_some()
     }
 
+    /// Starts over on a new leader: engaged since `engaged_at` if the
+    /// replicated state says a previous leader engaged it.
+    pub fn reset(&mut self, engaged_at: Option<Instant>) {
+        self.engaged_at = engaged_at;
+        self.armed = true;
+    }
+
     /// Evaluates one sweep that would take `going` agents offline (or remove
     /// them) out of `fleet` live ones.
     pub fn evaluate(
@@ -314,10 +329,9 @@ impl Brake {
         let mass =
             fleet >= self.min_fleet && fleet > 0 && going as f64 > self.fraction * fleet as f64;
         match self.engaged_at {
-            Some(at) if !mass => {
+            Some(_) if !mass => {
                 self.engaged_at = None;
                 self.armed = true;
-                let _ = at;
                 (BrakeDecision::Proceed, Some(BrakeChange::Released))
             }
             Some(at) if now.duration_since(at) >= self.max_hold => {
@@ -381,14 +395,15 @@ pub fn next_heartbeat_ms(ttl_seconds: u32) -> u64 {
     ((base as f64) * jitter) as u64
 }
 
-/// The status an agent will have once `beat` is checkpointed.
-fn status_after(current: AgentStatus, beat: &Beat) -> AgentStatus {
+/// The status an agent will have once its pending reports are
+/// checkpointed (the same rule as the state machine's checkpoint).
+fn status_after(current: AgentStatus, reported: Option<AgentStatus>) -> AgentStatus {
     match current {
         AgentStatus::Suspended | AgentStatus::Deregistering => current,
         AgentStatus::Unhealthy | AgentStatus::Offline | AgentStatus::Registering => {
-            beat.status.unwrap_or(AgentStatus::Active)
+            reported.unwrap_or(AgentStatus::Active)
         }
-        _ => beat.status.unwrap_or(current),
+        _ => reported.unwrap_or(current),
     }
 }
 
@@ -409,6 +424,7 @@ impl Node {
         id: &AgentId,
         beat: Beat,
     ) -> Result<HeartbeatResponse, ErrorBody> {
+        let limits = self.config.limits();
         let (current, ttl) = {
             let g = self.shared.read();
             let r = g.registry.get(id).ok_or_else(|| {
@@ -417,12 +433,29 @@ impl Node {
                     format!("agent '{id}' is not registered; register it again"),
                 )
             })?;
+            // Metrics merge into the record's: bound the merged set.
+            let merged = r
+                .performance_metrics
+                .keys()
+                .chain(beat.metrics.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            if merged > limits.max_metrics {
+                return Err(registry_types::limits::invalid(
+                    "metrics",
+                    format!(
+                        "the agent would hold {merged} metrics; at most {} are allowed",
+                        limits.max_metrics
+                    ),
+                ));
+            }
             (r.status, r.ttl_seconds)
         };
-        let status = status_after(current, &beat);
-        self.liveness
+        let reported = self
+            .liveness
             .leases
             .beat(id, beat, Instant::now(), Timestamp::now());
+        let status = status_after(current, reported);
         self.metrics.heartbeats.inc();
         Ok(HeartbeatResponse {
             agent_id: id.clone(),
@@ -470,10 +503,12 @@ impl Node {
         });
     }
 
+    /// Runs checkpoints and sweeps until leadership is lost. Returns true
+    /// when Raft itself has stopped (shutdown), so the caller exits.
     async fn lead_liveness(
         &self,
         metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
-    ) {
+    ) -> bool {
         let mut checkpoint =
             tokio::time::interval(Duration::from_millis(self.config.checkpoint_interval_ms));
         let mut sweep = tokio::time::interval(Duration::from_millis(self.config.sweep_interval_ms));
@@ -496,8 +531,11 @@ impl Node {
                     self.sweep().await;
                 }
                 changed = metrics.changed() => {
-                    if changed.is_err() || !self.is_leader() {
-                        return;
+                    if changed.is_err() {
+                        return true;
+                    }
+                    if !self.is_leader() {
+                        return false;
                     }
                 }
             }
