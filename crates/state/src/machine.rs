@@ -288,7 +288,13 @@ impl RegistryState {
             status: None,
             previous_status: None,
             runtime_id: String::new(),
-            detail: format!("{held} of {fleet} live agents would have gone offline in one sweep"),
+            detail: if engaged {
+                format!(
+                    "{held} of {fleet} live agents would have gone offline in one sweep: held back"
+                )
+            } else {
+                format!("released with {held} of {fleet} live agents due to go offline")
+            },
         });
         CommandResult::Batch {
             applied: 1,

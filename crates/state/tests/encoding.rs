@@ -1,10 +1,12 @@
 //! Snapshots travel between nodes and to disk as bincode: they must decode
-//! to exactly what was encoded, whatever optional fields are empty.
+//! to exactly what was encoded, whatever optional fields are empty, and keep
+//! the brake flag.
 
 mod common;
 
 use common::*;
 use registry_state::{RegistryState, SnapshotData, StateConfig};
+use registry_types::command::{CheckpointEntry, ExpiryStep};
 use registry_types::{AgentStatus, Capability, Event};
 
 fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(v: &T) -> Result<T, String> {
@@ -35,6 +37,22 @@ fn varied_state() -> RegistryState {
     h.register(c);
     h.apply(set_status("a1", AgentStatus::Busy, 3));
     h.apply(deregister("a2", 4));
+    // Liveness entries: a status change by checkpoint, an expiry with its
+    // runtime event, and a brake event, the only kind with a detail.
+    let mut c = reg("a3", 5);
+    c.runtime_id = "rt2".into();
+    let epoch = h.register(c).epoch;
+    h.apply(expire(vec![silent("a3", epoch, ExpiryStep::Remove)], 6));
+    h.apply(checkpoint(
+        vec![CheckpointEntry {
+            status: Some(AgentStatus::Degraded),
+            health_score: Some(0.5),
+            ..heard("a1", 6)
+        }],
+        7,
+    ));
+    h.apply(brake(true, 3, 4, 8));
+    assert!(h.state.brake_engaged());
     h.state
 }
 
@@ -65,6 +83,8 @@ fn snapshot_survives_bincode() {
     let snap = state.snapshot();
     let decoded: SnapshotData = round_trip(&snap).expect("snapshot decodes");
     assert_eq!(decoded, snap);
+    assert!(decoded.brake_engaged);
     let restored = RegistryState::restore(StateConfig::default(), decoded).unwrap();
     assert_eq!(restored.snapshot(), snap);
+    assert!(restored.brake_engaged());
 }

@@ -1,7 +1,10 @@
 //! Property tests: random command sequences over a small vocabulary of ids,
 //! names, capabilities, tags and runtimes (so that collisions, re-registrations
 //! and moves happen often), checked for determinism, snapshot transparency and
-//! index/scan agreement.
+//! index/scan agreement. The sequences include the leader's liveness entries:
+//! checkpoints (known and unknown ids, any reported status, old heartbeats),
+//! expiries (every step, current and stale epochs, expiries racing a
+//! re-registration) and brake decisions.
 
 mod common;
 
@@ -9,15 +12,17 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::model::Model;
+use common::model::{same_events, Model, Outcome};
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
-use registry_types::command::{Cause, RegisterCommand, Rejection};
+use registry_types::command::{
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, RegisterCommand, Rejection,
+};
 use registry_types::{
-    AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
+    AgentId, AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
 };
 
 // ---------------------------------------------------------------- vocabulary
@@ -146,6 +151,9 @@ enum Op {
     SetStatus {
         agent: usize,
         status: AgentStatus,
+        /// Ask for the agent's current status instead (a no-op), so that
+        /// no-ops stay frequent although liveness entries move statuses.
+        same: bool,
     },
     SetHealth {
         agent: usize,
@@ -153,6 +161,73 @@ enum Op {
         load: Option<f64>,
         metrics: Vec<(usize, u8)>,
     },
+    /// The leader's batched record of heartbeats.
+    Checkpoint {
+        entries: Vec<Heard>,
+    },
+    /// The leader's batched expiry decisions.
+    Expire {
+        entries: Vec<Silent>,
+    },
+    /// An expiry decided for the agent's current epoch, applied only after
+    /// the agent re-registered: the re-registration must win.
+    RaceExpire {
+        target: Target,
+        step: ExpiryStep,
+        shape: Shape,
+    },
+    Brake {
+        engaged: bool,
+        held: u8,
+        fleet: u8,
+    },
+}
+
+/// Which agent a liveness entry names.
+#[derive(Clone, Debug)]
+enum Target {
+    /// An id of the vocabulary, registered or not.
+    Vocab(usize),
+    /// One of the agents registered at that point (a vocabulary id when
+    /// there is none).
+    Known(prop::sample::Index),
+}
+
+/// When the leader last heard from an agent, relative to the entry's time.
+#[derive(Clone, Debug)]
+enum HeardAt {
+    Now,
+    /// Milliseconds before the command's time.
+    Ago(u16),
+    /// Milliseconds before the record's own last heartbeat: must not move
+    /// it back.
+    BeforeRecord(u16),
+}
+
+#[derive(Clone, Debug)]
+struct Heard {
+    target: Target,
+    at: HeardAt,
+    /// Any status, including those an agent may not report.
+    status: Option<AgentStatus>,
+    health: Option<f64>,
+    load: Option<f64>,
+    metrics: Vec<(usize, u8)>,
+}
+
+#[derive(Clone, Debug)]
+enum Epoch {
+    /// The agent's epoch when the command is built.
+    Current,
+    /// An arbitrary small revision: usually another epoch.
+    Stale(u64),
+}
+
+#[derive(Clone, Debug)]
+struct Silent {
+    target: Target,
+    epoch: Epoch,
+    step: ExpiryStep,
 }
 
 fn any_status() -> impl Strategy<Value = AgentStatus> {
@@ -161,6 +236,57 @@ fn any_status() -> impl Strategy<Value = AgentStatus> {
 
 fn agent_idx() -> impl Strategy<Value = usize> {
     prop_oneof![3 => 0..HOT_IDS, 1 => HOT_IDS..HOT_IDS + COLD_IDS]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        1 => agent_idx().prop_map(Target::Vocab),
+        2 => any::<prop::sample::Index>().prop_map(Target::Known),
+    ]
+}
+
+fn step() -> impl Strategy<Value = ExpiryStep> {
+    prop::sample::select(vec![
+        ExpiryStep::Unhealthy,
+        ExpiryStep::Offline,
+        ExpiryStep::Remove,
+    ])
+}
+
+fn heard_entry() -> impl Strategy<Value = Heard> {
+    let at = prop_oneof![
+        2 => Just(HeardAt::Now),
+        1 => (0u16..3000).prop_map(HeardAt::Ago),
+        1 => (0u16..3000).prop_map(HeardAt::BeforeRecord),
+    ];
+    (
+        target(),
+        at,
+        prop::option::weighted(0.5, any_status()),
+        score(),
+        score(),
+        metrics(),
+    )
+        .prop_map(|(target, at, status, health, load, metrics)| Heard {
+            target,
+            at,
+            status,
+            health,
+            load,
+            metrics,
+        })
+}
+
+fn silent_entry() -> impl Strategy<Value = Silent> {
+    let epoch = prop_oneof![
+        3 => Just(Epoch::Current),
+        1 => (0u64..40).prop_map(Epoch::Stale),
+    ];
+    (target(), epoch, step()).prop_map(|(target, epoch, step)| Silent {
+        target,
+        epoch,
+        step,
+    })
 }
 
 fn score() -> impl Strategy<Value = Option<f64>> {
@@ -236,10 +362,17 @@ fn op() -> impl Strategy<Value = Op> {
         8 => register,
         1 => (0..COLD_IDS, 1..20usize, shape())
             .prop_map(|(start, count, shape)| Op::Fill { start, count, shape }),
-        3 => agent_idx().prop_map(|agent| Op::Deregister { agent }),
-        4 => (agent_idx(), any_status()).prop_map(|(agent, status)| Op::SetStatus { agent, status }),
+        4 => agent_idx().prop_map(|agent| Op::Deregister { agent }),
+        4 => (agent_idx(), any_status(), prop::bool::weighted(0.1))
+            .prop_map(|(agent, status, same)| Op::SetStatus { agent, status, same }),
         2 => (agent_idx(), score(), score(), metrics())
             .prop_map(|(agent, health, load, metrics)| Op::SetHealth { agent, health, load, metrics }),
+        3 => prop::collection::vec(heard_entry(), 0..6).prop_map(|entries| Op::Checkpoint { entries }),
+        3 => prop::collection::vec(silent_entry(), 0..5).prop_map(|entries| Op::Expire { entries }),
+        1 => (target(), step(), shape())
+            .prop_map(|(target, step, shape)| Op::RaceExpire { target, step, shape }),
+        2 => (any::<bool>(), any::<u8>(), any::<u8>())
+            .prop_map(|(engaged, held, fleet)| Op::Brake { engaged, held, fleet }),
     ]
 }
 
@@ -257,8 +390,8 @@ fn metadata(i: usize) -> Metadata {
     Metadata(v.as_object().expect("object").clone())
 }
 
-fn build_register(agent: usize, shape: &Shape, now: i64) -> RegisterCommand {
-    let mut c = reg(&agent_name(agent), now);
+fn build_register(agent: &str, shape: &Shape, now: i64) -> RegisterCommand {
+    let mut c = reg(agent, now);
     c.name = NAMES[shape.name].to_string();
     c.agent_type = TYPES[shape.agent_type].to_string();
     c.runtime_id = RUNTIMES[shape.runtime].to_string();
@@ -283,7 +416,22 @@ fn metric_map(m: &[(usize, u8)]) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Turns operations into concrete commands. `Expect::Current` needs the
+/// The agent id a liveness entry names, given the state so far.
+fn resolve(state: &RegistryState, target: &Target) -> AgentId {
+    match target {
+        Target::Known(i) if !state.is_empty() => state
+            .records()
+            .nth(i.index(state.len()))
+            .expect("in range")
+            .agent_id
+            .clone(),
+        Target::Known(i) => id(&agent_name(i.index(HOT_IDS))),
+        Target::Vocab(agent) => id(&agent_name(*agent)),
+    }
+}
+
+/// Turns operations into concrete commands. `Expect::Current`, known
+/// targets, current epochs and heartbeats relative to the record need the
 /// state, so a scratch state follows along.
 fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
     let mut scratch = RegistryState::default();
@@ -302,7 +450,7 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
                 if_absent,
                 expect,
             } => {
-                let mut c = build_register(*agent, shape, now);
+                let mut c = build_register(&agent_name(*agent), shape, now);
                 c.status = *status;
                 c.health_score = *health;
                 c.load_factor = *load;
@@ -322,14 +470,23 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
                 shape,
             } => (0..*count)
                 .map(|i| {
-                    let mut c = build_register(HOT_IDS + (start + i) % COLD_IDS, shape, now);
+                    let mut c =
+                        build_register(&agent_name(HOT_IDS + (start + i) % COLD_IDS), shape, now);
                     // Spread fillers over runtimes so runtime filters vary.
                     c.runtime_id = RUNTIMES[(shape.runtime + i) % RUNTIMES.len()].to_string();
                     register(c)
                 })
                 .collect(),
             Op::Deregister { agent } => vec![deregister(&agent_name(*agent), now)],
-            Op::SetStatus { agent, status } => vec![set_status(&agent_name(*agent), *status, now)],
+            Op::SetStatus {
+                agent,
+                status,
+                same,
+            } => {
+                let current = scratch.get(&id(&agent_name(*agent))).map(|r| r.status);
+                let status = current.filter(|_| *same).unwrap_or(*status);
+                vec![set_status(&agent_name(*agent), status, now)]
+            }
             Op::SetHealth {
                 agent,
                 health,
@@ -340,6 +497,79 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
                 health_score: *health,
                 load_factor: *load,
                 metrics: metric_map(metrics),
+                now: Timestamp(now),
+            }],
+            Op::Checkpoint { entries } => vec![Command::Checkpoint {
+                entries: entries
+                    .iter()
+                    .map(|h| {
+                        let agent_id = resolve(&scratch, &h.target);
+                        let heard = match h.at {
+                            HeardAt::Now => now,
+                            HeardAt::Ago(ms) => now - i64::from(ms),
+                            HeardAt::BeforeRecord(ms) => {
+                                scratch.get(&agent_id).map_or(now, |r| r.last_heartbeat.0)
+                                    - 1
+                                    - i64::from(ms)
+                            }
+                        };
+                        CheckpointEntry {
+                            agent_id,
+                            last_heartbeat: Timestamp(heard),
+                            status: h.status,
+                            health_score: h.health,
+                            load_factor: h.load,
+                            metrics: metric_map(&h.metrics),
+                        }
+                    })
+                    .collect(),
+                now: Timestamp(now),
+            }],
+            Op::Expire { entries } => vec![Command::Expire {
+                entries: entries
+                    .iter()
+                    .map(|s| {
+                        let agent_id = resolve(&scratch, &s.target);
+                        let epoch = match s.epoch {
+                            Epoch::Current => scratch.get(&agent_id).map_or(1, |r| r.epoch),
+                            Epoch::Stale(e) => e,
+                        };
+                        ExpireEntry {
+                            agent_id,
+                            epoch,
+                            step: s.step,
+                        }
+                    })
+                    .collect(),
+                now: Timestamp(now),
+            }],
+            Op::RaceExpire {
+                target,
+                step,
+                shape,
+            } => {
+                let agent_id = resolve(&scratch, target);
+                let decided_for = scratch.get(&agent_id).map_or(1, |r| r.epoch);
+                vec![
+                    register(build_register(agent_id.as_str(), shape, now)),
+                    Command::Expire {
+                        entries: vec![ExpireEntry {
+                            agent_id,
+                            epoch: decided_for,
+                            step: *step,
+                        }],
+                        now: Timestamp(now),
+                    },
+                ]
+            }
+            Op::Brake {
+                engaged,
+                held,
+                fleet,
+            } => vec![Command::Brake {
+                engaged: *engaged,
+                held: u64::from(*held),
+                fleet: u64::from(*fleet),
                 now: Timestamp(now),
             }],
         };
@@ -538,6 +768,7 @@ fn battery(state: &RegistryState) -> String {
     }
     writeln!(out, "stats: {:?}", state.stats()).unwrap();
     writeln!(out, "len {} revision {}", state.len(), state.revision()).unwrap();
+    writeln!(out, "brake {}", state.brake_engaged()).unwrap();
     let ev = state.events();
     writeln!(
         out,
@@ -593,10 +824,24 @@ impl Coverage {
     }
 }
 
+/// The snapshot with every liveness refresh field (last heartbeat, health,
+/// load, metrics) blanked: what a checkpoint may change without a revision.
+fn without_refreshes(snap: &SnapshotData) -> SnapshotData {
+    let mut snap = snap.clone();
+    for r in &mut snap.agents {
+        r.last_heartbeat = Timestamp(0);
+        r.health_score = 0.0;
+        r.load_factor = 0.0;
+        r.performance_metrics.clear();
+    }
+    snap
+}
+
 /// The same log gives the same state, results and revision on two replicas,
 /// and the same records, results and events as the reference model;
-/// rejections and no-ops change nothing; events are contiguous; stats agree
-/// with a scan after every command.
+/// rejections and no-ops change nothing; a checkpoint without a status
+/// change moves no revision and changes nothing but liveness fields; events
+/// are contiguous; stats agree with a scan after every command.
 #[test]
 fn same_log_same_state() {
     let coverage = Coverage::default();
@@ -614,12 +859,15 @@ fn same_log_same_state() {
             let rm = model.apply(cmd);
             prop_assert_eq!(&ra, &rm, "state and model differ on {:?}", cmd);
             prop_assert_eq!(a.revision(), model.revision);
-            prop_assert!(a.records().eq(model.agents.values()));
+            prop_assert!(a.records().eq(model.agents.values()), "{:?}", cmd);
+            prop_assert_eq!(a.brake_engaged(), model.brake_engaged);
             let events = a
                 .events()
                 .since(before.revision, usize::MAX)
                 .expect("default window");
-            prop_assert_eq!(&events[..], &model.events[before.revision as usize..]);
+            if let Err(e) = same_events(&events, &model.events[before.revision as usize..]) {
+                return Err(TestCaseError::fail(format!("{cmd:?}: {e}")));
+            }
             let unchanged = match &ra {
                 CommandResult::Rejected(r) => {
                     coverage.hit(match r {
@@ -631,14 +879,78 @@ fn same_log_same_state() {
                 }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
+                CommandResult::Batch { applied, skipped } => {
+                    let entries = match cmd {
+                        Command::Checkpoint { entries, .. } => entries.len(),
+                        Command::Expire { entries, .. } => entries.len(),
+                        Command::Brake { .. } => 1,
+                        other => {
+                            return Err(TestCaseError::fail(format!("batch result for {other:?}")))
+                        }
+                    };
+                    prop_assert_eq!((applied + skipped) as usize, entries);
+                    if matches!(cmd, Command::Checkpoint { .. }) && a.revision() == before.revision
+                    {
+                        // Refreshes only: no revision, no event, and nothing
+                        // else in the state moved.
+                        prop_assert_eq!(
+                            without_refreshes(&a.snapshot()),
+                            without_refreshes(&before)
+                        );
+                        if *applied > 0 {
+                            coverage.hit("checkpoint without revision");
+                        }
+                        false
+                    } else {
+                        a.revision() == before.revision
+                    }
+                }
             };
             if unchanged {
                 prop_assert_eq!(&a.snapshot(), &before, "{:?} -> {:?}", cmd, ra);
-                if !matches!(ra, CommandResult::Rejected(_)) {
-                    coverage.hit("same-status no-op");
+                match ra {
+                    CommandResult::Rejected(_) => {}
+                    CommandResult::Batch { .. } => coverage.hit("batch without effect"),
+                    _ => coverage.hit("same-status no-op"),
                 }
-            } else {
+            } else if !matches!(cmd, Command::Checkpoint { .. }) {
                 prop_assert!(a.revision() > before.revision);
+            }
+            for o in &model.outcomes {
+                coverage.hit(match o {
+                    Outcome::Unknown => "batch entry for unknown agent",
+                    Outcome::Refreshed => "refresh only",
+                    Outcome::Changed(Cause::Heartbeat) => "revived by checkpoint",
+                    Outcome::Changed(Cause::AgentReport) => "agent_report change",
+                    Outcome::Changed(c) => unreachable!("the model has no checkpoint cause {c:?}"),
+                    Outcome::StaleEpoch => "stale epoch skipped",
+                    Outcome::Unfit(_) => "unfit step skipped",
+                    Outcome::Stepped(ExpiryStep::Unhealthy) => "expired to unhealthy",
+                    Outcome::Stepped(ExpiryStep::Offline) => "expired to offline",
+                    Outcome::Stepped(ExpiryStep::Remove) => "expired and removed",
+                });
+            }
+            if let (Command::Expire { entries, .. }, Some(Command::Register(c))) =
+                (cmd, i.checked_sub(1).map(|p| &cmds[p]))
+            {
+                let raced = entries
+                    .iter()
+                    .zip(&model.outcomes)
+                    .any(|(e, o)| e.agent_id == c.agent_id && *o == Outcome::StaleEpoch);
+                if raced {
+                    coverage.hit("re-registration won over expiry");
+                }
+            }
+            if let Command::Checkpoint { entries, .. } = cmd {
+                for e in entries {
+                    let old = before.agents.iter().find(|r| r.agent_id == e.agent_id);
+                    if old.is_some_and(|r| e.last_heartbeat < r.last_heartbeat) {
+                        coverage.hit("older heartbeat checkpointed");
+                    }
+                    if e.status.is_some_and(|s| !s.is_agent_reportable()) && old.is_some() {
+                        coverage.hit("non-reportable status checkpointed");
+                    }
+                }
             }
             if let (Command::Register(c), CommandResult::Agent { created, .. }) = (cmd, &ra) {
                 if c.expected_revision.is_some() {
@@ -653,11 +965,16 @@ fn same_log_same_state() {
                     (EventKind::RuntimeLeft, Cause::Registration) => {
                         coverage.hit("moved off a runtime")
                     }
+                    (EventKind::RuntimeLeft, Cause::MissedHeartbeats) => {
+                        coverage.hit("expiry removal left a runtime")
+                    }
                     (EventKind::RuntimeLeft, _) => coverage.hit("runtime left"),
                     (EventKind::RuntimeJoined, _) => coverage.hit("runtime joined"),
                     (EventKind::AgentStatusChanged, Cause::Registration) => {
                         coverage.hit("revived by registration")
                     }
+                    (EventKind::LivenessBrakeEngaged, _) => coverage.hit("brake engaged"),
+                    (EventKind::LivenessBrakeReleased, _) => coverage.hit("brake released"),
                     _ => {}
                 }
             }
@@ -676,9 +993,11 @@ fn same_log_same_state() {
             prop_assert_eq!(a.index_stats(), rebuilt.index_stats());
             for r in a.records() {
                 prop_assert!(r.create_revision <= r.epoch && r.epoch <= r.revision);
-                prop_assert!(
-                    r.registered_at <= r.last_heartbeat && r.last_heartbeat <= r.updated_at
-                );
+                // A checkpoint refreshes the last heartbeat without touching
+                // `updated_at` (no revision), so the two are not ordered.
+                prop_assert!(r.registered_at <= r.last_heartbeat);
+                prop_assert!(r.registered_at <= r.updated_at);
+                prop_assert!(r.last_heartbeat <= cmd.now() && r.updated_at <= cmd.now());
             }
         }
         prop_assert_eq!(a.revision(), b.revision());
@@ -705,9 +1024,27 @@ fn same_log_same_state() {
             "runtime left",
             "runtime joined",
             "revived by registration",
+            "batch entry for unknown agent",
+            "batch without effect",
+            "checkpoint without revision",
+            "refresh only",
+            "revived by checkpoint",
+            "agent_report change",
+            "older heartbeat checkpointed",
+            "non-reportable status checkpointed",
+            "stale epoch skipped",
+            "re-registration won over expiry",
+            "unfit step skipped",
+            "expired to unhealthy",
+            "expired to offline",
+            "expired and removed",
+            "expiry removal left a runtime",
+            "brake engaged",
+            "brake released",
         ],
         20,
     );
+    println!("coverage: {:?}", coverage.0.borrow());
 }
 
 /// A snapshot (through bincode) restores to a state that is the same for
@@ -736,6 +1073,9 @@ fn snapshot_restore_is_transparent() {
         if !snap.agents.is_empty() && !suffix.is_empty() {
             coverage.hit("agents and more commands");
         }
+        if snap.brake_engaged {
+            coverage.hit("brake engaged in snapshot");
+        }
         let bytes = bincode::serialize(&snap).expect("encode");
         let decoded: SnapshotData = bincode::deserialize(&bytes).expect("decode");
         prop_assert_eq!(&decoded, &snap);
@@ -755,6 +1095,8 @@ fn snapshot_restore_is_transparent() {
         Ok(())
     });
     coverage.assert_reached(&["compacted window", "agents and more commands"], 50);
+    coverage.assert_reached(&["brake engaged in snapshot"], 20);
+    println!("coverage: {:?}", coverage.0.borrow());
 }
 
 /// Which listing path the probes exercised with a non-empty answer.

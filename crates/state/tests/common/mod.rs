@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use registry_state::query::{match_capability, MAX_PAGE};
 use registry_state::RegistryState;
 use registry_types::api::{CapabilityMatch, ListFilter, MatchKind, Stats};
-use registry_types::command::RegisterCommand;
+use registry_types::command::{CheckpointEntry, ExpireEntry, ExpiryStep, RegisterCommand};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Capability, Command, CommandResult, Metadata, Timestamp,
 };
@@ -96,6 +96,50 @@ pub fn set_health(
         health_score: health,
         load_factor: load,
         metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        now: Timestamp(now),
+    }
+}
+
+/// A heartbeat the leader heard from `agent` at `at`, with nothing reported.
+pub fn heard(agent: &str, at: i64) -> CheckpointEntry {
+    CheckpointEntry {
+        agent_id: id(agent),
+        last_heartbeat: Timestamp(at),
+        status: None,
+        health_score: None,
+        load_factor: None,
+        metrics: BTreeMap::new(),
+    }
+}
+
+pub fn checkpoint(entries: Vec<CheckpointEntry>, now: i64) -> Command {
+    Command::Checkpoint {
+        entries,
+        now: Timestamp(now),
+    }
+}
+
+/// An expiry decision for `agent` at registration epoch `epoch`.
+pub fn silent(agent: &str, epoch: u64, step: ExpiryStep) -> ExpireEntry {
+    ExpireEntry {
+        agent_id: id(agent),
+        epoch,
+        step,
+    }
+}
+
+pub fn expire(entries: Vec<ExpireEntry>, now: i64) -> Command {
+    Command::Expire {
+        entries,
+        now: Timestamp(now),
+    }
+}
+
+pub fn brake(engaged: bool, held: u64, fleet: u64, now: i64) -> Command {
+    Command::Brake {
+        engaged,
+        held,
+        fleet,
         now: Timestamp(now),
     }
 }

@@ -1,10 +1,15 @@
 //! A reference model of the registry, written from the documented rules with
 //! plain maps and no index: the property tests compare the real state
 //! machine's records, results and events with it after every command.
+//!
+//! The liveness commands (checkpoint, expire, brake) follow the rules of the
+//! liveness issue, restated on each function. The model also says, per batch
+//! entry, which rule it took ([`Outcome`]), so that the property tests can
+//! count how often each rule was exercised.
 
 use std::collections::BTreeMap;
 
-use registry_types::command::{Cause, Rejection};
+use registry_types::command::{Cause, CheckpointEntry, ExpireEntry, ExpiryStep, Rejection};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -16,6 +21,91 @@ pub struct Model {
     pub events: Vec<Event>,
     pub revision: Revision,
     pub total_registrations: u64,
+    pub brake_engaged: bool,
+    /// What each entry of the last applied batch command did, in entry order
+    /// (empty after any other command).
+    pub outcomes: Vec<Outcome>,
+}
+
+/// The rule one batch entry took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Checkpoint or expire entry naming no live agent.
+    Unknown,
+    /// Checkpoint: liveness fields refreshed, status kept (no revision).
+    Refreshed,
+    /// Checkpoint: the status changed, for this cause.
+    Changed(Cause),
+    /// Expire: the agent re-registered since the decision.
+    StaleEpoch,
+    /// Expire: the step does not fit the agent's current status.
+    Unfit(ExpiryStep),
+    /// Expire: the step was taken.
+    Stepped(ExpiryStep),
+}
+
+/// Whether an expiry `step` may be taken from `status`, as the liveness issue
+/// lists it.
+pub fn step_fits(step: ExpiryStep, status: AgentStatus) -> bool {
+    use AgentStatus::*;
+    match step {
+        ExpiryStep::Unhealthy => {
+            [Registering, Active, Busy, Degraded, Deregistering].contains(&status)
+        }
+        ExpiryStep::Offline => ![Offline, Suspended].contains(&status),
+        ExpiryStep::Remove => true,
+    }
+}
+
+/// The model does not fix the wording of a brake event's detail; it keeps
+/// the two figures the text must mention, as "held fleet".
+pub fn brake_detail(held: u64, fleet: u64) -> String {
+    format!("{held} {fleet}")
+}
+
+/// Compares the machine's events with the model's: equal in every field,
+/// except that a brake event's detail, free prose, must mention the held
+/// count and then the fleet size.
+pub fn same_events(real: &[Event], model: &[Event]) -> Result<(), String> {
+    if real.len() != model.len() {
+        return Err(format!(
+            "{} events, model {}: {real:#?} vs {model:#?}",
+            real.len(),
+            model.len()
+        ));
+    }
+    for (r, m) in real.iter().zip(model) {
+        let brake = matches!(
+            m.kind,
+            EventKind::LivenessBrakeEngaged | EventKind::LivenessBrakeReleased
+        );
+        if brake {
+            let numbers: Vec<&str> = r
+                .detail
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let want: Vec<&str> = m.detail.split(' ').collect();
+            let mut rest = numbers.iter();
+            let mentioned = want.iter().all(|w| rest.any(|n| n == w));
+            if !mentioned {
+                return Err(format!(
+                    "brake detail {:?} should mention {:?}",
+                    r.detail, want
+                ));
+            }
+            let r = Event {
+                detail: m.detail.clone(),
+                ..r.clone()
+            };
+            if &r != m {
+                return Err(format!("event {r:?}\n model {m:?}"));
+            }
+        } else if r != m {
+            return Err(format!("event {r:?}\n model {m:?}"));
+        }
+    }
+    Ok(())
 }
 
 impl Model {
@@ -41,6 +131,7 @@ impl Model {
             status: r.map(|r| r.status),
             previous_status,
             runtime_id: r.map(|r| r.runtime_id.clone()).unwrap_or_default(),
+            detail: String::new(),
         });
     }
 
@@ -55,11 +146,158 @@ impl Model {
             status: None,
             previous_status: None,
             runtime_id: rt.to_string(),
+            detail: String::new(),
         });
     }
 
+    /// Removes an agent with a `kind` event, then `RUNTIME_LEFT` when it
+    /// was the last of its runtime. Returns the removal's revision.
+    fn remove(
+        &mut self,
+        id: &AgentId,
+        now: Timestamp,
+        kind: EventKind,
+        cause: Cause,
+    ) -> Option<Revision> {
+        let r = self.agents.remove(id)?;
+        self.event(kind, Some(&r), Some(r.status), now, cause);
+        let revision = self.revision;
+        if !r.runtime_id.is_empty() && !self.runtime_used(&r.runtime_id) {
+            self.runtime_event(EventKind::RuntimeLeft, &r.runtime_id, now, cause);
+        }
+        Some(revision)
+    }
+
+    /// Moves `id` to `status` with an `AGENT_STATUS_CHANGED` event, unless
+    /// it is there already.
+    fn set_status(&mut self, id: &AgentId, status: AgentStatus, now: Timestamp, cause: Cause) {
+        let r = self.agents[id].clone();
+        if r.status == status {
+            return;
+        }
+        let mut n = r.clone();
+        n.status = status;
+        n.updated_at = now;
+        n.revision = self.revision + 1;
+        self.agents.insert(id.clone(), n.clone());
+        self.event(
+            EventKind::AgentStatusChanged,
+            Some(&n),
+            Some(r.status),
+            now,
+            cause,
+        );
+    }
+
+    /// Checkpoint: for each entry whose agent exists, the newer of the two
+    /// last heartbeats, health and load when given, metrics merged. Status:
+    /// suspended and deregistering stay; unhealthy, offline and registering
+    /// become the reported status if an agent may report it, else active
+    /// (cause `heartbeat`); active, busy and degraded take a reported status
+    /// (cause `agent_report`). Only a status change is a revision.
+    fn checkpoint(&mut self, entries: &[CheckpointEntry], now: Timestamp) -> CommandResult {
+        use AgentStatus::*;
+        let (mut applied, mut skipped) = (0, 0);
+        for e in entries {
+            let Some(mut n) = self.agents.get(&e.agent_id).cloned() else {
+                skipped += 1;
+                self.outcomes.push(Outcome::Unknown);
+                continue;
+            };
+            applied += 1;
+            n.last_heartbeat = n.last_heartbeat.max(e.last_heartbeat);
+            n.health_score = e.health_score.unwrap_or(n.health_score);
+            n.load_factor = e.load_factor.unwrap_or(n.load_factor);
+            n.performance_metrics
+                .extend(e.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+            let reported = e.status.filter(|s| [Active, Busy, Degraded].contains(s));
+            let (target, cause) = match n.status {
+                Suspended | Deregistering => (n.status, Cause::Heartbeat),
+                Unhealthy | Offline | Registering => (reported.unwrap_or(Active), Cause::Heartbeat),
+                Active | Busy | Degraded => (reported.unwrap_or(n.status), Cause::AgentReport),
+            };
+            self.agents.insert(e.agent_id.clone(), n.clone());
+            if target == n.status {
+                self.outcomes.push(Outcome::Refreshed);
+            } else {
+                self.set_status(&e.agent_id, target, now, cause);
+                self.outcomes.push(Outcome::Changed(cause));
+            }
+        }
+        CommandResult::Batch { applied, skipped }
+    }
+
+    /// Expire: skipped when the agent is gone, was re-registered since the
+    /// decision (another epoch) or the step does not fit its status;
+    /// otherwise unhealthy/offline (cause `missed_heartbeats`) or removal
+    /// with `AGENT_EXPIRED`.
+    fn expire(&mut self, entries: &[ExpireEntry], now: Timestamp) -> CommandResult {
+        let (mut applied, mut skipped) = (0, 0);
+        for e in entries {
+            let outcome = match self.agents.get(&e.agent_id) {
+                None => Outcome::Unknown,
+                Some(r) if r.epoch != e.epoch => Outcome::StaleEpoch,
+                Some(r) if !step_fits(e.step, r.status) => Outcome::Unfit(e.step),
+                Some(_) => Outcome::Stepped(e.step),
+            };
+            self.outcomes.push(outcome);
+            if outcome != Outcome::Stepped(e.step) {
+                skipped += 1;
+                continue;
+            }
+            applied += 1;
+            let cause = Cause::MissedHeartbeats;
+            match e.step {
+                ExpiryStep::Unhealthy => {
+                    self.set_status(&e.agent_id, AgentStatus::Unhealthy, now, cause)
+                }
+                ExpiryStep::Offline => {
+                    self.set_status(&e.agent_id, AgentStatus::Offline, now, cause)
+                }
+                ExpiryStep::Remove => {
+                    self.remove(&e.agent_id, now, EventKind::AgentExpired, cause);
+                }
+            }
+        }
+        CommandResult::Batch { applied, skipped }
+    }
+
+    /// Brake: the flag, and one event without an agent.
+    fn brake(&mut self, engaged: bool, held: u64, fleet: u64, now: Timestamp) -> CommandResult {
+        self.brake_engaged = engaged;
+        self.revision += 1;
+        self.events.push(Event {
+            revision: self.revision,
+            kind: if engaged {
+                EventKind::LivenessBrakeEngaged
+            } else {
+                EventKind::LivenessBrakeReleased
+            },
+            agent_id: None,
+            at: now,
+            cause: Cause::Brake,
+            status: None,
+            previous_status: None,
+            runtime_id: String::new(),
+            detail: brake_detail(held, fleet),
+        });
+        CommandResult::Batch {
+            applied: 1,
+            skipped: 0,
+        }
+    }
+
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        self.outcomes.clear();
         match cmd {
+            Command::Checkpoint { entries, now } => self.checkpoint(entries, *now),
+            Command::Expire { entries, now } => self.expire(entries, *now),
+            Command::Brake {
+                engaged,
+                held,
+                fleet,
+                now,
+            } => self.brake(*engaged, *held, *fleet, *now),
             Command::Register(c) => {
                 let prev = self.agents.get(&c.agent_id).cloned();
                 let actual = prev.as_ref().map_or(0, |p| p.revision);
@@ -170,30 +408,19 @@ impl Model {
                 }
             }
             Command::Deregister { agent_id, now } => {
-                let Some(r) = self.agents.remove(agent_id) else {
-                    return CommandResult::Rejected(Rejection::NotFound {
-                        agent_id: agent_id.clone(),
-                    });
-                };
-                self.event(
-                    EventKind::AgentDeregistered,
-                    Some(&r),
-                    Some(r.status),
+                match self.remove(
+                    agent_id,
                     *now,
+                    EventKind::AgentDeregistered,
                     Cause::Deregistration,
-                );
-                let revision = self.revision;
-                if !r.runtime_id.is_empty() && !self.runtime_used(&r.runtime_id) {
-                    self.runtime_event(
-                        EventKind::RuntimeLeft,
-                        &r.runtime_id,
-                        *now,
-                        Cause::Deregistration,
-                    );
-                }
-                CommandResult::Removed {
-                    agent_id: agent_id.clone(),
-                    revision,
+                ) {
+                    Some(revision) => CommandResult::Removed {
+                        agent_id: agent_id.clone(),
+                        revision,
+                    },
+                    None => CommandResult::Rejected(Rejection::NotFound {
+                        agent_id: agent_id.clone(),
+                    }),
                 }
             }
             Command::SetStatus {
