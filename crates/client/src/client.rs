@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use registry_types::api::{
-    AgentHealth, AgentList, AgentResponse, ClusterInfo, DeleteResponse, HealthUpdateRequest,
+    AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
+    ClusterInfo, DeleteResponse, HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse,
     ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, Stats,
     StatusUpdateRequest,
 };
@@ -21,6 +22,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backoff::exponential_backoff;
 use crate::config::{parse_node_url, ClientBuilder, ClientConfig};
 use crate::error::ClientError;
 use crate::options::{ReadOptions, Response, ResponseMeta};
@@ -71,8 +73,22 @@ struct Node {
 enum Kind {
     /// Safe to repeat on any node after any failure.
     Read,
+    /// Changes state, but applying it twice is the same as applying it once
+    /// (a heartbeat: "I was alive at about now"). Retried like a read.
+    Idempotent,
     /// Repeated only when it provably was not applied (never sent, or 503).
     Write,
+}
+
+impl Kind {
+    /// Whether an attempt whose outcome is unknown (timeout after sending,
+    /// lost body, 504) may be sent again.
+    fn repeatable(self) -> bool {
+        match self {
+            Kind::Read | Kind::Idempotent => true,
+            Kind::Write => false,
+        }
+    }
 }
 
 /// One HTTP call, independent of the node it is sent to.
@@ -116,6 +132,17 @@ impl Call {
             body,
             kind: Kind::Write,
         })
+    }
+
+    /// Marks a write as idempotent: see [`Kind::Idempotent`].
+    fn idempotent(mut self) -> Self {
+        debug_assert_eq!(
+            self.kind,
+            Kind::Write,
+            "only writes can be marked idempotent"
+        );
+        self.kind = Kind::Idempotent;
+        self
     }
 
     fn query(mut self, key: &'static str, value: impl ToString) -> Self {
@@ -195,32 +222,34 @@ fn classify(kind: Kind, outcome: Result<Raw, SendError>) -> Step {
             }
         }
         Err(SendError::MaybeSent(msg)) => {
-            return match kind {
-                Kind::Read => Step::Retry {
+            return if kind.repeatable() {
+                Step::Retry {
                     err: ClientError::Transport(msg),
                     retry_after: None,
-                },
-                Kind::Write => Step::Done(Err(ClientError::Unknown(msg))),
+                }
+            } else {
+                Step::Done(Err(ClientError::Unknown(msg)))
             }
         }
     };
     let status = raw.meta.status;
     if (200..300).contains(&status) {
-        return match (&raw.body, kind) {
-            (Ok(_), _) => Step::Done(Ok(raw)),
-            (Err(msg), Kind::Read) => Step::Retry {
+        return match &raw.body {
+            Ok(_) => Step::Done(Ok(raw)),
+            Err(msg) if kind.repeatable() => Step::Retry {
                 err: ClientError::Transport(msg.clone()),
                 retry_after: None,
             },
-            (Err(msg), Kind::Write) => Step::Done(Err(ClientError::Unknown(format!(
+            Err(msg) => Step::Done(Err(ClientError::Unknown(format!(
                 "HTTP {status} but the body was lost: {msg}"
             )))),
         };
     }
     let err = api_error(status, &raw.body);
     // 503 (`no_leader`, `unavailable`) promises nothing was proposed, so even
-    // writes may go elsewhere. 504 means "outcome unknown": only reads retry.
-    if status == 503 || (status == 504 && kind == Kind::Read) {
+    // writes may go elsewhere. 504 means "outcome unknown": only reads and
+    // idempotent writes retry.
+    if status == 503 || (status == 504 && kind.repeatable()) {
         return Step::Retry {
             err,
             retry_after: raw.retry_after,
@@ -327,28 +356,15 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// Delay before retry number `retry` (1 for the second attempt).
 ///
-/// Exponential from `backoff_initial`, capped at `backoff_max`, with "equal
-/// jitter" (a uniform draw in the upper half) so that clients that failed
-/// together do not retry together. A server's `Retry-After` raises the delay,
-/// but never above `backoff_max`.
+/// [`exponential_backoff`] from `backoff_initial` up to `backoff_max`. A
+/// server's `Retry-After` raises the delay, but never above `backoff_max`.
 fn backoff_delay(
     config: &ClientConfig,
     retry: u32,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    let exp = retry.saturating_sub(1).min(20);
-    let base = config
-        .backoff_initial
-        .saturating_mul(1u32 << exp)
-        .min(config.backoff_max);
-    let half = base / 2;
-    let jitter = if half.is_zero() {
-        Duration::ZERO
-    } else {
-        rng.gen_range(Duration::ZERO..=half)
-    };
-    let delay = (base - half) + jitter;
+    let delay = exponential_backoff(config.backoff_initial, config.backoff_max, retry, rng);
     match retry_after {
         Some(ra) => delay.max(ra.min(config.backoff_max)),
         None => delay,
@@ -523,6 +539,62 @@ impl Client {
     ) -> Result<AgentResponse, ClientError> {
         let call = Call::write(Method::PUT, &["v1", "agents", id, "health"], Some(update))?;
         Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    // ----- liveness (idempotent writes) -----
+
+    /// Renews an agent's lease (`POST /v1/agents/{id}/heartbeat`), reporting
+    /// what `report` carries (all fields optional; the default is a plain
+    /// heartbeat).
+    ///
+    /// Unlike other writes, a heartbeat is retried on the next node after any
+    /// transport error, timeout, 503 or 504: beating twice is harmless. A
+    /// 404 `agent_not_found` means the registry does not know the agent
+    /// (never registered, or expired): register it again.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        report: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        Ok(self.heartbeat_with_meta(id, report).await?.value)
+    }
+
+    /// [`Client::heartbeat`] with the answer's metadata.
+    pub async fn heartbeat_with_meta(
+        &self,
+        id: &str,
+        report: &HeartbeatRequest,
+    ) -> Result<Response<HeartbeatResponse>, ClientError> {
+        let call = Call::write(
+            Method::POST,
+            &["v1", "agents", id, "heartbeat"],
+            Some(report),
+        )?
+        .idempotent();
+        decode(self.execute(&call).await?)
+    }
+
+    /// Renews many agents' leases in one call (`POST /v1/heartbeats`), for a
+    /// runtime hosting many agents. Retried like [`Client::heartbeat`].
+    ///
+    /// The call fails as a whole only when the cluster cannot take heartbeats
+    /// (503) or the batch itself is malformed (400: empty, or more than the
+    /// server's limit). Otherwise every item gets a result, in order: an item
+    /// with `ok: false` and code `agent_not_found` must be registered again.
+    pub async fn heartbeats(
+        &self,
+        batch: &BatchHeartbeatRequest,
+    ) -> Result<BatchHeartbeatResponse, ClientError> {
+        Ok(self.heartbeats_with_meta(batch).await?.value)
+    }
+
+    /// [`Client::heartbeats`] with the answer's metadata.
+    pub async fn heartbeats_with_meta(
+        &self,
+        batch: &BatchHeartbeatRequest,
+    ) -> Result<Response<BatchHeartbeatResponse>, ClientError> {
+        let call = Call::write(Method::POST, &["v1", "heartbeats"], Some(batch))?.idempotent();
+        decode(self.execute(&call).await?)
     }
 
     // ----- reads -----
@@ -742,7 +814,11 @@ impl Client {
                     wait_hint.take(),
                     &mut rand::thread_rng(),
                 );
-                tokio::time::sleep(delay).await;
+                // A zero backoff (allowed) moves on at once rather than
+                // waiting for the next timer tick.
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
             }
             let idx = (start + attempt as usize) % n;
             let node = &inner.nodes[idx];
@@ -880,6 +956,35 @@ mod tests {
         ));
         match classify(Kind::Write, Ok(raw(504, ""))) {
             Step::Done(Err(e)) => assert!(e.is_outcome_unknown(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn classify_retries_idempotent_writes_whatever_their_outcome() {
+        for outcome in [
+            Err(SendError::NotSent("refused".into())),
+            Err(SendError::MaybeSent("timeout".into())),
+            Ok(raw(503, "")),
+            Ok(raw(504, "")),
+        ] {
+            let shown = format!("{outcome:?}");
+            assert!(
+                matches!(classify(Kind::Idempotent, outcome), Step::Retry { .. }),
+                "{shown} not retried"
+            );
+        }
+        let lost = Raw {
+            body: Err("reset".into()),
+            ..raw(200, "")
+        };
+        assert!(matches!(
+            classify(Kind::Idempotent, Ok(lost)),
+            Step::Retry { .. }
+        ));
+        let not_found = r#"{"error":{"code":"agent_not_found","message":"no agent"}}"#;
+        match classify(Kind::Idempotent, Ok(raw(404, not_found))) {
+            Step::Done(Err(e)) => assert_eq!(e.code(), Some(ErrorCode::AgentNotFound)),
             other => panic!("{other:?}"),
         }
     }

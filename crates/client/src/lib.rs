@@ -12,13 +12,20 @@
 //!   pair that carries the `x-registry-*` headers back to the caller.
 //! - [`client`]: the [`Client`] itself: one method per route, on top of a
 //!   single bounded fail-over loop.
+//! - [`session`]: the agent side of liveness: an [`AgentSession`] registers an
+//!   agent and keeps it alive with paced heartbeats from a background task,
+//!   registering again when the registry expired it.
+//! - `backoff`: the exponential, jittered backoff both retry loops share.
 //!
 //! # Retry policy
 //!
 //! - Reads are retried on the next node after a connection error, a timeout,
 //!   or an HTTP 503/504.
-//! - Writes (register, delete, status, health) are retried only when the
-//!   request provably never reached a node (connect failure) or the node
+//! - Heartbeats ([`Client::heartbeat`], [`Client::heartbeats`]) are writes,
+//!   but idempotent: beating twice is the same as beating once. They are
+//!   retried like reads, after any transport error, timeout, 503 or 504.
+//! - Other writes (register, delete, status, health) are retried only when
+//!   the request provably never reached a node (connect failure) or the node
 //!   answered 503 (`no_leader`, `unavailable`: nothing was proposed). A write
 //!   that timed out after being sent returns [`ClientError::Unknown`].
 //! - A 4xx is never retried.
@@ -26,15 +33,20 @@
 //!   exponential, jittered backoff, so one call takes at most about
 //!   `max_attempts × (request_timeout + backoff_max)`.
 
+mod backoff;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod options;
+pub mod session;
 
 pub use client::{Client, Readiness};
 pub use config::{ClientBuilder, ClientConfig};
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, Response, ResponseMeta};
+pub use session::{
+    AgentSession, Reporter, SessionBuilder, SessionConfig, SessionPhase, SessionStats,
+};
 
 /// The wire types, re-exported so that users of the client need not depend on
 /// `registry-types` directly.

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
-use registry_client::types::api::{ListFilter, RegisterRequest};
+use registry_client::types::api::{
+    BatchHeartbeatItem, BatchHeartbeatRequest, HeartbeatRequest, ListFilter, RegisterRequest,
+};
 use registry_client::types::{AgentStatus, ErrorCode};
 use registry_client::{Client, ClientError, ReadOptions};
 use serde_json::{json, Value};
@@ -226,6 +228,122 @@ async fn a_write_that_times_out_is_reported_as_unknown_and_not_retried() {
     assert!(err.is_outcome_unknown());
     assert_eq!(slow_hits.load(Ordering::SeqCst), 1);
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_times_out_is_retried_unlike_other_writes() {
+    let (slow, slow_hits) = hanging().await;
+    let beat = json!({"agent_id": "a1", "status": "busy", "ttl_seconds": 30,
+                      "next_heartbeat_ms": 9800});
+    let (good, good_hits) = canned(StatusCode::OK, beat, 4, "2").await;
+    let c = Client::builder(vec![slow, good.clone()])
+        .request_timeout(Duration::from_millis(200))
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    let report = HeartbeatRequest {
+        status: Some("busy".to_string()),
+        ..Default::default()
+    };
+    let r = c.heartbeat_with_meta("a1", &report).await.unwrap();
+    assert_eq!(r.value.status, AgentStatus::Busy);
+    assert_eq!(r.value.next_heartbeat_ms, 9800);
+    assert_eq!(r.meta.node_url, good);
+    assert_eq!(slow_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(good_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_heartbeat_is_retried_after_a_504_and_a_404_is_returned_at_once() {
+    let (timeout, timeout_hits) = canned(
+        StatusCode::GATEWAY_TIMEOUT,
+        error_json("timeout", "commit timed out"),
+        1,
+        "1",
+    )
+    .await;
+    let (gone, gone_hits) = canned(
+        StatusCode::NOT_FOUND,
+        error_json("agent_not_found", "no agent a1"),
+        1,
+        "2",
+    )
+    .await;
+    let c = client(vec![timeout, gone]);
+    let err = c
+        .heartbeat("a1", &HeartbeatRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AgentNotFound), "{err:?}");
+    assert_eq!(timeout_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(gone_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_heartbeats_is_posted_flat_and_retried_after_503() {
+    let (busy, busy_hits) = canned(
+        StatusCode::SERVICE_UNAVAILABLE,
+        error_json("no_leader", "election"),
+        1,
+        "1",
+    )
+    .await;
+    let bodies = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let b = bodies.clone();
+    let router = Router::new().route(
+        "/v1/heartbeats",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let b = b.clone();
+            async move {
+                b.lock().unwrap().push(body);
+                let results = json!({
+                    "results": [
+                        {"agent_id": "a1", "ok": true, "heartbeat": {"agent_id": "a1",
+                         "status": "active", "ttl_seconds": 30, "next_heartbeat_ms": 10000}},
+                        {"agent_id": "a2", "ok": false,
+                         "error": {"code": "agent_not_found", "message": "no agent a2"}}
+                    ],
+                    "accepted": 1, "rejected": 1
+                });
+                answer(StatusCode::OK, results, 7, "2")
+            }
+        }),
+    );
+    let good = serve(router).await;
+    let c = client(vec![busy, good]);
+    let batch = BatchHeartbeatRequest {
+        heartbeats: vec![
+            BatchHeartbeatItem {
+                agent_id: "a1".to_string(),
+                heartbeat: HeartbeatRequest {
+                    load_factor: Some(0.5),
+                    ..Default::default()
+                },
+            },
+            BatchHeartbeatItem {
+                agent_id: "a2".to_string(),
+                ..Default::default()
+            },
+        ],
+    };
+    let r = c.heartbeats(&batch).await.unwrap();
+    assert_eq!((r.accepted, r.rejected), (1, 1));
+    assert_eq!(
+        r.results[0].heartbeat.as_ref().map(|h| h.ttl_seconds),
+        Some(30)
+    );
+    assert_eq!(
+        r.results[1].error.as_ref().map(|e| e.code),
+        Some(ErrorCode::AgentNotFound)
+    );
+    assert_eq!(busy_hits.load(Ordering::SeqCst), 1);
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["heartbeats"][0]["agent_id"], "a1");
+    assert_eq!(
+        sent[0]["heartbeats"][0]["load_factor"], 0.5,
+        "report fields sit beside agent_id"
+    );
 }
 
 #[tokio::test]
