@@ -17,6 +17,7 @@ pub async fn heartbeat(
     concurrency: usize,
     seconds: u64,
     leader_only: bool,
+    rate: Option<f64>,
 ) -> anyhow::Result<serde_json::Value> {
     let client = http()?;
     let targets = if leader_only {
@@ -31,10 +32,20 @@ pub async fn heartbeat(
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
         let (client, next, targets) = (client.clone(), next.clone(), targets.clone());
+        // With a target rate, each worker sends its share on a fixed tick.
+        let mut tick = rate.map(|r| {
+            let per_worker = (r / concurrency.max(1) as f64).max(0.001);
+            let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / per_worker));
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < stop {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let url = format!(
                     "{}/v1/agents/bench-{:07}/heartbeat",
@@ -85,8 +96,42 @@ async fn offline_count(client: &reqwest::Client, node: &str) -> Option<u64> {
     v["offline_agents"].as_u64()
 }
 
-/// Registers `agents` agents with a short TTL, beats them all once (batched),
-/// then stops and measures until every node shows them all offline.
+async fn stats(client: &reqwest::Client, node: &str) -> Option<serde_json::Value> {
+    let r = client
+        .get(format!("{node}/v1/stats?consistency=stale"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// One round of batched heartbeats for `expiry-0..agents` (unknown ids are
+/// simply answered not-found). Returns when every batch was answered.
+async fn beat_all(client: &reqwest::Client, node: &str, agents: usize) -> anyhow::Result<()> {
+    let ids: Vec<usize> = (0..agents).collect();
+    for chunk in ids.chunks(5_000) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|k| json!({"agent_id": format!("expiry-{k:07}")}))
+            .collect();
+        let r = client
+            .post(format!("{node}/v1/heartbeats"))
+            .json(&json!({"heartbeats": items}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("batch heartbeat failed: {}", r.status());
+        }
+    }
+    Ok(())
+}
+
+/// Registers `agents` agents with a short TTL while beating them (batched,
+/// every second), waits until every node shows all of them registered and
+/// none offline, then stops beating at once and measures until every node
+/// shows them all offline. The clock starts when the last heartbeat round
+/// was answered.
 pub async fn expiry(
     nodes: Vec<String>,
     agents: usize,
@@ -96,6 +141,27 @@ pub async fn expiry(
     timeout_s: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let client = http()?;
+    let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let last_round = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let beater = {
+        let (client, node, beating, last_round) = (
+            client.clone(),
+            nodes[0].clone(),
+            beating.clone(),
+            last_round.clone(),
+        );
+        tokio::spawn(async move {
+            while beating.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if beat_all(&client, &node, agents).await.is_ok() {
+                    if let Ok(mut l) = last_round.lock() {
+                        *l = Instant::now();
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())).await;
+            }
+        })
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
@@ -128,24 +194,31 @@ pub async fn expiry(
     if errors > 0 {
         bail!("{errors} registrations failed");
     }
-    // One round of batched heartbeats: every agent was heard from just now.
-    let ids: Vec<usize> = (0..agents).collect();
-    for chunk in ids.chunks(5_000) {
-        let items: Vec<_> = chunk
-            .iter()
-            .map(|k| json!({"agent_id": format!("expiry-{k:07}")}))
-            .collect();
-        let r = client
-            .post(format!("{}/v1/heartbeats", nodes[0]))
-            .json(&json!({"heartbeats": items}))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("batch heartbeat failed: {}", r.status());
+    // Every node must show the whole fleet registered and nobody offline.
+    let settle = Instant::now() + Duration::from_secs(timeout_s);
+    'settle: loop {
+        if Instant::now() > settle {
+            bail!("the fleet never showed all agents registered and none offline on every node");
         }
+        for n in &nodes {
+            let ok = stats(&client, n).await.is_some_and(|v| {
+                v["total_agents"].as_u64() >= Some(agents as u64)
+                    && v["offline_agents"].as_u64() == Some(0)
+            });
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'settle;
+            }
+        }
+        break;
     }
-    let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(timeout_s);
+    beating.store(false, Ordering::Relaxed);
+    beater.await?;
+    let t0 = last_round
+        .lock()
+        .map(|l| *l)
+        .unwrap_or_else(|_| Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
     let mut seen: Vec<Option<Duration>> = vec![None; nodes.len()];
     while Instant::now() < deadline && seen.iter().any(Option::is_none) {
         for (i, n) in nodes.iter().enumerate() {
@@ -167,7 +240,7 @@ pub async fn expiry(
         .and_then(|v| v.into_iter().max());
     match all {
         Some(d) => println!(
-            "expiry: {agents} agents silent at once (ttl {ttl_s}s, offline after {offline_s}s): offline on every node after {:.2}s",
+            "expiry: {agents} agents silent at once (ttl {ttl_s}s, offline after {offline_s}s): offline on every node {:.2}s after their last heartbeat",
             d.as_secs_f64()
         ),
         None => println!("expiry: not all offline on every node within {timeout_s}s: {per_node:?}"),

@@ -66,6 +66,9 @@ enum Cmd {
         /// Send every heartbeat to the leader only (default: spread over all nodes).
         #[arg(long)]
         leader_only: bool,
+        /// Target heartbeats per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// Mass expiry: register N agents with a short TTL, keep them beating
     /// (batched), then stop all at once and time until every node shows
@@ -390,7 +393,8 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
             leader_only,
-        } => liveness::heartbeat(nodes, agents, concurrency, seconds, leader_only).await?,
+            rate,
+        } => liveness::heartbeat(nodes, agents, concurrency, seconds, leader_only, rate).await?,
         Cmd::Expiry {
             agents,
             ttl_s,
