@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod internal;
 pub mod liveness;
@@ -53,6 +54,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/capabilities/search", get(api::search_capabilities))
         .route("/v1/stats", get(api::stats))
         .route("/v1/cluster", get(api::cluster))
+        .route("/v1/events", get(events::events))
         .route("/health/live", get(api::live))
         .route("/health/ready", get(api::ready))
         .route("/health/{id}", get(api::agent_health))

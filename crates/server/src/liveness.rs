@@ -495,9 +495,19 @@ impl Node {
                 );
                 node.liveness.leases.clear();
                 node.liveness.set_since(Some(elected));
-                node.lead_liveness(&mut metrics).await;
+                let raft_stopped = node.lead_liveness(&mut metrics).await;
                 node.liveness.set_since(None);
                 node.liveness.leases.clear();
+                // Only a leader brakes: a deposed one must not keep
+                // reporting a brake it no longer holds.
+                node.metrics.brake_engaged.set(0);
+                if raft_stopped {
+                    // The metrics channel is closed: waiting on it again
+                    // would return at once, for ever (a busy loop while the
+                    // process shuts down).
+                    info!("raft stopped: liveness stopped");
+                    return;
+                }
                 info!("no longer leading: liveness stopped");
             }
         });
@@ -753,16 +763,27 @@ impl Node {
                 Some((l, _)) if l == self.id => {
                     return Ok(self.leader_heartbeats(items));
                 }
-                Some((_, addr)) => {
+                Some((leader, addr)) => {
                     let remaining = deadline.saturating_duration_since(std::time::Instant::now());
                     let peer = registry_raft::PeerClient::new(self.http().clone(), addr);
-                    let res: Result<
-                        Result<Vec<ItemResult>, registry_raft::network::ForwardError>,
-                        _,
-                    > = peer.call(HEARTBEATS_PATH, &items, remaining).await;
-                    if let Ok(Ok(results)) = res {
-                        self.metrics.forwarded_heartbeat_calls.inc();
-                        return Ok(results);
+                    // A leader that stopped answering (paused, cut off) must
+                    // not hold this node's heartbeats, the ones queued behind
+                    // this call included, until the write timeout: once Raft
+                    // names another leader, drop the call and send the batch
+                    // there (heartbeats are idempotent).
+                    let res: Option<
+                        Result<Result<Vec<ItemResult>, registry_raft::network::ForwardError>, _>,
+                    > = tokio::select! {
+                        res = peer.call(HEARTBEATS_PATH, &items, remaining) => Some(res),
+                        () = leader_other_than(&mut metrics, leader) => None,
+                    };
+                    match res {
+                        Some(Ok(Ok(results))) => {
+                            self.metrics.forwarded_heartbeat_calls.inc();
+                            return Ok(results);
+                        }
+                        None if std::time::Instant::now() < deadline => continue,
+                        _ => {}
                     }
                 }
                 None => {}
@@ -772,6 +793,22 @@ impl Node {
             }
             let _ = tokio::time::timeout(backoff, metrics.changed()).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Resolves once Raft names a leader other than `leader`, or none; never
+/// if Raft has stopped.
+async fn leader_other_than(
+    metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
+    leader: registry_types::NodeId,
+) {
+    loop {
+        if metrics.borrow_and_update().current_leader != Some(leader) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

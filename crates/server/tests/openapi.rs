@@ -18,6 +18,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/capabilities/search", &["get"]),
     ("/v1/stats", &["get"]),
     ("/v1/cluster", &["get"]),
+    ("/v1/events", &["get"]),
     ("/health/live", &["get"]),
     ("/health/ready", &["get"]),
     ("/health/{id}", &["get"]),

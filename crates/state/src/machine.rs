@@ -14,6 +14,18 @@ use registry_types::{
 use crate::events::EventLog;
 use crate::index::{normalize, words, AgentKey, Field, ShardedIndex};
 
+/// The normalized, de-duplicated capability names of a record.
+pub fn capability_names(record: &AgentRecord) -> Vec<String> {
+    let mut names: Vec<String> = record
+        .capabilities
+        .iter()
+        .map(|c| normalize(&c.name))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Version of the [`SnapshotData`] encoding. Bump it (and teach `restore` the
 /// old shape) whenever the encoding of a record, event or command changes.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -295,6 +307,7 @@ impl RegistryState {
             } else {
                 format!("released with {held} of {fleet} live agents due to go offline")
             },
+            capabilities: Vec::new(),
         });
         CommandResult::Batch {
             applied: 1,
@@ -619,6 +632,7 @@ impl RegistryState {
             previous_status: None,
             runtime_id: runtime_id.to_string(),
             detail: String::new(),
+            capabilities: Vec::new(),
         });
     }
 
@@ -642,6 +656,7 @@ impl RegistryState {
             previous_status,
             runtime_id: record.map(|r| r.runtime_id.clone()).unwrap_or_default(),
             detail: String::new(),
+            capabilities: record.map(capability_names).unwrap_or_default(),
         });
         self.revision
     }

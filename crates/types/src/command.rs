@@ -220,6 +220,26 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, for parsing and documentation.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::AgentRegistered,
+        EventKind::AgentUpdated,
+        EventKind::AgentDeregistered,
+        EventKind::AgentStatusChanged,
+        EventKind::AgentExpired,
+        EventKind::RuntimeJoined,
+        EventKind::RuntimeLeft,
+        EventKind::LivenessBrakeEngaged,
+        EventKind::LivenessBrakeReleased,
+    ];
+
+    /// Parses a kind name, case-insensitively.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::AgentRegistered => "AGENT_REGISTERED",
@@ -274,4 +294,8 @@ pub struct Event {
     /// Human-readable detail (brake events: how many agents were held).
     #[serde(default)]
     pub detail: String,
+    /// Normalized capability names of the agent at the time of the event,
+    /// so watchers can filter by capability even after the agent is gone.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }

@@ -70,6 +70,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
         previous_status: None,
         runtime_id: String::new(),
         detail: String::new(),
+        capabilities: vec![],
     });
     roundtrip(&Event {
         revision: 4,
@@ -81,5 +82,6 @@ fn events_roundtrip_with_and_without_optional_fields() {
         previous_status: Some(AgentStatus::Active),
         runtime_id: "rt".into(),
         detail: String::new(),
+        capabilities: vec!["python".into(), "trading".into()],
     });
 }

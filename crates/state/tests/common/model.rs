@@ -132,6 +132,18 @@ impl Model {
             previous_status,
             runtime_id: r.map(|r| r.runtime_id.clone()).unwrap_or_default(),
             detail: String::new(),
+            capabilities: r
+                .map(|r| {
+                    let mut names: Vec<String> = r
+                        .capabilities
+                        .iter()
+                        .map(|c| super::norm(&c.name))
+                        .collect();
+                    names.sort();
+                    names.dedup();
+                    names
+                })
+                .unwrap_or_default(),
         });
     }
 
@@ -147,6 +159,7 @@ impl Model {
             previous_status: None,
             runtime_id: rt.to_string(),
             detail: String::new(),
+            capabilities: Vec::new(),
         });
     }
 
@@ -280,6 +293,7 @@ impl Model {
             previous_status: None,
             runtime_id: String::new(),
             detail: brake_detail(held, fleet),
+            capabilities: Vec::new(),
         });
         CommandResult::Batch {
             applied: 1,
