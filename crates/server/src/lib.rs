@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -55,6 +56,11 @@ pub fn router(node: Node) -> Router {
         .route("/v1/stats", get(api::stats))
         .route("/v1/cluster", get(api::cluster))
         .route("/v1/events", get(events::events))
+        .route("/v1/discover", post(discovery::discover))
+        .route("/v1/select", get(discovery::select))
+        .route("/v1/capabilities", get(discovery::capabilities))
+        .route("/v1/runtimes", get(discovery::runtimes))
+        .route("/v1/runtimes/{id}", get(discovery::runtime))
         .route("/health/live", get(api::live))
         .route("/health/ready", get(api::ready))
         .route("/health/{id}", get(api::agent_health))

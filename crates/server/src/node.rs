@@ -57,6 +57,8 @@ pub struct NodeInner {
     pub discovery_requests: AtomicU64,
     /// Leader-side heartbeat table, checkpoints, sweeps and brake.
     pub liveness: crate::liveness::Liveness,
+    /// Round-robin positions of `GET /v1/select`.
+    pub round_robin: crate::discovery::RoundRobin,
 }
 
 impl std::ops::Deref for Node {
@@ -121,6 +123,7 @@ impl Node {
             metrics: Metrics::new(),
             discovery_requests: AtomicU64::new(0),
             liveness: crate::liveness::Liveness::new(&config),
+            round_robin: Default::default(),
             config,
         }));
 

@@ -19,6 +19,11 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/stats", &["get"]),
     ("/v1/cluster", &["get"]),
     ("/v1/events", &["get"]),
+    ("/v1/discover", &["post"]),
+    ("/v1/select", &["get"]),
+    ("/v1/capabilities", &["get"]),
+    ("/v1/runtimes", &["get"]),
+    ("/v1/runtimes/{id}", &["get"]),
     ("/health/live", &["get"]),
     ("/health/ready", &["get"]),
     ("/health/{id}", &["get"]),
@@ -157,13 +162,15 @@ fn error_codes_match_the_wire_enum() {
         Timeout,
         RevisionCompacted,
         Internal,
+        NoAgentAvailable,
     ];
     // A new variant fails to compile here: add it to `all` and openapi.json.
     for code in all {
         match code {
             InvalidJson | InvalidArgument | PayloadTooLarge | UnsupportedMediaType
             | AgentNotFound | NotFound | MethodNotAllowed | AlreadyExists | RevisionMismatch
-            | NoLeader | Unavailable | Timeout | RevisionCompacted | Internal => {}
+            | NoLeader | Unavailable | Timeout | RevisionCompacted | Internal
+            | NoAgentAvailable => {}
         }
     }
     let d = doc();

@@ -12,7 +12,9 @@
 //!   types, runtimes, statuses → agent sets) and text normalization.
 //! - [`query`]: listing with cursors, capability search, stats.
 //! - [`events`]: the bounded event window behind watches.
+//! - [`discover`]: structured discovery (constraints over the index, filters, ranking).
 
+pub mod discover;
 pub mod events;
 pub mod index;
 pub mod machine;

@@ -16,7 +16,7 @@ use crate::machine::RegistryState;
 pub const MAX_PAGE: usize = 1000;
 
 impl RegistryState {
-    fn resolve(&self, key: AgentKey) -> Option<&AgentRecord> {
+    pub(crate) fn resolve(&self, key: AgentKey) -> Option<&AgentRecord> {
         let id = self.by_key.get(key as usize)?.as_ref()?;
         self.agents.get(id).map(|s| &s.record)
     }
@@ -193,6 +193,77 @@ impl RegistryState {
             discovery_requests: 0,
             revision: self.revision,
         }
+    }
+
+    /// Counts the agents of a posting set by status (one lookup per status).
+    fn by_status(&self, set: &HashSet<AgentKey>) -> BTreeMap<AgentStatus, u64> {
+        let mut out = BTreeMap::new();
+        for s in AgentStatus::ALL {
+            let status_set = self.index.get(Field::Status, s.as_str());
+            let (small, large) = if set.len() <= status_set.len() {
+                (set, status_set)
+            } else {
+                (status_set, set)
+            };
+            let n = small.iter().filter(|k| large.contains(k)).count() as u64;
+            if n > 0 {
+                out.insert(s, n);
+            }
+        }
+        out
+    }
+
+    /// Every capability name with its agent counts by status, by name.
+    pub fn capability_summaries(&self) -> Vec<registry_types::api::CapabilitySummary> {
+        let mut out: Vec<_> = self
+            .index
+            .keys_of(Field::CapabilityName)
+            .map(|(name, set)| registry_types::api::CapabilitySummary {
+                name: name.to_string(),
+                agents: set.len() as u64,
+                by_status: self.by_status(set),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Every runtime with its agent counts by status, by id.
+    pub fn runtime_summaries(&self) -> Vec<registry_types::api::RuntimeSummary> {
+        let mut out: Vec<_> = self
+            .index
+            .keys_of(Field::Runtime)
+            .map(|(id, set)| registry_types::api::RuntimeSummary {
+                runtime_id: id.to_string(),
+                agents: set.len() as u64,
+                by_status: self.by_status(set),
+            })
+            .collect();
+        out.sort_by(|a, b| a.runtime_id.cmp(&b.runtime_id));
+        out
+    }
+
+    /// One runtime: its counts and its agents in id order.
+    pub fn runtime(
+        &self,
+        id: &str,
+    ) -> Option<(registry_types::api::RuntimeSummary, Vec<AgentRecord>)> {
+        let set = self.index.get(Field::Runtime, id);
+        if set.is_empty() {
+            return None;
+        }
+        let mut agents: Vec<AgentRecord> = set
+            .iter()
+            .filter_map(|k| self.resolve(*k))
+            .cloned()
+            .collect();
+        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        let summary = registry_types::api::RuntimeSummary {
+            runtime_id: id.to_string(),
+            agents: set.len() as u64,
+            by_status: self.by_status(set),
+        };
+        Some((summary, agents))
     }
 
     /// Number of agents with `status`: O(1).

@@ -324,3 +324,128 @@ pub struct BatchHeartbeatResponse {
     pub accepted: u64,
     pub rejected: u64,
 }
+
+/// Body of `POST /v1/discover`. At least one of `capabilities`,
+/// `any_capabilities`, `text`, `tags`, `agent_type` or `runtime_id` is
+/// required.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// Capability names the agent must all have (case-insensitive).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Capability names of which the agent must have at least one.
+    #[serde(default)]
+    pub any_capabilities: Vec<String>,
+    /// Free text over capability names, descriptions and tags, and agent
+    /// tags: an agent matches when it has at least one of the words; more
+    /// matched words rank higher (`relevance`).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Tags the agent must all carry (its own or one of its capabilities').
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub agent_type: Option<String>,
+    #[serde(default)]
+    pub runtime_id: Option<String>,
+    /// Statuses accepted; default `["active"]`.
+    #[serde(default)]
+    pub status: Option<Vec<String>>,
+    /// Default 0.5.
+    #[serde(default)]
+    pub min_health_score: Option<f64>,
+    /// Default 0.8.
+    #[serde(default)]
+    pub max_load_factor: Option<f64>,
+    /// `performance` (default without text), `health`, `load`, `random`,
+    /// `relevance` (default with text).
+    #[serde(default)]
+    pub sort_by: Option<String>,
+    /// Default 10, at most 1,000.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Add why each agent matched, its score, and what each filter dropped.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// Why one agent was returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiscoverExplanation {
+    /// Capability names (normalized) that satisfied capability terms.
+    pub matched_capabilities: Vec<String>,
+    /// Words of `text` the agent carries.
+    pub matched_words: Vec<String>,
+    pub relevance: f64,
+    pub performance: f64,
+}
+
+/// One agent found by discovery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiscoverHit {
+    pub agent: AgentRecord,
+    #[serde(default)]
+    pub explanation: Option<DiscoverExplanation>,
+}
+
+/// How many candidates each filter removed (with `explain`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiscoverFilterCounts {
+    /// Agents matching the terms, before filters.
+    pub candidates: u64,
+    pub dropped_by_status: u64,
+    pub dropped_by_health: u64,
+    pub dropped_by_load: u64,
+    /// Agents that passed every filter (before `limit`).
+    pub qualified: u64,
+}
+
+/// Answer to `POST /v1/discover`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiscoverResponse {
+    pub agents: Vec<DiscoverHit>,
+    pub sort_by: String,
+    #[serde(default)]
+    pub filters: Option<DiscoverFilterCounts>,
+    pub revision: Revision,
+}
+
+/// One capability of `GET /v1/capabilities`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapabilitySummary {
+    /// Normalized (lower-case) capability name.
+    pub name: String,
+    pub agents: u64,
+    pub by_status: BTreeMap<AgentStatus, u64>,
+}
+
+/// Answer to `GET /v1/capabilities`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityList {
+    pub capabilities: Vec<CapabilitySummary>,
+    pub revision: Revision,
+}
+
+/// One runtime and its agent counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeSummary {
+    pub runtime_id: String,
+    pub agents: u64,
+    pub by_status: BTreeMap<AgentStatus, u64>,
+}
+
+/// Answer to `GET /v1/runtimes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeList {
+    pub runtimes: Vec<RuntimeSummary>,
+    pub revision: Revision,
+}
+
+/// Answer to `GET /v1/runtimes/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeDetail {
+    pub runtime: RuntimeSummary,
+    pub agents: Vec<AgentRecord>,
+    pub revision: Revision,
+}

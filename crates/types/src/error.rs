@@ -18,6 +18,8 @@ pub enum ErrorCode {
     AgentNotFound,
     /// No such route.
     NotFound,
+    /// No agent qualifies for a selection.
+    NoAgentAvailable,
     /// The HTTP method is not served on this route.
     MethodNotAllowed,
     /// `if_absent` was set and the agent exists.
@@ -41,7 +43,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidJson | ErrorCode::InvalidArgument => 400,
-            ErrorCode::AgentNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::AgentNotFound | ErrorCode::NotFound | ErrorCode::NoAgentAvailable => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::RevisionMismatch => 409,
             ErrorCode::RevisionCompacted => 410,
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::AgentNotFound => "agent_not_found",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::NoAgentAvailable => "no_agent_available",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::RevisionMismatch => "revision_mismatch",

@@ -1,0 +1,279 @@
+//! Discovery handlers: `POST /v1/discover` and `GET /v1/select`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::Json;
+
+use registry_state::discover::{normalize_all, Discover, SortBy};
+use registry_state::index::{normalize, words};
+use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
+use registry_types::limits::{check_unit, parse_status};
+use registry_types::{AgentRecord, AgentStatus, ErrorCode};
+
+use crate::api::read_gate;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Params};
+use crate::node::Node;
+
+/// Largest `limit` of a discovery.
+pub const MAX_LIMIT: usize = 1_000;
+
+/// Round-robin positions of `GET /v1/select`, per capability, on this node.
+#[derive(Default)]
+pub struct RoundRobin(Mutex<HashMap<String, u64>>);
+
+impl RoundRobin {
+    fn next(&self, key: &str) -> u64 {
+        let Ok(mut m) = self.0.lock() else { return 0 };
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n = n.wrapping_add(1);
+        *n - 1
+    }
+}
+
+fn parse_statuses(v: Option<&[String]>) -> ApiResult<Vec<AgentStatus>> {
+    match v {
+        None => Ok(vec![AgentStatus::Active]),
+        Some([]) => Err(ApiError::invalid(
+            "status",
+            "status must list at least one status",
+        )),
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                parse_status("status", Some(s))
+                    .map_err(ApiError::from)
+                    .and_then(|o| o.ok_or_else(ApiError::internal))
+            })
+            .collect(),
+    }
+}
+
+/// Turns a request into a validated query.
+pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
+    check_unit("min_health_score", req.min_health_score)?;
+    check_unit("max_load_factor", req.max_load_factor)?;
+    let limit = req.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let text_words: Vec<String> = {
+        let mut w: Vec<String> = req
+            .text
+            .as_deref()
+            .map(|t| words(t).collect())
+            .unwrap_or_default();
+        w.sort();
+        w.dedup();
+        w
+    };
+    if req.text.as_deref().is_some_and(|t| t.len() > 1024) {
+        return Err(ApiError::invalid("text", "text is longer than 1024 bytes"));
+    }
+    let sort_by = match req.sort_by.as_deref() {
+        None if text_words.is_empty() => SortBy::Performance,
+        None => SortBy::Relevance,
+        Some(s) => SortBy::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "sort_by",
+                format!(
+                    "sort_by must be performance, health, load, random or relevance, got '{s}'"
+                ),
+            )
+        })?,
+    };
+    let q = Discover {
+        capabilities: normalize_all(&req.capabilities),
+        any_capabilities: normalize_all(&req.any_capabilities),
+        text_words,
+        tags: normalize_all(&req.tags),
+        agent_type: req
+            .agent_type
+            .as_deref()
+            .map(normalize)
+            .filter(|s| !s.is_empty()),
+        runtime_id: req
+            .runtime_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        statuses: parse_statuses(req.status.as_deref())?,
+        min_health_score: req.min_health_score.unwrap_or(0.5),
+        max_load_factor: req.max_load_factor.unwrap_or(0.8),
+        sort_by,
+        limit,
+        seed: rand::random(),
+    };
+    let no_terms = q.capabilities.is_empty()
+        && q.any_capabilities.is_empty()
+        && q.text_words.is_empty()
+        && q.tags.is_empty()
+        && q.agent_type.is_none()
+        && q.runtime_id.is_none();
+    if no_terms {
+        return Err(ApiError::invalid(
+            "query",
+            "give at least one of capabilities, any_capabilities, text, tags, agent_type or runtime_id",
+        ));
+    }
+    Ok(q)
+}
+
+/// `POST /v1/discover`.
+pub async fn discover(
+    State(node): State<Node>,
+    params: Params,
+    JsonBody(req): JsonBody<DiscoverRequest>,
+) -> ApiResult<Json<DiscoverResponse>> {
+    let q = build_query(&req)?;
+    read_gate(&node, &params).await?;
+    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    let g = node.shared.read();
+    let out = g.registry.discover(&q);
+    Ok(Json(DiscoverResponse {
+        agents: out
+            .hits
+            .into_iter()
+            .map(|(agent, why)| DiscoverHit {
+                agent,
+                explanation: req.explain.then_some(why),
+            })
+            .collect(),
+        sort_by: q.sort_by.as_str().to_string(),
+        filters: req.explain.then_some(out.counts),
+        revision: g.registry.revision(),
+    }))
+}
+
+/// `GET /v1/select?capability=&strategy=least_loaded|round_robin|random|best_health`:
+/// exactly one agent to send work to (active, health ≥ 0.5, load ≤ 0.8 by
+/// default; `min_health_score`, `max_load_factor` override), or 404
+/// `no_agent_available`.
+pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentRecord>> {
+    let capability = params
+        .str("capability")
+        .map(normalize)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid("capability", "capability is required"))?;
+    let strategy = params.str("strategy").unwrap_or("least_loaded");
+    let sort_by = match strategy {
+        "least_loaded" => SortBy::Load,
+        "best_health" => SortBy::Health,
+        "random" => SortBy::Random,
+        "round_robin" => SortBy::Performance,
+        other => {
+            return Err(ApiError::invalid(
+                "strategy",
+                format!(
+                "strategy must be least_loaded, round_robin, random or best_health, got '{other}'"
+            ),
+            ))
+        }
+    };
+    let unit = |name: &str, default: f64| -> ApiResult<f64> {
+        match params.str(name) {
+            None => Ok(default),
+            Some(v) => {
+                let x: f64 = v.parse().map_err(|_| {
+                    ApiError::invalid(name, format!("{name} must be a number, got '{v}'"))
+                })?;
+                check_unit(name, Some(x))?;
+                Ok(x)
+            }
+        }
+    };
+    let q = Discover {
+        capabilities: vec![capability.clone()],
+        any_capabilities: vec![],
+        text_words: vec![],
+        tags: vec![],
+        agent_type: None,
+        runtime_id: None,
+        statuses: vec![AgentStatus::Active],
+        min_health_score: unit("min_health_score", 0.5)?,
+        max_load_factor: unit("max_load_factor", 0.8)?,
+        sort_by,
+        limit: if strategy == "round_robin" {
+            MAX_LIMIT
+        } else {
+            1
+        },
+        seed: rand::random(),
+    };
+    read_gate(&node, &params).await?;
+    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    let mut hits = node.shared.read().registry.discover(&q).hits;
+    if strategy == "round_robin" {
+        hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
+        if !hits.is_empty() {
+            let i = (node.round_robin.next(&capability) % hits.len() as u64) as usize;
+            return Ok(Json(hits.swap_remove(i).0));
+        }
+    }
+    hits.into_iter()
+        .next()
+        .map(|(r, _)| Json(r))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NoAgentAvailable,
+                format!(
+                    "no active agent with capability '{capability}' is healthy and unloaded enough"
+                ),
+            )
+        })
+}
+
+/// `GET /v1/capabilities`: every capability with its agent counts by status.
+pub async fn capabilities(
+    State(node): State<Node>,
+    params: Params,
+) -> ApiResult<Json<registry_types::api::CapabilityList>> {
+    read_gate(&node, &params).await?;
+    let g = node.shared.read();
+    Ok(Json(registry_types::api::CapabilityList {
+        capabilities: g.registry.capability_summaries(),
+        revision: g.registry.revision(),
+    }))
+}
+
+/// `GET /v1/runtimes`: every runtime with its agent counts by status.
+pub async fn runtimes(
+    State(node): State<Node>,
+    params: Params,
+) -> ApiResult<Json<registry_types::api::RuntimeList>> {
+    read_gate(&node, &params).await?;
+    let g = node.shared.read();
+    Ok(Json(registry_types::api::RuntimeList {
+        runtimes: g.registry.runtime_summaries(),
+        revision: g.registry.revision(),
+    }))
+}
+
+/// `GET /v1/runtimes/{id}`: one runtime's agents and counts; 404 `not_found`
+/// when no agent runs there.
+pub async fn runtime(
+    State(node): State<Node>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    params: Params,
+) -> ApiResult<Json<registry_types::api::RuntimeDetail>> {
+    read_gate(&node, &params).await?;
+    let g = node.shared.read();
+    let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no agent runs in runtime '{id}'"),
+        )
+    })?;
+    Ok(Json(registry_types::api::RuntimeDetail {
+        runtime,
+        agents,
+        revision: g.registry.revision(),
+    }))
+}
