@@ -495,6 +495,14 @@ impl Node {
                 );
                 node.liveness.leases.clear();
                 node.liveness.set_since(Some(elected));
+                // A brake engaged by a previous leader (the replicated flag)
+                // stays engaged here, so its release is announced once, by
+                // whichever leader releases it; the hold restarts now.
+                let inherited = node.shared.read().registry.brake_engaged();
+                if let Ok(mut b) = node.liveness.brake.lock() {
+                    b.reset(inherited.then_some(elected));
+                }
+                node.metrics.brake_engaged.set(i64::from(inherited));
                 let raft_stopped = node.lead_liveness(&mut metrics).await;
                 node.liveness.set_since(None);
                 node.liveness.leases.clear();
@@ -583,6 +591,12 @@ impl Node {
         let now = Instant::now();
         let wall_now = Timestamp::now();
         let grace = self.config.lease_grace();
+        // During the grace nothing can be due; an empty sweep would also
+        // read as "heartbeats returned" and release an inherited brake
+        // before this leader has heard from anyone.
+        if now < since + grace {
+            return;
+        }
         let (plan, fleet) = {
             let g = self.shared.read();
             let plan = plan_sweep(
