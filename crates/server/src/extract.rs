@@ -20,35 +20,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "request body is larger than the configured limit",
-                )
-            } else {
-                ApiError::new(
-                    ErrorCode::InvalidJson,
-                    format!("could not read the request body: {rej}"),
-                )
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::new(
                 ErrorCode::InvalidJson,
                 "request body is empty; a JSON object is expected",
             ));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("invalid field value: {e}"),
-                ),
-                _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
-            }
-        })
+        parse_json(&bytes).map(JsonBody)
     }
 }
 
@@ -59,24 +38,29 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "request body is larger than the configured limit",
-                )
-            } else {
-                ApiError::new(
-                    ErrorCode::InvalidJson,
-                    format!("could not read the request body: {rej}"),
-                )
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
         parse_json(&bytes).map(OptionalJsonBody)
     }
+}
+
+/// Reads the whole body within the route's limit (413 above it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "request body is larger than the configured limit",
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("could not read the request body: {rej}"),
+            )
+        }
+    })
 }
 
 /// Parses JSON, telling malformed JSON from values of the wrong type.
