@@ -125,14 +125,14 @@ fn collect(
     let g = node.shared.read();
     let events = g.registry.events();
     let batch = events
-        .since(after, usize::MAX)
+        .iter_after(after)
         .map_err(|c| compacted(node, c.compacted_through))?;
     let mut out = Vec::new();
     let mut last = after;
     for e in batch {
         last = e.revision;
-        if filter.matches(&e) {
-            out.push(e);
+        if filter.matches(e) {
+            out.push(e.clone());
             if out.len() >= limit {
                 break;
             }

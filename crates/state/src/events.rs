@@ -48,13 +48,19 @@ impl EventLog {
 
     /// Events with revision > `after`, oldest first, at most `limit`.
     pub fn since(&self, after: Revision, limit: usize) -> Result<Vec<Event>, Compacted> {
+        Ok(self.iter_after(after)?.take(limit).cloned().collect())
+    }
+
+    /// Borrows the events with revision > `after`, oldest first, so a
+    /// filtering reader clones only what it keeps.
+    pub fn iter_after(&self, after: Revision) -> Result<impl Iterator<Item = &Event>, Compacted> {
         if after < self.compacted {
             return Err(Compacted {
                 compacted_through: self.compacted,
             });
         }
         let start = self.events.partition_point(|e| e.revision <= after);
-        Ok(self.events.range(start..).take(limit).cloned().collect())
+        Ok(self.events.range(start..))
     }
 
     pub fn len(&self) -> usize {
