@@ -1,13 +1,13 @@
 //! Liveness scenarios: heartbeat throughput and mass expiry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use super::{agent_body, http, leader_of, summarize};
+use super::{agent_body, http, leader_of, run_workers, summarize, Until};
 
 /// Single heartbeats for agents `bench-0..agents` as fast as `concurrency`
 /// connections allow, for `seconds`, to the leader or spread over all nodes.
@@ -27,47 +27,16 @@ pub async fn heartbeat(
         nodes.clone()
     };
     let stop = Instant::now() + Duration::from_secs(seconds);
-    let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..concurrency.max(1) {
-        let (client, next, targets) = (client.clone(), next.clone(), targets.clone());
-        // With a target rate, each worker sends its share on a fixed tick.
-        let mut tick = rate.map(|r| {
-            let per_worker = (r / concurrency.max(1) as f64).max(0.001);
-            let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / per_worker));
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            i
-        });
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0usize;
-            while Instant::now() < stop {
-                if let Some(t) = tick.as_mut() {
-                    t.tick().await;
-                }
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let url = format!(
-                    "{}/v1/agents/bench-{:07}/heartbeat",
-                    targets[(w + k) % targets.len()],
-                    k % agents.max(1)
-                );
-                let t = Instant::now();
-                match client.post(&url).send().await {
-                    Ok(r) if r.status().is_success() => lat.push(t.elapsed()),
-                    _ => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
+    let (lat, errors) = run_workers(concurrency, Until::Time(stop), rate, move |w, k| {
+        let url = format!(
+            "{}/v1/agents/bench-{:07}/heartbeat",
+            targets[(w + k) % targets.len()],
+            k % agents.max(1)
+        );
+        client.post(url)
+    })
+    .await?;
     let s = summarize(lat, errors, t0.elapsed());
     println!(
         "heartbeat ({}): {:.0}/s over {:.1}s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} errors",
@@ -162,35 +131,20 @@ pub async fn expiry(
             }
         })
     };
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..concurrency.max(1) {
-        let (client, next, nodes) = (client.clone(), next.clone(), nodes.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut errors = 0usize;
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= agents {
-                    break;
-                }
-                let mut body = agent_body(k);
-                body["agent_id"] = json!(format!("expiry-{k:07}"));
-                body["ttl_seconds"] = json!(ttl_s);
-                body["offline_after_seconds"] = json!(offline_s);
-                body["deregister_after_seconds"] = json!(0);
-                let url = format!("{}/v1/agents", nodes[(w + k) % nodes.len()]);
-                match client.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {}
-                    _ => errors += 1,
-                }
-            }
-            errors
-        }));
-    }
-    let mut errors = 0;
-    for t in tasks {
-        errors += t.await?;
-    }
+    let (_, errors) = {
+        let (client, nodes) = (client.clone(), nodes.clone());
+        run_workers(concurrency, Until::Count(agents), None, move |w, k| {
+            let mut body = agent_body(k);
+            body["agent_id"] = json!(format!("expiry-{k:07}"));
+            body["ttl_seconds"] = json!(ttl_s);
+            body["offline_after_seconds"] = json!(offline_s);
+            body["deregister_after_seconds"] = json!(0);
+            client
+                .post(format!("{}/v1/agents", nodes[(w + k) % nodes.len()]))
+                .json(&body)
+        })
+        .await?
+    };
     if errors > 0 {
         bail!("{errors} registrations failed");
     }

@@ -187,29 +187,58 @@ fn http() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn load(
-    nodes: Vec<String>,
-    agents: usize,
+/// When the workers of [`run_workers`] stop taking operations.
+#[derive(Clone, Copy)]
+enum Until {
+    /// After this many operations in all.
+    Count(usize),
+    /// At this instant.
+    Time(Instant),
+}
+
+/// Runs `concurrency` workers. Each takes the next operation number `k` and
+/// runs `op(worker, k)` (a POST) until `until` says stop; with `rate`, the
+/// workers share that many operations per second on fixed ticks. Returns the
+/// latencies of successful operations and the count of failed ones.
+async fn run_workers<F>(
     concurrency: usize,
-    start: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let client = http()?;
+    until: Until,
+    rate: Option<f64>,
+    op: F,
+) -> anyhow::Result<(Vec<Duration>, usize)>
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Clone + Send + Sync + 'static,
+{
     let next = Arc::new(AtomicUsize::new(0));
-    let t0 = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
-        let (client, next, nodes) = (client.clone(), next.clone(), nodes.clone());
+        let (next, op) = (next.clone(), op.clone());
+        let mut tick = rate.map(|r| {
+            let per_worker = (r / concurrency.max(1) as f64).max(0.001);
+            let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / per_worker));
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
             loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= agents {
-                    break;
+                if let Until::Time(stop) = until {
+                    if Instant::now() >= stop {
+                        break;
+                    }
                 }
-                let url = format!("{}/v1/agents", nodes[(w + k) % nodes.len()]);
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if let Until::Count(n) = until {
+                    if k >= n {
+                        break;
+                    }
+                }
                 let t = Instant::now();
-                match client.post(&url).json(&agent_body(start + k)).send().await {
+                match op(w, k).send().await {
                     Ok(r) if r.status().is_success() => lat.push(t.elapsed()),
                     _ => errors += 1,
                 }
@@ -224,6 +253,22 @@ async fn load(
         lat.extend(l);
         errors += e;
     }
+    Ok((lat, errors))
+}
+
+async fn load(
+    nodes: Vec<String>,
+    agents: usize,
+    concurrency: usize,
+    start: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let client = http()?;
+    let t0 = Instant::now();
+    let (lat, errors) = run_workers(concurrency, Until::Count(agents), None, move |w, k| {
+        let url = format!("{}/v1/agents", nodes[(w + k) % nodes.len()]);
+        client.post(url).json(&agent_body(start + k))
+    })
+    .await?;
     let s = summarize(lat, errors, t0.elapsed());
     println!(
         "load: {} agents in {:.1}s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} errors",
