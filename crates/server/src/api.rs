@@ -259,25 +259,15 @@ pub async fn set_health(
     let agent_id = path_id(&id)?;
     let limits = node.config.limits();
     req.validate(&limits)?;
-    // Metrics merge into the record's: bound the merged set, not just this
-    // request (checked against local state; a racing update can overshoot
-    // by at most one request's worth).
+    // Checked against local state; a racing update can overshoot by at most
+    // one request's worth.
     if let Some(current) = node.shared.read().registry.get(&agent_id) {
-        let merged = current
-            .performance_metrics
-            .keys()
-            .chain(req.metrics.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        if merged > limits.max_metrics {
-            return Err(ApiError::invalid(
-                "metrics",
-                format!(
-                    "the agent would hold {merged} metrics; at most {} are allowed",
-                    limits.max_metrics
-                ),
-            ));
-        }
+        registry_types::limits::check_merged_metrics(
+            "metrics",
+            &current.performance_metrics,
+            &req.metrics,
+            &limits,
+        )?;
     }
     let cmd = Command::SetHealth {
         agent_id,

@@ -395,18 +395,6 @@ pub fn next_heartbeat_ms(ttl_seconds: u32) -> u64 {
     ((base as f64) * jitter) as u64
 }
 
-/// The status an agent will have once its pending reports are
-/// checkpointed (the same rule as the state machine's checkpoint).
-fn status_after(current: AgentStatus, reported: Option<AgentStatus>) -> AgentStatus {
-    match current {
-        AgentStatus::Suspended | AgentStatus::Deregistering => current,
-        AgentStatus::Unhealthy | AgentStatus::Offline | AgentStatus::Registering => {
-            reported.unwrap_or(AgentStatus::Active)
-        }
-        _ => reported.unwrap_or(current),
-    }
-}
-
 impl Node {
     /// Accepts a heartbeat: recorded here if this node leads, else forwarded
     /// to the leader (coalesced with concurrent ones).
@@ -433,29 +421,19 @@ impl Node {
                     format!("agent '{id}' is not registered; register it again"),
                 )
             })?;
-            // Metrics merge into the record's: bound the merged set.
-            let merged = r
-                .performance_metrics
-                .keys()
-                .chain(beat.metrics.keys())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            if merged > limits.max_metrics {
-                return Err(registry_types::limits::invalid(
-                    "metrics",
-                    format!(
-                        "the agent would hold {merged} metrics; at most {} are allowed",
-                        limits.max_metrics
-                    ),
-                ));
-            }
+            registry_types::limits::check_merged_metrics(
+                "metrics",
+                &r.performance_metrics,
+                &beat.metrics,
+                &limits,
+            )?;
             (r.status, r.ttl_seconds)
         };
         let reported = self
             .liveness
             .leases
             .beat(id, beat, Instant::now(), Timestamp::now());
-        let status = status_after(current, reported);
+        let status = current.after_heartbeat(reported);
         self.metrics.heartbeats.inc();
         Ok(HeartbeatResponse {
             agent_id: id.clone(),
@@ -769,10 +747,9 @@ impl Node {
     /// Heartbeats are idempotent, so any failure may be retried.
     async fn forward_heartbeats(&self, items: &[Item]) -> Result<Vec<ItemResult>, ApiError> {
         let deadline = std::time::Instant::now() + self.config.write_timeout();
-        let mut backoff = Duration::from_millis(10);
-        let mut metrics = self.raft.metrics();
+        let mut wait = crate::node::LeaderWait::new(&self.raft);
         loop {
-            metrics.borrow_and_update();
+            wait.observe();
             match self.leader() {
                 Some((l, _)) if l == self.id => {
                     return Ok(self.leader_heartbeats(items));
@@ -789,7 +766,7 @@ impl Node {
                         Result<Result<Vec<ItemResult>, registry_raft::network::ForwardError>, _>,
                     > = tokio::select! {
                         res = peer.call(HEARTBEATS_PATH, &items, remaining) => Some(res),
-                        () = leader_other_than(&mut metrics, leader) => None,
+                        () = leader_other_than(&mut wait.metrics, leader) => None,
                     };
                     match res {
                         Some(Ok(Ok(results))) => {
@@ -802,11 +779,10 @@ impl Node {
                 }
                 None => {}
             }
-            if std::time::Instant::now() + backoff >= deadline {
+            if !wait.fits(deadline) {
                 return Err(ApiError::no_leader());
             }
-            let _ = tokio::time::timeout(backoff, metrics.changed()).await;
-            backoff = (backoff * 2).min(Duration::from_millis(250));
+            wait.pause().await;
         }
     }
 }

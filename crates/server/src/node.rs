@@ -217,7 +217,10 @@ impl Node {
 
     /// The leader this node knows of, with its address.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        // Borrowed, not cloned: this runs on every request (response
+        // headers, forwarding), and the metrics hold the replication map.
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
         Some((id, addr))
@@ -261,10 +264,9 @@ impl Node {
     /// when the outcome is unknown it answers 504 `timeout`.
     pub async fn propose(&self, cmd: Command) -> ApiResult<CommandResult> {
         let deadline = Instant::now() + self.config.write_timeout();
-        let mut backoff = Duration::from_millis(10);
-        let mut metrics = self.raft.metrics();
+        let mut wait = LeaderWait::new(&self.raft);
         loop {
-            metrics.borrow_and_update();
+            wait.observe();
             match self.leader() {
                 Some((l, _)) if l == self.id => match self.write_local(cmd.clone(), deadline).await
                 {
@@ -313,12 +315,10 @@ impl Node {
                 }
                 None => {}
             }
-            if Instant::now() + backoff >= deadline {
+            if !wait.fits(deadline) {
                 return Err(ApiError::no_leader());
             }
-            // Wake on a leadership change or after the backoff.
-            let _ = tokio::time::timeout(backoff, metrics.changed()).await;
-            backoff = (backoff * 2).min(Duration::from_millis(250));
+            wait.pause().await;
         }
     }
 
@@ -388,10 +388,10 @@ impl Node {
     /// linearizable read must reach. Retries through elections until the
     /// caller's deadline cancels it.
     async fn fetch_read_index(&self) -> ApiResult<u64> {
-        let mut backoff = Duration::from_millis(10);
-        let mut metrics = self.raft.metrics();
+        let mut wait = LeaderWait::new(&self.raft);
         loop {
-            let leader = metrics.borrow_and_update().current_leader;
+            wait.observe();
+            let leader = self.leader().map(|(id, _)| id);
             self.metrics.read_index_rounds.inc();
             match leader {
                 Some(l) if l == self.id => match self.local_read_index().await {
@@ -412,8 +412,7 @@ impl Node {
                 }
                 None => {}
             }
-            let _ = tokio::time::timeout(backoff, metrics.changed()).await;
-            backoff = (backoff * 2).min(Duration::from_millis(250));
+            wait.pause().await;
         }
     }
 
@@ -479,6 +478,39 @@ impl Node {
             members,
             last_contact_ms: self.last_contact_ms(),
         }
+    }
+}
+
+/// The pause between attempts of a call that must reach the leader: until
+/// leadership changes, or a doubling backoff (10 ms to 250 ms) passes.
+pub(crate) struct LeaderWait {
+    /// Raft's metrics; `observe` marks the current ones as seen.
+    pub(crate) metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    backoff: Duration,
+}
+
+impl LeaderWait {
+    pub(crate) fn new(raft: &Raft) -> Self {
+        LeaderWait {
+            metrics: raft.metrics(),
+            backoff: Duration::from_millis(10),
+        }
+    }
+
+    /// Marks the current leadership as seen, before an attempt reads it.
+    pub(crate) fn observe(&mut self) {
+        self.metrics.borrow_and_update();
+    }
+
+    /// Whether one more pause still ends before `deadline`.
+    pub(crate) fn fits(&self, deadline: Instant) -> bool {
+        Instant::now() + self.backoff < deadline
+    }
+
+    /// Waits for a leadership change or the backoff, then doubles it.
+    pub(crate) async fn pause(&mut self) {
+        let _ = tokio::time::timeout(self.backoff, self.metrics.changed()).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_millis(250));
     }
 }
 

@@ -192,14 +192,7 @@ impl RegistryState {
                 r.performance_metrics.insert(k.clone(), *v);
             }
             let current = r.status;
-            let reported = e.status.filter(|s| s.is_agent_reportable());
-            let target = match current {
-                AgentStatus::Suspended | AgentStatus::Deregistering => current,
-                AgentStatus::Unhealthy | AgentStatus::Offline | AgentStatus::Registering => {
-                    reported.unwrap_or(AgentStatus::Active)
-                }
-                _ => reported.unwrap_or(current),
-            };
+            let target = current.after_heartbeat(e.status);
             if target != current {
                 let cause = if current.is_healthy() {
                     Cause::AgentReport

@@ -60,6 +60,23 @@ impl AgentStatus {
         )
     }
 
+    /// The status an agent in this status has once a heartbeat is applied.
+    /// An operator's `suspended` and an exiting `deregistering` stay; an
+    /// unhealthy, offline or registering agent revives to what it reported
+    /// (or `active`); a live one takes what it reported. Only statuses an
+    /// agent may report count. The state machine's checkpoint and the
+    /// leader's heartbeat answer both use this rule.
+    pub fn after_heartbeat(self, reported: Option<AgentStatus>) -> AgentStatus {
+        let reported = reported.filter(|s| s.is_agent_reportable());
+        match self {
+            AgentStatus::Suspended | AgentStatus::Deregistering => self,
+            AgentStatus::Unhealthy | AgentStatus::Offline | AgentStatus::Registering => {
+                reported.unwrap_or(AgentStatus::Active)
+            }
+            _ => reported.unwrap_or(self),
+        }
+    }
+
     /// Whether the agent counts as reachable for `/health/{id}`.
     pub fn is_healthy(self) -> bool {
         matches!(

@@ -113,6 +113,28 @@ pub fn check_metrics(
     Ok(())
 }
 
+/// Checks that merging `new` metrics into an agent's `existing` ones keeps
+/// the merged set within the limit (metrics merge, so a per-request check
+/// alone would let repeated reports grow a record without bound).
+pub fn check_merged_metrics(
+    field: &str,
+    existing: &BTreeMap<String, f64>,
+    new: &BTreeMap<String, f64>,
+    limits: &Limits,
+) -> Result<(), ErrorBody> {
+    let merged = existing.len() + new.keys().filter(|k| !existing.contains_key(*k)).count();
+    if merged > limits.max_metrics {
+        return Err(invalid(
+            field,
+            format!(
+                "the agent would hold {merged} metrics; at most {} are allowed",
+                limits.max_metrics
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_capability(i: usize, c: &CapabilityInput, limits: &Limits) -> Result<(), ErrorBody> {
     let field = format!("capabilities[{i}]");
     if c.name.trim().is_empty() {
