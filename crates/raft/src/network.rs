@@ -226,8 +226,15 @@ impl Network {
 }
 
 /// Builds the HTTP client used between nodes.
-pub fn peer_http_client() -> Result<reqwest::Client, reqwest::Error> {
+///
+/// `source` is the address outgoing peer connections are made from: the
+/// node's own listen address when it binds one specific IP, so that traffic
+/// between nodes on distinct addresses of one host (127.0.1.1, 127.0.1.2, ...)
+/// carries each node's own source address and a firewall rule can cut one
+/// link (the chaos tests rely on it). `None` lets the OS choose.
+pub fn peer_http_client(source: Option<std::net::IpAddr>) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .local_address(source)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))
         .pool_idle_timeout(Duration::from_secs(30))

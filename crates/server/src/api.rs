@@ -71,7 +71,9 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
     match result {
         CommandResult::Agent { record, created } => Ok((*record, created)),
         CommandResult::Rejected(r) => Err(rejection(r)),
-        CommandResult::Removed { .. } | CommandResult::Batch { .. } => Err(ApiError::internal()),
+        CommandResult::Removed { .. }
+        | CommandResult::Batch { .. }
+        | CommandResult::ScalingPolicy { .. } => Err(ApiError::internal()),
     }
 }
 
@@ -226,7 +228,9 @@ pub async fn delete_agent(
             revision,
         })),
         CommandResult::Rejected(r) => Err(rejection(r)),
-        CommandResult::Agent { .. } | CommandResult::Batch { .. } => Err(ApiError::internal()),
+        CommandResult::Agent { .. }
+        | CommandResult::Batch { .. }
+        | CommandResult::ScalingPolicy { .. } => Err(ApiError::internal()),
     }
 }
 

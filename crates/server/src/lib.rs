@@ -20,6 +20,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod scaling;
 
 use std::time::Instant;
 
@@ -61,6 +62,14 @@ pub fn router(node: Node) -> Router {
         .route("/v1/capabilities", get(discovery::capabilities))
         .route("/v1/runtimes", get(discovery::runtimes))
         .route("/v1/runtimes/{id}", get(discovery::runtime))
+        .route("/v1/scaling/policies", get(scaling::list_policies))
+        .route(
+            "/v1/scaling/policies/{capability}",
+            put(scaling::put_policy)
+                .get(scaling::get_policy)
+                .delete(scaling::delete_policy),
+        )
+        .route("/v1/scaling/advisories", get(scaling::advisories))
         .route("/health/live", get(api::live))
         .route("/health/ready", get(api::ready))
         .route("/health/{id}", get(api::agent_health))

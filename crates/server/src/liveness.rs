@@ -23,6 +23,7 @@
 //!   and a metric say so, and it releases by itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -361,6 +362,11 @@ pub struct Liveness {
     since: Mutex<Option<Instant>>,
     brake: Mutex<Brake>,
     forwarder: HeartbeatForwarder,
+    /// Registry revision after the last checkpoint this leader proposed:
+    /// with scaling policies in place, a change since then (a registration,
+    /// a status change) is reason enough for an empty checkpoint, so that
+    /// advisories follow within one checkpoint interval.
+    evaluated_revision: AtomicU64,
 }
 
 impl Liveness {
@@ -374,6 +380,7 @@ impl Liveness {
                 config.brake_min_fleet,
             )),
             forwarder: HeartbeatForwarder::default(),
+            evaluated_revision: AtomicU64::new(0),
         }
     }
 
@@ -541,7 +548,7 @@ impl Node {
     /// Proposes one checkpoint of the heartbeats received since the last.
     async fn checkpoint(&self) {
         let entries = self.liveness.leases.drain_pending();
-        if entries.is_empty() {
+        if entries.is_empty() && !self.scaling_needs_evaluation() {
             return;
         }
         let n = entries.len();
@@ -558,7 +565,33 @@ impl Node {
                 return;
             }
         }
+        if entries.is_empty() {
+            // Scaling evaluation only (chunks() yields nothing for none).
+            let cmd = Command::Checkpoint {
+                entries: Vec::new(),
+                now: Timestamp::now(),
+            };
+            if let Err(e) = self
+                .write_local(cmd, std::time::Instant::now() + self.config.write_timeout())
+                .await
+            {
+                warn!(error = %e, "scaling checkpoint not committed");
+                return;
+            }
+        }
+        let revision = self.shared.read().registry.revision();
+        self.liveness
+            .evaluated_revision
+            .store(revision, Ordering::Relaxed);
         self.metrics.checkpoints.inc();
+    }
+
+    /// Whether scaling policies exist and the registry changed since the
+    /// last checkpoint evaluated them.
+    fn scaling_needs_evaluation(&self) -> bool {
+        let g = self.shared.read();
+        g.registry.scaling_policies().next().is_some()
+            && g.registry.revision() != self.liveness.evaluated_revision.load(Ordering::Relaxed)
     }
 
     /// Decides and proposes the transitions due now.

@@ -101,7 +101,8 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let http = peer_http_client()?;
+        let listen_ip = config.listen.ip();
+        let http = peer_http_client((!listen_ip.is_unspecified()).then_some(listen_ip))?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),

@@ -24,6 +24,12 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/capabilities", &["get"]),
     ("/v1/runtimes", &["get"]),
     ("/v1/runtimes/{id}", &["get"]),
+    ("/v1/scaling/policies", &["get"]),
+    (
+        "/v1/scaling/policies/{capability}",
+        &["get", "put", "delete"],
+    ),
+    ("/v1/scaling/advisories", &["get"]),
     ("/health/live", &["get"]),
     ("/health/ready", &["get"]),
     ("/health/{id}", &["get"]),
@@ -163,6 +169,7 @@ fn error_codes_match_the_wire_enum() {
         RevisionCompacted,
         Internal,
         NoAgentAvailable,
+        PolicyNotFound,
     ];
     // A new variant fails to compile here: add it to `all` and openapi.json.
     for code in all {
@@ -170,7 +177,7 @@ fn error_codes_match_the_wire_enum() {
             InvalidJson | InvalidArgument | PayloadTooLarge | UnsupportedMediaType
             | AgentNotFound | NotFound | MethodNotAllowed | AlreadyExists | RevisionMismatch
             | NoLeader | Unavailable | Timeout | RevisionCompacted | Internal
-            | NoAgentAvailable => {}
+            | NoAgentAvailable | PolicyNotFound => {}
         }
     }
     let d = doc();

@@ -13,12 +13,14 @@
 //! - [`query`]: listing with cursors, capability search, stats.
 //! - [`events`]: the bounded event window behind watches.
 //! - [`discover`]: structured discovery (constraints over the index, filters, ranking).
+//! - [`scaling`]: scaling policies, evaluated into advisories on checkpoints.
 
 pub mod discover;
 pub mod events;
 pub mod index;
 pub mod machine;
 pub mod query;
+pub mod scaling;
 
 pub use events::EventLog;
 pub use machine::{RegistryState, SnapshotData, StateConfig, SNAPSHOT_FORMAT_VERSION};

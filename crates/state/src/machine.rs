@@ -11,6 +11,8 @@ use registry_types::{
     Timestamp,
 };
 
+use registry_types::scaling::{ScalingAction, ScalingAdvisory, ScalingPolicy};
+
 use crate::events::EventLog;
 use crate::index::{normalize, words, AgentKey, Field, ShardedIndex};
 
@@ -28,7 +30,7 @@ pub fn capability_names(record: &AgentRecord) -> Vec<String> {
 
 /// Version of the [`SnapshotData`] encoding. Bump it (and teach `restore` the
 /// old shape) whenever the encoding of a record, event or command changes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// Node-local settings of the state machine. They must be the same on every
 /// node for `events` windows to match, but no replicated result depends on
@@ -73,6 +75,10 @@ pub struct RegistryState {
     pub(crate) total_capabilities: u64,
     /// The mass-expiry brake, as last decided by a leader.
     pub(crate) brake_engaged: bool,
+    /// Scaling policies by normalized capability name.
+    pub(crate) scaling_policies: BTreeMap<String, ScalingPolicy>,
+    /// Advisories in force, by capability and action.
+    pub(crate) advisories: BTreeMap<(String, ScalingAction), ScalingAdvisory>,
     config: StateConfig,
 }
 
@@ -86,6 +92,8 @@ pub struct SnapshotData {
     pub events_compacted_through: Revision,
     pub events: Vec<Event>,
     pub brake_engaged: bool,
+    pub scaling_policies: Vec<ScalingPolicy>,
+    pub advisories: Vec<ScalingAdvisory>,
 }
 
 impl Default for RegistryState {
@@ -106,6 +114,8 @@ impl RegistryState {
             total_registrations: 0,
             total_capabilities: 0,
             brake_engaged: false,
+            scaling_policies: BTreeMap::new(),
+            advisories: BTreeMap::new(),
             config,
         }
     }
@@ -162,6 +172,11 @@ impl RegistryState {
                 fleet,
                 now,
             } => self.apply_brake(*engaged, *held, *fleet, *now),
+            Command::SetScalingPolicy {
+                capability,
+                policy,
+                now,
+            } => self.apply_set_scaling_policy(capability, policy.as_ref(), *now),
         }
     }
 
@@ -203,6 +218,7 @@ impl RegistryState {
             }
             applied += 1;
         }
+        self.evaluate_scaling(now);
         CommandResult::Batch { applied, skipped }
     }
 
@@ -267,6 +283,7 @@ impl RegistryState {
             }
             applied += 1;
         }
+        self.evaluate_scaling(now);
         CommandResult::Batch { applied, skipped }
     }
 
@@ -301,6 +318,7 @@ impl RegistryState {
                 format!("released with {held} of {fleet} live agents due to go offline")
             },
             capabilities: Vec::new(),
+            advisory: None,
         });
         CommandResult::Batch {
             applied: 1,
@@ -626,6 +644,7 @@ impl RegistryState {
             runtime_id: runtime_id.to_string(),
             detail: String::new(),
             capabilities: Vec::new(),
+            advisory: None,
         });
     }
 
@@ -650,6 +669,7 @@ impl RegistryState {
             runtime_id: record.map(|r| r.runtime_id.clone()).unwrap_or_default(),
             detail: String::new(),
             capabilities: record.map(capability_names).unwrap_or_default(),
+            advisory: None,
         });
         self.revision
     }
@@ -703,6 +723,8 @@ impl RegistryState {
             events_compacted_through: self.events.compacted_through(),
             events: self.events.iter().cloned().collect(),
             brake_engaged: self.brake_engaged,
+            scaling_policies: self.scaling_policies.values().cloned().collect(),
+            advisories: self.advisories.values().cloned().collect(),
         }
     }
 
@@ -723,6 +745,16 @@ impl RegistryState {
         state.revision = data.revision;
         state.total_registrations = data.total_registrations;
         state.brake_engaged = data.brake_engaged;
+        state.scaling_policies = data
+            .scaling_policies
+            .into_iter()
+            .map(|p| (p.capability.clone(), p))
+            .collect();
+        state.advisories = data
+            .advisories
+            .into_iter()
+            .map(|a| ((a.capability.clone(), a.action), a))
+            .collect();
         for record in data.agents {
             let key = state.allocate_key(&record.agent_id);
             state.index_record(key, &record);

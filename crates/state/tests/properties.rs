@@ -879,6 +879,9 @@ fn same_log_same_state() {
                 }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
+                CommandResult::ScalingPolicy { .. } => {
+                    return Err(TestCaseError::fail(format!("scaling result for {cmd:?}")))
+                }
                 CommandResult::Batch { applied, skipped } => {
                     let entries = match cmd {
                         Command::Checkpoint { entries, .. } => entries.len(),

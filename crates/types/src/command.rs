@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, Metadata};
 use crate::ids::{AgentId, Revision, Timestamp};
+use crate::scaling::{ScalingAdvisory, ScalingPolicy, ScalingPolicyRequest};
 
 /// A change to the registry, as proposed through Raft.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +54,13 @@ pub enum Command {
         /// held back, and the live fleet size, when decided.
         held: u64,
         fleet: u64,
+        now: Timestamp,
+    },
+    /// Set (`Some`) or remove (`None`) the scaling policy of a normalized
+    /// capability name.
+    SetScalingPolicy {
+        capability: String,
+        policy: Option<ScalingPolicyRequest>,
         now: Timestamp,
     },
 }
@@ -102,7 +110,8 @@ impl Command {
             | Command::SetHealth { now, .. }
             | Command::Checkpoint { now, .. }
             | Command::Expire { now, .. }
-            | Command::Brake { now, .. } => *now,
+            | Command::Brake { now, .. }
+            | Command::SetScalingPolicy { now, .. } => *now,
         }
     }
 
@@ -117,7 +126,8 @@ impl Command {
             | Command::SetHealth { now, .. }
             | Command::Checkpoint { now, .. }
             | Command::Expire { now, .. }
-            | Command::Brake { now, .. } => *now = at,
+            | Command::Brake { now, .. }
+            | Command::SetScalingPolicy { now, .. } => *now = at,
         }
     }
 
@@ -131,6 +141,7 @@ impl Command {
             Command::Checkpoint { .. } => "checkpoint",
             Command::Expire { .. } => "expire",
             Command::Brake { .. } => "brake",
+            Command::SetScalingPolicy { .. } => "set_scaling_policy",
         }
     }
 }
@@ -183,6 +194,12 @@ pub enum CommandResult {
     Rejected(Rejection),
     /// A batch command: how many of its entries changed something.
     Batch { applied: u64, skipped: u64 },
+    /// A scaling policy after the change (`None`: removed) and whether one
+    /// existed before.
+    ScalingPolicy {
+        policy: Option<ScalingPolicy>,
+        existed: bool,
+    },
 }
 
 /// A deterministic refusal decided by the state machine.
@@ -217,11 +234,13 @@ pub enum EventKind {
     LivenessBrakeEngaged,
     /// The brake released.
     LivenessBrakeReleased,
+    /// A scaling advisory came into force or cleared.
+    ScalingAdvisory,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::AgentRegistered,
         EventKind::AgentUpdated,
         EventKind::AgentDeregistered,
@@ -231,6 +250,7 @@ impl EventKind {
         EventKind::RuntimeLeft,
         EventKind::LivenessBrakeEngaged,
         EventKind::LivenessBrakeReleased,
+        EventKind::ScalingAdvisory,
     ];
 
     /// Parses a kind name, case-insensitively.
@@ -251,6 +271,7 @@ impl EventKind {
             EventKind::RuntimeLeft => "RUNTIME_LEFT",
             EventKind::LivenessBrakeEngaged => "LIVENESS_BRAKE_ENGAGED",
             EventKind::LivenessBrakeReleased => "LIVENESS_BRAKE_RELEASED",
+            EventKind::ScalingAdvisory => "SCALING_ADVISORY",
         }
     }
 }
@@ -273,6 +294,8 @@ pub enum Cause {
     Heartbeat,
     /// The mass-expiry brake.
     Brake,
+    /// A scaling policy's evaluation.
+    ScalingPolicy,
 }
 
 /// One entry of the event log. Every event has its own revision.
@@ -298,4 +321,8 @@ pub struct Event {
     /// so watchers can filter by capability even after the agent is gone.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// `SCALING_ADVISORY` events: the advisory that came into force or
+    /// cleared (`in_force: false`). Null on every other event.
+    #[serde(default)]
+    pub advisory: Option<ScalingAdvisory>,
 }

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     NotFound,
     /// No agent qualifies for a selection.
     NoAgentAvailable,
+    /// No scaling policy for that capability.
+    PolicyNotFound,
     /// The HTTP method is not served on this route.
     MethodNotAllowed,
     /// `if_absent` was set and the agent exists.
@@ -43,7 +45,10 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidJson | ErrorCode::InvalidArgument => 400,
-            ErrorCode::AgentNotFound | ErrorCode::NotFound | ErrorCode::NoAgentAvailable => 404,
+            ErrorCode::AgentNotFound
+            | ErrorCode::NotFound
+            | ErrorCode::NoAgentAvailable
+            | ErrorCode::PolicyNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::RevisionMismatch => 409,
             ErrorCode::RevisionCompacted => 410,
@@ -73,6 +78,7 @@ impl ErrorCode {
             ErrorCode::AgentNotFound => "agent_not_found",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NoAgentAvailable => "no_agent_available",
+            ErrorCode::PolicyNotFound => "policy_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::RevisionMismatch => "revision_mismatch",

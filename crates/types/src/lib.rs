@@ -9,6 +9,7 @@
 //! - [`api`]: HTTP request and response bodies, shared by server and client.
 //! - [`error`]: the wire error shape `{"error": {"code", "message"}}`.
 //! - [`limits`]: input limits and validation of requests.
+//! - [`scaling`]: scaling policies and advisories.
 
 // Types that travel inside Raft entries and snapshots are encoded with bincode,
 // which is not self-describing: they must never use `skip_serializing_if`
@@ -19,6 +20,7 @@ pub mod command;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod scaling;
 
 pub use agent::{AgentRecord, AgentStatus, Capability, Metadata};
 pub use command::{Command, CommandResult, Event, EventKind};

@@ -9,6 +9,7 @@ use crate::agent::AgentStatus;
 use crate::api::{CapabilityInput, HealthUpdateRequest, RegisterRequest};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::ids::AgentId;
+use crate::scaling::ScalingPolicyRequest;
 
 /// Limits on what one agent record may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,6 +243,53 @@ impl HealthUpdateRequest {
         }
         Ok(())
     }
+}
+
+impl ScalingPolicyRequest {
+    /// Checks a policy: `1 <= max_agents <= 1,000,000`, `min_agents <=
+    /// max_agents`, `0 <= low_load < high_load <= 1`, `min_health` in 0..1.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        const MAX_AGENTS: u32 = 1_000_000;
+        if self.max_agents == 0 || self.max_agents > MAX_AGENTS {
+            return Err(invalid(
+                "max_agents",
+                format!(
+                    "max_agents must be between 1 and {MAX_AGENTS}, got {}",
+                    self.max_agents
+                ),
+            ));
+        }
+        if self.min_agents > self.max_agents {
+            return Err(invalid(
+                "min_agents",
+                format!(
+                    "min_agents ({}) must not exceed max_agents ({})",
+                    self.min_agents, self.max_agents
+                ),
+            ));
+        }
+        check_unit("high_load", Some(self.high_load))?;
+        check_unit("low_load", Some(self.low_load))?;
+        check_unit("min_health", Some(self.min_health))?;
+        if self.low_load >= self.high_load {
+            return Err(invalid(
+                "low_load",
+                format!(
+                    "low_load ({}) must be below high_load ({})",
+                    self.low_load, self.high_load
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a capability name given in a path (scaling policies).
+pub fn check_capability_name(field: &str, name: &str, limits: &Limits) -> Result<(), ErrorBody> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, format!("{field} must not be empty")));
+    }
+    check_len(field, name, limits.max_short_string)
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use registry_types::command::{Cause, RegisterCommand};
+use registry_types::scaling::{
+    ScalingAction, ScalingAdvisory, ScalingFigures, ScalingPolicyRequest,
+};
 use registry_types::{
     AgentId, AgentStatus, Capability, Command, Event, EventKind, Metadata, Timestamp,
 };
@@ -71,6 +74,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
         runtime_id: String::new(),
         detail: String::new(),
         capabilities: vec![],
+        advisory: None,
     });
     roundtrip(&Event {
         revision: 4,
@@ -83,5 +87,49 @@ fn events_roundtrip_with_and_without_optional_fields() {
         runtime_id: "rt".into(),
         detail: String::new(),
         capabilities: vec!["python".into(), "trading".into()],
+        advisory: None,
+    });
+    roundtrip(&Event {
+        revision: 5,
+        kind: EventKind::ScalingAdvisory,
+        agent_id: None,
+        at: Timestamp(5),
+        cause: Cause::ScalingPolicy,
+        status: None,
+        previous_status: None,
+        runtime_id: String::new(),
+        detail: "scale_up trading".into(),
+        capabilities: vec!["trading".into()],
+        advisory: Some(ScalingAdvisory {
+            capability: "trading".into(),
+            action: ScalingAction::ScaleUp,
+            in_force: true,
+            reason: "average load 0.91 above high_load 0.80".into(),
+            figures: ScalingFigures {
+                agents: 3,
+                serving: 2,
+                unhealthy: 1,
+                average_load: 0.91,
+                desired_agents: 4,
+            },
+            since: Timestamp(5),
+            revision: 5,
+        }),
+    });
+    roundtrip(&Command::SetScalingPolicy {
+        capability: "trading".into(),
+        policy: Some(ScalingPolicyRequest {
+            min_agents: 1,
+            max_agents: 10,
+            high_load: 0.8,
+            low_load: 0.2,
+            min_health: 0.5,
+        }),
+        now: Timestamp(6),
+    });
+    roundtrip(&Command::SetScalingPolicy {
+        capability: "trading".into(),
+        policy: None,
+        now: Timestamp(7),
     });
 }

@@ -144,6 +144,7 @@ impl Model {
                     names
                 })
                 .unwrap_or_default(),
+            advisory: None,
         });
     }
 
@@ -160,6 +161,7 @@ impl Model {
             runtime_id: rt.to_string(),
             detail: String::new(),
             capabilities: Vec::new(),
+            advisory: None,
         });
     }
 
@@ -294,6 +296,7 @@ impl Model {
             runtime_id: String::new(),
             detail: brake_detail(held, fleet),
             capabilities: Vec::new(),
+            advisory: None,
         });
         CommandResult::Batch {
             applied: 1,
@@ -312,6 +315,11 @@ impl Model {
                 fleet,
                 now,
             } => self.brake(*engaged, *held, *fleet, *now),
+            // Scaling policies have their own tests (tests/scaling.rs); the
+            // generators here never produce them.
+            Command::SetScalingPolicy { .. } => {
+                unimplemented!("the reference model does not cover scaling policies")
+            }
             Command::Register(c) => {
                 let prev = self.agents.get(&c.agent_id).cloned();
                 let actual = prev.as_ref().map_or(0, |p| p.revision);

@@ -1,0 +1,156 @@
+//! Scaling policies and the advisories the registry derives from them.
+//!
+//! An operator attaches a [`ScalingPolicy`] to a capability. Every replica
+//! evaluates all policies when it applies a leader checkpoint (and when a
+//! policy changes), from the replicated records alone, so every node holds
+//! the same advisories at the same revision. An advisory that starts or stops
+//! being in force is a change: it advances the revision and emits a
+//! `SCALING_ADVISORY` event. Its figures are refreshed silently in between,
+//! like heartbeats refresh records.
+//!
+//! Per capability, over the agents that have it:
+//! - *serving*: status active, busy or degraded, and `health_score >= min_health`;
+//! - *unhealthy*: status unhealthy, or active/busy/degraded below `min_health`
+//!   (offline, suspended, deregistering and registering agents count for neither);
+//! - *average load*: mean `load_factor` over the serving agents.
+//!
+//! Advisories (several can be in force for one capability):
+//! - `scale_up`: serving < `min_agents`, or average load > `high_load` while
+//!   serving < `max_agents`;
+//! - `scale_down`: serving > `max_agents`, or average load < `low_load` while
+//!   serving > `min_agents`;
+//! - `replace_unhealthy`: at least one unhealthy agent.
+//!
+//! `desired_agents` is the serving count that would bring the average load to
+//! the middle of `[low_load, high_load]`, clamped to `[min_agents, max_agents]`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Revision, Timestamp};
+
+/// Most policies a cluster keeps (each is evaluated on every checkpoint).
+pub const MAX_SCALING_POLICIES: usize = 1_000;
+
+/// Body of `PUT /v1/scaling/policies/{capability}`. Omitted fields take the
+/// defaults shown in `docs/api.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingPolicyRequest {
+    #[serde(default = "default_min_agents")]
+    pub min_agents: u32,
+    #[serde(default = "default_max_agents")]
+    pub max_agents: u32,
+    #[serde(default = "default_high_load")]
+    pub high_load: f64,
+    #[serde(default = "default_low_load")]
+    pub low_load: f64,
+    #[serde(default = "default_min_health")]
+    pub min_health: f64,
+}
+
+fn default_min_agents() -> u32 {
+    1
+}
+fn default_max_agents() -> u32 {
+    100
+}
+fn default_high_load() -> f64 {
+    0.8
+}
+fn default_low_load() -> f64 {
+    0.2
+}
+fn default_min_health() -> f64 {
+    0.5
+}
+
+/// A capability's scaling policy as stored (replicated; bincode-encoded).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingPolicy {
+    /// Normalized capability name.
+    pub capability: String,
+    pub min_agents: u32,
+    pub max_agents: u32,
+    pub high_load: f64,
+    pub low_load: f64,
+    pub min_health: f64,
+    /// When it was last set.
+    pub updated_at: Timestamp,
+    /// The revision at which it was last set.
+    pub revision: Revision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalingAction {
+    ScaleUp,
+    ScaleDown,
+    ReplaceUnhealthy,
+}
+
+impl ScalingAction {
+    pub const ALL: [ScalingAction; 3] = [
+        ScalingAction::ScaleUp,
+        ScalingAction::ScaleDown,
+        ScalingAction::ReplaceUnhealthy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalingAction::ScaleUp => "scale_up",
+            ScalingAction::ScaleDown => "scale_down",
+            ScalingAction::ReplaceUnhealthy => "replace_unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for ScalingAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an evaluation measured for one capability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingFigures {
+    /// Agents with the capability, in any status.
+    pub agents: u32,
+    pub serving: u32,
+    pub unhealthy: u32,
+    /// Mean load factor of the serving agents (0 when none serve).
+    pub average_load: f64,
+    pub desired_agents: u32,
+}
+
+/// An advisory: in force while its condition holds. Also the payload of a
+/// `SCALING_ADVISORY` event, where `in_force: false` means it cleared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingAdvisory {
+    pub capability: String,
+    pub action: ScalingAction,
+    pub in_force: bool,
+    /// Why, in words, with the figures and the policy's thresholds.
+    pub reason: String,
+    pub figures: ScalingFigures,
+    /// When it came into force.
+    pub since: Timestamp,
+    /// The revision at which it came into force (or cleared, in a clearing
+    /// event).
+    pub revision: Revision,
+}
+
+/// Answer to `GET /v1/scaling/policies`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingPolicyList {
+    pub policies: Vec<ScalingPolicy>,
+    pub revision: Revision,
+}
+
+/// Answer to `GET /v1/scaling/advisories`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalingAdvisoryList {
+    pub advisories: Vec<ScalingAdvisory>,
+    pub revision: Revision,
+}
