@@ -2,13 +2,17 @@
 //!
 //! - `main.rs`: arguments (clap derive), one function per subcommand on top of
 //!   [`registry_client::Client`], and the mapping of failures to exit codes.
-//! - `table.rs`: the plain text tables of `cluster` and `ready`.
+//! - `table.rs`: the plain text tables of `cluster`, `ready` and the `--table`
+//!   form of `discover`, `capabilities` and `runtimes`.
 //!
-//! Data commands print pretty JSON on stdout. Errors go to stderr as
-//! `error: <code>: <message>`.
+//! Data commands print pretty JSON on stdout; `watch` prints one compact JSON
+//! line per event. Errors go to stderr as `error: <code>: <message>`.
 //!
-//! Exit codes: 0 ok, 1 the registry refused (API error) or a node is not
-//! ready, 2 usage error, 3 the cluster could not be reached or could not serve.
+//! Exit codes: 0 ok, 1 the registry refused (API error), a node is not ready
+//! or `select` found no agent, 2 usage error, 3 the cluster could not be
+//! reached or could not serve, 4 `watch` fell behind the registry's event
+//! window (`revision_compacted`: list again, then watch from the listing's
+//! revision + 1).
 
 mod table;
 
@@ -19,12 +23,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use futures::StreamExt;
 use registry_client::types::api::{
-    CapabilityInput, ClusterInfo, HealthUpdateRequest, ListFilter, RegisterRequest,
+    CapabilityInput, ClusterInfo, DiscoverRequest, DiscoverResponse, HealthUpdateRequest,
+    ListFilter, RegisterRequest,
 };
-use registry_client::types::AgentStatus;
-use registry_client::{Client, ClientError, ReadOptions, Response};
+use registry_client::types::{AgentStatus, EventKind};
+use registry_client::{
+    Client, ClientError, ReadOptions, Response, SelectStrategy, WatchError, WatchOptions,
+};
 use serde_json::json;
 
 /// Exit code: the registry refused the request.
@@ -33,6 +41,8 @@ const EXIT_API: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit code: no node could be reached or none could serve the request.
 const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code: `watch` asked for events the registry no longer keeps.
+const EXIT_COMPACTED: u8 = 4;
 
 /// Command-line tool for the agent registry cluster.
 #[derive(Debug, Parser)]
@@ -112,6 +122,120 @@ enum Command {
     },
     /// Whether each node is ready to serve.
     Ready,
+    /// Find agents by capabilities, text, tags, type or runtime, filtered by
+    /// status, health and load, best first.
+    Discover(DiscoverArgs),
+    /// The one agent to send work for a capability to. Exits 1 when no
+    /// active agent is healthy and unloaded enough.
+    Select {
+        /// Capability name (exact, case-insensitive).
+        #[arg(long, value_name = "NAME")]
+        capability: String,
+        /// least_loaded, best_health, random or round_robin.
+        #[arg(long, default_value_t = SelectStrategy::LeastLoaded)]
+        strategy: SelectStrategy,
+    },
+    /// Every capability with its agent counts by status.
+    Capabilities {
+        /// Print a table instead of JSON.
+        #[arg(long)]
+        table: bool,
+    },
+    /// Every runtime with its agent counts, or one runtime and its agents.
+    Runtimes {
+        /// A runtime id: show that runtime's agents.
+        id: Option<String>,
+        /// Print a table instead of JSON.
+        #[arg(long)]
+        table: bool,
+    },
+    /// Follow changes as one JSON line per event, until interrupted
+    /// (Ctrl-C). Resumes on another node when one fails, without gap or
+    /// duplicate.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("terms")
+        .required(true)
+        .multiple(true)
+        .args(["capability", "any_capability", "text", "tag", "agent_type", "runtime"])
+))]
+struct DiscoverArgs {
+    /// A capability name the agent must have (exact, case-insensitive);
+    /// repeat for several, all required.
+    #[arg(long, value_name = "NAME")]
+    capability: Vec<String>,
+    /// A capability name of which the agent must have at least one;
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    any_capability: Vec<String>,
+    /// Free text: agents carrying at least one of its words.
+    #[arg(long)]
+    text: Option<String>,
+    /// A tag the agent must carry (its own or a capability's); repeatable.
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only agents of this type.
+    #[arg(long, value_name = "TYPE")]
+    agent_type: Option<String>,
+    /// Only agents in this runtime.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    runtime: Option<String>,
+    /// An accepted status; repeatable (server default: active).
+    #[arg(long)]
+    status: Vec<AgentStatus>,
+    /// Lowest health score accepted, 0 to 1 (server default 0.5).
+    #[arg(long, value_name = "SCORE")]
+    min_health: Option<f64>,
+    /// Highest load factor accepted, 0 to 1 (server default 0.8).
+    #[arg(long, value_name = "LOAD")]
+    max_load: Option<f64>,
+    /// Order of the results.
+    #[arg(long, value_name = "KEY",
+          value_parser = ["performance", "health", "load", "random", "relevance"])]
+    sort_by: Option<String>,
+    /// Most agents to return, 1 to 1000 (server default 10).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Add why each agent matched and what each filter dropped.
+    #[arg(long)]
+    explain: bool,
+    /// Print a table instead of JSON.
+    #[arg(long)]
+    table: bool,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// First revision wanted (inclusive); default: only changes from now on.
+    #[arg(long, value_name = "REVISION")]
+    from_revision: Option<u64>,
+    /// Only these event kinds (e.g. AGENT_REGISTERED); repeatable or
+    /// comma-separated.
+    #[arg(long = "type", value_name = "KIND", value_delimiter = ',',
+          value_parser = parse_event_kind)]
+    kinds: Vec<EventKind>,
+    /// Only events of this agent.
+    #[arg(long = "agent", value_name = "ID")]
+    agent: Option<String>,
+    /// Only events of agents with this capability.
+    #[arg(long, value_name = "NAME")]
+    capability: Option<String>,
+    /// Only events of agents in this runtime.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    runtime: Option<String>,
+}
+
+/// Parses an event kind for `watch --type`.
+fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+    EventKind::parse(s).ok_or_else(|| {
+        format!(
+            "unknown event kind '{s}' (expected one of {})",
+            EventKind::ALL.map(EventKind::as_str).join(", ")
+        )
+    })
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +351,9 @@ fn report(err: &anyhow::Error) -> ExitCode {
     if let Some(ce) = err.downcast_ref::<ClientError>() {
         return ExitCode::from(report_client_error(ce));
     }
+    if let Some(we) = err.downcast_ref::<WatchError>() {
+        return ExitCode::from(report_watch_error(we));
+    }
     if err.downcast_ref::<UsageError>().is_some() {
         eprintln!("error: {err:#}");
         return ExitCode::from(EXIT_USAGE);
@@ -282,6 +409,35 @@ fn report_client_error(err: &ClientError) -> u8 {
             EXIT_API
         }
         ClientError::InvalidConfig(m) => {
+            eprintln!("error: {m}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn report_watch_error(err: &WatchError) -> u8 {
+    match err {
+        WatchError::Compacted {
+            requested,
+            current_revision,
+        } => {
+            eprintln!(
+                "error: revision_compacted: events from revision {requested} are no longer kept \
+                 (current revision {current_revision}); list the agents again and watch with \
+                 --from-revision <the listing's revision + 1>"
+            );
+            EXIT_COMPACTED
+        }
+        WatchError::Refused(e) => report_client_error(e),
+        WatchError::Unavailable { attempts, last } => {
+            eprintln!("error: cluster unavailable: gave up after {attempts} attempts in a row; last error: {last}");
+            EXIT_UNREACHABLE
+        }
+        WatchError::Decode { .. } => {
+            eprintln!("error: {err}");
+            EXIT_API
+        }
+        WatchError::InvalidOptions(m) => {
             eprintln!("error: {m}");
             EXIT_USAGE
         }
@@ -345,8 +501,187 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats => print_json(&client.stats_with(opts).await?)?,
         Command::Cluster { json } => return cluster(&client, json).await,
         Command::Ready => return ready(&client).await,
+        Command::Discover(args) => {
+            let table = args.table;
+            let found = client.discover(&discover_request(args), opts).await?;
+            if table {
+                print_text(&discover_table(&found))?;
+            } else {
+                print_json(&found)?;
+            }
+        }
+        Command::Select {
+            capability,
+            strategy,
+        } => match client.select(&capability, strategy, opts).await? {
+            Some(agent) => print_json(&agent)?,
+            None => {
+                eprintln!(
+                    "error: no_agent_available: no active agent with capability '{capability}' \
+                     is healthy and unloaded enough"
+                );
+                return Ok(ExitCode::from(EXIT_API));
+            }
+        },
+        Command::Capabilities { table } => {
+            let list = client.capabilities(opts).await?;
+            if table {
+                let mut rows = vec![["CAPABILITY", "AGENTS", "BY_STATUS"]
+                    .map(String::from)
+                    .to_vec()];
+                for c in &list.capabilities {
+                    rows.push(vec![
+                        c.name.clone(),
+                        c.agents.to_string(),
+                        by_status(&c.by_status),
+                    ]);
+                }
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&list)?;
+            }
+        }
+        Command::Runtimes { id: None, table } => {
+            let list = client.runtimes(opts).await?;
+            if table {
+                let mut rows = vec![["RUNTIME", "AGENTS", "BY_STATUS"]
+                    .map(String::from)
+                    .to_vec()];
+                for r in &list.runtimes {
+                    rows.push(vec![
+                        r.runtime_id.clone(),
+                        r.agents.to_string(),
+                        by_status(&r.by_status),
+                    ]);
+                }
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&list)?;
+            }
+        }
+        Command::Runtimes {
+            id: Some(id),
+            table,
+        } => {
+            let detail = client.runtime(&id, opts).await?;
+            if table {
+                let mut rows = agent_rows_header();
+                rows.extend(detail.agents.iter().map(agent_row));
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&detail)?;
+            }
+        }
+        Command::Watch(args) => return watch(&client, args, opts).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The discovery request the flags describe.
+fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
+    DiscoverRequest {
+        capabilities: args.capability,
+        any_capabilities: args.any_capability,
+        text: args.text,
+        tags: args.tag,
+        agent_type: args.agent_type,
+        runtime_id: args.runtime,
+        status: (!args.status.is_empty())
+            .then(|| args.status.iter().map(|s| s.as_str().to_string()).collect()),
+        min_health_score: args.min_health,
+        max_load_factor: args.max_load,
+        sort_by: args.sort_by,
+        limit: args.limit,
+        explain: args.explain,
+    }
+}
+
+fn agent_rows_header() -> Vec<Vec<String>> {
+    vec![[
+        "AGENT_ID", "NAME", "STATUS", "HEALTH", "LOAD", "RUNTIME", "ENDPOINT",
+    ]
+    .map(String::from)
+    .to_vec()]
+}
+
+fn agent_row(a: &registry_client::types::AgentRecord) -> Vec<String> {
+    vec![
+        a.agent_id.as_str().to_string(),
+        a.name.clone(),
+        a.status.as_str().to_string(),
+        format!("{:.2}", a.health_score),
+        format!("{:.2}", a.load_factor),
+        a.runtime_id.clone(),
+        a.endpoint.clone(),
+    ]
+}
+
+/// `discover --table`: one row per agent, in the server's order, then the
+/// filter counts when `--explain` asked for them.
+fn discover_table(found: &DiscoverResponse) -> String {
+    let mut rows = agent_rows_header();
+    rows.extend(found.agents.iter().map(|h| agent_row(&h.agent)));
+    let mut text = table::render(&rows);
+    text.push_str(&format!(
+        "\n{} agent(s), sorted by {}, revision {}\n",
+        found.agents.len(),
+        found.sort_by,
+        found.revision
+    ));
+    if let Some(f) = &found.filters {
+        text.push_str(&format!(
+            "candidates {}, dropped by status {}, by health {}, by load {}, qualified {}\n",
+            f.candidates, f.dropped_by_status, f.dropped_by_health, f.dropped_by_load, f.qualified
+        ));
+    }
+    text
+}
+
+/// Counts by status as `active=2 busy=1`.
+fn by_status(counts: &BTreeMap<AgentStatus, u64>) -> String {
+    counts
+        .iter()
+        .map(|(s, n)| format!("{}={n}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `watch`: one JSON line per event until Ctrl-C (exit 0), a closed stdout
+/// (exit 0) or the watch's end (its error decides the exit code).
+async fn watch(client: &Client, args: WatchArgs, read: ReadOptions) -> anyhow::Result<ExitCode> {
+    let mut opts = match args.from_revision {
+        Some(first) => WatchOptions::from_revision(first),
+        None => WatchOptions::from_now(),
+    };
+    opts.filter.kinds = args.kinds;
+    opts.filter.agent_id = args.agent;
+    opts.filter.capability = args.capability;
+    opts.filter.runtime_id = args.runtime;
+    opts.consistency = read.consistency;
+    let mut events = client.watch(opts);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let item = tokio::select! {
+            _ = &mut interrupted => return Ok(ExitCode::SUCCESS),
+            item = events.next() => item,
+        };
+        match item {
+            Some(Ok(event)) => {
+                let mut line = serde_json::to_string(&event).context("encoding an event")?;
+                line.push('\n');
+                let mut out = std::io::stdout().lock();
+                match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return Ok(ExitCode::SUCCESS)
+                    }
+                    other => other.context("writing to stdout")?,
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 /// Builds the registration from `--file` or from the flags.
@@ -644,6 +979,135 @@ mod tests {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
         }
+    }
+
+    #[test]
+    fn discover_flags_build_the_request_and_need_a_term() {
+        let cli = Cli::try_parse_from([
+            "registryctl",
+            "discover",
+            "--capability",
+            "trading",
+            "--capability",
+            "risk management",
+            "--any-capability",
+            "fx",
+            "--tag",
+            "crypto",
+            "--status",
+            "active",
+            "--status",
+            "busy",
+            "--min-health",
+            "0.7",
+            "--max-load",
+            "0.5",
+            "--sort-by",
+            "health",
+            "--limit",
+            "3",
+            "--explain",
+        ])
+        .unwrap();
+        let Command::Discover(args) = cli.command else {
+            panic!("not discover")
+        };
+        let req = discover_request(args);
+        assert_eq!(req.capabilities, ["trading", "risk management"]);
+        assert_eq!(req.any_capabilities, ["fx"]);
+        assert_eq!(req.tags, ["crypto"]);
+        assert_eq!(
+            req.status,
+            Some(vec!["active".to_string(), "busy".to_string()])
+        );
+        assert_eq!(
+            (req.min_health_score, req.max_load_factor),
+            (Some(0.7), Some(0.5))
+        );
+        assert_eq!(req.sort_by.as_deref(), Some("health"));
+        assert_eq!((req.limit, req.explain), (Some(3), true));
+        for args in [
+            &["registryctl", "discover"][..],
+            &["registryctl", "discover", "--limit", "3"][..],
+            &[
+                "registryctl",
+                "discover",
+                "--text",
+                "x",
+                "--sort-by",
+                "cost",
+            ][..],
+            &[
+                "registryctl",
+                "select",
+                "--capability",
+                "x",
+                "--strategy",
+                "fastest",
+            ][..],
+            &["registryctl", "watch", "--type", "AGENT_EXPLODED"][..],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn watch_and_select_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "registryctl",
+            "watch",
+            "--from-revision",
+            "12",
+            "--type",
+            "agent_registered,AGENT_DEREGISTERED",
+            "--agent",
+            "a1",
+            "--capability",
+            "trading",
+            "--runtime",
+            "pod-a",
+        ])
+        .unwrap();
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.from_revision, Some(12));
+        assert_eq!(
+            args.kinds,
+            [EventKind::AgentRegistered, EventKind::AgentDeregistered]
+        );
+        assert_eq!(args.agent.as_deref(), Some("a1"));
+        let cli = Cli::try_parse_from(["registryctl", "select", "--capability", "x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Select {
+                strategy: SelectStrategy::LeastLoaded,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn watch_errors_map_to_exit_codes() {
+        assert_eq!(
+            report_watch_error(&WatchError::Compacted {
+                requested: 3,
+                current_revision: 900
+            }),
+            EXIT_COMPACTED
+        );
+        assert_eq!(
+            report_watch_error(&WatchError::Unavailable {
+                attempts: 30,
+                last: ClientError::Transport("refused".into())
+            }),
+            EXIT_UNREACHABLE
+        );
+        assert_eq!(
+            report_watch_error(&WatchError::InvalidOptions("x".into())),
+            EXIT_USAGE
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! End-to-end: the `registryctl` binary against fake nodes on 127.0.0.1:0,
-//! checking output and exit codes (0 ok, 1 API error, 2 usage, 3 unreachable).
+//! checking output and exit codes (0 ok, 1 API error, 2 usage, 3 unreachable,
+//! 4 watch compacted).
 
 use std::process::Output;
 
@@ -158,4 +159,66 @@ async fn cluster_prints_a_table_per_node_and_the_members() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["nodes"][0]["cluster"]["term"], 4);
     assert!(v["nodes"][1]["error"].is_string());
+}
+
+/// A node whose event stream carries revisions 7 and 8, then says the
+/// watcher fell behind the window; `select` finds nobody.
+fn events_node() -> Router {
+    Router::new()
+        .route(
+            "/v1/events",
+            get(|| async {
+                let event = |r: u64| {
+                    let data = json!({"revision": r, "type": "AGENT_REGISTERED", "agent_id": "a1",
+                        "at": "2026-01-01T00:00:00.000Z", "cause": "registration",
+                        "status": "active", "previous_status": null, "runtime_id": "rt",
+                        "detail": "", "capabilities": []});
+                    format!("id: {r}\nevent: AGENT_REGISTERED\ndata: {data}\n\n")
+                };
+                let error = json!({"error": {"code": "revision_compacted",
+                    "message": "events up to revision 20 are no longer kept (current revision 30)"}});
+                let body = format!("{}{}event: error\ndata: {error}\n\n", event(7), event(8));
+                ([("content-type", "text/event-stream")], body)
+            }),
+        )
+        .route(
+            "/v1/select",
+            get(|| async {
+                let body = json!({"error": {"code": "no_agent_available",
+                                            "message": "nobody qualifies"}});
+                (StatusCode::NOT_FOUND, axum::Json(body))
+            }),
+        )
+}
+
+#[tokio::test]
+async fn watch_prints_json_lines_and_exits_4_when_compacted() {
+    let node = serve(events_node()).await;
+    let out = registryctl(&node, &["watch", "--from-revision", "7"]).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let revisions: Vec<u64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(revisions, [7, 8], "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("revision_compacted") && stderr.contains("current revision 30"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn select_without_a_qualifying_agent_exits_1() {
+    let node = serve(events_node()).await;
+    let out = registryctl(&node, &["select", "--capability", "juggling"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no_agent_available"), "{stderr}");
 }

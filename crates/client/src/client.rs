@@ -12,12 +12,13 @@ use std::time::Duration;
 use rand::Rng;
 use registry_types::api::{
     AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
-    ClusterInfo, DeleteResponse, HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse,
-    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, Stats,
+    CapabilityList, ClusterInfo, DeleteResponse, DiscoverRequest, DiscoverResponse,
+    HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse, ListFilter, NodeHealth,
+    RegisterRequest, RegisterResponse, RuntimeDetail, RuntimeList, SearchResponse, Stats,
     StatusUpdateRequest,
 };
 use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, Revision};
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::backoff::exponential_backoff;
 use crate::config::{parse_node_url, ClientBuilder, ClientConfig};
 use crate::error::ClientError;
-use crate::options::{ReadOptions, Response, ResponseMeta};
+use crate::options::{ReadOptions, Response, ResponseMeta, SelectStrategy};
 
 /// Most pages [`Client::list_all_agents`] follows before giving up, so that a
 /// server handing out cursors in a cycle cannot keep the client busy forever.
@@ -47,6 +48,11 @@ struct Inner {
     nodes: Vec<Node>,
     /// One connection pool for all nodes.
     http: reqwest::Client,
+    /// The pool for long-lived streams (`Client::watch`): the same connect
+    /// timeout but no whole-request timeout, which would cut every stream
+    /// after `request_timeout`. The watcher bounds the wait for headers and
+    /// the silence between events itself.
+    streams: reqwest::Client,
     /// The configuration the client was built with.
     config: ClientConfig,
     /// Attempts per call, resolved from the configuration and node count.
@@ -70,7 +76,7 @@ struct Node {
 
 /// Whether a call changes state; decides what may be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Safe to repeat on any node after any failure.
     Read,
     /// Changes state, but applying it twice is the same as applying it once
@@ -93,7 +99,7 @@ impl Kind {
 
 /// One HTTP call, independent of the node it is sent to.
 #[derive(Debug)]
-struct Call {
+pub(crate) struct Call {
     method: Method,
     /// Path segments appended to the node's base URL (percent-encoded there).
     segments: Vec<String>,
@@ -101,17 +107,50 @@ struct Call {
     /// JSON body, encoded once for all attempts.
     body: Option<Vec<u8>>,
     kind: Kind,
+    /// An error code that means "nothing there" rather than a failure (404
+    /// `no_agent_available` of `GET /v1/select`): an answer with it is
+    /// returned as it is, for the method to turn into `None`.
+    absent: Option<ErrorCode>,
 }
 
 impl Call {
-    fn read(segments: &[&str]) -> Self {
+    pub(crate) fn read(segments: &[&str]) -> Self {
         Call {
             method: Method::GET,
             segments: segments.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
             body: None,
             kind: Kind::Read,
+            absent: None,
         }
+    }
+
+    /// A read that carries its query as a JSON body (`POST /v1/discover`):
+    /// it changes nothing, so it is retried like any read.
+    fn read_with_body<B: Serialize>(segments: &[&str], body: &B) -> Result<Self, ClientError> {
+        let mut call = Call::write(Method::POST, segments, Some(body))?;
+        call.kind = Kind::Read;
+        Ok(call)
+    }
+
+    /// See [`Call::absent`].
+    fn absent_on(mut self, code: ErrorCode) -> Self {
+        self.absent = Some(code);
+        self
+    }
+
+    /// Whether `raw` is the answer [`Call::absent`] names.
+    fn is_absent(&self, raw: &Raw) -> bool {
+        let Some(code) = self.absent else {
+            return false;
+        };
+        raw.meta.status == code.http_status()
+            && raw
+                .body
+                .as_deref()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok())
+                .is_some_and(|b| b.error.code == code)
     }
 
     fn write<B: Serialize>(
@@ -131,6 +170,7 @@ impl Call {
             query: Vec::new(),
             body,
             kind: Kind::Write,
+            absent: None,
         })
     }
 
@@ -145,24 +185,24 @@ impl Call {
         self
     }
 
-    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+    pub(crate) fn query(mut self, key: &'static str, value: impl ToString) -> Self {
         self.query.push((key, value.to_string()));
         self
     }
 
-    fn opt_query(self, key: &'static str, value: Option<impl ToString>) -> Self {
+    pub(crate) fn opt_query(self, key: &'static str, value: Option<impl ToString>) -> Self {
         match value {
             Some(v) => self.query(key, v),
             None => self,
         }
     }
 
-    fn read_options(mut self, opts: ReadOptions) -> Self {
+    pub(crate) fn read_options(mut self, opts: ReadOptions) -> Self {
         opts.push_query(&mut self.query);
         self
     }
 
-    fn url(&self, base: &Url) -> Result<Url, ClientError> {
+    pub(crate) fn url(&self, base: &Url) -> Result<Url, ClientError> {
         let mut url = base.clone();
         {
             let mut path = url.path_segments_mut().map_err(|()| {
@@ -181,7 +221,7 @@ impl Call {
 
 /// What came back from one node.
 #[derive(Debug)]
-struct Raw {
+pub(crate) struct Raw {
     meta: ResponseMeta,
     /// `Retry-After`, in whole seconds as the server sent it.
     retry_after: Option<Duration>,
@@ -191,7 +231,7 @@ struct Raw {
 
 /// Why one attempt produced no answer at all.
 #[derive(Debug)]
-enum SendError {
+pub(crate) enum SendError {
     /// The connection could not be opened: the request never left.
     NotSent(String),
     /// The request may have reached the node (timeout, reset after sending).
@@ -200,7 +240,7 @@ enum SendError {
 
 /// Decision after one attempt.
 #[derive(Debug)]
-enum Step {
+pub(crate) enum Step {
     /// Return this to the caller; the node answered (or a write's fate is
     /// unknown, which no other node can settle).
     Done(Result<Raw, ClientError>),
@@ -212,7 +252,7 @@ enum Step {
 }
 
 /// Decides what one attempt's outcome means for the call.
-fn classify(kind: Kind, outcome: Result<Raw, SendError>) -> Step {
+pub(crate) fn classify(kind: Kind, outcome: Result<Raw, SendError>) -> Step {
     let raw = match outcome {
         Ok(raw) => raw,
         Err(SendError::NotSent(msg)) => {
@@ -320,7 +360,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// A short account of a reqwest error: what failed, the URL, and the root
 /// cause ("Connection refused (os error 111)", "operation timed out"), which
 /// reqwest's own message buries under generic layers.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut root: Option<String> = None;
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -358,7 +398,7 @@ fn describe(e: &reqwest::Error) -> String {
 ///
 /// [`exponential_backoff`] from `backoff_initial` up to `backoff_max`. A
 /// server's `Retry-After` raises the delay, but never above `backoff_max`.
-fn backoff_delay(
+pub(crate) fn backoff_delay(
     config: &ClientConfig,
     retry: u32,
     retry_after: Option<Duration>,
@@ -372,7 +412,7 @@ fn backoff_delay(
 }
 
 /// Decodes a 2xx body.
-fn decode<T: DeserializeOwned>(raw: Raw) -> Result<Response<T>, ClientError> {
+pub(crate) fn decode<T: DeserializeOwned>(raw: Raw) -> Result<Response<T>, ClientError> {
     let bytes = raw
         .body
         .map_err(|e| ClientError::Transport(format!("reading the body: {e}")))?;
@@ -391,6 +431,44 @@ fn decode<T: DeserializeOwned>(raw: Raw) -> Result<Response<T>, ClientError> {
         value,
         meta: raw.meta,
     })
+}
+
+/// Outcome of [`Client::open_stream`].
+#[derive(Debug)]
+pub(crate) enum StreamOpen {
+    /// The node answered 2xx; the body is the stream.
+    Open {
+        resp: reqwest::Response,
+        meta: ResponseMeta,
+    },
+    /// Worth trying again, on another node, after at least `retry_after`.
+    Retry {
+        err: ClientError,
+        retry_after: Option<Duration>,
+    },
+    /// The node refused; `revision` is the one its answer reported.
+    Refused {
+        err: ClientError,
+        revision: Option<Revision>,
+    },
+}
+
+impl StreamOpen {
+    /// A failed opening, from the fail-over loop's decision.
+    fn from_step(step: Step, revision: Option<Revision>) -> Self {
+        match step {
+            Step::Retry { err, retry_after } => StreamOpen::Retry { err, retry_after },
+            Step::Done(Err(err)) => StreamOpen::Refused { err, revision },
+            // `classify` only says Done(Ok) for a 2xx, answered above.
+            Step::Done(Ok(raw)) => StreamOpen::Refused {
+                err: ClientError::Decode(format!(
+                    "HTTP {} where a stream was expected",
+                    raw.meta.status
+                )),
+                revision,
+            },
+        }
+    }
 }
 
 /// Readiness of one node, from `GET /health/ready`.
@@ -444,11 +522,17 @@ impl Client {
             .no_proxy()
             .build()
             .map_err(|e| ClientError::InvalidConfig(describe(&e)))?;
+        let streams = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::InvalidConfig(describe(&e)))?;
         let attempts = config.attempts_for(nodes.len());
         Ok(Client {
             inner: Arc::new(Inner {
                 nodes,
                 http,
+                streams,
                 config,
                 attempts,
                 preferred: AtomicUsize::new(0),
@@ -728,6 +812,122 @@ impl Client {
         decode(self.execute(&call).await?)
     }
 
+    /// Agents matching a structured query (`POST /v1/discover`), filtered by
+    /// status, health and load and sorted as the request says.
+    ///
+    /// A read: retried on the next node like the other reads, although it is
+    /// sent as a `POST`. A request without any query term is refused with 400
+    /// `invalid_argument` (field `query`).
+    pub async fn discover(
+        &self,
+        req: &DiscoverRequest,
+        opts: ReadOptions,
+    ) -> Result<DiscoverResponse, ClientError> {
+        Ok(self.discover_with_meta(req, opts).await?.value)
+    }
+
+    /// [`Client::discover`] with the answer's metadata.
+    pub async fn discover_with_meta(
+        &self,
+        req: &DiscoverRequest,
+        opts: ReadOptions,
+    ) -> Result<Response<DiscoverResponse>, ClientError> {
+        let call = Call::read_with_body(&["v1", "discover"], req)?.read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// The one agent to send work for `capability` to (`GET /v1/select`):
+    /// active, health ≥ 0.5, load ≤ 0.8, picked by `strategy`.
+    ///
+    /// `Ok(None)` when no agent qualifies right now (the server's 404
+    /// `no_agent_available`): an empty fleet is an answer to act on (wait,
+    /// scale up), not a failure of the call. Every other refusal, such as an
+    /// empty capability, is an `Err`.
+    pub async fn select(
+        &self,
+        capability: &str,
+        strategy: SelectStrategy,
+        opts: ReadOptions,
+    ) -> Result<Option<AgentRecord>, ClientError> {
+        Ok(self
+            .select_with_meta(capability, strategy, opts)
+            .await?
+            .value)
+    }
+
+    /// [`Client::select`] with the answer's metadata (also when no agent
+    /// qualified: then `meta.status` is 404).
+    pub async fn select_with_meta(
+        &self,
+        capability: &str,
+        strategy: SelectStrategy,
+        opts: ReadOptions,
+    ) -> Result<Response<Option<AgentRecord>>, ClientError> {
+        let call = Call::read(&["v1", "select"])
+            .query("capability", capability)
+            .query("strategy", strategy.as_str())
+            .read_options(opts)
+            .absent_on(ErrorCode::NoAgentAvailable);
+        let raw = self.execute(&call).await?;
+        if call.is_absent(&raw) {
+            return Ok(Response {
+                value: None,
+                meta: raw.meta,
+            });
+        }
+        let found: Response<AgentRecord> = decode(raw)?;
+        Ok(Response {
+            value: Some(found.value),
+            meta: found.meta,
+        })
+    }
+
+    /// Every capability with its agent count and counts by status
+    /// (`GET /v1/capabilities`).
+    pub async fn capabilities(&self, opts: ReadOptions) -> Result<CapabilityList, ClientError> {
+        Ok(self.capabilities_with_meta(opts).await?.value)
+    }
+
+    /// [`Client::capabilities`] with the answer's metadata.
+    pub async fn capabilities_with_meta(
+        &self,
+        opts: ReadOptions,
+    ) -> Result<Response<CapabilityList>, ClientError> {
+        let call = Call::read(&["v1", "capabilities"]).read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// Every runtime with its agent counts by status (`GET /v1/runtimes`).
+    pub async fn runtimes(&self, opts: ReadOptions) -> Result<RuntimeList, ClientError> {
+        Ok(self.runtimes_with_meta(opts).await?.value)
+    }
+
+    /// [`Client::runtimes`] with the answer's metadata.
+    pub async fn runtimes_with_meta(
+        &self,
+        opts: ReadOptions,
+    ) -> Result<Response<RuntimeList>, ClientError> {
+        let call = Call::read(&["v1", "runtimes"]).read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// One runtime's counts and agents (`GET /v1/runtimes/{id}`); 404
+    /// `not_found` when no agent runs there, like [`Client::get_agent`]'s
+    /// `agent_not_found`.
+    pub async fn runtime(&self, id: &str, opts: ReadOptions) -> Result<RuntimeDetail, ClientError> {
+        Ok(self.runtime_with_meta(id, opts).await?.value)
+    }
+
+    /// [`Client::runtime`] with the answer's metadata.
+    pub async fn runtime_with_meta(
+        &self,
+        id: &str,
+        opts: ReadOptions,
+    ) -> Result<Response<RuntimeDetail>, ClientError> {
+        let call = Call::read(&["v1", "runtimes", id]).read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
     /// Registry-wide figures (`GET /v1/stats`), linearizable.
     pub async fn stats(&self) -> Result<Stats, ClientError> {
         self.stats_with(ReadOptions::default()).await
@@ -789,6 +989,104 @@ impl Client {
 
     // ----- transport -----
 
+    /// Number of configured nodes (at least one).
+    pub(crate) fn node_count(&self) -> usize {
+        self.inner.nodes.len()
+    }
+
+    /// The index of a configured node, by its base URL as given (a trailing
+    /// `/` and surrounding spaces do not matter).
+    pub(crate) fn node_index(&self, url: &str) -> Option<usize> {
+        let name = url.trim().trim_end_matches('/');
+        self.inner.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// The index of [`Client::preferred_node`].
+    pub(crate) fn preferred_index(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed) % self.inner.nodes.len()
+    }
+
+    /// The base URL of node `idx` (modulo the node count).
+    pub(crate) fn node_name(&self, idx: usize) -> &str {
+        &self.inner.nodes[idx % self.inner.nodes.len()].name
+    }
+
+    /// One attempt of `call` on node `idx`, classified, without fail-over:
+    /// for callers that walk the nodes themselves (the watcher).
+    pub(crate) async fn attempt_on(&self, idx: usize, call: &Call) -> Step {
+        let node = &self.inner.nodes[idx % self.inner.nodes.len()];
+        classify(call.kind, self.send_once(&node.name, &node.url, call).await)
+    }
+
+    /// Opens a long-lived `text/event-stream` answer to the read `call` on
+    /// node `idx`, asking to resume after `last_event_id`.
+    ///
+    /// The wait for the answer's headers is bounded by `request_timeout`;
+    /// the body is not (the caller bounds the silence between chunks).
+    pub(crate) async fn open_stream(
+        &self,
+        idx: usize,
+        call: &Call,
+        last_event_id: Option<Revision>,
+    ) -> StreamOpen {
+        let node = &self.inner.nodes[idx % self.inner.nodes.len()];
+        let url = match call.url(&node.url) {
+            Ok(url) => url,
+            Err(err) => {
+                return StreamOpen::Refused {
+                    err,
+                    revision: None,
+                }
+            }
+        };
+        let mut req = self
+            .inner
+            .streams
+            .request(call.method.clone(), url)
+            .header(ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let budget = self.inner.config.request_timeout;
+        let sent = match tokio::time::timeout(budget, req.send()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => Err(SendError::NotSent(describe(&e))),
+            Ok(Err(e)) => Err(SendError::MaybeSent(describe(&e))),
+            Err(_) => Err(SendError::MaybeSent(format!(
+                "{}: no answer within {budget:?}",
+                node.name
+            ))),
+        };
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => return StreamOpen::from_step(classify(Kind::Read, Err(e)), None),
+        };
+        let status = resp.status().as_u16();
+        let meta = ResponseMeta::from_headers(&node.name, status, resp.headers());
+        if let Some(r) = meta.revision {
+            self.inner.last_revision.fetch_max(r, Ordering::Relaxed);
+        }
+        if (200..300).contains(&status) {
+            return StreamOpen::Open { resp, meta };
+        }
+        let retry_after = retry_after(resp.headers());
+        let body = match tokio::time::timeout(budget, resp.bytes()).await {
+            Ok(Ok(b)) => Ok(b.to_vec()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(format!(
+                "{}: the error body did not arrive in time",
+                node.name
+            )),
+        };
+        let revision = meta.revision;
+        let raw = Raw {
+            meta,
+            retry_after,
+            body,
+        };
+        StreamOpen::from_step(classify(Kind::Read, Ok(raw)), revision)
+    }
+
     /// Sends `call` to one node, with no retry.
     async fn single(&self, node_url: &str, call: &Call) -> Result<Raw, ClientError> {
         let url = parse_node_url(node_url)?;
@@ -823,6 +1121,14 @@ impl Client {
             let idx = (start + attempt as usize) % n;
             let node = &inner.nodes[idx];
             let outcome = self.send_once(&node.name, &node.url, call).await;
+            // "Nothing there" is an answer from this node, not a failure.
+            let outcome = match outcome {
+                Ok(raw) if call.is_absent(&raw) => {
+                    inner.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(raw);
+                }
+                other => other,
+            };
             match classify(call.kind, outcome) {
                 Step::Done(result) => {
                     inner.preferred.store(idx, Ordering::Relaxed);
