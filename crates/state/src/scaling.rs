@@ -216,7 +216,7 @@ fn decide(p: &ScalingPolicy, f: &ScalingFigures, action: ScalingAction) -> Optio
     let figures = describe(f);
     match action {
         ScalingAction::ScaleUp if f.serving < p.min_agents => Some(format!(
-            "{} serving agents, below min_agents {}; {figures}",
+            "{} serving, below min_agents {}; {figures}",
             f.serving, p.min_agents
         )),
         ScalingAction::ScaleUp if f.average_load > p.high_load && f.serving < p.max_agents => {
@@ -226,7 +226,7 @@ fn decide(p: &ScalingPolicy, f: &ScalingFigures, action: ScalingAction) -> Optio
             ))
         }
         ScalingAction::ScaleDown if f.serving > p.max_agents => Some(format!(
-            "{} serving agents, above max_agents {}; {figures}",
+            "{} serving, above max_agents {}; {figures}",
             f.serving, p.max_agents
         )),
         ScalingAction::ScaleDown if f.average_load < p.low_load && f.serving > p.min_agents => {
@@ -236,7 +236,7 @@ fn decide(p: &ScalingPolicy, f: &ScalingFigures, action: ScalingAction) -> Optio
             ))
         }
         ScalingAction::ReplaceUnhealthy if f.unhealthy > 0 => Some(format!(
-            "{} unhealthy agents (status unhealthy or health below {:.2}); {figures}",
+            "{} unhealthy (status unhealthy or health below {:.2}); {figures}",
             f.unhealthy, p.min_health
         )),
         _ => None,
