@@ -35,6 +35,10 @@ pub use store::{open_store, LogStore, StateMachineStore, StoreError, StoreOption
 pub struct Applied {
     /// The registry revision after the entry was applied.
     pub revision: Revision,
+    /// The entry's log index. A follower that forwarded a write waits until
+    /// it has applied this far before answering; the revision alone does not
+    /// move for changes without events (a scaling policy, a checkpoint).
+    pub log_index: u64,
     /// The command's result; `None` for blank and membership entries.
     pub result: Option<CommandResult>,
 }

@@ -232,7 +232,9 @@ impl Network {
 /// between nodes on distinct addresses of one host (127.0.1.1, 127.0.1.2, ...)
 /// carries each node's own source address and a firewall rule can cut one
 /// link (the chaos tests rely on it). `None` lets the OS choose.
-pub fn peer_http_client(source: Option<std::net::IpAddr>) -> Result<reqwest::Client, reqwest::Error> {
+pub fn peer_http_client(
+    source: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .local_address(source)
         .tcp_nodelay(true)

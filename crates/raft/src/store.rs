@@ -599,6 +599,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 out.push(Applied {
                     revision: g.registry.revision(),
+                    log_index: entry.log_id.index,
                     result,
                 });
             }

@@ -136,10 +136,16 @@ pub async fn discover(
     read_gate(&node, &params).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
-    let out = g.registry.discover(&q);
+    // Only `explain` returns the filter counts, and only the full pass can
+    // count; without it the ranked walk stops after `limit` hits.
+    let (hits, counts) = if req.explain {
+        let out = g.registry.discover(&q);
+        (out.hits, Some(out.counts))
+    } else {
+        (g.registry.discover_hits(&q), None)
+    };
     Ok(Json(DiscoverResponse {
-        agents: out
-            .hits
+        agents: hits
             .into_iter()
             .map(|(agent, why)| DiscoverHit {
                 agent,
@@ -147,7 +153,7 @@ pub async fn discover(
             })
             .collect(),
         sort_by: q.sort_by.as_str().to_string(),
-        filters: req.explain.then_some(out.counts),
+        filters: counts,
         revision: g.registry.revision(),
     }))
 }
@@ -209,7 +215,7 @@ pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<
     };
     read_gate(&node, &params).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
-    let mut hits = node.shared.read().registry.discover(&q).hits;
+    let mut hits = node.shared.read().registry.discover_hits(&q);
     if strategy == "round_robin" {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
         if !hits.is_empty() {

@@ -292,8 +292,8 @@ impl Node {
                             // reaches followers at once, so this costs about
                             // one round trip. Bounded: the write is
                             // committed whatever happens here.
-                            let rev = applied.revision;
-                            let caught_up = self.shared.wait_for(|p| p.revision >= rev);
+                            let index = applied.log_index;
+                            let caught_up = self.shared.wait_for(|p| p.log_index >= index);
                             let _ = tokio::time::timeout_at(deadline.into(), caught_up).await;
                             return applied_result(applied);
                         }

@@ -8,6 +8,17 @@
 //! the candidates, checked against every other constraint by set
 //! membership. No query scans the fleet. Status, health and load filters and
 //! the sort apply to the candidates only.
+//!
+//! Two passes give the same hits in the same order:
+//! - [`RegistryState::discover`] looks at every candidate of the driving
+//!   constraint, so it can count what each filter dropped (`explain`), then
+//!   selects the best `limit` (a partial selection, not a full sort).
+//! - [`RegistryState::discover_hits`], for a query sorted by performance,
+//!   load or health with a required capability, walks that capability's
+//!   ordering ([`crate::ranked`]) from the best agent and stops at the
+//!   `limit`-th agent that passes every constraint and filter: its cost
+//!   follows `limit`, not the number of agents that can do the job. Other
+//!   queries fall back to the full pass.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -18,6 +29,7 @@ use registry_types::{AgentRecord, AgentStatus};
 
 use crate::index::{normalize, AgentKey, Field};
 use crate::machine::{capability_names, RegistryState};
+use crate::ranked::{ascending, descending, performance_of, Order, Ranked};
 
 /// How discovery orders the agents that qualify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +98,7 @@ pub struct DiscoverOutcome {
 /// discounted by how loaded it is: `health_score × (1 − load_factor)`.
 /// A healthy idle agent scores 1; a healthy agent at 80 % load 0.2.
 pub fn performance(r: &AgentRecord) -> f64 {
-    r.health_score * (1.0 - r.load_factor)
+    performance_of(r.health_score, r.load_factor)
 }
 
 fn random_rank(seed: u64, id: &str) -> u64 {
@@ -96,11 +108,28 @@ fn random_rank(seed: u64, id: &str) -> u64 {
     h.finish()
 }
 
+/// One hit: the record and why it matched.
+pub type DiscoverHitOf = (AgentRecord, DiscoverExplanation);
+
+/// A qualified candidate of the full pass, with its sort keys computed once.
+struct Scored<'a> {
+    key: AgentKey,
+    record: &'a AgentRecord,
+    relevance: f64,
+    performance: f64,
+    random: u64,
+}
+
+/// A walk over a capability's ordering longer than this many times the
+/// smallest other constraint is left to the full pass, whose cost follows
+/// that constraint's size (see `discover_ranked`).
+const WALK_FACTOR: usize = 4;
+
 impl RegistryState {
-    /// Runs a discovery query.
-    pub fn discover(&self, q: &Discover) -> DiscoverOutcome {
-        let empty: HashSet<AgentKey> = HashSet::new();
-        // Each constraint: the agent must be in at least one of its sets.
+    /// The query's constraints: the agent must be in at least one set of
+    /// each. The required capabilities come first, in query order (the
+    /// ranked walk relies on it).
+    fn constraints<'a>(&'a self, q: &Discover) -> Vec<Vec<&'a HashSet<AgentKey>>> {
         let mut constraints: Vec<Vec<&HashSet<AgentKey>>> = Vec::new();
         for c in &q.capabilities {
             constraints.push(vec![self.index.get(Field::CapabilityName, c)]);
@@ -133,6 +162,19 @@ impl RegistryState {
                     .collect(),
             );
         }
+        constraints
+    }
+
+    /// Runs a discovery query with exact filter counts (what `explain`
+    /// returns): every candidate of the smallest constraint is looked at.
+    /// The hits come from the ranked walk when the query suits it (see
+    /// [`discover_hits`](Self::discover_hits)), the candidates then only
+    /// being counted; otherwise the best `limit` candidates are selected
+    /// (not the whole list sorted).
+    pub fn discover(&self, q: &Discover) -> DiscoverOutcome {
+        let ranked = self.discover_ranked(q);
+        let empty: HashSet<AgentKey> = HashSet::new();
+        let mut constraints = self.constraints(q);
         if constraints.is_empty() {
             constraints.push(vec![&empty]);
         }
@@ -140,12 +182,14 @@ impl RegistryState {
         let driver = (0..constraints.len())
             .min_by_key(|&i| size(&constraints[i]))
             .unwrap_or(0);
+        // Only a union of several sets can yield an agent twice.
+        let union = constraints[driver].len() > 1;
         let mut seen: HashSet<AgentKey> = HashSet::new();
         let mut counts = DiscoverFilterCounts::default();
-        let mut qualified: Vec<&AgentRecord> = Vec::new();
+        let mut qualified: Vec<(AgentKey, &AgentRecord)> = Vec::new();
         for set in &constraints[driver] {
             for &key in set.iter() {
-                if !seen.insert(key) {
+                if union && !seen.insert(key) {
                     continue;
                 }
                 let all = constraints
@@ -164,71 +208,196 @@ impl RegistryState {
                 } else if r.load_factor > q.max_load_factor {
                     counts.dropped_by_load += 1;
                 } else {
-                    qualified.push(r);
+                    counts.qualified += 1;
+                    if ranked.is_none() {
+                        qualified.push((key, r));
+                    }
                 }
             }
         }
-        counts.qualified = qualified.len() as u64;
-        let relevance = |r: &AgentRecord| -> f64 {
-            if q.text_words.is_empty() {
-                return 0.0;
-            }
-            let key = self.agents.get(&r.agent_id).map(|s| s.key);
-            let matched = q
-                .text_words
-                .iter()
-                .filter(|w| key.is_some_and(|k| self.index.get(Field::Word, w).contains(&k)))
-                .count();
-            matched as f64 / q.text_words.len() as f64
-        };
-        let mut scored: Vec<(&AgentRecord, f64, f64)> = qualified
+        if let Some(hits) = ranked {
+            return DiscoverOutcome { hits, counts };
+        }
+        let words = self.word_sets(q);
+        let mut scored: Vec<Scored> = qualified
             .into_iter()
-            .map(|r| (r, relevance(r), performance(r)))
+            .map(|(key, r)| Scored {
+                key,
+                record: r,
+                relevance: if q.sort_by == SortBy::Relevance {
+                    relevance(&words, key)
+                } else {
+                    0.0
+                },
+                performance: performance(r),
+                random: if q.sort_by == SortBy::Random {
+                    random_rank(q.seed, r.agent_id.as_str())
+                } else {
+                    0
+                },
+            })
             .collect();
-        let by_id = |a: &AgentRecord, b: &AgentRecord| a.agent_id.cmp(&b.agent_id);
         let desc = |a: f64, b: f64| b.partial_cmp(&a).unwrap_or(Ordering::Equal);
-        scored.sort_by(|a, b| {
+        // A total order (ids are unique), so selecting the first `limit`
+        // and sorting them gives exactly the head of the fully sorted list.
+        let order = |a: &Scored, b: &Scored| {
             let primary = match q.sort_by {
-                SortBy::Performance => desc(a.2, b.2),
-                SortBy::Health => desc(a.0.health_score, b.0.health_score),
-                SortBy::Load => {
-                    a.0.load_factor
-                        .partial_cmp(&b.0.load_factor)
-                        .unwrap_or(Ordering::Equal)
+                SortBy::Performance => desc(a.performance, b.performance),
+                SortBy::Health => desc(a.record.health_score, b.record.health_score),
+                SortBy::Load => a
+                    .record
+                    .load_factor
+                    .partial_cmp(&b.record.load_factor)
+                    .unwrap_or(Ordering::Equal),
+                SortBy::Relevance => {
+                    desc(a.relevance, b.relevance).then(desc(a.performance, b.performance))
                 }
-                SortBy::Relevance => desc(a.1, b.1).then(desc(a.2, b.2)),
-                SortBy::Random => random_rank(q.seed, a.0.agent_id.as_str())
-                    .cmp(&random_rank(q.seed, b.0.agent_id.as_str())),
+                SortBy::Random => a.random.cmp(&b.random),
             };
-            primary.then_with(|| by_id(a.0, b.0))
-        });
-        let wanted: HashSet<&String> = q.capabilities.iter().chain(&q.any_capabilities).collect();
+            primary.then_with(|| a.record.agent_id.cmp(&b.record.agent_id))
+        };
+        let k = q.limit.min(scored.len());
+        if k > 0 && k < scored.len() {
+            scored.select_nth_unstable_by(k - 1, order);
+        }
+        scored.truncate(k);
+        scored.sort_unstable_by(order);
         let hits = scored
             .into_iter()
-            .take(q.limit)
-            .map(|(r, relevance, performance)| {
-                let key = self.agents.get(&r.agent_id).map(|s| s.key);
-                let explanation = DiscoverExplanation {
-                    matched_capabilities: capability_names(r)
-                        .into_iter()
-                        .filter(|c| wanted.contains(c))
-                        .collect(),
-                    matched_words: q
-                        .text_words
-                        .iter()
-                        .filter(|w| {
-                            key.is_some_and(|k| self.index.get(Field::Word, w).contains(&k))
-                        })
-                        .cloned()
-                        .collect(),
-                    relevance,
-                    performance,
-                };
-                (r.clone(), explanation)
-            })
+            .map(|s| self.hit(q, &words, s.key, s.record, s.performance))
             .collect();
         DiscoverOutcome { hits, counts }
     }
+
+    /// The hits of [`discover`](Self::discover), without its filter counts,
+    /// which lets a query sorted by performance, load or health with at
+    /// least one required capability walk that capability's ordering from
+    /// the best agent and stop after `limit` hits. Any other query takes
+    /// the full pass. Same agents in the same order as `discover`.
+    pub fn discover_hits(&self, q: &Discover) -> Vec<DiscoverHitOf> {
+        match self.discover_ranked(q) {
+            Some(hits) => hits,
+            None => self.discover(q).hits,
+        }
+    }
+
+    /// The ranked walk, or `None` when the query does not suit it.
+    fn discover_ranked(&self, q: &Discover) -> Option<Vec<DiscoverHitOf>> {
+        let pick: fn(&Ranked) -> &Order = match q.sort_by {
+            SortBy::Performance => |r| &r.by_performance,
+            SortBy::Load => |r| &r.by_load,
+            SortBy::Health => |r| &r.by_health,
+            SortBy::Random | SortBy::Relevance => return None,
+        };
+        // The required capability with the fewest agents drives.
+        let mut driver: Option<(usize, &Ranked)> = None;
+        for (i, c) in q.capabilities.iter().enumerate() {
+            let Some(r) = self.ranked.get(c) else {
+                // Nobody has this capability: nothing qualifies.
+                return Some(Vec::new());
+            };
+            if driver.is_none_or(|(_, d)| r.len() < d.len()) {
+                driver = Some((i, r));
+            }
+        }
+        let (driver, ranked) = driver?;
+        let mut others = self.constraints(q);
+        others.remove(driver);
+        // The walk may pass over many agents that fail another constraint;
+        // when one is much smaller than the walk, checking its agents is
+        // cheaper.
+        let smallest_other = others
+            .iter()
+            .map(|c| c.iter().map(|s| s.len()).sum::<usize>())
+            .min();
+        if smallest_other.is_some_and(|n| n.saturating_mul(WALK_FACTOR) < ranked.len()) {
+            return None;
+        }
+        // Past this sort key nothing can pass the health or load filter, so
+        // the walk ends there. For performance: an agent that passes has
+        // health ≥ min_health ≥ 0 and 1 − load ≥ 1 − max_load ≥ 0, so its
+        // performance is at least min_health × (1 − max_load) (floating
+        // point rounding is monotone, so this holds for the computed values).
+        let stop = match q.sort_by {
+            SortBy::Performance => (q.min_health_score >= 0.0 && q.max_load_factor <= 1.0)
+                .then(|| descending(performance_of(q.min_health_score, q.max_load_factor))),
+            SortBy::Load => Some(ascending(q.max_load_factor)),
+            SortBy::Health => Some(descending(q.min_health_score)),
+            SortBy::Random | SortBy::Relevance => None,
+        };
+        let mut found: Vec<(AgentKey, &AgentRecord)> = Vec::with_capacity(q.limit.min(1024));
+        if q.limit > 0 {
+            for (&(sort_key, _), &key) in pick(ranked) {
+                if stop.is_some_and(|s| sort_key > s) {
+                    break;
+                }
+                if !others.iter().all(|c| c.iter().any(|s| s.contains(&key))) {
+                    continue;
+                }
+                let Some(r) = self.resolve(key) else { continue };
+                if q.statuses.contains(&r.status)
+                    && r.health_score >= q.min_health_score
+                    && r.load_factor <= q.max_load_factor
+                {
+                    found.push((key, r));
+                    if found.len() >= q.limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let words = self.word_sets(q);
+        Some(
+            found
+                .into_iter()
+                .map(|(key, r)| self.hit(q, &words, key, r, performance(r)))
+                .collect(),
+        )
+    }
+
+    /// The posting sets of the query's text words, looked up once.
+    fn word_sets<'a>(&'a self, q: &'a Discover) -> Vec<(&'a String, &'a HashSet<AgentKey>)> {
+        q.text_words
+            .iter()
+            .map(|w| (w, self.index.get(Field::Word, w)))
+            .collect()
+    }
+
+    /// A hit with its explanation.
+    fn hit(
+        &self,
+        q: &Discover,
+        words: &[(&String, &HashSet<AgentKey>)],
+        key: AgentKey,
+        r: &AgentRecord,
+        performance: f64,
+    ) -> DiscoverHitOf {
+        let wanted: HashSet<&String> = q.capabilities.iter().chain(&q.any_capabilities).collect();
+        let explanation = DiscoverExplanation {
+            matched_capabilities: capability_names(r)
+                .into_iter()
+                .filter(|c| wanted.contains(c))
+                .collect(),
+            matched_words: words
+                .iter()
+                .filter(|(_, set)| set.contains(&key))
+                .map(|(w, _)| (*w).clone())
+                .collect(),
+            relevance: relevance(words, key),
+            performance,
+        };
+        (r.clone(), explanation)
+    }
+}
+
+/// The share of the query's words that agent `key` carries (0 without
+/// words).
+fn relevance(words: &[(&String, &HashSet<AgentKey>)], key: AgentKey) -> f64 {
+    if words.is_empty() {
+        return 0.0;
+    }
+    let matched = words.iter().filter(|(_, set)| set.contains(&key)).count();
+    matched as f64 / words.len() as f64
 }
 
 /// Normalizes a list of names or tags, dropping empties and duplicates.

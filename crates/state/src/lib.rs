@@ -12,6 +12,8 @@
 //!   types, runtimes, statuses → agent sets) and text normalization.
 //! - [`query`]: listing with cursors, capability search, stats.
 //! - [`events`]: the bounded event window behind watches.
+//! - [`ranked`]: per-capability orderings by performance, load and health,
+//!   so discovery with one of those sorts stops after `limit` hits.
 //! - [`discover`]: structured discovery (constraints over the index, filters, ranking).
 //! - [`scaling`]: scaling policies, evaluated into advisories on checkpoints.
 
@@ -20,6 +22,7 @@ pub mod events;
 pub mod index;
 pub mod machine;
 pub mod query;
+pub mod ranked;
 pub mod scaling;
 
 pub use events::EventLog;

@@ -15,6 +15,7 @@ use registry_types::scaling::{ScalingAction, ScalingAdvisory, ScalingPolicy};
 
 use crate::events::EventLog;
 use crate::index::{normalize, words, AgentKey, Field, ShardedIndex};
+use crate::ranked::RankedIndex;
 
 /// The normalized, de-duplicated capability names of a record.
 pub fn capability_names(record: &AgentRecord) -> Vec<String> {
@@ -49,23 +50,21 @@ impl Default for StateConfig {
     }
 }
 
-/// One agent in the table: its record and its dense index key.
-#[derive(Clone, Debug)]
-pub(crate) struct Slot {
-    pub(crate) key: AgentKey,
-    pub(crate) record: AgentRecord,
-}
-
 /// The whole replicated registry state.
 #[derive(Clone, Debug)]
 pub struct RegistryState {
-    /// Agents by id; ordered so listings page by id with stable cursors.
-    pub(crate) agents: BTreeMap<AgentId, Slot>,
-    /// Dense key → id, for resolving index postings. `None` for freed keys.
-    pub(crate) by_key: Vec<Option<AgentId>>,
+    /// Agent id → dense key; ordered so listings page by id with stable
+    /// cursors.
+    pub(crate) agents: BTreeMap<AgentId, AgentKey>,
+    /// The records, indexed by dense key: resolving an index posting is one
+    /// array access (no id lookup). `None` for freed keys.
+    pub(crate) slots: Vec<Option<AgentRecord>>,
     /// Freed keys, reused last-in-first-out (deterministic).
     free_keys: Vec<AgentKey>,
     pub(crate) index: ShardedIndex,
+    /// Per-capability orderings by performance, load and health, for
+    /// discovery's early-stopping walk. Derived: rebuilt on restore.
+    pub(crate) ranked: RankedIndex,
     pub(crate) events: EventLog,
     /// The registry revision: +1 for every event.
     pub(crate) revision: Revision,
@@ -106,9 +105,10 @@ impl RegistryState {
     pub fn new(config: StateConfig) -> Self {
         RegistryState {
             agents: BTreeMap::new(),
-            by_key: Vec::new(),
+            slots: Vec::new(),
             free_keys: Vec::new(),
             index: ShardedIndex::default(),
+            ranked: RankedIndex::default(),
             events: EventLog::new(config.event_window),
             revision: 0,
             total_registrations: 0,
@@ -134,7 +134,12 @@ impl RegistryState {
     }
 
     pub fn get(&self, id: &AgentId) -> Option<&AgentRecord> {
-        self.agents.get(id).map(|s| &s.record)
+        self.resolve(*self.agents.get(id)?)
+    }
+
+    /// The record under a dense key: O(1).
+    pub(crate) fn resolve(&self, key: AgentKey) -> Option<&AgentRecord> {
+        self.slots.get(key as usize)?.as_ref()
     }
 
     pub fn events(&self) -> &EventLog {
@@ -143,7 +148,7 @@ impl RegistryState {
 
     /// Every record, in id order.
     pub fn records(&self) -> impl Iterator<Item = &AgentRecord> {
-        self.agents.values().map(|s| &s.record)
+        self.agents.values().filter_map(|k| self.resolve(*k))
     }
 
     /// The single entry point for changes. `log_index` is only for tracing.
@@ -189,20 +194,18 @@ impl RegistryState {
     fn apply_checkpoint(&mut self, entries: &[CheckpointEntry], now: Timestamp) -> CommandResult {
         let (mut applied, mut skipped) = (0, 0);
         for e in entries {
-            let Some(slot) = self.agents.get_mut(&e.agent_id) else {
+            let Some(key) = self.agents.get(&e.agent_id).copied() else {
                 skipped += 1;
                 continue;
             };
-            let r = &mut slot.record;
+            let Some(r) = self.slots[key as usize].as_mut() else {
+                skipped += 1;
+                continue;
+            };
             if e.last_heartbeat > r.last_heartbeat {
                 r.last_heartbeat = e.last_heartbeat;
             }
-            if let Some(h) = e.health_score {
-                r.health_score = h;
-            }
-            if let Some(l) = e.load_factor {
-                r.load_factor = l;
-            }
+            Self::set_scores(&mut self.ranked, key, r, e.health_score, e.load_factor);
             for (k, v) in &e.metrics {
                 r.performance_metrics.insert(k.clone(), *v);
             }
@@ -229,10 +232,9 @@ impl RegistryState {
         let (mut applied, mut skipped) = (0, 0);
         for e in entries {
             let Some(status) = self
-                .agents
                 .get(&e.agent_id)
-                .filter(|s| s.record.epoch == e.epoch)
-                .map(|s| s.record.status)
+                .filter(|r| r.epoch == e.epoch)
+                .map(|r| r.status)
             else {
                 skipped += 1;
                 continue;
@@ -335,17 +337,16 @@ impl RegistryState {
         now: Timestamp,
         cause: Cause,
     ) -> Option<AgentRecord> {
-        let slot = self.agents.get(id)?;
-        let previous = slot.record.status;
+        let key = *self.agents.get(id)?;
+        let previous = self.resolve(key)?.status;
         if previous == status {
-            return Some(slot.record.clone());
+            return self.resolve(key).cloned();
         }
-        let key = slot.key;
         self.index.remove(Field::Status, previous.as_str(), key);
         self.index.insert(Field::Status, status.as_str(), key);
         let revision = self.revision + 1;
         let record = {
-            let r = &mut self.agents.get_mut(id)?.record;
+            let r = self.slots[key as usize].as_mut()?;
             r.status = status;
             r.updated_at = now;
             r.revision = revision;
@@ -371,19 +372,13 @@ impl RegistryState {
         kind: EventKind,
         cause: Cause,
     ) -> Option<Revision> {
-        let slot = self.agents.remove(id)?;
-        self.unindex(slot.key, &slot.record);
-        self.by_key[slot.key as usize] = None;
-        self.free_keys.push(slot.key);
-        self.total_capabilities -= slot.record.capabilities.len() as u64;
-        let revision = self.push_event(
-            kind,
-            Some(&slot.record),
-            Some(slot.record.status),
-            now,
-            cause,
-        );
-        self.runtime_left_if_empty(&slot.record.runtime_id, now, cause);
+        let key = self.agents.remove(id)?;
+        let record = self.slots[key as usize].take()?;
+        self.unindex(key, &record);
+        self.free_keys.push(key);
+        self.total_capabilities -= record.capabilities.len() as u64;
+        let revision = self.push_event(kind, Some(&record), Some(record.status), now, cause);
+        self.runtime_left_if_empty(&record.runtime_id, now, cause);
         Some(revision)
     }
 
@@ -393,7 +388,7 @@ impl RegistryState {
     }
 
     fn apply_register(&mut self, c: &registry_types::command::RegisterCommand) -> CommandResult {
-        let existing = self.agents.get(&c.agent_id).map(|s| &s.record);
+        let existing = self.get(&c.agent_id);
         if let Some(expected) = c.expected_revision {
             let actual = existing.map_or(0, |r| r.revision);
             if actual != expected {
@@ -477,7 +472,6 @@ impl RegistryState {
                 Cause::Registration,
             );
         }
-        let record = self.agents[&c.agent_id].record.clone();
         CommandResult::Agent {
             record: Box::new(record),
             created,
@@ -522,18 +516,18 @@ impl RegistryState {
         now: Timestamp,
     ) -> CommandResult {
         let revision = self.revision + 1;
-        let Some(slot) = self.agents.get_mut(id) else {
+        let Some(r) = self
+            .agents
+            .get(id)
+            .copied()
+            .and_then(|k| Some((k, self.slots[k as usize].as_mut()?)))
+        else {
             return CommandResult::Rejected(Rejection::NotFound {
                 agent_id: id.clone(),
             });
         };
-        let r = &mut slot.record;
-        if let Some(h) = health_score {
-            r.health_score = h;
-        }
-        if let Some(l) = load_factor {
-            r.load_factor = l;
-        }
+        let (key, r) = r;
+        Self::set_scores(&mut self.ranked, key, r, health_score, load_factor);
         for (k, v) in metrics {
             r.performance_metrics.insert(k.clone(), *v);
         }
@@ -564,14 +558,13 @@ impl RegistryState {
         cause: Cause,
         kind: EventKind,
     ) {
-        let key = match (&previous, self.agents.get(&record.agent_id)) {
-            (Some(prev), Some(slot)) => {
-                let key = slot.key;
+        let key = match (&previous, self.agents.get(&record.agent_id).copied()) {
+            (Some(prev), Some(key)) => {
                 self.unindex(key, prev);
                 self.total_capabilities -= prev.capabilities.len() as u64;
                 key
             }
-            _ => self.allocate_key(&record.agent_id),
+            _ => self.allocate_key(),
         };
         let runtime_is_new = !record.runtime_id.is_empty()
             && previous
@@ -583,13 +576,8 @@ impl RegistryState {
                 .is_empty();
         self.index_record(key, &record);
         self.total_capabilities += record.capabilities.len() as u64;
-        self.agents.insert(
-            record.agent_id.clone(),
-            Slot {
-                key,
-                record: record.clone(),
-            },
-        );
+        self.agents.insert(record.agent_id.clone(), key);
+        self.slots[key as usize] = Some(record.clone());
         let revision = self.push_event(
             kind,
             Some(&record),
@@ -606,16 +594,45 @@ impl RegistryState {
         }
     }
 
-    fn allocate_key(&mut self, id: &AgentId) -> AgentKey {
+    /// A free dense key (its slot is empty until the caller fills it).
+    fn allocate_key(&mut self) -> AgentKey {
         match self.free_keys.pop() {
-            Some(k) => {
-                self.by_key[k as usize] = Some(id.clone());
-                k
-            }
+            Some(k) => k,
             None => {
-                self.by_key.push(Some(id.clone()));
-                (self.by_key.len() - 1) as AgentKey
+                self.slots.push(None);
+                (self.slots.len() - 1) as AgentKey
             }
+        }
+    }
+
+    /// Applies a reported health and load to record `r` (key `key`), moving
+    /// it in its capabilities' orderings when either changes. A function of
+    /// the two fields it needs, so callers can hold `r` borrowed from
+    /// `slots` while the orderings change.
+    fn set_scores(
+        ranked: &mut RankedIndex,
+        key: AgentKey,
+        r: &mut AgentRecord,
+        health: Option<f64>,
+        load: Option<f64>,
+    ) {
+        let (old_health, old_load) = (r.health_score, r.load_factor);
+        let new_health = health.unwrap_or(old_health);
+        let new_load = load.unwrap_or(old_load);
+        // Bit equality: a change between -0.0 and 0.0 need not move the
+        // agent, any other change must.
+        if new_health.to_bits() == old_health.to_bits() && new_load.to_bits() == old_load.to_bits()
+        {
+            return;
+        }
+        let names = capability_names(r);
+        for name in &names {
+            ranked.remove(name, &r.agent_id, old_health, old_load);
+        }
+        r.health_score = new_health;
+        r.load_factor = new_load;
+        for name in &names {
+            ranked.insert(name, key, &r.agent_id, new_health, new_load);
         }
     }
 
@@ -701,14 +718,35 @@ impl RegistryState {
         keys
     }
 
+    /// Adds a record to the inverted index and to its capabilities'
+    /// orderings.
     fn index_record(&mut self, key: AgentKey, record: &AgentRecord) {
         for (field, value) in Self::index_keys(record) {
+            if field == Field::CapabilityName {
+                self.ranked.insert(
+                    &value,
+                    key,
+                    &record.agent_id,
+                    record.health_score,
+                    record.load_factor,
+                );
+            }
             self.index.insert(field, &value, key);
         }
     }
 
+    /// Removes a record (as it was indexed) from the inverted index and
+    /// from its capabilities' orderings.
     fn unindex(&mut self, key: AgentKey, record: &AgentRecord) {
         for (field, value) in Self::index_keys(record) {
+            if field == Field::CapabilityName {
+                self.ranked.remove(
+                    &value,
+                    &record.agent_id,
+                    record.health_score,
+                    record.load_factor,
+                );
+            }
             self.index.remove(field, &value, key);
         }
     }
@@ -755,13 +793,13 @@ impl RegistryState {
             .into_iter()
             .map(|a| ((a.capability.clone(), a.action), a))
             .collect();
+        state.slots.reserve_exact(data.agents.len());
         for record in data.agents {
-            let key = state.allocate_key(&record.agent_id);
+            let key = state.allocate_key();
             state.index_record(key, &record);
             state.total_capabilities += record.capabilities.len() as u64;
-            state
-                .agents
-                .insert(record.agent_id.clone(), Slot { key, record });
+            state.agents.insert(record.agent_id.clone(), key);
+            state.slots[key as usize] = Some(record);
         }
         Ok(state)
     }
@@ -774,5 +812,11 @@ impl RegistryState {
     /// Index statistics: keys per shard and total postings.
     pub fn index_stats(&self) -> (Vec<usize>, usize) {
         (self.index.shard_sizes(), self.index.posting_count())
+    }
+
+    /// Entries in the per-capability orderings (three per agent and
+    /// capability), for memory figures and tests.
+    pub fn ranked_entries(&self) -> usize {
+        self.ranked.entry_count()
     }
 }

@@ -16,11 +16,6 @@ use crate::machine::RegistryState;
 pub const MAX_PAGE: usize = 1000;
 
 impl RegistryState {
-    pub(crate) fn resolve(&self, key: AgentKey) -> Option<&AgentRecord> {
-        let id = self.by_key.get(key as usize)?.as_ref()?;
-        self.agents.get(id).map(|s| &s.record)
-    }
-
     /// The posting sets a listing filter implies, one per given filter.
     fn filter_sets(&self, f: &ListFilter) -> Vec<&HashSet<AgentKey>> {
         let mut sets = Vec::new();
@@ -62,7 +57,7 @@ impl RegistryState {
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
                     .take(limit + 1);
-                page.extend(range.map(|(_, s)| s.record.clone()));
+                page.extend(range.filter_map(|(_, k)| self.resolve(*k)).cloned());
             }
             // A small candidate set: resolve, sort, cut.
             Some((smallest, rest)) if smallest.len() * 8 <= self.agents.len().max(1) => {
@@ -82,9 +77,10 @@ impl RegistryState {
                 let walk = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
-                    .filter(|(_, s)| sets.iter().all(|set| set.contains(&s.key)))
+                    .filter(|(_, k)| sets.iter().all(|set| set.contains(*k)))
+                    .filter_map(|(_, k)| self.resolve(*k))
                     .take(limit + 1);
-                page.extend(walk.map(|(_, s)| s.record.clone()));
+                page.extend(walk.cloned());
             }
         }
         let next = if page.len() > limit {
@@ -163,7 +159,7 @@ impl RegistryState {
             }
             // No alphanumeric character in the query: nothing indexed can
             // narrow it, so every agent is a candidate.
-            None => out.extend(self.agents.values().map(|s| s.key)),
+            None => out.extend(self.agents.values().copied()),
         }
         out
     }

@@ -331,3 +331,166 @@ fn explain_counts_what_each_filter_dropped() {
     );
     assert!((out.hits[0].1.performance - 0.81).abs() < 1e-9);
 }
+
+// ---- `discover_hits`: the ranked walk (performance, load, health with a
+// required capability) and its fallback must give the same hits, in the same
+// order and with the same explanations, as `discover` and the brute force,
+// also after the records' health, load, capabilities and statuses change and
+// after a snapshot round trip (which rebuilds the orderings).
+
+/// A change to the fleet after it was registered.
+#[derive(Clone, Debug)]
+enum Change {
+    /// `SetHealth` with a new health and/or load.
+    Health(usize, Option<u8>, Option<u8>),
+    /// A checkpoint entry with a new health and/or load.
+    Heartbeat(usize, Option<u8>, Option<u8>),
+    /// Re-registration with other capabilities (and health, load).
+    Reregister(usize, Spec),
+    Deregister(usize),
+    Status(usize, usize),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let h = prop::option::of(0..=10u8);
+    prop_oneof![
+        (0..40usize, h.clone(), h.clone()).prop_map(|(i, a, b)| Change::Health(i, a, b)),
+        (0..40usize, h.clone(), h).prop_map(|(i, a, b)| Change::Heartbeat(i, a, b)),
+        (0..40usize, spec()).prop_map(|(i, s)| Change::Reregister(i, s)),
+        (0..40usize).prop_map(Change::Deregister),
+        (0..40usize, 0..STATUSES.len()).prop_map(|(i, s)| Change::Status(i, s)),
+    ]
+}
+
+fn apply_changes(state: &mut RegistryState, changes: &[Change]) {
+    let unit = |x: Option<u8>| x.map(|v| f64::from(v) / 10.0);
+    for (n, c) in changes.iter().enumerate() {
+        let log = 10_000 + n as u64;
+        let now = 10_000 + n as i64;
+        let cmd = match c {
+            Change::Health(i, h, l) => {
+                common::set_health(&format!("a{i:03}"), unit(*h), unit(*l), &[], now)
+            }
+            Change::Heartbeat(i, h, l) => {
+                let mut e = common::heard(&format!("a{i:03}"), now);
+                e.health_score = unit(*h);
+                e.load_factor = unit(*l);
+                common::checkpoint(vec![e], now)
+            }
+            Change::Reregister(i, sp) => {
+                // Register the spec as agent i of a one-agent fleet, then
+                // copy that registration under agent i's id.
+                let one = fleet(std::slice::from_ref(sp));
+                let r = one.records().next().expect("one agent").clone();
+                let mut c = common::reg(&format!("a{i:03}"), now);
+                c.capabilities = r.capabilities;
+                c.tags = r.tags;
+                c.agent_type = r.agent_type;
+                c.runtime_id = r.runtime_id;
+                c.health_score = Some(r.health_score);
+                c.load_factor = Some(r.load_factor);
+                register(c)
+            }
+            Change::Deregister(i) => common::deregister(&format!("a{i:03}"), now),
+            Change::Status(i, s) => common::set_status(&format!("a{i:03}"), STATUSES[*s], now),
+        };
+        state.apply(log, &cmd);
+    }
+}
+
+fn hit_ids(hits: &[(AgentRecord, registry_types::api::DiscoverExplanation)]) -> Vec<String> {
+    hits.iter().map(|(r, _)| r.agent_id.to_string()).collect()
+}
+
+/// Checks `discover_hits` and `discover` against the brute force and each
+/// other, for `q` and for the same query under every sort.
+fn check_all_sorts(state: &RegistryState, q: &Discover) -> Result<(), TestCaseError> {
+    for sort_by in [
+        q.sort_by,
+        SortBy::Performance,
+        SortBy::Load,
+        SortBy::Health,
+        SortBy::Relevance,
+    ] {
+        let q = Discover {
+            sort_by,
+            ..q.clone()
+        };
+        let want = brute(state, &q);
+        let fast = state.discover_hits(&q);
+        let full = state.discover(&q);
+        prop_assert_eq!(hit_ids(&fast), want.clone(), "discover_hits, {:?}", sort_by);
+        prop_assert_eq!(hit_ids(&full.hits), want, "discover, {:?}", sort_by);
+        prop_assert_eq!(&fast, &full.hits, "explanations differ, {:?}", sort_by);
+    }
+    // The random order is the same under both entry points.
+    let q = Discover {
+        sort_by: SortBy::Random,
+        ..q.clone()
+    };
+    prop_assert_eq!(state.discover_hits(&q), state.discover(&q).hits);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn discover_hits_equal_a_brute_force_scan(specs in prop::collection::vec(spec(), 0..40), q in query()) {
+        let state = fleet(&specs);
+        check_all_sorts(&state, &q)?;
+    }
+
+    #[test]
+    fn discover_hits_follow_changes_and_restore(
+        specs in prop::collection::vec(spec(), 1..40),
+        changes in prop::collection::vec(change(), 0..30),
+        q in query(),
+    ) {
+        let mut state = fleet(&specs);
+        apply_changes(&mut state, &changes);
+        check_all_sorts(&state, &q)?;
+        let restored = RegistryState::restore(Default::default(), state.snapshot())
+            .expect("restore");
+        prop_assert_eq!(restored.ranked_entries(), state.ranked_entries());
+        check_all_sorts(&restored, &q)?;
+    }
+}
+
+/// Many agents tied on performance (the benchmark's fleet: all healthy and
+/// idle): the walk returns them by id, and stops at `limit`.
+#[test]
+fn ranked_walk_breaks_ties_by_id() {
+    let specs: Vec<Spec> = (0..30)
+        .map(|i| Spec {
+            caps: vec![0],
+            cap_tags: vec![],
+            tags: vec![],
+            agent_type: 0,
+            runtime: 0,
+            status: 0,
+            health: if i % 3 == 0 { 9 } else { 10 },
+            load: 0,
+        })
+        .collect();
+    let state = fleet(&specs);
+    let q = Discover {
+        capabilities: vec!["trading".into()],
+        any_capabilities: vec![],
+        text_words: vec![],
+        tags: vec![],
+        agent_type: None,
+        runtime_id: None,
+        statuses: vec![AgentStatus::Active],
+        min_health_score: 0.5,
+        max_load_factor: 0.8,
+        sort_by: SortBy::Performance,
+        limit: 5,
+        seed: 1,
+    };
+    let got = hit_ids(&state.discover_hits(&q));
+    assert_eq!(got, vec!["a001", "a002", "a004", "a005", "a007"]);
+    assert_eq!(got, brute(&state, &q));
+    // Every agent has one capability: three orderings of 30 agents.
+    assert_eq!(state.ranked_entries(), 90);
+}
