@@ -388,6 +388,13 @@ impl Liveness {
         self.brake.lock().map(|b| b.engaged()).unwrap_or(false)
     }
 
+    /// Whether this node's liveness task runs for the current leadership:
+    /// its lease table was cleared for it and deadlines have a start. A
+    /// beat recorded before that would be wiped by the clear.
+    fn leading(&self) -> bool {
+        self.since.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
     fn set_since(&self, t: Option<Instant>) {
         if let Ok(mut s) = self.since.lock() {
             *s = t;
@@ -419,6 +426,16 @@ impl Node {
         id: &AgentId,
         beat: Beat,
     ) -> Result<HeartbeatResponse, ErrorBody> {
+        if !self.liveness.leading() {
+            // Elected a moment ago: the liveness task has not yet reset the
+            // lease table for this term. Recording now would be undone by
+            // that reset while the agent is told it was heard (the chaos
+            // tests caught agents going offline a TTL early this way).
+            return Err(ErrorBody::new(
+                ErrorCode::Unavailable,
+                "this node became leader a moment ago and is not yet recording heartbeats; retry",
+            ));
+        }
         let limits = self.config.limits();
         let (current, ttl) = {
             let g = self.shared.read();
