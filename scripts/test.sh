@@ -8,6 +8,7 @@
 #   clippy   cargo clippy --release --all-targets --workspace -- -D warnings
 #   nextest  cargo nextest run --release --workspace
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
+#   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
 #
 # One build profile: everything is --release, so RocksDB is compiled once.
 # The smoke stage is skipped (with a SKIP line) only when no docker daemon
@@ -56,6 +57,20 @@ elif [[ "${CI:-}" == true ]]; then
 else
     echo "SKIP: compose smoke test (no docker daemon reachable: docker info failed)"
     timings+=("$(printf '%-8s %8s  %s' smoke - SKIPPED)")
+fi
+
+# The chaos CI tier: every fault family briefly on a real 3-node cluster,
+# histories checked; fails on any anomaly or undecided verdict. Needs root
+# (iptables, tc on lo).
+if [[ "$(id -u)" == 0 ]]; then
+    stage chaos "$REPO_ROOT/scripts/chaos.sh" ci
+elif [[ "${CI:-}" == true ]]; then
+    print_timings
+    echo "test: FAILED: CI=true but not root, so the chaos tier (iptables, tc) cannot run"
+    exit 1
+else
+    echo "SKIP: chaos tier (needs root for iptables and tc: sudo scripts/chaos.sh ci)"
+    timings+=("$(printf '%-8s %8s  %s' chaos - SKIPPED)")
 fi
 
 print_timings
