@@ -88,7 +88,8 @@ fn main() {
 
     // The records alone, as plain values.
     let before_records = live();
-    let records: Vec<AgentRecord> = state.records().cloned().collect();
+    let mut records: Vec<AgentRecord> = Vec::with_capacity(state.len());
+    records.extend(state.records().cloned());
     let records_bytes = live() - before_records;
     drop(records);
 
