@@ -8,6 +8,7 @@
 #   clippy   cargo clippy --release --all-targets --workspace -- -D warnings
 #   nextest  cargo nextest run --release --workspace
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
+#   bench    scripts/bench.sh all --quick (every benchmark scenario, small numbers)
 #   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
 #
 # One build profile: everything is --release, so RocksDB is compiled once.
@@ -58,6 +59,10 @@ else
     echo "SKIP: compose smoke test (no docker daemon reachable: docker info failed)"
     timings+=("$(printf '%-8s %8s  %s' smoke - SKIPPED)")
 fi
+
+# The benchmark harness in quick mode: registry and etcd side by side with
+# small numbers, to prove every scenario still runs (figures not asserted).
+stage bench "$REPO_ROOT/scripts/bench.sh" all --quick
 
 # The chaos CI tier: every fault family briefly on a real 3-node cluster,
 # histories checked; fails on any anomaly or undecided verdict. Needs root

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use super::{agent_body, http, leader_of, run_workers, summarize, Until};
+use super::{
+    agent_body, any_body, http, leader_of, run_pool, run_workers, send_ok, summarize, Until,
+};
 
 /// Single heartbeats for agents `bench-0..agents` as fast as `concurrency`
 /// connections allow, for `seconds`, to the leader or spread over all nodes.
@@ -131,19 +133,34 @@ pub async fn expiry(
             }
         })
     };
-    let (_, errors) = {
+    // A registration that fails (a timeout while checkpoints of the beating
+    // fleet load the leader) is sent again: it is an upsert, and setup is
+    // not what this scenario measures.
+    let errors = {
         let (client, nodes) = (client.clone(), nodes.clone());
-        run_workers(concurrency, Until::Count(agents), None, move |w, k| {
+        run_pool(concurrency, Until::Count(agents), None, move |w, k| {
             let mut body = agent_body(k);
             body["agent_id"] = json!(format!("expiry-{k:07}"));
             body["ttl_seconds"] = json!(ttl_s);
             body["offline_after_seconds"] = json!(offline_s);
             body["deregister_after_seconds"] = json!(0);
-            client
-                .post(format!("{}/v1/agents", nodes[(w + k) % nodes.len()]))
-                .json(&body)
+            let (client, nodes) = (client.clone(), nodes.clone());
+            async move {
+                for attempt in 0..5u64 {
+                    let url = format!(
+                        "{}/v1/agents",
+                        nodes[(w + k + attempt as usize) % nodes.len()]
+                    );
+                    if send_ok(client.post(url).json(&body), any_body).await {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+                false
+            }
         })
         .await?
+        .errors
     };
     if errors > 0 {
         bail!("{errors} registrations failed");
