@@ -353,13 +353,25 @@ fn leader_changes(h: &History) -> (u64, u64) {
     (n, n.saturating_sub(1))
 }
 
+/// The longest stretch without a successful write while the workload was
+/// still writing: from the run's start to the last write it invoked (the
+/// run's closing phase, final reads and silent-agent polls, writes nothing
+/// and is not a gap).
 fn longest_write_gap(h: &History, end: Micros) -> WriteGap {
+    let last_attempt = h
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Register { .. } | OpKind::Delete))
+        .map(|o| o.invoke_us)
+        .max();
+    let end = last_attempt.map_or(end, |t| t.min(end));
     let mut points: Vec<Micros> = h
         .ops
         .iter()
         .filter(|o| matches!(o.kind, OpKind::Register { .. } | OpKind::Delete))
         .filter(|o| matches!(o.outcome, Outcome::Ok { .. }))
         .filter_map(|o| o.complete_us)
+        .filter(|&t| t <= end)
         .collect();
     points.push(0);
     points.push(end);
