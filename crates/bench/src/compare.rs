@@ -232,6 +232,29 @@ where
     false
 }
 
+/// Fills a fresh cluster with agents `0..n` (etcd: with their capability
+/// index keys, all under their leases) and waits until every node holds
+/// them. Not timed.
+async fn fill_fleet(
+    sys: System,
+    client: &reqwest::Client,
+    urls: &[String],
+    n: usize,
+    ttl: u32,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    match sys {
+        System::Registry => {
+            registry_fill(client, urls, 0, n, ttl, concurrency).await?;
+            registry_settle(client, urls, n).await
+        }
+        System::Etcd => {
+            etcd_fill(client, urls, 0, n, u64::from(ttl), true, concurrency).await?;
+            etcd_settle(client, urls, n).await
+        }
+    }
+}
+
 /// Registers agents `from..to` on the registry, spread over the nodes.
 async fn registry_fill(
     client: &reqwest::Client,
@@ -676,25 +699,7 @@ async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
     for sys in [System::Registry, System::Etcd] {
         let c = start(cfg, sys, 3, &[]).await?;
         log(format!("{}: {n} agents (not timed)", sys.name()));
-        match sys {
-            System::Registry => {
-                registry_fill(&client, &c.urls, 0, n, LONG_TTL, cfg.concurrency).await?;
-                registry_settle(&client, &c.urls, n).await?;
-            }
-            System::Etcd => {
-                etcd_fill(
-                    &client,
-                    &c.urls,
-                    0,
-                    n,
-                    u64::from(LONG_TTL),
-                    true,
-                    cfg.concurrency,
-                )
-                .await?;
-                etcd_settle(&client, &c.urls, n).await?;
-            }
-        }
+        fill_fleet(sys, &client, &c.urls, n, LONG_TTL, cfg.concurrency).await?;
         let mut side = Vec::new();
         for &(stale, to, rate) in &variants {
             let leader = c.wait_leader(&client, Duration::from_secs(10)).await?;
@@ -824,16 +829,7 @@ async fn mixed(cfg: &Config) -> anyhow::Result<ScenarioOut> {
         log(format!("{}: {n} agents (not timed)", sys.name()));
         // A TTL of 300 s: beating every 10 s, nobody expires unless the
         // heartbeat rate collapses.
-        match sys {
-            System::Registry => {
-                registry_fill(&client, &c.urls, 0, n, 300, cfg.concurrency).await?;
-                registry_settle(&client, &c.urls, n).await?;
-            }
-            System::Etcd => {
-                etcd_fill(&client, &c.urls, 0, n, 300, true, cfg.concurrency).await?;
-                etcd_settle(&client, &c.urls, n).await?;
-            }
-        }
+        fill_fleet(sys, &client, &c.urls, n, 300, cfg.concurrency).await?;
         let secs = cfg.mixed_seconds;
         log(format!(
             "{}: mixed fleet for {secs} s: {:.0} heartbeats/s, {:.1} churns/s, {:.0} discoveries/s",
@@ -1403,25 +1399,7 @@ async fn footprint(cfg: &Config) -> anyhow::Result<ScenarioOut> {
     for sys in [System::Registry, System::Etcd] {
         let mut c = start(cfg, sys, 3, &[]).await?;
         log(format!("{}: {n} agents (not timed)", sys.name()));
-        match sys {
-            System::Registry => {
-                registry_fill(&client, &c.urls, 0, n, LONG_TTL, cfg.concurrency).await?;
-                registry_settle(&client, &c.urls, n).await?;
-            }
-            System::Etcd => {
-                etcd_fill(
-                    &client,
-                    &c.urls,
-                    0,
-                    n,
-                    u64::from(LONG_TTL),
-                    true,
-                    cfg.concurrency,
-                )
-                .await?;
-                etcd_settle(&client, &c.urls, n).await?;
-            }
-        }
+        fill_fleet(sys, &client, &c.urls, n, LONG_TTL, cfg.concurrency).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         c.check_alive()?;
         let mb = |b: Option<u64>| b.map(|b| b as f64 / 1e6);
