@@ -367,6 +367,11 @@ pub struct Liveness {
     /// a status change) is reason enough for an empty checkpoint, so that
     /// advisories follow within one checkpoint interval.
     evaluated_revision: AtomicU64,
+    /// When a quorum last acknowledged this leader, as read from Raft's
+    /// metrics: heartbeats are recorded only while that is recent, so a
+    /// leader cut off from the others (or paused and resumed, still
+    /// believing it leads) stops telling agents they were heard.
+    quorum_ack_at: Mutex<Option<Instant>>,
 }
 
 impl Liveness {
@@ -381,6 +386,7 @@ impl Liveness {
             )),
             forwarder: HeartbeatForwarder::default(),
             evaluated_revision: AtomicU64::new(0),
+            quorum_ack_at: Mutex::new(None),
         }
     }
 
@@ -393,6 +399,20 @@ impl Liveness {
     /// beat recorded before that would be wiped by the clear.
     fn leading(&self) -> bool {
         self.since.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    fn set_quorum_ack(&self, at: Option<Instant>) {
+        if let Ok(mut q) = self.quorum_ack_at.lock() {
+            *q = at;
+        }
+    }
+
+    /// Time since a quorum last acknowledged this leader; `None` when never.
+    fn since_quorum_ack(&self) -> Option<Duration> {
+        self.quorum_ack_at
+            .lock()
+            .ok()
+            .and_then(|q| q.map(|t| t.elapsed()))
     }
 
     fn set_since(&self, t: Option<Instant>) {
@@ -426,6 +446,20 @@ impl Node {
         id: &AgentId,
         beat: Beat,
     ) -> Result<HeartbeatResponse, ErrorBody> {
+        // Half the shortest election timeout: a leader that has not heard
+        // from a quorum for that long may be on the wrong side of a
+        // partition, and beats it records would be lost with it.
+        let quorum_window = Duration::from_millis(self.config.election_timeout_ms().0 / 2);
+        if self
+            .liveness
+            .since_quorum_ack()
+            .is_none_or(|d| d > quorum_window)
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::Unavailable,
+                "this leader has not heard from a quorum recently and may have been replaced; retry on another node",
+            ));
+        }
         if !self.liveness.leading() {
             // Elected a moment ago: the liveness task has not yet reset the
             // lease table for this term. Recording now would be undone by
@@ -507,6 +541,7 @@ impl Node {
                 node.metrics.brake_engaged.set(i64::from(inherited));
                 let raft_stopped = node.lead_liveness(&mut metrics).await;
                 node.liveness.set_since(None);
+                node.liveness.set_quorum_ack(None);
                 node.liveness.leases.clear();
                 // Only a leader brakes: a deposed one must not keep
                 // reporting a brake it no longer holds.
@@ -557,6 +592,10 @@ impl Node {
                     if !self.is_leader() {
                         return false;
                     }
+                    let ack = metrics.borrow().millis_since_quorum_ack;
+                    self.liveness.set_quorum_ack(
+                        ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms))),
+                    );
                 }
             }
         }

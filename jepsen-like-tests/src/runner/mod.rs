@@ -95,7 +95,11 @@ pub fn liveness_params() -> LivenessParams {
         // reads, the read's own round trip (a read index and an apply,
         // ~100 ms on loopback), and one checkpoint interval, by which a
         // deadline can move earlier when a leader changes (docs/api.md).
-        grace_ms: workload::SILENT_POLL.as_millis() as u64 + 100 + checkpoint_ms,
+        // Plus the leader's quorum window (half the shortest election
+        // timeout): a leader answers heartbeats only while a quorum
+        // acknowledged it that recently, so beats up to that long after it
+        // was cut off can still be lost with it (docs/api.md).
+        grace_ms: workload::SILENT_POLL.as_millis() as u64 + 100 + checkpoint_ms + 250,
         // docs/api.md "Expiry bound": sweep + election + the new leader's
         // grace of one election timeout.
         expiry_bound_ms: sweep_ms + 2 * election_max_ms,
