@@ -345,38 +345,34 @@ async fn registry_settle(
     urls: &[String],
     n: usize,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for u in urls {
-        loop {
-            let total = async {
-                let r = client
-                    .get(format!("{u}/v1/stats?consistency=stale"))
-                    .send()
-                    .await
-                    .ok()?;
-                let v: Value = r.json().await.ok()?;
-                v["total_agents"].as_u64()
-            }
-            .await;
-            if total >= Some(n as u64) {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{u} shows {total:?} agents, wanted {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
+    settle(urls, n, |u| async move {
+        let r = client
+            .get(format!("{u}/v1/stats?consistency=stale"))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        v["total_agents"].as_u64()
+    })
+    .await
 }
 
 /// Waits until every etcd member has applied `n` agent records.
 async fn etcd_settle(client: &reqwest::Client, urls: &[String], n: usize) -> anyhow::Result<()> {
+    settle(urls, n, |u| etcd::count(client, u, "/agents/")).await
+}
+
+/// Polls `count` on every node until each reports at least `n` agents, for
+/// at most two minutes in all.
+async fn settle<'a, F, Fut>(urls: &'a [String], n: usize, count: F) -> anyhow::Result<()>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: Future<Output = Option<u64>>,
+{
     let deadline = Instant::now() + Duration::from_secs(120);
     for u in urls {
         loop {
-            let c = etcd::count(client, u, "/agents/").await;
+            let c = count(u).await;
             if c >= Some(n as u64) {
                 break;
             }
