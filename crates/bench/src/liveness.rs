@@ -98,8 +98,8 @@ async fn beat_all(client: &reqwest::Client, node: &str, agents: usize) -> anyhow
     Ok(())
 }
 
-/// Registers `agents` agents with a short TTL while beating them (batched,
-/// every second), waits until every node shows all of them registered and
+/// Registers `agents` agents while beating them (batched, a round every
+/// third of the TTL, at least every second), waits until every node shows all of them registered and
 /// none offline, then stops beating at once and measures until every node
 /// shows them all offline. The clock starts when the last heartbeat round
 /// was answered.
@@ -112,6 +112,7 @@ pub async fn expiry(
     timeout_s: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let client = http()?;
+    let period = Duration::from_secs(u64::from(ttl_s / 3).max(1));
     let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let last_round = Arc::new(std::sync::Mutex::new(Instant::now()));
     let beater = {
@@ -129,7 +130,10 @@ pub async fn expiry(
                         *l = Instant::now();
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())).await;
+                // Wake often enough to stop promptly once told to.
+                while beating.load(Ordering::Relaxed) && t.elapsed() < period {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         })
     };
