@@ -28,6 +28,9 @@ use crate::{Applied, TypeConfig, RAFT_RPC_PREFIX};
 
 /// Path of forwarded writes.
 pub const FORWARD_PATH: &str = "/internal/forward";
+/// Path of several forwarded writes in one call (a follower groups the
+/// writes that arrive while its previous calls are in flight).
+pub const FORWARD_MANY_PATH: &str = "/internal/forward-many";
 /// Path of read-index requests.
 pub const READ_INDEX_PATH: &str = "/internal/read-index";
 /// Content type of internal bincode bodies.
@@ -65,7 +68,7 @@ pub struct ReadIndex {
 }
 
 /// Transport-level failure talking to a peer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PeerError {
     /// The connection could not be made: the request was not sent.
     #[error("peer {addr} unreachable: {msg}")]
@@ -156,6 +159,16 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Result<Applied, ForwardError>, PeerError> {
         self.call(FORWARD_PATH, req, timeout).await
+    }
+
+    /// Forwards several writes to this peer (the leader) in one call; one
+    /// result per request, in order.
+    pub async fn forward_many(
+        &self,
+        reqs: &[ForwardRequest],
+        timeout: Duration,
+    ) -> Result<Vec<Result<Applied, ForwardError>>, PeerError> {
+        self.call(FORWARD_MANY_PATH, &reqs, timeout).await
     }
 
     /// Asks this peer (the leader) for a read index.

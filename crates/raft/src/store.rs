@@ -150,6 +150,92 @@ pub struct LogStore {
     /// Highest committed log index this node has been told of (for
     /// `/v1/cluster`; openraft 0.9 does not report it in its metrics).
     committed: Arc<AtomicU64>,
+    /// The latest appended entries, decoded.
+    recent: Arc<std::sync::Mutex<RecentEntries>>,
+}
+
+/// The tail of the log, kept decoded in memory.
+///
+/// openraft 0.9 reads every entry back from the log store twice on the
+/// leader (to replicate it and to apply it) and once on a follower (to apply
+/// it); from RocksDB each read is an iterator seek plus a bincode decode of
+/// the whole entry, which was about a twentieth of a follower's CPU under a
+/// registration load. The tail holds the entries most recently appended,
+/// contiguous and ending at the last one in the log, so any read starting
+/// inside it is answered from memory; older reads go to RocksDB.
+#[derive(Default)]
+pub struct RecentEntries {
+    entries: std::collections::VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    /// Entries kept at most, and their encoded size at most.
+    const MAX_ENTRIES: usize = 4096;
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    /// Forgets entries at or after `index` (a truncation).
+    fn truncate(&mut self, index: u64) {
+        while let Some((e, n)) = self.entries.back() {
+            if e.log_id.index < index {
+                break;
+            }
+            self.bytes -= n;
+            self.entries.pop_back();
+        }
+    }
+
+    /// Forgets entries at or before `index` (a purge).
+    fn purge(&mut self, index: u64) {
+        while let Some((e, n)) = self.entries.front() {
+            if e.log_id.index > index {
+                break;
+            }
+            self.bytes -= n;
+            self.entries.pop_front();
+        }
+    }
+
+    fn push(&mut self, entry: Entry, size: usize) {
+        let index = entry.log_id.index;
+        self.truncate(index);
+        if let Some((last, _)) = self.entries.back() {
+            if last.log_id.index + 1 != index {
+                // Not contiguous with what is kept: start over from here.
+                self.entries.clear();
+                self.bytes = 0;
+            }
+        }
+        self.entries.push_back((entry, size));
+        self.bytes += size;
+        while self.entries.len() > Self::MAX_ENTRIES || self.bytes > Self::MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
+
+    /// The entries of `range`, if its start is kept.
+    fn get<RB: RangeBounds<u64>>(&self, range: &RB, start: u64) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if start < first {
+            return None;
+        }
+        let skip = (start - first) as usize;
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take_while(|(e, _)| range.contains(&e.log_id.index))
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
 }
 
 /// A snapshot as kept on disk.
@@ -249,6 +335,7 @@ pub fn open_store(
         wal_syncs,
         wal_synced_appends,
         committed: Arc::new(AtomicU64::new(committed)),
+        recent: Default::default(),
     };
     let sm = StateMachineStore {
         shared: shared.clone(),
@@ -320,6 +407,10 @@ fn write_snapshot_file(dir: &Path, snap: &StoredSnapshot) -> std::io::Result<()>
 }
 
 impl LogStore {
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
         // Both families are created on open; their absence is a bug.
         self.db.cf_handle(CF_LOG).expect("log column family exists")
@@ -386,6 +477,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             std::ops::Bound::Excluded(x) => x.saturating_add(1),
             std::ops::Bound::Unbounded => 0,
         };
+        if let Some(hit) = self.recent().get(&range, start) {
+            return Ok(hit);
+        }
         let from = id_key(start);
         let iter = self
             .db
@@ -461,24 +555,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
-        let mut n = 0usize;
+        let mut kept = Vec::new();
         for entry in entries {
             let bytes = encode(&entry).map_err(write_logs_err)?;
-            batch.put_cf(self.cf_log(), id_key(entry.log_id.index), bytes);
-            n += 1;
+            batch.put_cf(self.cf_log(), id_key(entry.log_id.index), &bytes);
+            kept.push((entry, bytes.len()));
         }
         // Written without a sync; the flusher confirms the append to
         // openraft only after the WAL holding it has been synced.
         let res = self.db.write(batch);
-        debug!(entries = n, ok = res.is_ok(), "log append");
+        debug!(entries = kept.len(), ok = res.is_ok(), "log append");
         match res {
             Ok(()) => {
+                {
+                    let mut recent = self.recent();
+                    for (entry, size) in kept {
+                        recent.push(entry, size);
+                    }
+                }
                 if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
                     cb.log_io_completed(Err(std::io::Error::other("WAL flusher stopped")));
                 }
                 Ok(())
             }
             Err(e) => {
+                // What the failed write may have replaced is unknown here.
+                *self.recent() = RecentEntries::default();
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
                 Err(write_logs_err(e))
             }
@@ -487,6 +589,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
         debug!(%log_id, "truncate log since");
+        self.recent().truncate(log_id.index);
         let from = id_key(log_id.index);
         let to = id_key(u64::MAX);
         let mut batch = WriteBatch::default();
@@ -500,6 +603,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
         debug!(%log_id, "purge log upto");
+        self.recent().purge(log_id.index);
         // Record the purge point first: a crash in between leaves extra
         // entries below it, which are ignored, never a hole above it.
         self.put_meta(KEY_PURGED, &log_id, ErrorSubject::Logs)?;
@@ -585,30 +689,35 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut out = Vec::new();
-        let pos = {
+        let mut pos = None;
+        // The write lock is taken per entry, not per call: openraft hands
+        // over every committed entry at once, and a run of checkpoints or
+        // full group-commit batches held under one lock would stall every
+        // reader for its whole length.
+        for entry in entries {
             let mut g = self.shared.write();
-            for entry in entries {
-                g.last_applied = Some(entry.log_id);
-                let result = match entry.payload {
-                    EntryPayload::Blank => None,
-                    EntryPayload::Normal(cmd) => Some(g.registry.apply(entry.log_id.index, &cmd)),
-                    EntryPayload::Membership(m) => {
-                        g.membership = StoredMembership::new(Some(entry.log_id), m);
-                        None
-                    }
-                };
-                out.push(Applied {
-                    revision: g.registry.revision(),
-                    log_index: entry.log_id.index,
-                    result,
-                });
-            }
-            AppliedPosition {
+            g.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(cmd) => Some(g.registry.apply(entry.log_id.index, &cmd)),
+                EntryPayload::Membership(m) => {
+                    g.membership = StoredMembership::new(Some(entry.log_id), m);
+                    None
+                }
+            };
+            out.push(Applied {
+                revision: g.registry.revision(),
+                log_index: entry.log_id.index,
+                result,
+            });
+            pos = Some(AppliedPosition {
                 log_index: g.last_applied.map_or(0, |l| l.index),
                 revision: g.registry.revision(),
-            }
-        };
-        self.shared.publish(pos);
+            });
+        }
+        if let Some(pos) = pos {
+            self.shared.publish(pos);
+        }
         Ok(out)
     }
 
@@ -669,5 +778,71 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(v: Option<Vec<Entry>>) -> Option<Vec<u64>> {
+        v.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn recent_entries_answer_only_reads_starting_inside_them() {
+        let mut r = RecentEntries::default();
+        assert_eq!(indexes(r.get(&(1..), 1)), None);
+        for i in 5..=9 {
+            r.push(entry(i), 10);
+        }
+        assert_eq!(indexes(r.get(&(4..), 4)), None, "4 was never kept");
+        assert_eq!(indexes(r.get(&(6..8), 6)), Some(vec![6, 7]));
+        assert_eq!(indexes(r.get(&(7..), 7)), Some(vec![7, 8, 9]));
+        assert_eq!(indexes(r.get(&(12..), 12)), Some(vec![]));
+
+        // A truncation drops the tail; an append after it continues there.
+        r.truncate(8);
+        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6, 7]));
+        r.push(entry(8), 10);
+        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6, 7, 8]));
+        // Overwriting an index drops it and everything after it.
+        r.push(entry(6), 10);
+        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6]));
+        assert_eq!(r.bytes, 20);
+
+        // A purge drops the head: reads from there go to the database.
+        r.purge(5);
+        assert_eq!(indexes(r.get(&(5..), 5)), None);
+        assert_eq!(indexes(r.get(&(6..), 6)), Some(vec![6]));
+
+        // A gap (entries appended elsewhere) starts over.
+        r.push(entry(20), 10);
+        assert_eq!(indexes(r.get(&(6..), 6)), None);
+        assert_eq!(indexes(r.get(&(20..), 20)), Some(vec![20]));
+        assert_eq!(r.bytes, 10);
+    }
+
+    #[test]
+    fn recent_entries_are_bounded() {
+        let mut r = RecentEntries::default();
+        for i in 1..=(RecentEntries::MAX_ENTRIES as u64 + 10) {
+            r.push(entry(i), 1);
+        }
+        assert_eq!(r.entries.len(), RecentEntries::MAX_ENTRIES);
+        assert_eq!(r.first_index(), Some(11));
+        let mut r = RecentEntries::default();
+        r.push(entry(1), RecentEntries::MAX_BYTES);
+        r.push(entry(2), 1);
+        assert_eq!(r.first_index(), Some(2));
+        assert_eq!(r.bytes, 1);
     }
 }

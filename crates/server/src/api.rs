@@ -73,7 +73,8 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
         CommandResult::Rejected(r) => Err(rejection(r)),
         CommandResult::Removed { .. }
         | CommandResult::Batch { .. }
-        | CommandResult::ScalingPolicy { .. } => Err(ApiError::internal()),
+        | CommandResult::ScalingPolicy { .. }
+        | CommandResult::Each(_) => Err(ApiError::internal()),
     }
 }
 
@@ -230,7 +231,8 @@ pub async fn delete_agent(
         CommandResult::Rejected(r) => Err(rejection(r)),
         CommandResult::Agent { .. }
         | CommandResult::Batch { .. }
-        | CommandResult::ScalingPolicy { .. } => Err(ApiError::internal()),
+        | CommandResult::ScalingPolicy { .. }
+        | CommandResult::Each(_) => Err(ApiError::internal()),
     }
 }
 

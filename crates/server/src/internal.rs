@@ -89,6 +89,30 @@ pub async fn forward(State(node): State<Node>, body: Bytes) -> Response {
     encode(&res)
 }
 
+/// A follower's group of forwarded writes: each is proposed as if it had
+/// come alone (so they join the same group-commit rounds), and the answer
+/// holds one result per write, in order.
+pub async fn forward_many(State(node): State<Node>, body: Bytes) -> Response {
+    let reqs: Vec<ForwardRequest> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let res: Vec<Result<registry_raft::Applied, ForwardError>> = if node.is_leader() {
+        let deadline = Instant::now() + node.config.write_timeout();
+        futures::future::join_all(
+            reqs.into_iter()
+                .map(|r| node.write_local(r.command, deadline)),
+        )
+        .await
+    } else {
+        let leader = node.leader().map(|(id, _)| id);
+        reqs.iter()
+            .map(|_| Err(ForwardError::NotLeader { leader }))
+            .collect()
+    };
+    encode(&res)
+}
+
 /// A follower's read-index request.
 pub async fn read_index(State(node): State<Node>) -> Response {
     let res = if node.is_leader() {

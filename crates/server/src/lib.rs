@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod group_commit;
 pub mod internal;
 pub mod liveness;
 pub mod metrics;
@@ -98,6 +99,7 @@ pub fn router(node: Node) -> Router {
         .route("/internal/raft/vote", post(internal::vote))
         .route("/internal/raft/snapshot", post(internal::snapshot))
         .route("/internal/forward", post(internal::forward))
+        .route("/internal/forward-many", post(internal::forward_many))
         .route("/internal/read-index", post(internal::read_index))
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));

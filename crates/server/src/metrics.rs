@@ -16,6 +16,12 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     pub leader_changes: IntCounter,
     pub forwarded_writes: IntCounter,
+    /// Calls that carried forwarded writes to the leader (each one or more).
+    pub forward_calls: IntCounter,
+    /// Raft entries the leader proposed for client writes (group commit).
+    pub write_rounds: IntCounter,
+    /// Client writes those entries carried.
+    pub write_round_commands: IntCounter,
     pub read_index_rounds: IntCounter,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -76,6 +82,18 @@ impl Metrics {
                 "Leader changes seen by this node",
             ),
             forwarded_writes: counter("forwarded_writes_total", "Writes forwarded to the leader"),
+            forward_calls: counter(
+                "forward_calls_total",
+                "Calls carrying forwarded writes to the leader (grouped)",
+            ),
+            write_rounds: counter(
+                "write_rounds_total",
+                "Raft entries proposed by the leader for client writes (group commit rounds)",
+            ),
+            write_round_commands: counter(
+                "write_round_commands_total",
+                "Client writes carried by group commit rounds",
+            ),
             read_index_rounds: counter(
                 "read_index_rounds_total",
                 "Read-index rounds (batched linearizable reads)",
@@ -121,6 +139,9 @@ impl Metrics {
             Box::new(m.http_latency.clone()),
             Box::new(m.leader_changes.clone()),
             Box::new(m.forwarded_writes.clone()),
+            Box::new(m.forward_calls.clone()),
+            Box::new(m.write_rounds.clone()),
+            Box::new(m.write_round_commands.clone()),
             Box::new(m.read_index_rounds.clone()),
             Box::new(m.raft_term.clone()),
             Box::new(m.raft_applied_index.clone()),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -21,6 +21,7 @@ use registry_types::{Command, CommandResult, NodeId, Timestamp};
 
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
+use crate::group_commit::{ForwardGroup, GroupCommit};
 use crate::metrics::Metrics;
 
 /// Errors that stop a node from starting.
@@ -59,6 +60,10 @@ pub struct NodeInner {
     pub liveness: crate::liveness::Liveness,
     /// Round-robin positions of `GET /v1/select`.
     pub round_robin: crate::discovery::RoundRobin,
+    /// The leader's queue of client writes, proposed in rounds.
+    group: GroupCommit,
+    /// A follower's queue of writes for the leader, sent in groups.
+    forwarding: ForwardGroup,
 }
 
 impl std::ops::Deref for Node {
@@ -113,6 +118,21 @@ impl Node {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
+        let metrics = Metrics::new();
+        let group = {
+            let (rounds, commands) = (
+                metrics.write_rounds.clone(),
+                metrics.write_round_commands.clone(),
+            );
+            GroupCommit::start(raft.clone(), config.write_timeout(), move |n| {
+                rounds.inc();
+                commands.inc_by(n as u64);
+            })
+        };
+        let forwarding = {
+            let calls = metrics.forward_calls.clone();
+            ForwardGroup::start(http.clone(), config.write_timeout(), move |_| calls.inc())
+        };
         let node = Node(Arc::new(NodeInner {
             id: config.node_id,
             raft,
@@ -121,7 +141,9 @@ impl Node {
             http,
             last_leader_contact: Mutex::new(None),
             reads: ReadBatcher::default(),
-            metrics: Metrics::new(),
+            metrics,
+            group,
+            forwarding,
             discovery_requests: AtomicU64::new(0),
             liveness: crate::liveness::Liveness::new(&config),
             round_robin: Default::default(),
@@ -277,13 +299,12 @@ impl Node {
                     Err(ForwardError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
                 },
                 Some((_, addr)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
                     self.metrics.forwarded_writes.inc();
                     let req = ForwardRequest {
                         command: cmd.clone(),
                         hops: 1,
                     };
-                    match self.peer(&addr).forward(&req, remaining).await {
+                    match self.forwarding.forward(addr, req, deadline).await {
                         Ok(Ok(applied)) => {
                             // Answer once this node has applied the write
                             // too: the answer's revision header then covers
@@ -325,33 +346,19 @@ impl Node {
 
     /// Proposes on this node, which believes it is the leader. The leader's
     /// clock stamps the command here, whichever node received the request.
+    /// Client writes go through group commit; the leader's own liveness
+    /// commands are proposed as entries of their own.
     pub async fn write_local(
         &self,
         mut cmd: Command,
         deadline: Instant,
     ) -> Result<Applied, ForwardError> {
         cmd.stamp(Timestamp::now());
-        let write = self.raft.client_write(cmd);
-        match tokio::time::timeout_at(deadline.into(), write).await {
-            Err(_) => Err(ForwardError::Unknown(
-                "the write was not committed in time; it may or may not be applied".into(),
-            )),
-            Ok(Ok(resp)) => Ok(resp.data),
-            // Rejected before being kept in the log (not leader, or the
-            // entry was truncated away): certainly not committed.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ForwardError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                warn!(error = %e, "unexpected membership error on a client write");
-                Err(ForwardError::Unavailable(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => {
-                Err(ForwardError::Unavailable(format!("node stopping: {f}")))
-            }
+        if cmd.groupable() {
+            return self.group.write(cmd, deadline).await;
         }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        crate::group_commit::client_write(&self.raft, cmd, remaining).await
     }
 
     /// Makes the next read linearizable: obtains a read index (from the

@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use registry_types::api::{DiscoverExplanation, DiscoverFilterCounts};
 use registry_types::{AgentRecord, AgentStatus};
 
-use crate::index::{normalize, AgentKey, Field};
+use crate::index::{normalize, AgentKey, Field, Postings};
 use crate::machine::{capability_names, RegistryState};
 use crate::ranked::{ascending, descending, performance_of, Order, Ranked};
 
@@ -129,8 +129,8 @@ impl RegistryState {
     /// The query's constraints: the agent must be in at least one set of
     /// each. The required capabilities come first, in query order (the
     /// ranked walk relies on it).
-    fn constraints<'a>(&'a self, q: &Discover) -> Vec<Vec<&'a HashSet<AgentKey>>> {
-        let mut constraints: Vec<Vec<&HashSet<AgentKey>>> = Vec::new();
+    fn constraints<'a>(&'a self, q: &Discover) -> Vec<Vec<&'a Postings>> {
+        let mut constraints: Vec<Vec<&Postings>> = Vec::new();
         for c in &q.capabilities {
             constraints.push(vec![self.index.get(Field::CapabilityName, c)]);
         }
@@ -173,18 +173,18 @@ impl RegistryState {
     /// (not the whole list sorted).
     pub fn discover(&self, q: &Discover) -> DiscoverOutcome {
         let ranked = self.discover_ranked(q);
-        let empty: HashSet<AgentKey> = HashSet::new();
+        let empty: Postings = Postings::default();
         let mut constraints = self.constraints(q);
         if constraints.is_empty() {
             constraints.push(vec![&empty]);
         }
-        let size = |c: &Vec<&HashSet<AgentKey>>| c.iter().map(|s| s.len()).sum::<usize>();
+        let size = |c: &Vec<&Postings>| c.iter().map(|s| s.len()).sum::<usize>();
         let driver = (0..constraints.len())
             .min_by_key(|&i| size(&constraints[i]))
             .unwrap_or(0);
         // Only a union of several sets can yield an agent twice.
         let union = constraints[driver].len() > 1;
-        let mut seen: HashSet<AgentKey> = HashSet::new();
+        let mut seen: Postings = Postings::default();
         let mut counts = DiscoverFilterCounts::default();
         let mut qualified: Vec<(AgentKey, &AgentRecord)> = Vec::new();
         for set in &constraints[driver] {
@@ -356,7 +356,7 @@ impl RegistryState {
     }
 
     /// The posting sets of the query's text words, looked up once.
-    fn word_sets<'a>(&'a self, q: &'a Discover) -> Vec<(&'a String, &'a HashSet<AgentKey>)> {
+    fn word_sets<'a>(&'a self, q: &'a Discover) -> Vec<(&'a String, &'a Postings)> {
         q.text_words
             .iter()
             .map(|w| (w, self.index.get(Field::Word, w)))
@@ -367,7 +367,7 @@ impl RegistryState {
     fn hit(
         &self,
         q: &Discover,
-        words: &[(&String, &HashSet<AgentKey>)],
+        words: &[(&String, &Postings)],
         key: AgentKey,
         r: &AgentRecord,
         performance: f64,
@@ -392,7 +392,7 @@ impl RegistryState {
 
 /// The share of the query's words that agent `key` carries (0 without
 /// words).
-fn relevance(words: &[(&String, &HashSet<AgentKey>)], key: AgentKey) -> f64 {
+fn relevance(words: &[(&String, &Postings)], key: AgentKey) -> f64 {
     if words.is_empty() {
         return 0.0;
     }

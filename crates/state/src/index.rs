@@ -9,9 +9,19 @@
 //! Internal agent keys (`u32`) are assigned by the state machine in apply
 //! order and never leave the node: query results are always expressed and
 //! ordered by `AgentId`.
+//!
+//! Maps and posting sets hash with FxHash (rustc-hash): keys are our own
+//! normalized strings and dense integers, not attacker-chosen hash-flooding
+//! input worth SipHash's cost, which was the largest single item in a
+//! profile of registrations. Each shard keeps one map per field, so a lookup
+//! borrows the query string instead of building a key.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// The set of agents under one index key.
+pub type Postings = FxHashSet<AgentKey>;
 
 /// Number of index shards.
 pub const SHARDS: usize = 16;
@@ -39,15 +49,25 @@ pub enum Field {
     Status,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    field: Field,
-    value: Box<str>,
+/// Number of [`Field`] variants.
+const FIELDS: usize = 7;
+
+impl Field {
+    const ALL: [Field; FIELDS] = [
+        Field::CapabilityName,
+        Field::CapabilityTag,
+        Field::AgentTag,
+        Field::Word,
+        Field::AgentType,
+        Field::Runtime,
+        Field::Status,
+    ];
 }
 
 #[derive(Default, Clone, Debug)]
 struct Shard {
-    postings: HashMap<Key, HashSet<AgentKey>>,
+    /// Per field (by discriminant): normalized value → agents.
+    postings: [FxHashMap<Box<str>, Postings>; FIELDS],
 }
 
 /// The inverted index, split into [`SHARDS`] shards by key hash.
@@ -86,70 +106,69 @@ impl Hasher for Fnv {
     }
 }
 
-static EMPTY: std::sync::OnceLock<HashSet<AgentKey>> = std::sync::OnceLock::new();
+static EMPTY: std::sync::OnceLock<Postings> = std::sync::OnceLock::new();
 
 impl ShardedIndex {
-    /// Adds `agent` under `(field, value)`; `value` must already be normalized.
-    pub fn insert(&mut self, field: Field, value: &str, agent: AgentKey) {
-        let shard = &mut self.shards[shard_of(field, value)];
-        shard
-            .postings
-            .entry(Key {
-                field,
-                value: value.into(),
-            })
-            .or_default()
-            .insert(agent);
+    fn map(&self, field: Field, value: &str) -> &FxHashMap<Box<str>, Postings> {
+        &self.shards[shard_of(field, value)].postings[field as usize]
     }
 
-    /// Removes `agent` from `(field, value)`, dropping the key when empty.
-    pub fn remove(&mut self, field: Field, value: &str, agent: AgentKey) {
-        let shard = &mut self.shards[shard_of(field, value)];
-        let key = Key {
-            field,
-            value: value.into(),
-        };
-        if let Some(set) = shard.postings.get_mut(&key) {
-            set.remove(&agent);
-            if set.is_empty() {
-                shard.postings.remove(&key);
+    fn map_mut(&mut self, field: Field, value: &str) -> &mut FxHashMap<Box<str>, Postings> {
+        &mut self.shards[shard_of(field, value)].postings[field as usize]
+    }
+
+    /// Adds `agent` under `(field, value)`; `value` must already be normalized.
+    pub fn insert(&mut self, field: Field, value: &str, agent: AgentKey) {
+        let map = self.map_mut(field, value);
+        match map.get_mut(value) {
+            Some(set) => {
+                set.insert(agent);
+            }
+            None => {
+                map.insert(value.into(), Postings::from_iter([agent]));
             }
         }
     }
 
-    /// The agents under `(field, value)`: O(1).
-    pub fn get(&self, field: Field, value: &str) -> &HashSet<AgentKey> {
-        let shard = &self.shards[shard_of(field, value)];
-        shard
-            .postings
-            .get(&Key {
-                field,
-                value: value.into(),
-            })
-            .unwrap_or_else(|| EMPTY.get_or_init(HashSet::new))
+    /// Removes `agent` from `(field, value)`, dropping the key when empty.
+    pub fn remove(&mut self, field: Field, value: &str, agent: AgentKey) {
+        let map = self.map_mut(field, value);
+        if let Some(set) = map.get_mut(value) {
+            set.remove(&agent);
+            if set.is_empty() {
+                map.remove(value);
+            }
+        }
+    }
+
+    /// The agents under `(field, value)`: O(1), no allocation.
+    pub fn get(&self, field: Field, value: &str) -> &Postings {
+        self.map(field, value)
+            .get(value)
+            .unwrap_or_else(|| EMPTY.get_or_init(Postings::default))
     }
 
     /// Every key of `field` with its posting set, in no particular order.
-    pub fn keys_of(&self, field: Field) -> impl Iterator<Item = (&str, &HashSet<AgentKey>)> {
-        self.shards.iter().flat_map(move |s| {
-            s.postings
-                .iter()
-                .filter(move |(k, _)| k.field == field)
-                .map(|(k, v)| (&*k.value, v))
-        })
+    pub fn keys_of(&self, field: Field) -> impl Iterator<Item = (&str, &Postings)> {
+        self.shards
+            .iter()
+            .flat_map(move |s| s.postings[field as usize].iter().map(|(k, v)| (&**k, v)))
     }
 
     /// Number of keys per shard (for metrics and tests of the spread).
     pub fn shard_sizes(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| s.postings.len()).collect()
+        self.shards
+            .iter()
+            .map(|s| s.postings.iter().map(|m| m.len()).sum())
+            .collect()
     }
 
     /// Total postings (agent references) held, for the memory figures.
     pub fn posting_count(&self) -> usize {
-        self.shards
+        Field::ALL
             .iter()
-            .flat_map(|s| s.postings.values())
-            .map(|v| v.len())
+            .flat_map(|&f| self.keys_of(f))
+            .map(|(_, v)| v.len())
             .sum()
     }
 }

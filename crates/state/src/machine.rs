@@ -1,11 +1,15 @@
 //! The agent table and the single place where state changes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
 
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use registry_types::command::{Cause, CheckpointEntry, ExpireEntry, ExpiryStep, Rejection};
+use registry_types::command::{
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Rejection,
+};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -182,6 +186,17 @@ impl RegistryState {
                 policy,
                 now,
             } => self.apply_set_scaling_policy(capability, policy.as_ref(), *now),
+            Command::Batch(cmds) => CommandResult::Each(
+                cmds.iter()
+                    .map(|c| {
+                        let result = self.apply(log_index, c);
+                        ItemResult {
+                            revision: self.revision,
+                            result,
+                        }
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -693,8 +708,8 @@ impl RegistryState {
 
     /// Every `(field, normalized value)` a record is indexed under, without
     /// duplicates.
-    pub(crate) fn index_keys(record: &AgentRecord) -> HashSet<(Field, String)> {
-        let mut keys = HashSet::new();
+    pub(crate) fn index_keys(record: &AgentRecord) -> FxHashSet<(Field, String)> {
+        let mut keys = FxHashSet::default();
         for c in &record.capabilities {
             keys.insert((Field::CapabilityName, normalize(&c.name)));
             keys.extend(words(&c.name).map(|w| (Field::Word, w)));

@@ -4,12 +4,12 @@
 //! looks at records, so its cost follows the size of the answer's candidate
 //! set, not the size of the fleet.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use registry_types::api::{CapabilityMatch, ListFilter, MatchKind, Stats};
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
-use crate::index::{normalize, words, AgentKey, Field};
+use crate::index::{normalize, words, Field, Postings};
 use crate::machine::RegistryState;
 
 /// Largest page of a listing or search.
@@ -17,7 +17,7 @@ pub const MAX_PAGE: usize = 1000;
 
 impl RegistryState {
     /// The posting sets a listing filter implies, one per given filter.
-    fn filter_sets(&self, f: &ListFilter) -> Vec<&HashSet<AgentKey>> {
+    fn filter_sets(&self, f: &ListFilter) -> Vec<&Postings> {
         let mut sets = Vec::new();
         if let Some(s) = f.status {
             sets.push(self.index.get(Field::Status, s.as_str()));
@@ -145,8 +145,8 @@ impl RegistryState {
     /// matches, built from the index. Every word of `q` lies inside some
     /// indexed word of a matching text, so the agents under all vocabulary
     /// words containing `q`'s longest word cover every match.
-    fn search_candidates(&self, q: &str) -> HashSet<AgentKey> {
-        let mut out: HashSet<AgentKey> = HashSet::new();
+    fn search_candidates(&self, q: &str) -> Postings {
+        let mut out: Postings = Postings::default();
         out.extend(self.index.get(Field::CapabilityName, q));
         let q_words: Vec<String> = words(q).collect();
         match q_words.iter().max_by_key(|w| w.len()) {
@@ -192,7 +192,7 @@ impl RegistryState {
     }
 
     /// Counts the agents of a posting set by status (one lookup per status).
-    fn by_status(&self, set: &HashSet<AgentKey>) -> BTreeMap<AgentStatus, u64> {
+    fn by_status(&self, set: &Postings) -> BTreeMap<AgentStatus, u64> {
         let mut out = BTreeMap::new();
         for s in AgentStatus::ALL {
             let status_set = self.index.get(Field::Status, s.as_str());

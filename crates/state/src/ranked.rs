@@ -14,7 +14,9 @@
 //! written into snapshots. Their iteration order depends only on the records
 //! (BTreeMap, no hashing), so every replica holds the same maps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use registry_types::AgentId;
 
@@ -73,7 +75,7 @@ impl Ranked {
 /// hash map is fine here: it is only ever looked up, never iterated.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RankedIndex {
-    by_capability: HashMap<Box<str>, Ranked>,
+    by_capability: FxHashMap<Box<str>, Ranked>,
 }
 
 impl RankedIndex {

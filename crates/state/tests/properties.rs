@@ -19,7 +19,7 @@ use proptest::test_runner::{Config, TestRunner};
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
 use registry_types::command::{
-    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, RegisterCommand, Rejection,
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, RegisterCommand, Rejection,
 };
 use registry_types::{
     AgentId, AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
@@ -824,6 +824,60 @@ impl Coverage {
     }
 }
 
+/// Group commit: client commands applied as one `Batch` entry give the
+/// same state, the same events and, per command, the same result and
+/// revision as the same commands in entries of their own.
+#[test]
+fn batch_entry_same_as_single_entries() {
+    run_cases(
+        (ops(60), prop::collection::vec(1usize..8, 1..20)),
+        |(ops, sizes)| {
+            let cmds = commands(&ops);
+            let mut grouped = RegistryState::default();
+            let mut single = RegistryState::default();
+            let mut batches = 0;
+            let (mut i, mut size) = (0, sizes.iter().cycle());
+            while i < cmds.len() {
+                // Up to `size` consecutive groupable commands form a batch;
+                // liveness commands are never grouped (as on the leader).
+                let n = *size.next().expect("cycle");
+                let end = (i..cmds.len())
+                    .take(n)
+                    .take_while(|&j| cmds[j].groupable())
+                    .count();
+                if end == 0 {
+                    let a = grouped.apply(i as u64, &cmds[i]);
+                    let b = single.apply(i as u64, &cmds[i]);
+                    prop_assert_eq!(a, b);
+                    i += 1;
+                    continue;
+                }
+                let group = cmds[i..i + end].to_vec();
+                let expected: Vec<ItemResult> = group
+                    .iter()
+                    .map(|c| {
+                        let result = single.apply(i as u64, c);
+                        ItemResult {
+                            revision: single.revision(),
+                            result,
+                        }
+                    })
+                    .collect();
+                let got = grouped.apply(i as u64, &Command::Batch(group));
+                prop_assert_eq!(got, CommandResult::Each(expected));
+                prop_assert_eq!(grouped.revision(), single.revision());
+                batches += 1;
+                i += end;
+            }
+            prop_assert_eq!(grouped.snapshot(), single.snapshot());
+            let all = |s: &RegistryState| s.events().since(0, usize::MAX).expect("window");
+            prop_assert_eq!(all(&grouped), all(&single));
+            prop_assert!(batches > 0 || cmds.iter().all(|c| !c.groupable()));
+            Ok(())
+        },
+    );
+}
+
 /// The snapshot with every liveness refresh field (last heartbeat, health,
 /// load, metrics) blanked: what a checkpoint may change without a revision.
 fn without_refreshes(snap: &SnapshotData) -> SnapshotData {
@@ -879,8 +933,10 @@ fn same_log_same_state() {
                 }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
-                CommandResult::ScalingPolicy { .. } => {
-                    return Err(TestCaseError::fail(format!("scaling result for {cmd:?}")))
+                CommandResult::ScalingPolicy { .. } | CommandResult::Each(_) => {
+                    return Err(TestCaseError::fail(format!(
+                        "unexpected result for {cmd:?}"
+                    )))
                 }
                 CommandResult::Batch { applied, skipped } => {
                     let entries = match cmd {

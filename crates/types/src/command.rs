@@ -63,6 +63,11 @@ pub enum Command {
         policy: Option<ScalingPolicyRequest>,
         now: Timestamp,
     },
+    /// Several client commands the leader grouped into one log entry
+    /// (group commit). Applied in order, each exactly as if it were an entry
+    /// of its own: its own revision, events and result. Never nested and
+    /// never holding the leader's own liveness commands.
+    Batch(Vec<Command>),
 }
 
 /// One agent's liveness as the leader last heard it.
@@ -112,6 +117,7 @@ impl Command {
             | Command::Expire { now, .. }
             | Command::Brake { now, .. }
             | Command::SetScalingPolicy { now, .. } => *now,
+            Command::Batch(cmds) => cmds.last().map_or(Timestamp(0), Command::now),
         }
     }
 
@@ -128,6 +134,7 @@ impl Command {
             | Command::Expire { now, .. }
             | Command::Brake { now, .. }
             | Command::SetScalingPolicy { now, .. } => *now = at,
+            Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
         }
     }
 
@@ -142,7 +149,22 @@ impl Command {
             Command::Expire { .. } => "expire",
             Command::Brake { .. } => "brake",
             Command::SetScalingPolicy { .. } => "set_scaling_policy",
+            Command::Batch(_) => "batch",
         }
+    }
+
+    /// Whether the leader may group this command with others into one
+    /// [`Command::Batch`] entry: client changes only. The leader's liveness
+    /// commands are already batches and are proposed on their own.
+    pub fn groupable(&self) -> bool {
+        matches!(
+            self,
+            Command::Register(_)
+                | Command::Deregister { .. }
+                | Command::SetStatus { .. }
+                | Command::SetHealth { .. }
+                | Command::SetScalingPolicy { .. }
+        )
     }
 }
 
@@ -200,6 +222,16 @@ pub enum CommandResult {
         policy: Option<ScalingPolicy>,
         existed: bool,
     },
+    /// A [`Command::Batch`]: each command's result, in order.
+    Each(Vec<ItemResult>),
+}
+
+/// One command's outcome inside a [`Command::Batch`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The registry revision right after this command was applied.
+    pub revision: Revision,
+    pub result: CommandResult,
 }
 
 /// A deterministic refusal decided by the state machine.

@@ -23,7 +23,7 @@ pub mod limits;
 pub mod scaling;
 
 pub use agent::{AgentRecord, AgentStatus, Capability, Metadata};
-pub use command::{Command, CommandResult, Event, EventKind};
+pub use command::{Command, CommandResult, Event, EventKind, ItemResult};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{AgentId, NodeId, Revision, Timestamp};
 

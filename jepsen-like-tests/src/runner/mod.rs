@@ -86,7 +86,7 @@ fn snapshot_logs(nemeses: &[Nemesis]) -> u64 {
 /// Liveness settings the nodes run with (server defaults, see
 /// crates/server/src/config.rs) and what the checker may assume.
 pub fn liveness_params() -> LivenessParams {
-    let election_max_ms = 10 * 100; // 10 Raft heartbeats of --heartbeat-ms 100
+    let election_max_ms = 6 * 100; // 6 Raft heartbeats of --heartbeat-ms 100
     let sweep_ms = 500;
     let checkpoint_ms = 1_000;
     LivenessParams {
@@ -95,14 +95,18 @@ pub fn liveness_params() -> LivenessParams {
         // reads, the read's own round trip (a read index and an apply,
         // ~100 ms on loopback), and one checkpoint interval, by which a
         // deadline can move earlier when a leader changes (docs/api.md).
-        // Plus the leader's quorum window (half the shortest election
-        // timeout): a leader answers heartbeats only while a quorum
-        // acknowledged it that recently, so beats up to that long after it
-        // was cut off can still be lost with it (docs/api.md).
-        grace_ms: workload::SILENT_POLL.as_millis() as u64 + 100 + checkpoint_ms + 250,
-        // docs/api.md "Expiry bound": sweep + election + the new leader's
-        // grace of one election timeout.
-        expiry_bound_ms: sweep_ms + 2 * election_max_ms,
+        // Plus the leader's quorum window (half the leader lease, which is
+        // the longest election timeout): a leader answers heartbeats only
+        // while a quorum acknowledged it that recently, so beats up to that
+        // long after it was cut off can still be lost with it (docs/api.md).
+        grace_ms: workload::SILENT_POLL.as_millis() as u64
+            + 100
+            + checkpoint_ms
+            + election_max_ms / 2,
+        // docs/api.md "Expiry bound": sweep + election (the follower's
+        // lease plus its own election timeout) + the new leader's grace of
+        // one election timeout.
+        expiry_bound_ms: sweep_ms + 3 * election_max_ms,
         // One checkpoint interval plus its commit (docs/api.md: a heartbeat
         // revives an offline agent at the next checkpoint).
         revival_ms: checkpoint_ms + 100,

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use registry_types::command::{Cause, CheckpointEntry, ExpireEntry, ExpiryStep, Rejection};
+use registry_types::command::{
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Rejection,
+};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -320,6 +322,18 @@ impl Model {
             Command::SetScalingPolicy { .. } => {
                 unimplemented!("the reference model does not cover scaling policies")
             }
+            // A batch is its commands applied one after the other.
+            Command::Batch(cmds) => CommandResult::Each(
+                cmds.iter()
+                    .map(|c| {
+                        let result = self.apply(c);
+                        ItemResult {
+                            revision: self.revision,
+                            result,
+                        }
+                    })
+                    .collect(),
+            ),
             Command::Register(c) => {
                 let prev = self.agents.get(&c.agent_id).cloned();
                 let actual = prev.as_ref().map_or(0, |p| p.revision);
