@@ -607,7 +607,7 @@ async fn compare_cmd(
         concurrency,
         seconds: seconds.unwrap_or(if quick { 3 } else { 15 }),
         mixed_seconds: if quick { 6 } else { 60 },
-        trials: if quick { 1 } else { 3 },
+        trials: if quick { 1 } else { 5 },
         mixed_discover_rate: mixed_discover_rate.unwrap_or(if quick { 50.0 } else { 200.0 }),
         registry_bin,
         etcd_bin,

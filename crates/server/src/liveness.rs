@@ -514,6 +514,7 @@ impl Node {
 
     /// Runs the leader's checkpoints and sweeps whenever this node leads.
     pub fn spawn_liveness(&self) {
+        self.spawn_quorum_tracker();
         let node = self.clone();
         tokio::spawn(async move {
             let mut metrics = node.raft.metrics();
@@ -592,13 +593,38 @@ impl Node {
                     if !self.is_leader() {
                         return false;
                     }
-                    let ack = metrics.borrow().millis_since_quorum_ack;
-                    self.liveness.set_quorum_ack(
-                        ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms))),
-                    );
                 }
             }
         }
+    }
+
+    /// Keeps `quorum_ack_at` current from every Raft metrics update, in a
+    /// task of its own: the liveness loop awaits its checkpoint and sweep
+    /// commits, which take hundreds of milliseconds on a busy leader with
+    /// 100,000 agents, and a window refreshed only between them went stale
+    /// and made the leader refuse heartbeats it could safely take (the
+    /// heartbeat benchmark at 100,000 agents counted 51,000 such 503s).
+    fn spawn_quorum_tracker(&self) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut metrics = node.raft.metrics();
+            loop {
+                let ack = {
+                    let m = metrics.borrow_and_update();
+                    if m.current_leader == Some(node.id) {
+                        m.millis_since_quorum_ack
+                    } else {
+                        None
+                    }
+                };
+                node.liveness.set_quorum_ack(
+                    ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms))),
+                );
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Proposes one checkpoint of the heartbeats received since the last.
@@ -667,22 +693,44 @@ impl Node {
         // A pass over every record and lease: tens of milliseconds at
         // 100,000 agents. On a runtime worker that would stall every request
         // queued behind it (the discovery p99 showed it), so it runs on the
-        // blocking pool.
+        // blocking pool; and it takes the state lock for a slice of the
+        // table at a time, so an apply waiting for the lock (and every
+        // reader queued behind that writer) waits for one slice, not the
+        // whole pass.
         let node = self.clone();
         let planned = tokio::task::spawn_blocking(move || {
-            let g = node.shared.read();
-            let plan = plan_sweep(
-                g.registry.records(),
-                &node.liveness.leases,
-                now,
-                wall_now,
-                since,
-                grace,
-            );
-            let fleet = g.registry.len() - g.registry.count_status(AgentStatus::Offline);
+            const SLICE: usize = 4_096;
+            let mut plan = SweepPlan::default();
+            let mut after: Option<AgentId> = None;
+            loop {
+                let g = node.shared.read();
+                let slice: Vec<&AgentRecord> = g
+                    .registry
+                    .records_after(after.as_ref())
+                    .take(SLICE)
+                    .collect();
+                let part = plan_sweep(
+                    slice.iter().copied(),
+                    &node.liveness.leases,
+                    now,
+                    wall_now,
+                    since,
+                    grace,
+                );
+                plan.entries.extend(part.entries);
+                plan.leaving_live_fleet += part.leaving_live_fleet;
+                match slice.last() {
+                    Some(r) if slice.len() == SLICE => after = Some(r.agent_id.clone()),
+                    _ => break,
+                }
+            }
+            let fleet = {
+                let g = node.shared.read();
+                g.registry.len() - g.registry.count_status(AgentStatus::Offline)
+            };
             node.liveness
                 .leases
-                .retain(|id| g.registry.get(id).is_some());
+                .retain(|id| node.shared.read().registry.get(id).is_some());
             (plan, fleet)
         })
         .await;
@@ -725,20 +773,23 @@ impl Node {
         if plan.is_empty() {
             return;
         }
-        for chunk in plan.chunks(self.config.expiry_batch.max(1)) {
+        // Proposed together, not one after another: a mass expiry of
+        // 100,000 agents is 40 entries (unhealthy, then offline), and
+        // waiting for each commit in turn put the last one seconds late.
+        // Each entry names its agents' epochs, so the order they commit in
+        // does not matter.
+        let deadline = std::time::Instant::now() + self.config.write_timeout();
+        let writes = plan.chunks(self.config.expiry_batch.max(1)).map(|chunk| {
             let cmd = Command::Expire {
                 entries: chunk.to_vec(),
                 now: Timestamp::now(),
             };
-            match self
-                .write_local(cmd, std::time::Instant::now() + self.config.write_timeout())
-                .await
-            {
-                Ok(_) => self.metrics.expiries.inc_by(chunk.len() as u64),
-                Err(e) => {
-                    warn!(error = %e, "expiry batch not committed");
-                    return;
-                }
+            async move { (chunk.len(), self.write_local(cmd, deadline).await) }
+        });
+        for (n, res) in futures::future::join_all(writes).await {
+            match res {
+                Ok(_) => self.metrics.expiries.inc_by(n as u64),
+                Err(e) => warn!(error = %e, agents = n, "expiry batch not committed"),
             }
         }
     }

@@ -155,6 +155,20 @@ impl RegistryState {
         self.agents.values().filter_map(|k| self.resolve(*k))
     }
 
+    /// Records in agent id order after `after` (from the first when
+    /// `None`): lets a long pass over the table resume where it stopped
+    /// after releasing the state lock.
+    pub fn records_after<'a>(
+        &'a self,
+        after: Option<&AgentId>,
+    ) -> impl Iterator<Item = &'a AgentRecord> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = after.map_or(Unbounded, |id| Excluded(id.clone()));
+        self.agents
+            .range((lower, Unbounded))
+            .filter_map(|(_, k)| self.resolve(*k))
+    }
+
     /// The single entry point for changes. `log_index` is only for tracing.
     pub fn apply(&mut self, log_index: u64, cmd: &Command) -> CommandResult {
         debug!(log_index, kind = cmd.kind(), "apply");
