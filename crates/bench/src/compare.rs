@@ -1030,7 +1030,7 @@ async fn expiry(cfg: &Config) -> anyhow::Result<ScenarioOut> {
     let timeout_s = if cfg.quick { 60 } else { 400 };
 
     // Registry: the fleet beats (batched) while it registers; then all
-    // stop at once; time from the last heartbeat round until every node
+    // stop at once; time from the last heartbeat sent until every node
     // shows all of them offline. The mass-expiry brake is off: holding such
     // an event back is exactly what it is for.
     let (ttl_s, offline_s) = expiry_times(n);
@@ -1141,7 +1141,7 @@ async fn expiry(cfg: &Config) -> anyhow::Result<ScenarioOut> {
     row.target = Some("registry under deadline + 5 s".into());
     row.met = Some(reg_over < 5.0);
     let row = row.note(format!(
-        "registry: ttl {ttl_s} s, offline_after {offline_s} s, counted from the end of the last heartbeat round, brake off; etcd: leases all due at one deadline, until no key is left on any member"
+        "registry: ttl {ttl_s} s, offline_after {offline_s} s, counted from the last heartbeat sent, brake off; etcd: leases all due at one deadline, until no key is left on any member"
     ));
     Ok(ScenarioOut {
         scenario: "expiry".into(),

@@ -78,22 +78,45 @@ async fn stats(client: &reqwest::Client, node: &str) -> Option<serde_json::Value
 }
 
 /// One round of batched heartbeats for `expiry-0..agents` (unknown ids are
-/// simply answered not-found). Returns when every batch was answered.
-async fn beat_all(client: &reqwest::Client, node: &str, agents: usize) -> anyhow::Result<()> {
+/// simply answered not-found). A batch that fails is sent again (a few
+/// times). `last_beat` is set after every attempt, answered or not: it is
+/// the latest moment a heartbeat could have reached the cluster, which is
+/// what the expiry clock must start from (a round that failed half way
+/// still renewed its first batches).
+async fn beat_all(
+    client: &reqwest::Client,
+    node: &str,
+    agents: usize,
+    last_beat: &std::sync::Mutex<Instant>,
+) -> anyhow::Result<()> {
     let ids: Vec<usize> = (0..agents).collect();
+    let mut failed = 0;
     for chunk in ids.chunks(5_000) {
         let items: Vec<_> = chunk
             .iter()
             .map(|k| json!({"agent_id": format!("expiry-{k:07}")}))
             .collect();
-        let r = client
-            .post(format!("{node}/v1/heartbeats"))
-            .json(&json!({"heartbeats": items}))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("batch heartbeat failed: {}", r.status());
+        let body = json!({"heartbeats": items});
+        let mut ok = false;
+        for attempt in 0..3u64 {
+            let r = client
+                .post(format!("{node}/v1/heartbeats"))
+                .json(&body)
+                .send()
+                .await;
+            if let Ok(mut l) = last_beat.lock() {
+                *l = Instant::now();
+            }
+            if r.is_ok_and(|r| r.status().is_success()) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
         }
+        failed += usize::from(!ok);
+    }
+    if failed > 0 {
+        bail!("{failed} heartbeat batches failed three times");
     }
     Ok(())
 }
@@ -101,8 +124,8 @@ async fn beat_all(client: &reqwest::Client, node: &str, agents: usize) -> anyhow
 /// Registers `agents` agents while beating them (batched, a round every
 /// third of the TTL, at least every second), waits until every node shows all of them registered and
 /// none offline, then stops beating at once and measures until every node
-/// shows them all offline. The clock starts when the last heartbeat round
-/// was answered.
+/// shows them all offline. The clock starts at the last heartbeat sent
+/// (answered or not).
 pub async fn expiry(
     nodes: Vec<String>,
     agents: usize,
@@ -125,10 +148,8 @@ pub async fn expiry(
         tokio::spawn(async move {
             while beating.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if beat_all(&client, &node, agents).await.is_ok() {
-                    if let Ok(mut l) = last_round.lock() {
-                        *l = Instant::now();
-                    }
+                if let Err(e) = beat_all(&client, &node, agents, &last_round).await {
+                    eprintln!("expiry: heartbeat round: {e}");
                 }
                 // Wake often enough to stop promptly once told to.
                 while beating.load(Ordering::Relaxed) && t.elapsed() < period {
