@@ -60,6 +60,8 @@ pub struct NodeInner {
     pub liveness: crate::liveness::Liveness,
     /// Round-robin positions of `GET /v1/select`.
     pub round_robin: crate::discovery::RoundRobin,
+    /// When a peer with a longer log last refused this node's vote request.
+    outvoted: registry_raft::network::Outvoted,
     /// The leader's queue of client writes, proposed in rounds.
     group: GroupCommit,
     /// A follower's queue of writes for the leader, sent in groups.
@@ -106,12 +108,13 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let outvoted = registry_raft::network::Outvoted::default();
         let listen_ip = config.listen.ip();
         let http = peer_http_client((!listen_ip.is_unspecified()).then_some(listen_ip))?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(http.clone(), config.heartbeat()),
+            Network::new(http.clone(), config.heartbeat(), outvoted.clone()),
             log_store,
             sm_store,
         )
@@ -147,6 +150,7 @@ impl Node {
             discovery_requests: AtomicU64::new(0),
             liveness: crate::liveness::Liveness::new(&config),
             round_robin: Default::default(),
+            outvoted,
             config,
         }));
 
@@ -257,10 +261,12 @@ impl Node {
     /// the first write in those trials. Here a follower stands after the
     /// lease plus a delay drawn anew for every attempt (up to the shortest
     /// election timeout), and again after a fresh delay while no leader
-    /// has been heard from, so collisions resolve in a round or two. It
-    /// only ever acts after the lease, when openraft's own timer would
-    /// stand soon anyway; a node that has never heard from a leader (a
-    /// fresh start) is left to openraft.
+    /// has been heard from, so collisions resolve in a round or two. A node
+    /// that a peer with a longer log refused lately holds back (it cannot
+    /// win, and standing would split the peer's election). It only ever
+    /// acts after the lease, when openraft's own timer would stand soon
+    /// anyway; a node that has never heard from a leader (a fresh start) is
+    /// left to openraft.
     fn spawn_election_nudge(&self) {
         let node = self.clone();
         tokio::spawn(async move {
@@ -275,8 +281,11 @@ impl Node {
                     .ok()
                     .and_then(|t| *t)
                     .map(|t| t.elapsed());
+                // A peer with a longer log refused us lately: it should win,
+                // and standing again would only split its election.
+                let outvoted = node.outvoted.since().is_some_and(|d| d < lease * 2);
                 let stand = match silent {
-                    Some(s) => s > lease + delay && !node.is_leader(),
+                    Some(s) => s > lease + delay && !node.is_leader() && !outvoted,
                     None => false,
                 };
                 if stand {
