@@ -8,7 +8,6 @@
 //! - `POST /internal/read-index`: a follower asks the leader for a
 //!   linearizable read index.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -222,25 +221,6 @@ impl PeerClient {
 pub struct Network {
     http: reqwest::Client,
     retry_unreachable: Duration,
-    outvoted: Outvoted,
-}
-
-/// When this node last asked for a vote and was refused by a peer holding a
-/// longer log: such a peer should win the election, and this node standing
-/// again only splits it.
-#[derive(Clone, Default)]
-pub struct Outvoted(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
-
-impl Outvoted {
-    /// How long ago, if ever.
-    pub fn since(&self) -> Option<Duration> {
-        let t = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        t.map(|t| t.elapsed())
-    }
-
-    fn mark(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-    }
 }
 
 impl Network {
@@ -250,11 +230,10 @@ impl Network {
     /// timeout, so a restarted follower could time out and call an election
     /// (0.9 has no pre-vote) before the leader tried it again, deposing a
     /// healthy leader.
-    pub fn new(http: reqwest::Client, retry_unreachable: Duration, outvoted: Outvoted) -> Self {
+    pub fn new(http: reqwest::Client, retry_unreachable: Duration) -> Self {
         Network {
             http,
             retry_unreachable,
-            outvoted,
         }
     }
 }
@@ -284,7 +263,6 @@ pub struct PeerConnection {
     target: u64,
     client: PeerClient,
     retry_unreachable: Duration,
-    outvoted: Outvoted,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -295,7 +273,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: PeerClient::new(self.http.clone(), node.addr.clone()),
             retry_unreachable: self.retry_unreachable,
-            outvoted: self.outvoted.clone(),
         }
     }
 }
@@ -333,15 +310,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let res: Result<VoteResponse<u64>, _> = self
-            .client
+        self.client
             .raft_rpc(RPCTypes::Vote, &rpc, &option, self.target)
-            .await;
-        if let Ok(resp) = &res {
-            if !resp.vote_granted && resp.last_log_id > rpc.last_log_id {
-                self.outvoted.mark();
-            }
-        }
-        res
+            .await
     }
 }

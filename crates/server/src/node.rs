@@ -60,8 +60,6 @@ pub struct NodeInner {
     pub liveness: crate::liveness::Liveness,
     /// Round-robin positions of `GET /v1/select`.
     pub round_robin: crate::discovery::RoundRobin,
-    /// When a peer with a longer log last refused this node's vote request.
-    outvoted: registry_raft::network::Outvoted,
     /// The leader's queue of client writes, proposed in rounds.
     group: GroupCommit,
     /// A follower's queue of writes for the leader, sent in groups.
@@ -108,13 +106,12 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let outvoted = registry_raft::network::Outvoted::default();
         let listen_ip = config.listen.ip();
         let http = peer_http_client((!listen_ip.is_unspecified()).then_some(listen_ip))?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(http.clone(), config.heartbeat(), outvoted.clone()),
+            Network::new(http.clone(), config.heartbeat()),
             log_store,
             sm_store,
         )
@@ -150,7 +147,6 @@ impl Node {
             discovery_requests: AtomicU64::new(0),
             liveness: crate::liveness::Liveness::new(&config),
             round_robin: Default::default(),
-            outvoted,
             config,
         }));
 
@@ -166,7 +162,6 @@ impl Node {
             info!(node = node.id, "restarting from existing data");
         }
         node.spawn_watchers();
-        node.spawn_election_nudge();
         node.spawn_liveness();
         Ok(node)
     }
@@ -228,12 +223,6 @@ impl Node {
                 }
                 if m.current_leader != leader {
                     info!(term = m.current_term, leader = ?m.current_leader, state = ?m.state, "leader changed");
-                    if leader == Some(node.id) {
-                        // A deposed leader's last contact with a leader
-                        // predates its own term: start its silence clock
-                        // now, so it does not stand again at once.
-                        node.touch_leader_contact();
-                    }
                     node.metrics.leader_changes.inc();
                     leader = m.current_leader;
                 }
@@ -244,58 +233,6 @@ impl Node {
                 );
                 if rx.changed().await.is_err() {
                     return;
-                }
-            }
-        });
-    }
-
-    /// Stands for election, with a fresh random delay each time, once the
-    /// leader has been silent for longer than the leader lease.
-    ///
-    /// openraft 0.9 draws a node's election timeout once per process and
-    /// has no pre-vote. After a leader dies under a write load the two
-    /// survivors often hold logs of different lengths; when the one with
-    /// the shorter log stands first it is refused, and the other, which does
-    /// not adopt the refused candidate's term, then collides with it in that
-    /// term and waits a whole timeout more: the benchmark measured 2-3 s to
-    /// the first write in those trials. Here a follower stands after the
-    /// lease plus a delay drawn anew for every attempt (up to the shortest
-    /// election timeout), and again after a fresh delay while no leader
-    /// has been heard from, so collisions resolve in a round or two. A node
-    /// that a peer with a longer log refused lately holds back (it cannot
-    /// win, and standing would split the peer's election). It only ever
-    /// acts after the lease, when openraft's own timer would stand soon
-    /// anyway; a node that has never heard from a leader (a fresh start) is
-    /// left to openraft.
-    fn spawn_election_nudge(&self) {
-        let node = self.clone();
-        tokio::spawn(async move {
-            let (lo, lease) = node.config.election_timeout_ms();
-            let lease = Duration::from_millis(lease);
-            loop {
-                let delay = Duration::from_millis(rand::random::<u64>() % lo.max(1));
-                tokio::time::sleep(Duration::from_millis(lo / 2) + delay).await;
-                let silent = node
-                    .last_leader_contact
-                    .lock()
-                    .ok()
-                    .and_then(|t| *t)
-                    .map(|t| t.elapsed());
-                // A peer with a longer log refused us lately: it should win,
-                // and standing again would only split its election.
-                let outvoted = node.outvoted.since().is_some_and(|d| d < lease * 2);
-                let stand = match silent {
-                    Some(s) => s > lease + delay && !node.is_leader() && !outvoted,
-                    None => false,
-                };
-                if stand {
-                    info!(
-                        silent_ms = silent.map_or(0, |s| s.as_millis() as u64),
-                        "no word from a leader for longer than its lease: standing for election"
-                    );
-                    if node.raft.trigger().elect().await.is_err() {
-                        return;
-                    }
                 }
             }
         });
