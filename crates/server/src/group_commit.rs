@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use registry_raft::network::{ForwardError, ForwardRequest};
@@ -97,33 +97,16 @@ async fn run(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carry: Option<Pending> = None;
     loop {
-        let first = match carry.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
+        let mut bytes = 0;
+        let fits = |p: &Pending| {
+            bytes += p.bytes;
+            bytes <= MAX_BYTES
         };
-        // Wait for a free slot first: commands arriving meanwhile join
-        // this round.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        let Some((permit, round, left)) = next_round(&mut rx, &slots, carry.take(), fits).await
+        else {
             return;
         };
-        let mut bytes = first.bytes;
-        let mut round = vec![first];
-        while round.len() < MAX_COMMANDS {
-            match rx.try_recv() {
-                Ok(p) if bytes + p.bytes > MAX_BYTES => {
-                    carry = Some(p);
-                    break;
-                }
-                Ok(p) => {
-                    bytes += p.bytes;
-                    round.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        carry = left;
         on_round(round.len());
         let raft = raft.clone();
         tokio::spawn(async move {
@@ -131,6 +114,36 @@ async fn run(
             drop(permit);
         });
     }
+}
+
+/// The next round of a queue: its first item (`carry`, or the next to
+/// arrive), then, once one of the in-flight `slots` is free (items arriving
+/// meanwhile join this round), every item already queued, up to
+/// [`MAX_COMMANDS`] and while `fits` accepts it (it is called once per
+/// item, in order; the first item is always taken). The first refused item
+/// is handed back to start the following round. `None` when the queue is
+/// closed.
+async fn next_round<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    slots: &Arc<Semaphore>,
+    carry: Option<T>,
+    mut fits: impl FnMut(&T) -> bool,
+) -> Option<(OwnedSemaphorePermit, Vec<T>, Option<T>)> {
+    let first = match carry {
+        Some(item) => item,
+        None => rx.recv().await?,
+    };
+    let permit = slots.clone().acquire_owned().await.ok()?;
+    fits(&first);
+    let mut round = vec![first];
+    while round.len() < MAX_COMMANDS {
+        match rx.try_recv() {
+            Ok(item) if fits(&item) => round.push(item),
+            Ok(item) => return Some((permit, round, Some(item))),
+            Err(_) => break,
+        }
+    }
+    Some((permit, round, None))
 }
 
 /// Proposes one round and answers each of its callers.
@@ -257,17 +270,7 @@ async fn run_forwarding(
     on_call: impl Fn(usize) + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut round = vec![first];
-        while round.len() < MAX_COMMANDS {
-            match rx.try_recv() {
-                Ok(o) => round.push(o),
-                Err(_) => break,
-            }
-        }
+    while let Some((permit, round, _)) = next_round(&mut rx, &slots, None, |_| true).await {
         // Normally one leader address; after a leader change, a few.
         let mut by_addr: std::collections::BTreeMap<String, Vec<Outgoing>> = Default::default();
         for o in round {
