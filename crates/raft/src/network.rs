@@ -6,7 +6,9 @@
 //!   `/internal/raft/snapshot`: openraft's RPCs;
 //! - `POST /internal/forward`: a write forwarded by a follower to the leader;
 //! - `POST /internal/read-index`: a follower asks the leader for a
-//!   linearizable read index.
+//!   linearizable read index;
+//! - `POST /internal/pre-vote`: a node about to stand for election asks
+//!   whether the peer would vote for it.
 
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ pub const FORWARD_PATH: &str = "/internal/forward";
 pub const FORWARD_MANY_PATH: &str = "/internal/forward-many";
 /// Path of read-index requests.
 pub const READ_INDEX_PATH: &str = "/internal/read-index";
+/// Path of pre-vote requests.
+pub const PRE_VOTE_PATH: &str = "/internal/pre-vote";
 /// Content type of internal bincode bodies.
 pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";
 
@@ -65,6 +69,24 @@ pub enum ForwardError {
 pub struct ReadIndex {
     /// Log index a linearizable read must wait to have applied.
     pub index: u64,
+}
+
+/// "Would you vote for me if I stood now?", asked before standing for
+/// election. Nothing changes on the peer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: u64,
+    /// The candidate's last log id: the peer refuses a candidate whose log
+    /// is behind its own, as it would in the real vote.
+    pub last_log_id: Option<openraft::LogId<u64>>,
+}
+
+/// A peer's answer to a [`PreVoteRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreVoteResponse {
+    Granted,
+    /// Refused, with the reason (for logs).
+    Refused(String),
 }
 
 /// Transport-level failure talking to a peer.
@@ -177,6 +199,15 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Result<ReadIndex, ForwardError>, PeerError> {
         self.call(READ_INDEX_PATH, &(), timeout).await
+    }
+
+    /// Asks this peer whether it would vote for `req.candidate`.
+    pub async fn pre_vote(
+        &self,
+        req: &PreVoteRequest,
+        timeout: Duration,
+    ) -> Result<PreVoteResponse, PeerError> {
+        self.call(PRE_VOTE_PATH, req, timeout).await
     }
 
     async fn raft_rpc<Req, Resp, E>(

@@ -459,6 +459,23 @@ impl LogStore {
         self.committed.clone()
     }
 
+    /// The id of the last entry in the log (or of the last purged one when
+    /// the log is empty): from the in-memory tail when it holds entries,
+    /// else from RocksDB. Used by pre-vote, which compares logs.
+    pub async fn last_log_id(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
+        let tail = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .back()
+            .map(|(e, _)| e.log_id);
+        match tail {
+            Some(id) => Ok(Some(id)),
+            None => Ok(RaftLogStorage::get_log_state(self).await?.last_log_id),
+        }
+    }
+
     /// Whether this store has ever held any Raft state (a vote or a log).
     pub async fn is_pristine(&mut self) -> Result<bool, StorageError<u64>> {
         let state = RaftLogStorage::get_log_state(self).await?;

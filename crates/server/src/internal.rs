@@ -62,6 +62,14 @@ pub async fn vote(State(node): State<Node>, body: Bytes) -> Response {
     encode(&node.raft.vote(req).await)
 }
 
+pub async fn pre_vote(State(node): State<Node>, body: Bytes) -> Response {
+    let req: registry_raft::network::PreVoteRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    encode(&node.judge_pre_vote(&req).await)
+}
+
 pub async fn snapshot(State(node): State<Node>, body: Bytes) -> Response {
     let req: openraft::raft::InstallSnapshotRequest<TypeConfig> = match decode(&body) {
         Ok(r) => r,

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod discovery;
+pub mod election;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -101,6 +102,7 @@ pub fn router(node: Node) -> Router {
         .route("/internal/forward", post(internal::forward))
         .route("/internal/forward-many", post(internal::forward_many))
         .route("/internal/read-index", post(internal::read_index))
+        .route("/internal/pre-vote", post(internal::pre_vote))
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     public

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub forward_calls: IntCounter,
     /// Raft entries the leader proposed for client writes (group commit).
     pub write_rounds: IntCounter,
+    /// Elections this node stood in after winning a pre-vote.
+    pub elections_started: IntCounter,
+    /// Pre-votes this node asked for and did not win.
+    pub pre_votes_lost: IntCounter,
     /// Client writes those entries carried.
     pub write_round_commands: IntCounter,
     pub read_index_rounds: IntCounter,
@@ -86,6 +90,14 @@ impl Metrics {
                 "forward_calls_total",
                 "Calls carrying forwarded writes to the leader (grouped)",
             ),
+            elections_started: counter(
+                "raft_elections_started_total",
+                "Elections this node stood in (after winning a pre-vote)",
+            ),
+            pre_votes_lost: counter(
+                "raft_pre_votes_lost_total",
+                "Pre-votes this node asked for without a majority (it did not stand)",
+            ),
             write_rounds: counter(
                 "write_rounds_total",
                 "Raft entries proposed by the leader for client writes (group commit rounds)",
@@ -141,6 +153,8 @@ impl Metrics {
             Box::new(m.forwarded_writes.clone()),
             Box::new(m.forward_calls.clone()),
             Box::new(m.write_rounds.clone()),
+            Box::new(m.elections_started.clone()),
+            Box::new(m.pre_votes_lost.clone()),
             Box::new(m.write_round_commands.clone()),
             Box::new(m.read_index_rounds.clone()),
             Box::new(m.raft_term.clone()),

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
-    open_store, Applied, Network, PeerClient, PeerError, Raft, SharedState, StoreOptions,
+    open_store, Applied, LogStore, Network, PeerClient, PeerError, Raft, SharedState, StoreOptions,
 };
 use registry_state::StateConfig;
 use registry_types::api::{ClusterInfo, Member, NodeRole};
@@ -64,6 +64,8 @@ pub struct NodeInner {
     group: GroupCommit,
     /// A follower's queue of writes for the leader, sent in groups.
     forwarding: ForwardGroup,
+    /// The Raft log (shared with openraft), read by pre-vote.
+    log_store: LogStore,
 }
 
 impl std::ops::Deref for Node {
@@ -102,6 +104,8 @@ impl Node {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
             max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
             purge_batch_size: 256,
+            // Elections are decided with pre-vote by `election.rs`.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -112,7 +116,7 @@ impl Node {
             config.node_id,
             Arc::new(raft_config),
             Network::new(http.clone(), config.heartbeat()),
-            log_store,
+            log_store.clone(),
             sm_store,
         )
         .await
@@ -147,6 +151,7 @@ impl Node {
             discovery_requests: AtomicU64::new(0),
             liveness: crate::liveness::Liveness::new(&config),
             round_robin: Default::default(),
+            log_store,
             config,
         }));
 
@@ -162,6 +167,7 @@ impl Node {
             info!(node = node.id, "restarting from existing data");
         }
         node.spawn_watchers();
+        node.spawn_elector();
         node.spawn_liveness();
         Ok(node)
     }
@@ -247,6 +253,18 @@ impl Node {
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
         Some((id, addr))
+    }
+
+    /// The address of member `id`, as the membership records it.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        Some(m.membership_config.membership().get_node(&id)?.addr.clone())
+    }
+
+    /// A handle on the Raft log.
+    pub(crate) fn log_store(&self) -> LogStore {
+        self.log_store.clone()
     }
 
     pub fn is_leader(&self) -> bool {

@@ -373,6 +373,14 @@ impl Cluster {
             .map_err(|e| format!("node {id}: /v1/cluster body: {e}"))
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `id`'s process.
+    pub fn signal(&self, id: NodeId, signal: libc::c_int) {
+        let pid = self.node(id).pid().expect("node is running");
+        // SAFETY: kill(2) on the pid of a child the harness has not reaped.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) of node {id} failed");
+    }
+
     /// A gauge or counter of node `id`'s `GET /metrics`.
     pub async fn metric(&self, id: NodeId, name: &str) -> u64 {
         let url = format!("{}/metrics", self.url(id));
