@@ -257,10 +257,9 @@ pub struct Network {
 impl Network {
     /// `retry_unreachable`: how long replication waits before trying a peer
     /// that refused a connection again. Keep it at about one heartbeat:
-    /// openraft's default (500 ms) is as long as the shortest election
-    /// timeout, so a restarted follower could time out and call an election
-    /// (0.9 has no pre-vote) before the leader tried it again, deposing a
-    /// healthy leader.
+    /// with openraft's default (500 ms) a restarted follower waits that long
+    /// for its leader's first word, and stays unready meanwhile. (It no
+    /// longer deposes the leader: the server's pre-vote holds it back.)
     pub fn new(http: reqwest::Client, retry_unreachable: Duration) -> Self {
         Network {
             http,
