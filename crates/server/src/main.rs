@@ -7,6 +7,12 @@ use tracing::{error, info};
 use agent_registry::config::{Config, LogFormat};
 use agent_registry::{router, Node};
 
+/// mimalloc instead of glibc's malloc: under a registration load glibc's
+/// malloc, free and their consolidation were a fifth of the nodes' CPU
+/// (perf, 250 Hz, all nodes), ahead of any code of ours.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
