@@ -20,12 +20,12 @@ pub struct Metrics {
     pub forward_calls: IntCounter,
     /// Raft entries the leader proposed for client writes (group commit).
     pub write_rounds: IntCounter,
+    /// Client writes those entries carried.
+    pub write_round_commands: IntCounter,
     /// Elections this node stood in after winning a pre-vote.
     pub elections_started: IntCounter,
     /// Pre-votes this node asked for and did not win.
     pub pre_votes_lost: IntCounter,
-    /// Client writes those entries carried.
-    pub write_round_commands: IntCounter,
     pub read_index_rounds: IntCounter,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -153,9 +153,9 @@ impl Metrics {
             Box::new(m.forwarded_writes.clone()),
             Box::new(m.forward_calls.clone()),
             Box::new(m.write_rounds.clone()),
+            Box::new(m.write_round_commands.clone()),
             Box::new(m.elections_started.clone()),
             Box::new(m.pre_votes_lost.clone()),
-            Box::new(m.write_round_commands.clone()),
             Box::new(m.read_index_rounds.clone()),
             Box::new(m.raft_term.clone()),
             Box::new(m.raft_applied_index.clone()),

@@ -251,15 +251,12 @@ impl Node {
         let rx = self.raft.metrics();
         let m = rx.borrow();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
-        Some((id, addr))
+        Some((id, addr_of(&m, id)?))
     }
 
     /// The address of member `id`, as the membership records it.
     pub fn member_addr(&self, id: NodeId) -> Option<String> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow();
-        Some(m.membership_config.membership().get_node(&id)?.addr.clone())
+        addr_of(&self.raft.metrics().borrow(), id)
     }
 
     /// A handle on the Raft log.
@@ -492,9 +489,7 @@ impl Node {
             node_id: self.id,
             role: role_of(m.state),
             leader_id: m.current_leader,
-            leader_addr: m
-                .current_leader
-                .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone())),
+            leader_addr: m.current_leader.and_then(|l| addr_of(&m, l)),
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             commit_index: self.committed.load(Ordering::Relaxed).max(applied),
@@ -538,6 +533,11 @@ impl LeaderWait {
         let _ = tokio::time::timeout(self.backoff, self.metrics.changed()).await;
         self.backoff = (self.backoff * 2).min(Duration::from_millis(250));
     }
+}
+
+/// Member `id`'s address in the membership the metrics report.
+fn addr_of(m: &openraft::RaftMetrics<u64, BasicNode>, id: NodeId) -> Option<String> {
+    Some(m.membership_config.membership().get_node(&id)?.addr.clone())
 }
 
 fn role_of(state: ServerState) -> NodeRole {
