@@ -26,4 +26,6 @@ pub mod ranked;
 pub mod scaling;
 
 pub use events::EventLog;
-pub use machine::{RegistryState, SnapshotData, StateConfig, SNAPSHOT_FORMAT_VERSION};
+pub use machine::{
+    RegistryState, SnapshotData, SnapshotView, StateConfig, SNAPSHOT_FORMAT_VERSION,
+};

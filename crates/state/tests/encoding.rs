@@ -78,6 +78,21 @@ fn capabilities_survive_bincode() {
 }
 
 #[test]
+fn snapshot_view_encodes_as_the_snapshot() {
+    let state = varied_state();
+    let view = bincode::serialize(&state.snapshot_view()).expect("view encodes");
+    let owned = bincode::serialize(&state.snapshot()).expect("snapshot encodes");
+    assert_eq!(view, owned, "byte for byte the same encoding");
+    assert_eq!(
+        bincode::serialized_size(&state.snapshot_view()).ok(),
+        Some(owned.len() as u64)
+    );
+    let decoded: SnapshotData = bincode::deserialize(&view).expect("view decodes");
+    assert_eq!(decoded, state.snapshot());
+    assert!(!decoded.agents.is_empty() && !decoded.events.is_empty());
+}
+
+#[test]
 fn snapshot_survives_bincode() {
     let state = varied_state();
     let snap = state.snapshot();

@@ -230,6 +230,12 @@ fn policies_and_advisories_survive_a_snapshot() {
     h.apply(set_policy("trading", Some(policy(1, 3)), 2));
     let snap = h.state.snapshot();
     let bytes = bincode::serialize(&snap).expect("encode");
+    assert!(!snap.scaling_policies.is_empty() && !snap.advisories.is_empty());
+    assert_eq!(
+        bincode::serialize(&h.state.snapshot_view()).expect("encode view"),
+        bytes,
+        "the borrowed view encodes as the copy"
+    );
     let back = RegistryState::restore(
         StateConfig::default(),
         bincode::deserialize(&bytes).unwrap(),
