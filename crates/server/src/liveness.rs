@@ -177,13 +177,16 @@ impl LeaseTable {
         }
     }
 
-    /// Drops leases of agents no longer registered.
-    pub fn retain(&self, keep: impl Fn(&AgentId) -> bool) {
+    /// Drops leases of agents no longer registered. `guard` is taken once
+    /// per shard, before the shard's lock (the order every path takes them
+    /// in: state, then lease shard), and `keep` answers from it.
+    pub fn retain<G>(&self, guard: impl Fn() -> G, keep: impl Fn(&G, &AgentId) -> bool) {
         for shard in &self.shards {
+            let g = guard();
             shard
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|id, _| keep(id));
+                .retain(|id, _| keep(&g, id));
         }
     }
 }
@@ -730,7 +733,7 @@ impl Node {
             };
             node.liveness
                 .leases
-                .retain(|id| node.shared.read().registry.get(id).is_some());
+                .retain(|| node.shared.read(), |g, id| g.registry.get(id).is_some());
             (plan, fleet)
         })
         .await;
@@ -738,6 +741,11 @@ impl Node {
             warn!("sweep planning task failed; skipping this sweep");
             return;
         };
+        let plan_time = now.elapsed();
+        self.metrics
+            .sweep_seconds
+            .with_label_values(&["plan"])
+            .observe(plan_time.as_secs_f64());
         let going = plan.leaving_live_fleet;
         let mut plan = plan.entries;
         let (decision, change) = match self.liveness.brake.lock() {
@@ -778,6 +786,7 @@ impl Node {
         // waiting for each commit in turn put the last one seconds late.
         // Each entry names its agents' epochs, so the order they commit in
         // does not matter.
+        let committing = Instant::now();
         let deadline = std::time::Instant::now() + self.config.write_timeout();
         let writes = plan.chunks(self.config.expiry_batch.max(1)).map(|chunk| {
             let cmd = Command::Expire {
@@ -786,12 +795,27 @@ impl Node {
             };
             async move { (chunk.len(), self.write_local(cmd, deadline).await) }
         });
+        let mut committed = 0;
         for (n, res) in futures::future::join_all(writes).await {
             match res {
-                Ok(_) => self.metrics.expiries.inc_by(n as u64),
+                Ok(_) => committed += n,
                 Err(e) => warn!(error = %e, agents = n, "expiry batch not committed"),
             }
         }
+        self.metrics.expiries.inc_by(committed as u64);
+        let commit_time = committing.elapsed();
+        self.metrics
+            .sweep_seconds
+            .with_label_values(&["commit"])
+            .observe(commit_time.as_secs_f64());
+        info!(
+            planned = plan.len(),
+            committed,
+            fleet,
+            plan_ms = plan_time.as_millis() as u64,
+            commit_ms = commit_time.as_millis() as u64,
+            "liveness transitions"
+        );
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub expiries: IntCounter,
     /// 1 while the mass-expiry brake is engaged on this leader.
     pub brake_engaged: IntGauge,
+    /// Leader's expiry sweeps by phase: `plan` (the pass over every record
+    /// and lease) and `commit` (proposing the transitions until applied).
+    pub sweep_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -74,6 +77,17 @@ impl Metrics {
                 5.0,
             ]),
             &["route"],
+        )
+        .expect("valid metric");
+        let sweep_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "liveness_sweep_duration_seconds",
+                "Leader's expiry sweep duration by phase (plan, commit)",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["phase"],
         )
         .expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
@@ -144,6 +158,7 @@ impl Metrics {
                 "liveness_brake_engaged",
                 "1 while the mass-expiry brake is engaged",
             ),
+            sweep_seconds,
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -170,6 +185,7 @@ impl Metrics {
             Box::new(m.checkpoints.clone()),
             Box::new(m.expiries.clone()),
             Box::new(m.brake_engaged.clone()),
+            Box::new(m.sweep_seconds.clone()),
         ];
         for c in collectors {
             // Names are fixed and distinct: registration cannot collide.
