@@ -178,7 +178,7 @@ impl RegistryState {
         if constraints.is_empty() {
             constraints.push(vec![&empty]);
         }
-        let size = |c: &Vec<&Postings>| c.iter().map(|s| s.len()).sum::<usize>();
+        let size = |c: &Vec<&Postings>| c.iter().map(|s| s.len() as usize).sum::<usize>();
         let driver = (0..constraints.len())
             .min_by_key(|&i| size(&constraints[i]))
             .unwrap_or(0);
@@ -188,14 +188,14 @@ impl RegistryState {
         let mut counts = DiscoverFilterCounts::default();
         let mut qualified: Vec<(AgentKey, &AgentRecord)> = Vec::new();
         for set in &constraints[driver] {
-            for &key in set.iter() {
+            for key in set.iter() {
                 if union && !seen.insert(key) {
                     continue;
                 }
                 let all = constraints
                     .iter()
                     .enumerate()
-                    .all(|(i, c)| i == driver || c.iter().any(|s| s.contains(&key)));
+                    .all(|(i, c)| i == driver || c.iter().any(|s| s.contains(key)));
                 if !all {
                     continue;
                 }
@@ -308,7 +308,7 @@ impl RegistryState {
         // cheaper.
         let smallest_other = others
             .iter()
-            .map(|c| c.iter().map(|s| s.len()).sum::<usize>())
+            .map(|c| c.iter().map(|s| s.len() as usize).sum::<usize>())
             .min();
         if smallest_other.is_some_and(|n| n.saturating_mul(WALK_FACTOR) < ranked.len()) {
             return None;
@@ -331,7 +331,7 @@ impl RegistryState {
                 if stop.is_some_and(|s| sort_key > s) {
                     break;
                 }
-                if !others.iter().all(|c| c.iter().any(|s| s.contains(&key))) {
+                if !others.iter().all(|c| c.iter().any(|s| s.contains(key))) {
                     continue;
                 }
                 let Some(r) = self.resolve(key) else { continue };
@@ -380,7 +380,7 @@ impl RegistryState {
                 .collect(),
             matched_words: words
                 .iter()
-                .filter(|(_, set)| set.contains(&key))
+                .filter(|(_, set)| set.contains(key))
                 .map(|(w, _)| (*w).clone())
                 .collect(),
             relevance: relevance(words, key),
@@ -396,7 +396,7 @@ fn relevance(words: &[(&String, &Postings)], key: AgentKey) -> f64 {
     if words.is_empty() {
         return 0.0;
     }
-    let matched = words.iter().filter(|(_, set)| set.contains(&key)).count();
+    let matched = words.iter().filter(|(_, set)| set.contains(key)).count();
     matched as f64 / words.len() as f64
 }
 

@@ -60,11 +60,11 @@ impl RegistryState {
                 page.extend(range.filter_map(|(_, k)| self.resolve(*k)).cloned());
             }
             // A small candidate set: resolve, sort, cut.
-            Some((smallest, rest)) if smallest.len() * 8 <= self.agents.len().max(1) => {
+            Some((smallest, rest)) if smallest.len() * 8 <= self.agents.len().max(1) as u64 => {
                 let mut hits: Vec<&AgentRecord> = smallest
                     .iter()
-                    .filter(|k| rest.iter().all(|s| s.contains(k)))
-                    .filter_map(|k| self.resolve(*k))
+                    .filter(|&k| rest.iter().all(|s| s.contains(k)))
+                    .filter_map(|k| self.resolve(k))
                     .filter(|r| after(&r.agent_id))
                     .collect();
                 hits.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
@@ -77,7 +77,7 @@ impl RegistryState {
                 let walk = self
                     .agents
                     .range::<str, _>((start, std::ops::Bound::Unbounded))
-                    .filter(|(_, k)| sets.iter().all(|set| set.contains(*k)))
+                    .filter(|&(_, &k)| sets.iter().all(|set| set.contains(k)))
                     .filter_map(|(_, k)| self.resolve(*k))
                     .take(limit + 1);
                 page.extend(walk.cloned());
@@ -111,7 +111,7 @@ impl RegistryState {
         let status_set = status.map(|s| self.index.get(Field::Status, s.as_str()));
         let mut hits = Vec::new();
         for key in candidates {
-            if status_set.is_some_and(|s| !s.contains(&key)) {
+            if status_set.is_some_and(|s| !s.contains(key)) {
                 continue;
             }
             let Some(record) = self.resolve(key) else {
@@ -147,13 +147,13 @@ impl RegistryState {
     /// words containing `q`'s longest word cover every match.
     fn search_candidates(&self, q: &str) -> Postings {
         let mut out: Postings = Postings::default();
-        out.extend(self.index.get(Field::CapabilityName, q));
+        out |= self.index.get(Field::CapabilityName, q);
         let q_words: Vec<String> = words(q).collect();
         match q_words.iter().max_by_key(|w| w.len()) {
             Some(longest) => {
                 for (word, set) in self.index.keys_of(Field::Word) {
                     if word.contains(longest.as_str()) {
-                        out.extend(set);
+                        out |= set;
                     }
                 }
             }
@@ -168,7 +168,7 @@ impl RegistryState {
     pub fn stats(&self) -> Stats {
         let mut by_status = BTreeMap::new();
         for s in AgentStatus::ALL {
-            let n = self.index.get(Field::Status, s.as_str()).len() as u64;
+            let n = self.index.get(Field::Status, s.as_str()).len();
             if n > 0 {
                 by_status.insert(s, n);
             }
@@ -176,7 +176,7 @@ impl RegistryState {
         let capability_distribution: BTreeMap<String, u64> = self
             .index
             .keys_of(Field::CapabilityName)
-            .map(|(name, set)| (name.to_string(), set.len() as u64))
+            .map(|(name, set)| (name.to_string(), set.len()))
             .collect();
         Stats {
             total_agents: self.agents.len() as u64,
@@ -195,13 +195,7 @@ impl RegistryState {
     fn by_status(&self, set: &Postings) -> BTreeMap<AgentStatus, u64> {
         let mut out = BTreeMap::new();
         for s in AgentStatus::ALL {
-            let status_set = self.index.get(Field::Status, s.as_str());
-            let (small, large) = if set.len() <= status_set.len() {
-                (set, status_set)
-            } else {
-                (status_set, set)
-            };
-            let n = small.iter().filter(|k| large.contains(k)).count() as u64;
+            let n = set.intersection_len(self.index.get(Field::Status, s.as_str()));
             if n > 0 {
                 out.insert(s, n);
             }
@@ -216,7 +210,7 @@ impl RegistryState {
             .keys_of(Field::CapabilityName)
             .map(|(name, set)| registry_types::api::CapabilitySummary {
                 name: name.to_string(),
-                agents: set.len() as u64,
+                agents: set.len(),
                 by_status: self.by_status(set),
             })
             .collect();
@@ -231,7 +225,7 @@ impl RegistryState {
             .keys_of(Field::Runtime)
             .map(|(id, set)| registry_types::api::RuntimeSummary {
                 runtime_id: id.to_string(),
-                agents: set.len() as u64,
+                agents: set.len(),
                 by_status: self.by_status(set),
             })
             .collect();
@@ -250,13 +244,13 @@ impl RegistryState {
         }
         let mut agents: Vec<AgentRecord> = set
             .iter()
-            .filter_map(|k| self.resolve(*k))
+            .filter_map(|k| self.resolve(k))
             .cloned()
             .collect();
         agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         let summary = registry_types::api::RuntimeSummary {
             runtime_id: id.to_string(),
-            agents: set.len() as u64,
+            agents: set.len(),
             by_status: self.by_status(set),
         };
         Some((summary, agents))
@@ -264,7 +258,7 @@ impl RegistryState {
 
     /// Number of agents with `status`: O(1).
     pub fn count_status(&self, status: AgentStatus) -> usize {
-        self.index.get(Field::Status, status.as_str()).len()
+        self.index.get(Field::Status, status.as_str()).len() as usize
     }
 
     /// Agents whose capability name equals `name` (normalized): O(1) lookup.
@@ -273,7 +267,7 @@ impl RegistryState {
             .index
             .get(Field::CapabilityName, &normalize(name))
             .iter()
-            .filter_map(|k| self.resolve(*k))
+            .filter_map(|k| self.resolve(k))
             .collect();
         out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         out

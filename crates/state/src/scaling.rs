@@ -2,7 +2,8 @@
 //! [`registry_types::scaling`]).
 //!
 //! Evaluation is part of applying a command, so it must be deterministic: the
-//! postings it walks are hash sets (their order differs between processes),
+//! postings it walks are in internal-key order, and a replica restored from
+//! a snapshot numbers its agents differently from one that applied the log,
 //! so loads are summed as integers in millionths, which gives the same
 //! average whatever the order.
 
@@ -92,7 +93,7 @@ impl RegistryState {
     pub fn scaling_figures(&self, policy: &ScalingPolicy) -> ScalingFigures {
         let (mut agents, mut serving, mut unhealthy, mut load_micros) = (0u32, 0u32, 0u32, 0u64);
         for key in self.index.get(Field::CapabilityName, &policy.capability) {
-            let Some(record) = self.resolve(*key) else {
+            let Some(record) = self.resolve(key) else {
                 continue;
             };
             agents += 1;
