@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use agent_registry::config::{Config, LogFormat};
 use agent_registry::{router, Node};
@@ -12,6 +12,27 @@ use agent_registry::{router, Node};
 /// (perf, 250 Hz, all nodes), ahead of any code of ours.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Transparent huge pages off for this process. Where THP is `always` (the
+/// default of many distributions), the first touch of a 2 MiB-aligned heap
+/// region faults in and zeroes a whole huge page, and the allocator hands
+/// freed memory back to the kernel and touches it again: under a
+/// registration load the kernel's page zeroing was 9% of the nodes' CPU
+/// (perf, all nodes), and 0.06% with THP off.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and sets
+        // a flag of this process's memory map; no memory is touched.
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if rc != 0 {
+            warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not turn transparent huge pages off; continuing with them"
+            );
+        }
+    }
+}
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -49,6 +70,7 @@ async fn shutdown_signal() {
 fn main() {
     let config = Config::parse();
     init_tracing(config.log_format);
+    disable_transparent_huge_pages();
     // A panic anywhere (a background task included) takes the node down
     // instead of leaving it half alive; its peers carry on without it.
     let default_hook = std::panic::take_hook();
