@@ -17,11 +17,13 @@
 #
 # Extra flags go to `registry-bench compare` (e.g. --agents 20000, --seconds 5,
 # --concurrency 64). Results: JSON per scenario, results.md and benchmarks.svg
-# in BENCH_OUT (default $CARGO_TARGET_DIR/bench-results); a full run (not
-# --quick) of all scenarios also writes docs/benchmarks.svg.
+# in BENCH_OUT (default $CARGO_TARGET_DIR/bench-results), with the registry
+# nodes' logs of every scenario in BENCH_OUT/logs; a full run (not --quick) of
+# all scenarios also writes docs/benchmarks.svg.
 #
 # Environment: CARGO_TARGET_DIR (default target), REGISTRY_BIN (use this node
-# binary, no build), ETCD_BIN (default /usr/bin/etcd), BENCH_OUT.
+# binary, no build), ETCD_BIN (default /usr/bin/etcd), BENCH_OUT,
+# BENCH_KEEP_LOGS (where the node logs go; default BENCH_OUT/logs).
 set -euo pipefail
 LIB_PROG=bench
 # shellcheck source=scripts/lib.sh
@@ -73,6 +75,7 @@ cargo build --release -p registry-bench || die "cargo build --release -p registr
 bench="$(cargo_target_dir)/release/registry-bench"
 
 out="${BENCH_OUT:-$(cargo_target_dir)/bench-results}"
+export BENCH_KEEP_LOGS="${BENCH_KEEP_LOGS:-$out/logs}"
 svg=()
 if [[ "$scenario" == all && ${#quick[@]} == 0 ]]; then
     svg=(--svg "$REPO_ROOT/docs/benchmarks.svg")

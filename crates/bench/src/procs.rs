@@ -481,10 +481,36 @@ impl Cluster {
     }
 }
 
+/// Where to keep the registry nodes' logs when a cluster is torn down
+/// (`BENCH_KEEP_LOGS=<dir>`); by default they go with the data directory.
+pub const KEEP_LOGS_ENV: &str = "BENCH_KEEP_LOGS";
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for p in &mut self.procs {
             p.kill9();
+        }
+        let Some(keep) = std::env::var_os(KEEP_LOGS_ENV) else {
+            return;
+        };
+        if self.system != System::Registry {
+            return;
+        }
+        let keep = PathBuf::from(keep);
+        let stamp = self
+            .dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = std::fs::create_dir_all(&keep);
+        for p in &self.procs {
+            if let Some(name) = p.log.file_name() {
+                let to = keep.join(format!("{stamp}-{}", name.to_string_lossy()));
+                if let Err(e) = std::fs::copy(&p.log, &to) {
+                    eprintln!("compare: could not keep {}: {e}", p.log.display());
+                }
+            }
         }
     }
 }
