@@ -138,18 +138,26 @@ pub async fn expiry(
     let period = Duration::from_secs(u64::from(ttl_s / 3).max(1));
     let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let last_round = Arc::new(std::sync::Mutex::new(Instant::now()));
+    // When the last round that went through every agent began.
+    let round_done = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let beater = {
-        let (client, node, beating, last_round) = (
+        let (client, node, beating, last_round, round_done) = (
             client.clone(),
             nodes[0].clone(),
             beating.clone(),
             last_round.clone(),
+            round_done.clone(),
         );
         tokio::spawn(async move {
             while beating.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if let Err(e) = beat_all(&client, &node, agents, &last_round).await {
-                    eprintln!("expiry: heartbeat round: {e}");
+                match beat_all(&client, &node, agents, &last_round).await {
+                    Ok(()) => {
+                        if let Ok(mut d) = round_done.lock() {
+                            *d = Some(t);
+                        }
+                    }
+                    Err(e) => eprintln!("expiry: heartbeat round: {e}"),
                 }
                 // Wake often enough to stop promptly once told to.
                 while beating.load(Ordering::Relaxed) && t.elapsed() < period {
@@ -190,6 +198,7 @@ pub async fn expiry(
     if errors > 0 {
         bail!("{errors} registrations failed");
     }
+    let registered = Instant::now();
     // Every node must show the whole fleet registered and nobody offline.
     let settle = Instant::now() + Duration::from_secs(timeout_s);
     'settle: loop {
@@ -207,6 +216,22 @@ pub async fn expiry(
             }
         }
         break;
+    }
+    // Silence starts after a round that began once every agent was
+    // registered: an agent registered after the previous round passed its
+    // id was last heard at its registration, later than that round's end,
+    // and a clock started there read up to the registration's tail (8 s at
+    // 100,000 agents) too much.
+    while round_done
+        .lock()
+        .ok()
+        .and_then(|d| *d)
+        .is_none_or(|start| start < registered)
+    {
+        if Instant::now() > settle {
+            bail!("no complete heartbeat round after the registrations");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     beating.store(false, Ordering::Relaxed);
     beater.await?;
