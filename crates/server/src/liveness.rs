@@ -375,6 +375,10 @@ pub struct Liveness {
     /// leader cut off from the others (or paused and resumed, still
     /// believing it leads) stops telling agents they were heard.
     quorum_ack_at: Mutex<Option<Instant>>,
+    /// When the quorum tracker last ran. A reading it took just after the
+    /// process was paused may be stale (see `spawn_quorum_tracker`), and one
+    /// it has not retaken since a pause is: either way the window is shut.
+    tracker_ran_at: Mutex<Option<Instant>>,
 }
 
 impl Liveness {
@@ -390,6 +394,7 @@ impl Liveness {
             forwarder: HeartbeatForwarder::default(),
             evaluated_revision: AtomicU64::new(0),
             quorum_ack_at: Mutex::new(None),
+            tracker_ran_at: Mutex::new(None),
         }
     }
 
@@ -410,8 +415,20 @@ impl Liveness {
         }
     }
 
-    /// Time since a quorum last acknowledged this leader; `None` when never.
-    fn since_quorum_ack(&self) -> Option<Duration> {
+    fn set_tracker_ran(&self, at: Instant) {
+        if let Ok(mut t) = self.tracker_ran_at.lock() {
+            *t = Some(at);
+        }
+    }
+
+    /// Time since a quorum last acknowledged this leader; `None` when never,
+    /// or when the tracker has not run for `stale` (the process was paused
+    /// or starved, and what it last read may no longer hold).
+    fn since_quorum_ack(&self, stale: Duration) -> Option<Duration> {
+        let ran = self.tracker_ran_at.lock().ok().and_then(|t| *t)?;
+        if ran.elapsed() > stale {
+            return None;
+        }
         self.quorum_ack_at
             .lock()
             .ok()
@@ -455,7 +472,7 @@ impl Node {
         let quorum_window = self.config.quorum_window();
         if self
             .liveness
-            .since_quorum_ack()
+            .since_quorum_ack(quorum_window / 2)
             .is_none_or(|d| d > quorum_window)
         {
             return Err(ErrorBody::new(
@@ -607,24 +624,61 @@ impl Node {
     /// 100,000 agents, and a window refreshed only between them went stale
     /// and made the leader refuse heartbeats it could safely take (the
     /// heartbeat benchmark at 100,000 agents counted 51,000 such 503s).
+    ///
+    /// openraft reports the quorum's age as of when it published the
+    /// metrics. A reading taken after the process was paused (SIGSTOP, a
+    /// stalled VM) turns an age published before the pause into a fresh
+    /// acknowledgement: a deposed leader resuming took a heartbeat it could
+    /// not checkpoint, and the agent went offline early (the chaos tier's
+    /// pause run caught it). So the tracker also wakes on a short tick; when
+    /// it finds it did not run for half the quorum window it distrusts
+    /// everything published until then and waits for a newer publication,
+    /// and heartbeats are refused while it has not run recently.
     fn spawn_quorum_tracker(&self) {
         let node = self.clone();
+        let stale = self.config.quorum_window() / 2;
         tokio::spawn(async move {
             let mut metrics = node.raft.metrics();
+            let mut tick = tokio::time::interval(stale / 3);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = Instant::now();
+            // Whether the watch holds a publication not yet read.
+            let mut unread = true;
             loop {
-                let ack = {
-                    let m = metrics.borrow_and_update();
-                    if m.current_leader == Some(node.id) {
-                        m.millis_since_quorum_ack
-                    } else {
-                        None
+                let now = Instant::now();
+                if now.duration_since(last) > stale {
+                    // Whatever the watch holds was published before the
+                    // gap: mark it read and wait for a later one.
+                    metrics.borrow_and_update();
+                    node.liveness.set_quorum_ack(None);
+                    unread = false;
+                }
+                last = now;
+                // Only a new publication moves the time: re-reading an old
+                // age against a later clock would make it look fresh.
+                if unread {
+                    let ack = {
+                        let m = metrics.borrow_and_update();
+                        if m.current_leader == Some(node.id) {
+                            m.millis_since_quorum_ack
+                        } else {
+                            None
+                        }
+                    };
+                    node.liveness.set_quorum_ack(
+                        ack.and_then(|ms| now.checked_sub(Duration::from_millis(ms))),
+                    );
+                    unread = false;
+                }
+                node.liveness.set_tracker_ran(now);
+                tokio::select! {
+                    changed = metrics.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        unread = true;
                     }
-                };
-                node.liveness.set_quorum_ack(
-                    ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms))),
-                );
-                if metrics.changed().await.is_err() {
-                    return;
+                    _ = tick.tick() => {}
                 }
             }
         });
