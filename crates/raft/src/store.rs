@@ -107,9 +107,15 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 
 /// Encodes a value with the format marker in front.
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
-    let mut out = vec![FORMAT_VERSION];
-    bincode::serialize_into(&mut out, v)?;
+    let mut out = Vec::new();
+    encode_into(&mut out, v)?;
     Ok(out)
+}
+
+/// [`encode`], written to `w` as it is produced.
+fn encode_into<T: Serialize>(mut w: impl Write, v: &T) -> Result<(), bincode::Error> {
+    w.write_all(&[FORMAT_VERSION])?;
+    bincode::serialize_into(w, v)
 }
 
 /// Decodes a value written by [`encode`], checking the format marker.
@@ -406,11 +412,10 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<StoredSnapshot>, StoreError> 
 fn write_snapshot_file(dir: &Path, snap: &StoredSnapshot) -> std::io::Result<()> {
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     {
-        // What `encode` would give, streamed: a snapshot is tens of MB at
-        // 100,000 agents and need not exist twice in memory.
+        // Streamed: a snapshot is hundreds of MB at 100,000 agents and need
+        // not exist twice in memory.
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        f.write_all(&[FORMAT_VERSION])?;
-        bincode::serialize_into(&mut f, snap).map_err(std::io::Error::other)?;
+        encode_into(&mut f, snap).map_err(std::io::Error::other)?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
     }
@@ -661,11 +666,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (bytes, agents, last_applied, membership) = {
             let g = self.shared.read();
             let view = g.registry.snapshot_view();
-            let size = bincode::serialized_size(&view)
-                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            let err = |e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e);
+            let size = bincode::serialized_size(&view).map_err(err)?;
             let mut bytes = Vec::with_capacity(size as usize);
-            bincode::serialize_into(&mut bytes, &view)
-                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            bincode::serialize_into(&mut bytes, &view).map_err(err)?;
             (
                 bytes,
                 view.agents.len(),
