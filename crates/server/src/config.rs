@@ -241,6 +241,13 @@ impl Config {
         Duration::from_millis(self.election_timeout_ms().1 / 2)
     }
 
+    /// How long the leader's quorum tracker may go without running before
+    /// what it last read is distrusted (the process was paused or starved):
+    /// half the quorum window.
+    pub fn quorum_tracker_stale(&self) -> Duration {
+        self.quorum_window() / 2
+    }
+
     /// Grace a new leader gives every deadline: one election timeout.
     pub fn lease_grace(&self) -> Duration {
         Duration::from_millis(self.election_timeout_ms().1)

@@ -472,7 +472,7 @@ impl Node {
         let quorum_window = self.config.quorum_window();
         if self
             .liveness
-            .since_quorum_ack(quorum_window / 2)
+            .since_quorum_ack(self.config.quorum_tracker_stale())
             .is_none_or(|d| d > quorum_window)
         {
             return Err(ErrorBody::new(
@@ -636,7 +636,7 @@ impl Node {
     /// and heartbeats are refused while it has not run recently.
     fn spawn_quorum_tracker(&self) {
         let node = self.clone();
-        let stale = self.config.quorum_window() / 2;
+        let stale = self.config.quorum_tracker_stale();
         tokio::spawn(async move {
             let mut metrics = node.raft.metrics();
             let mut tick = tokio::time::interval(stale / 3);

@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// region faults in and zeroes a whole huge page, and the allocator hands
 /// freed memory back to the kernel and touches it again: under a
 /// registration load the kernel's page zeroing was 9% of the nodes' CPU
-/// (perf, all nodes), and 0.06% with THP off.
+/// (perf, all nodes), and 0.15% with THP off.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
