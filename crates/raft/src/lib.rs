@@ -64,7 +64,12 @@ pub type Entry = openraft::Entry<TypeConfig>;
 
 /// Version marker written in front of every persisted log entry and snapshot,
 /// so a later release can recognise and migrate older encodings.
-pub const FORMAT_VERSION: u8 = 1;
+///
+/// - 1: up to the release that added text cost estimates.
+/// - 2: text cost estimates and capability parameters, registrations that
+///   keep what they do not carry, counted heartbeats and discovery requests
+///   (see `registry_types::v1` for what changed). Format 1 is still read.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Path prefix of the internal Raft RPC routes (same port as the public API).
 pub const RAFT_RPC_PREFIX: &str = "/internal/raft";

@@ -38,7 +38,12 @@ pub const READ_INDEX_PATH: &str = "/internal/read-index";
 /// Path of pre-vote requests.
 pub const PRE_VOTE_PATH: &str = "/internal/pre-vote";
 /// Content type of internal bincode bodies.
-pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode";
+///
+/// It names the persisted format (`FORMAT_VERSION`): the bodies carry log
+/// entries and commands in that encoding, which has no marker of its own on
+/// the wire, so a node refuses a body of another format rather than decode
+/// it wrongly (see `internal_format_guard` in the server).
+pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode; registry-format=2";
 
 /// A write forwarded from a follower to the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -152,6 +157,15 @@ impl PeerClient {
                 addr: self.addr.clone(),
                 status: resp.status().as_u16(),
             });
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if content_type != Some(BINCODE_CONTENT_TYPE) {
+            return Err(other(format!(
+                "answered {content_type:?}, not {BINCODE_CONTENT_TYPE}: a release of another format"
+            )));
         }
         let bytes = resp.bytes().await.map_err(|e| self.classify(e))?;
         bincode::deserialize(&bytes).map_err(|e| other(format!("decode: {e}")))

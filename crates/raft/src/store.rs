@@ -39,7 +39,9 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use registry_state::{RegistryState, SnapshotData, StateConfig};
+use registry_state::{
+    RegistryState, SnapshotData, SnapshotDataV2, StateConfig, SNAPSHOT_FORMAT_VERSION,
+};
 
 use crate::shared::{AppliedPosition, AppliedState, SharedState};
 use crate::{Applied, Entry, LogId, TypeConfig, FORMAT_VERSION};
@@ -118,14 +120,81 @@ fn encode_into<T: Serialize>(mut w: impl Write, v: &T) -> Result<(), bincode::Er
     bincode::serialize_into(w, v)
 }
 
-/// Decodes a value written by [`encode`], checking the format marker.
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+/// Decodes a value written by [`encode`] of this release or of a release
+/// that wrote format 1, by its format marker.
+fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&FORMAT_VERSION, rest)) => bincode::deserialize(rest).map_err(|e| e.to_string()),
+        Some((1, rest)) => T::decode_v1(rest).map_err(|e| format!("format 1: {e}")),
         Some((v, _)) => Err(format!(
-            "encoding version {v} is not supported (this build reads {FORMAT_VERSION})"
+            "encoding version {v} is not supported (this build reads 1 and {FORMAT_VERSION})"
         )),
         None => Err("empty value".into()),
+    }
+}
+
+/// A value persisted with a format marker in front: how to read the
+/// bincode that format 1 wrote for it.
+trait Persisted: Sized + for<'de> Deserialize<'de> {
+    fn decode_v1(bytes: &[u8]) -> Result<Self, bincode::Error>;
+}
+
+/// Values whose encoding did not change in format 2.
+macro_rules! same_in_v1 {
+    ($($t:ty),*) => {$(
+        impl Persisted for $t {
+            fn decode_v1(bytes: &[u8]) -> Result<Self, bincode::Error> {
+                bincode::deserialize(bytes)
+            }
+        }
+    )*};
+}
+
+// A snapshot's data carries its own version (see `decode_snapshot_data`).
+same_in_v1!(u64, LogId, Vote<u64>, StoredSnapshot);
+
+/// A log entry as format 1 wrote it: openraft's `Entry` (same field and
+/// variant order) around a version-1 command.
+#[derive(Deserialize)]
+struct EntryV1 {
+    log_id: LogId,
+    payload: PayloadV1,
+}
+
+#[derive(Deserialize)]
+enum PayloadV1 {
+    Blank,
+    Normal(registry_types::v1::Command),
+    Membership(openraft::Membership<u64, openraft::BasicNode>),
+}
+
+impl Persisted for Entry {
+    fn decode_v1(bytes: &[u8]) -> Result<Self, bincode::Error> {
+        let e: EntryV1 = bincode::deserialize(bytes)?;
+        Ok(Entry {
+            log_id: e.log_id,
+            payload: match e.payload {
+                PayloadV1::Blank => EntryPayload::Blank,
+                PayloadV1::Normal(c) => EntryPayload::Normal(c.into()),
+                PayloadV1::Membership(m) => EntryPayload::Membership(m),
+            },
+        })
+    }
+}
+
+/// Decodes a snapshot's state-machine data of the current format or of
+/// format 2 (written by releases whose log format was 1), told apart by the
+/// `format_version` field every format starts with.
+pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData, String> {
+    let version: u32 = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    match version {
+        SNAPSHOT_FORMAT_VERSION => bincode::deserialize(bytes).map_err(|e| e.to_string()),
+        2 => bincode::deserialize::<SnapshotDataV2>(bytes)
+            .map(SnapshotData::from)
+            .map_err(|e| format!("snapshot format 2: {e}")),
+        v => Err(format!(
+            "snapshot format {v} is not supported (this build reads 2 and {SNAPSHOT_FORMAT_VERSION})"
+        )),
     }
 }
 
@@ -312,8 +381,7 @@ pub fn open_store(
 
     let mut applied = AppliedState::new(RegistryState::new(options.state.clone()));
     if let Some(snap) = read_snapshot_file(dir)? {
-        let data: SnapshotData =
-            bincode::deserialize(&snap.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data = decode_snapshot_data(&snap.data).map_err(StoreError::Corrupt)?;
         applied.registry =
             RegistryState::restore(options.state.clone(), data).map_err(StoreError::Corrupt)?;
         applied.last_applied = snap.meta.last_log_id;
@@ -445,10 +513,7 @@ impl LogStore {
         wo
     }
 
-    fn get_meta<T: for<'de> Deserialize<'de>>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError<u64>> {
+    fn get_meta<T: Persisted>(&self, key: &[u8]) -> Result<Option<T>, StorageError<u64>> {
         let v = self.db.get_cf(self.cf_meta(), key).map_err(read_logs_err)?;
         v.map(|v| decode(&v).map_err(|e| read_logs_err(DecodeError(e))))
             .transpose()
@@ -783,8 +848,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let data: SnapshotData =
-            bincode::deserialize(&bytes).map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
+        let data = decode_snapshot_data(&bytes)
+            .map_err(|e| io_err(subject(), ErrorVerb::Read, DecodeError(e)))?;
         let registry = RegistryState::restore(self.config.clone(), data)
             .map_err(|e| io_err(subject(), ErrorVerb::Read, DecodeError(e)))?;
         let stored = StoredSnapshot {

@@ -11,14 +11,13 @@ use axum::Json;
 use registry_types::api::Stats;
 use registry_types::api::{
     AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
-    BatchHeartbeatResult, CapabilityMatch, DeleteResponse, HealthUpdateRequest, HeartbeatRequest,
-    HeartbeatResponse, ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse,
-    StatusUpdateRequest,
+    BatchHeartbeatResult, DeleteResponse, HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse,
+    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
 };
-use registry_types::command::{RegisterCommand, Rejection};
+use registry_types::command::{Keep, RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
 use registry_types::{
-    AgentId, AgentRecord, Command, CommandResult, ErrorCode, Metadata, Timestamp,
+    AgentId, AgentRecord, AgentStatus, Command, CommandResult, ErrorCode, Metadata, Timestamp,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -43,7 +42,8 @@ pub async fn read_gate(node: &Node, params: &Params) -> ApiResult<()> {
     }
 }
 
-fn path_id(raw: &str) -> ApiResult<AgentId> {
+/// An agent id from a path.
+pub fn path_id(raw: &str) -> ApiResult<AgentId> {
     parse_agent_id("agent_id", raw).map_err(ApiError::from)
 }
 
@@ -78,8 +78,36 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
     }
 }
 
+/// How a route's registrations map onto the record.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterRules {
+    /// What an update keeps from the existing record.
+    pub keep: Keep,
+    /// Whether the agent may register itself as `offline` (the Dev-Tools
+    /// client's `update_status("offline")` does), besides active, busy
+    /// and degraded.
+    pub may_register_offline: bool,
+}
+
+impl RegisterRules {
+    /// `POST /v1/agents`: the body is the whole record.
+    pub const V1: RegisterRules = RegisterRules {
+        keep: Keep {
+            profile: false,
+            capabilities: false,
+            metadata: false,
+            lease: false,
+        },
+        may_register_offline: false,
+    };
+}
+
 /// Turns a validated request into the command the leader will stamp.
-fn register_command(node: &Node, req: RegisterRequest) -> ApiResult<Command> {
+pub fn register_command(
+    node: &Node,
+    req: RegisterRequest,
+    rules: RegisterRules,
+) -> ApiResult<Command> {
     req.validate(&node.config.limits())?;
     let agent_id = match &req.agent_id {
         Some(id) => path_id(id)?,
@@ -121,10 +149,17 @@ fn register_command(node: &Node, req: RegisterRequest) -> ApiResult<Command> {
         ));
     }
     let status = parse_status("status", req.status.as_deref())?;
-    if let Some(s) = status.filter(|s| !s.is_agent_reportable()) {
+    let allowed = |s: AgentStatus| {
+        s.is_agent_reportable() || (rules.may_register_offline && s == AgentStatus::Offline)
+    };
+    if let Some(s) = status.filter(|s| !allowed(*s)) {
         return Err(ApiError::invalid(
             "status",
-            format!("an agent may register as active, busy or degraded, not {s}"),
+            if rules.may_register_offline {
+                format!("an agent may register as active, busy, degraded or offline, not {s}")
+            } else {
+                format!("an agent may register as active, busy or degraded, not {s}")
+            },
         ));
     }
     let metadata = match req.metadata {
@@ -151,18 +186,25 @@ fn register_command(node: &Node, req: RegisterRequest) -> ApiResult<Command> {
         deregister_after_seconds: deregister,
         if_absent: req.if_absent,
         expected_revision: req.expected_revision,
+        keep: rules.keep,
         // Re-stamped by the leader when proposed.
         now: Timestamp::now(),
     })))
 }
 
-/// `POST /v1/agents` (also `POST /register`, `POST /agents/register`).
+/// Proposes a registration; the agent as it is after it, and whether it
+/// was created.
+pub async fn propose_register(node: &Node, cmd: Command) -> ApiResult<(AgentRecord, bool)> {
+    agent_result(node.propose(cmd).await?)
+}
+
+/// `POST /v1/agents`.
 pub async fn register(
     State(node): State<Node>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let cmd = register_command(&node, req)?;
-    let (record, created) = agent_result(node.propose(cmd).await?)?;
+    let cmd = register_command(&node, req, RegisterRules::V1)?;
+    let (record, created) = propose_register(&node, cmd).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -178,7 +220,9 @@ pub async fn register(
     Ok((status, Json(body)).into_response())
 }
 
-fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
+/// One record and the revision it was read at; counts as a discovery
+/// request.
+pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
     let rec = g
@@ -201,33 +245,27 @@ pub async fn get_agent(
     Ok(Json(AgentResponse { agent, revision }))
 }
 
-/// `GET /agents/{id}`: the bare record, as existing clients expect.
-pub async fn legacy_get_agent(
-    State(node): State<Node>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult<Json<AgentRecord>> {
-    let id = path_id(&id)?;
-    read_gate(&node, &params).await?;
-    Ok(Json(get_record(&node, &id)?.0))
-}
-
-/// `DELETE /v1/agents/{id}` (also `DELETE /agents/{id}`).
+/// `DELETE /v1/agents/{id}`.
 pub async fn delete_agent(
     State(node): State<Node>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeleteResponse>> {
-    let agent_id = path_id(&id)?;
+    Ok(Json(deregister(&node, &id).await?))
+}
+
+/// Removes an agent through Raft.
+pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
+    let agent_id = path_id(id)?;
     let cmd = Command::Deregister {
         agent_id,
         now: Timestamp::now(),
     };
     match node.propose(cmd).await? {
-        CommandResult::Removed { agent_id, revision } => Ok(Json(DeleteResponse {
+        CommandResult::Removed { agent_id, revision } => Ok(DeleteResponse {
             success: true,
             agent_id,
             revision,
-        })),
+        }),
         CommandResult::Rejected(r) => Err(rejection(r)),
         CommandResult::Agent { .. }
         | CommandResult::Batch { .. }
@@ -289,7 +327,7 @@ pub async fn set_health(
     }))
 }
 
-/// `GET /v1/agents` (also `GET /agents`).
+/// `GET /v1/agents`.
 pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentList>> {
     let filter = ListFilter {
         status: params.status()?,
@@ -311,7 +349,14 @@ pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<
     }))
 }
 
-async fn search(node: &Node, params: &Params) -> ApiResult<SearchResponse> {
+/// A capability search as the parameters ask; `default_status` applies
+/// when they name no `status`.
+pub async fn search(
+    node: &Node,
+    params: &Params,
+    default_status: Option<AgentStatus>,
+    default_limit: usize,
+) -> ApiResult<SearchResponse> {
     let q = params
         .str("q")
         .map(str::trim)
@@ -321,8 +366,8 @@ async fn search(node: &Node, params: &Params) -> ApiResult<SearchResponse> {
     if q.len() > 512 {
         return Err(ApiError::invalid("q", "q is longer than 512 bytes"));
     }
-    let status = params.status()?;
-    let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
+    let status = params.status()?.or(default_status);
+    let limit = params.limit(default_limit, registry_state::query::MAX_PAGE)?;
     read_gate(node, params).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
@@ -338,22 +383,15 @@ pub async fn search_capabilities(
     State(node): State<Node>,
     params: Params,
 ) -> ApiResult<Json<SearchResponse>> {
-    Ok(Json(search(&node, &params).await?))
-}
-
-/// `GET /capabilities/search`: a bare JSON list of matches.
-pub async fn legacy_search(
-    State(node): State<Node>,
-    params: Params,
-) -> ApiResult<Json<Vec<CapabilityMatch>>> {
-    Ok(Json(search(&node, &params).await?.matches))
+    Ok(Json(search(&node, &params, None, DEFAULT_PAGE).await?))
 }
 
 /// `GET /v1/stats` (also `GET /stats`).
 pub async fn stats(State(node): State<Node>, params: Params) -> ApiResult<Json<Stats>> {
     read_gate(&node, &params).await?;
     let mut stats = node.shared.read().registry.stats();
-    stats.discovery_requests = node.discovery_requests.load(Ordering::Relaxed);
+    stats.discovery_requests = node.discovery_requests_total(stats.discovery_requests);
+    stats.service_discovery_requests = stats.discovery_requests;
     Ok(Json(stats))
 }
 
@@ -408,12 +446,18 @@ pub async fn agent_health(
     let id = path_id(&id)?;
     read_gate(&node, &params).await?;
     let (r, _) = get_record(&node, &id)?;
+    let since_ms = Timestamp::now()
+        .millis()
+        .saturating_sub(r.last_heartbeat.millis());
     Ok(Json(AgentHealth {
         status: if r.status.is_healthy() {
             "healthy".to_string()
         } else {
             r.status.as_str().to_string()
         },
+        is_healthy: r.status.is_healthy(),
+        seconds_since_heartbeat: u64::try_from(since_ms / 1000).unwrap_or(0),
+        agent_name: r.name,
         agent_id: r.agent_id,
         agent_status: r.status,
         last_heartbeat: r.last_heartbeat,
@@ -434,7 +478,7 @@ pub async fn metrics(State(node): State<Node>) -> Response {
         .into_response()
 }
 
-/// `POST /v1/agents/{id}/heartbeat` (also `POST /agents/{id}/heartbeat`):
+/// `POST /v1/agents/{id}/heartbeat`:
 /// renews the agent's lease, optionally with a status, health, load and
 /// metrics report. Not a Raft entry: the leader keeps it in memory and
 /// checkpoints it.

@@ -63,18 +63,54 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
-/// Parses JSON, telling malformed JSON from values of the wrong type.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("invalid field value: {e}"),
-            ),
-            _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
+/// Parses JSON, telling malformed JSON from values of the wrong type; a
+/// wrong type names the field at fault by its path in the body
+/// (`capabilities[0].cost_estimate`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    use serde_json::error::Category;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data => {
+                let message = inner.to_string();
+                if let Some(name) = missing_field(&message) {
+                    let field = if path == "." {
+                        name.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    return ApiError::invalid(&field, format!("{field} is required"));
+                }
+                // "." is the body itself; "[0]" an element of a body sent as
+                // an array: either way no field is at fault but the body.
+                if path == "." || path.starts_with('[') {
+                    return ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("invalid request body: {inner}"),
+                    );
+                }
+                ApiError::from(
+                    registry_types::ErrorBody::new(
+                        ErrorCode::InvalidArgument,
+                        format!("invalid value of {path}: {inner}"),
+                    )
+                    .with_field(path),
+                )
+            }
+            _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {inner}")),
         }
-    })
+    })?;
+    // Characters after the value make the body malformed JSON too.
+    de.end()
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// The field serde reports missing (at the top level of the body).
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// Raw query parameters; typed parsing happens in [`Params`] methods so that
@@ -153,5 +189,62 @@ impl Params {
                 format!("consistency must be 'linearizable' or 'stale', got '{other}'"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_types::api::RegisterRequest;
+
+    fn error(body: &str) -> (ErrorCode, Option<String>) {
+        let e = parse_json::<RegisterRequest>(body.as_bytes()).expect_err(body);
+        (e.code(), e.body.error.field)
+    }
+
+    #[test]
+    fn type_errors_name_the_field_by_its_path() {
+        let bad = ErrorCode::InvalidArgument;
+        for (body, field) in [
+            (r#"{"name": 5}"#, "name"),
+            (r#"{"agent_name": 5}"#, "agent_name"),
+            (
+                r#"{"capabilities": [{"name": "a"}, {"name": "b", "cost_estimate": {}}]}"#,
+                "capabilities[1].cost_estimate",
+            ),
+            (
+                r#"{"capabilities": [{"description": "no name"}]}"#,
+                "capabilities[0].name",
+            ),
+            (
+                r#"{"performance_metrics": {"lat": "slow"}}"#,
+                "performance_metrics.lat",
+            ),
+        ] {
+            assert_eq!(error(body), (bad, Some(field.to_string())), "{body}");
+        }
+        assert_eq!(error("[1, 2]"), (bad, None), "the body as a whole");
+    }
+
+    #[test]
+    fn malformed_json_and_trailing_characters_are_invalid_json() {
+        for body in [
+            r#"{"name": "x","#,
+            "name=x",
+            r#"{"name": "x"} {"#,
+            r#"{} x"#,
+        ] {
+            assert_eq!(error(body), (ErrorCode::InvalidJson, None), "{body}");
+        }
+        assert!(parse_json::<RegisterRequest>(br#" {"name": "x"} "#).is_ok());
+    }
+
+    #[test]
+    fn missing_field_reads_serde_messages() {
+        assert_eq!(
+            missing_field("missing field `status` at line 1"),
+            Some("status")
+        );
+        assert_eq!(missing_field("invalid type: integer"), None);
     }
 }

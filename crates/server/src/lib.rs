@@ -5,6 +5,8 @@
 //!   to the leader) and the read path (batched read index, bounded waits).
 //! - [`api`]: public HTTP handlers; [`extract`]: body and query parsing that
 //!   turns bad input into clear errors; [`error`]: the one error type.
+//! - [`legacy`]: the routes existing agent code calls, in the shapes of
+//!   the registries it was written for, mapped in that one place.
 //! - [`internal`]: Raft RPC and node-to-node routes (bincode).
 //! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
@@ -18,6 +20,7 @@ pub mod events;
 pub mod extract;
 pub mod group_commit;
 pub mod internal;
+pub mod legacy;
 pub mod liveness;
 pub mod metrics;
 pub mod node;
@@ -29,7 +32,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
@@ -54,7 +57,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/agents/{id}/status", put(api::set_status))
         .route("/v1/agents/{id}/health", put(api::set_health))
         .route("/v1/agents/{id}/heartbeat", post(api::heartbeat))
-        .route("/agents/{id}/heartbeat", post(api::heartbeat))
+        .route("/agents/{id}/heartbeat", post(legacy::heartbeat))
         .route("/v1/capabilities/search", get(api::search_capabilities))
         .route("/v1/stats", get(api::stats))
         .route("/v1/cluster", get(api::cluster))
@@ -77,15 +80,12 @@ pub fn router(node: Node) -> Router {
         .route("/health/{id}", get(api::agent_health))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(api::metrics))
-        // Routes existing agent code already calls.
-        .route("/register", post(api::register))
-        .route("/agents/register", post(api::register))
-        .route("/agents", get(api::list_agents))
-        .route(
-            "/agents/{id}",
-            get(api::legacy_get_agent).delete(api::delete_agent),
-        )
-        .route("/capabilities/search", get(api::legacy_search))
+        // Routes existing agent code already calls, in its shapes.
+        .route("/register", post(legacy::register))
+        .route("/agents/register", post(legacy::register_host_port))
+        .route("/agents", get(legacy::list))
+        .route("/agents/{id}", get(legacy::get).delete(legacy::delete))
+        .route("/capabilities/search", get(legacy::search))
         .route("/stats", get(api::stats))
         .layer(DefaultBodyLimit::max(node.config.max_body_bytes));
     // A runtime beating for thousands of agents needs more than one record's
@@ -104,7 +104,8 @@ pub fn router(node: Node) -> Router {
         .route("/internal/read-index", post(internal::read_index))
         .route("/internal/pre-vote", post(internal::pre_vote))
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
-        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT))
+        .layer(middleware::from_fn(internal_format_guard));
     public
         .merge(batches)
         .merge(internal)
@@ -112,6 +113,27 @@ pub fn router(node: Node) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(node.clone(), stamp_response))
         .with_state(node)
+}
+
+/// Refuses a node-to-node body that is not in this release's format: a
+/// peer of another release encodes entries and commands differently, and
+/// bincode would misread them rather than fail.
+async fn internal_format_guard(req: Request, next: Next) -> Response {
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if content_type != Some(registry_raft::network::BINCODE_CONTENT_TYPE) {
+        return ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "node-to-node bodies must be {}: the sender runs a release of another format",
+                registry_raft::network::BINCODE_CONTENT_TYPE
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -379,6 +379,9 @@ pub struct Liveness {
     /// process was paused may be stale (see `spawn_quorum_tracker`), and one
     /// it has not retaken since a pause is: either way the window is shut.
     tracker_ran_at: Mutex<Option<Instant>>,
+    /// Heartbeats recorded since the last checkpoint, which carries the
+    /// count into the replicated `health_checks_performed` counter.
+    heartbeats_since_checkpoint: AtomicU64,
 }
 
 impl Liveness {
@@ -395,6 +398,7 @@ impl Liveness {
             evaluated_revision: AtomicU64::new(0),
             quorum_ack_at: Mutex::new(None),
             tracker_ran_at: Mutex::new(None),
+            heartbeats_since_checkpoint: AtomicU64::new(0),
         }
     }
 
@@ -507,17 +511,19 @@ impl Node {
             )?;
             (r.status, r.ttl_seconds)
         };
-        let reported = self
-            .liveness
-            .leases
-            .beat(id, beat, Instant::now(), Timestamp::now());
+        let wall = Timestamp::now();
+        let reported = self.liveness.leases.beat(id, beat, Instant::now(), wall);
         let status = current.after_heartbeat(reported);
         self.metrics.heartbeats.inc();
+        self.liveness
+            .heartbeats_since_checkpoint
+            .fetch_add(1, Ordering::Relaxed);
         Ok(HeartbeatResponse {
             agent_id: id.clone(),
             status,
             ttl_seconds: ttl,
             next_heartbeat_ms: next_heartbeat_ms(ttl),
+            last_heartbeat: wall,
         })
     }
 
@@ -691,9 +697,17 @@ impl Node {
             return;
         }
         let n = entries.len();
+        // Counted once, in the first entry. A checkpoint that fails is not
+        // retried (its beats' reports are dropped too), so no heartbeat is
+        // ever counted twice.
+        let mut heartbeats = self
+            .liveness
+            .heartbeats_since_checkpoint
+            .swap(0, Ordering::Relaxed);
         for chunk in entries.chunks(self.config.expiry_batch.max(1)) {
             let cmd = Command::Checkpoint {
                 entries: chunk.to_vec(),
+                heartbeats: std::mem::take(&mut heartbeats),
                 now: Timestamp::now(),
             };
             if let Err(e) = self
@@ -708,6 +722,7 @@ impl Node {
             // Scaling evaluation only (chunks() yields nothing for none).
             let cmd = Command::Checkpoint {
                 entries: Vec::new(),
+                heartbeats,
                 now: Timestamp::now(),
             };
             if let Err(e) = self

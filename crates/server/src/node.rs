@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
@@ -41,6 +41,9 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Node(Arc<NodeInner>);
 
+/// How often a node reports the discovery requests it served.
+pub const COUNTER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
 pub struct NodeInner {
     pub config: Config,
     pub id: NodeId,
@@ -54,7 +57,9 @@ pub struct NodeInner {
     last_leader_contact: Mutex<Option<Instant>>,
     reads: ReadBatcher,
     pub metrics: Metrics,
-    /// Discovery requests (get, list, search) served since start.
+    /// Discovery requests (get, list, search, discover, select) served
+    /// here and not yet added to the replicated counter (see
+    /// [`Node::spawn_counter_reports`]).
     pub discovery_requests: AtomicU64,
     /// Leader-side heartbeat table, checkpoints, sweeps and brake.
     pub liveness: crate::liveness::Liveness,
@@ -169,6 +174,7 @@ impl Node {
         node.spawn_watchers();
         node.spawn_elector();
         node.spawn_liveness();
+        node.spawn_counter_reports();
         Ok(node)
     }
 
@@ -242,6 +248,40 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Every [`COUNTER_REPORT_INTERVAL`], adds the discovery requests this
+    /// node served meanwhile to the replicated counter, through Raft (a
+    /// follower's report is forwarded to the leader like any write). A
+    /// report that fails is dropped rather than retried, so a count is never
+    /// added twice; at most one interval of one node's requests is lost
+    /// around a failure or when the node stops.
+    fn spawn_counter_reports(&self) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(COUNTER_REPORT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let count = node.discovery_requests.swap(0, Ordering::Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let cmd = Command::CountDiscoveryRequests {
+                    count,
+                    now: Timestamp::now(),
+                };
+                if let Err(e) = node.propose(cmd).await {
+                    debug!(error = %e.body.error.message, count, "discovery count not reported");
+                }
+            }
+        });
+    }
+
+    /// Discovery requests served by the whole cluster as this node knows
+    /// them: the replicated total plus its own unreported ones.
+    pub fn discovery_requests_total(&self, replicated: u64) -> u64 {
+        replicated.saturating_add(self.discovery_requests.load(Ordering::Relaxed))
     }
 
     /// The leader this node knows of, with its address.

@@ -70,8 +70,10 @@ fn assert_error(what: &str, r: &Reply, status: u16, code: &str, field: Option<&s
         err["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{what}: no message: {v}"
     );
-    if let Some(field) = field {
-        assert_eq!(err["field"], field, "{what}: field: {v}");
+    match field {
+        Some("") => assert!(err.get("field").is_none(), "{what}: no field expected: {v}"),
+        Some(field) => assert_eq!(err["field"], field, "{what}: field: {v}"),
+        None => {}
     }
     let retryable = matches!(code, "no_leader" | "unavailable" | "timeout");
     assert_eq!(err["retryable"], retryable, "{what}: retryable: {v}");
@@ -90,8 +92,8 @@ fn assert_error(what: &str, r: &Reply, status: u16, code: &str, field: Option<&s
 enum Want {
     /// 400 `invalid_argument` naming this field.
     Field(&'static str),
-    /// 400 `invalid_argument` for a value of the wrong JSON type (the JSON
-    /// decoder names no field).
+    /// 400 `invalid_argument` for a body of the wrong JSON type as a whole
+    /// (no field to name).
     WrongType,
     /// 400 `invalid_json`.
     Malformed,
@@ -103,7 +105,7 @@ impl Want {
     fn parts(self) -> (u16, &'static str, Option<&'static str>) {
         match self {
             Want::Field(f) => (400, "invalid_argument", Some(f)),
-            Want::WrongType => (400, "invalid_argument", None),
+            Want::WrongType => (400, "invalid_argument", Some("")),
             Want::Malformed => (400, "invalid_json", None),
             Want::Error(status, code) => (status, code, None),
         }
@@ -171,13 +173,59 @@ fn cases() -> Vec<Case> {
         post_raw("empty body", "", Malformed),
         post_raw("a JSON array", "[1, 2]", WrongType),
         post_raw("body over 64 KiB", &oversized, Error(413, "payload_too_large")),
-        register("name is a number", json!({"name": 5}), WrongType),
-        register("capabilities not a list", json!({"capabilities": "x"}), WrongType),
-        register("a capability is a string", json!({"capabilities": ["x"]}), WrongType),
-        register("health_score is a string", json!({"health_score": "high"}), WrongType),
-        register("tags is a string", json!({"tags": "t"}), WrongType),
-        register("ttl_seconds negative", json!({"ttl_seconds": -5}), WrongType),
-        register("if_absent is a string", json!({"if_absent": "yes"}), WrongType),
+        register("name is a number", json!({"name": 5}), Field("name")),
+        register("capabilities not a list", json!({"capabilities": "x"}), Field("capabilities")),
+        register("a capability is a string", json!({"capabilities": ["x"]}), Field("capabilities[0]")),
+        register("health_score is a string", json!({"health_score": "high"}), Field("health_score")),
+        register("tags is a string", json!({"tags": "t"}), Field("tags")),
+        register("ttl_seconds negative", json!({"ttl_seconds": -5}), Field("ttl_seconds")),
+        register("if_absent is a string", json!({"if_absent": "yes"}), Field("if_absent")),
+        register("cost an object", json!({"capabilities": [{"name": "c", "cost_estimate": {}}]}),
+                 Field("capabilities[0].cost_estimate")),
+        register("cost a list", json!({"capabilities": [{"name": "c", "cost_estimate": [1]}]}),
+                 Field("capabilities[0].cost_estimate")),
+        register("cost text over 256 bytes",
+                 json!({"capabilities": [{"name": "c", "cost_estimate": "x".repeat(257)}]}),
+                 Field("capabilities[0].cost_estimate")),
+        register("parameters a list", json!({"capabilities": [{"name": "c", "parameters": [1]}]}),
+                 Field("capabilities[0].parameters")),
+        register("parameters over 16 KiB",
+                 json!({"capabilities": [{"name": "c", "parameters": {"k": "x".repeat(17 * 1024)}}]}),
+                 Field("capabilities[0].parameters")),
+        register("second capability's name a number",
+                 json!({"capabilities": [{"name": "a"}, {"name": 5}]}), Field("capabilities[1].name")),
+        // The legacy routes: the same errors, named as their bodies name fields.
+        case("legacy cost an object", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "x", "base_url": "http://x",
+                         "capabilities": [{"name": "c", "cost_estimate": {"tokens": 1}}]})),
+             Field("capabilities[0].cost_estimate")),
+        case("legacy agent_name a number", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": 5, "base_url": "http://x"})),
+             Field("agent_name")),
+        case("legacy missing base_url", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "x"})), Field("base_url")),
+        case("legacy missing agent_id", M::POST, "/register",
+             Some(json!({"agent_name": "x", "base_url": "http://x"})), Field("agent_id")),
+        case("legacy register as suspended", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "x", "base_url": "http://x",
+                         "status": "suspended"})), Field("status")),
+        case("legacy metadata a list", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "x", "base_url": "http://x",
+                         "metadata": [1]})), Field("metadata")),
+        case("host-port port a string", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "host": "h", "port": "x"})), Field("port")),
+        case("host-port port 70000", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "host": "h", "port": 70000})), Field("port")),
+        case("host-port missing host", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "port": 80})), Field("host")),
+        case("host-port host with a path", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "host": "h/x", "port": 80})), Field("host")),
+        case("host-port ttl 1", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "host": "h", "port": 80, "ttl_seconds": 1})),
+             Field("ttl_seconds")),
+        case("host-port agent_name over 512 bytes", M::POST, "/agents/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "n".repeat(513), "host": "h", "port": 80})),
+             Field("agent_name")),
         // Missing fields, values out of bounds.
         case("missing name", M::POST, "/v1/agents",
              Some(json!({"agent_id": TARGET, "endpoint": "http://x"})), Field("name")),
@@ -197,7 +245,7 @@ fn cases() -> Vec<Case> {
         register("capability without a name", json!({"capabilities": [{"name": " "}]}),
                  Field("capabilities[0]")),
         register("negative cost", json!({"capabilities": [{"name": "c", "cost_estimate": -1.0}]}),
-                 Field("capabilities[0]")),
+                 Field("capabilities[0].cost_estimate")),
         register("health_score 1.5", json!({"health_score": 1.5}), Field("health_score")),
         register("health_score -0.1", json!({"health_score": -0.1}), Field("health_score")),
         register("load_factor 2", json!({"load_factor": 2.0}), Field("load_factor")),
@@ -223,8 +271,8 @@ fn cases() -> Vec<Case> {
         // Status and health updates of the target.
         case("unknown status", M::PUT, &status, Some(json!({"status": "sleeping"})),
              Field("status")),
-        case("status a number", M::PUT, &status, Some(json!({"status": 5})), WrongType),
-        case("status missing", M::PUT, &status, Some(json!({})), WrongType),
+        case("status a number", M::PUT, &status, Some(json!({"status": 5})), Field("status")),
+        case("status missing", M::PUT, &status, Some(json!({})), Field("status")),
         case("health_score 1.01", M::PUT, &health, Some(json!({"health_score": 1.01})),
              Field("health_score")),
         case("health_score -0.5", M::PUT, &health, Some(json!({"health_score": -0.5})),
@@ -235,7 +283,7 @@ fn cases() -> Vec<Case> {
              Field("load_factor")),
         case("empty health update", M::PUT, &health, Some(json!({})), Field("health_score")),
         case("health_score a string", M::PUT, &health, Some(json!({"health_score": "high"})),
-             WrongType),
+             Field("health_score")),
         Case { what: "status body not JSON".into(), method: M::PUT, path: status.clone(),
                body: Some(b"suspended".to_vec()), want: Malformed },
         // Unknown agents.
@@ -289,6 +337,9 @@ fn cases() -> Vec<Case> {
     for (what, path, field) in [
         ("unknown status filter", "/v1/agents?status=sleeping", "status"),
         ("legacy unknown status filter", "/agents?status=sleeping", "status"),
+        ("legacy include_dead not a bool", "/agents?include_dead=maybe", "include_dead"),
+        ("legacy limit 0", "/agents?limit=0", "limit"),
+        ("legacy search unknown status", "/capabilities/search?q=x&status=zzz", "status"),
         ("limit 0", "/v1/agents?limit=0", "limit"),
         ("limit 5000", "/v1/agents?limit=5000", "limit"),
         ("limit not a number", "/v1/agents?limit=ten", "limit"),
@@ -418,51 +469,106 @@ async fn legacy_routes_answer_in_their_old_shapes() {
     let c = Cluster::start(1, &[]).await;
     let base = c.url(1);
     let http = &c.http;
-    let legacy = |id: &str, name: &str, cap: &str, cost: f64| {
+    let legacy = |id: &str, name: &str, cap: &str, cost: Value| {
         json!({
             "agent_id": id, "agent_name": name, "base_url": format!("http://{id}:8080"),
             "capabilities": [{"name": cap, "description": format!("{cap} things"),
+                              "parameters": {"text": "str"},
                               "cost_estimate": cost, "tags": ["legacy"]}],
+            "status": "active", "metadata": {},
         })
     };
 
-    eprintln!("--- POST /register and POST /agents/register");
-    let one = legacy("legacy-1", "Legacy One", "translate", 0.5);
+    eprintln!("--- POST /register (Dev-Tools) answers registered with a timestamp");
+    let one = legacy("legacy-1", "Legacy One", "translate", json!("~100 tokens"));
     let r = post(http, &format!("{base}/register"), one).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
-    assert_eq!(v["success"], true);
+    assert_eq!(v["status"], "registered");
     assert_eq!(v["agent_id"], "legacy-1");
-    assert_eq!(v["agent"]["name"], "Legacy One");
-    assert_eq!(v["agent"]["endpoint"], "http://legacy-1:8080");
-    let two = legacy("legacy-2", "Legacy Two", "transcribe", 2.0);
-    let r = post(http, &format!("{base}/agents/register"), two).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.json()["agent_id"], "legacy-2");
+    assert!(
+        v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
 
-    eprintln!("--- GET /agents?status=active and GET /agents/{{id}}");
+    eprintln!("--- POST /agents/register (configurable-agents) answers the agent");
+    let two = json!({"agent_id": "legacy-2", "agent_name": "Legacy Two", "host": "10.1.2.3",
+                     "port": 9100, "ttl_seconds": 60, "metadata": {"team": "a"}});
+    let r = post(http, &format!("{base}/agents/register"), two).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let a = r.json();
+    assert_eq!(
+        (
+            &a["agent_id"],
+            &a["host"],
+            &a["port"],
+            &a["is_alive"],
+            &a["ttl_seconds"]
+        ),
+        (
+            &json!("legacy-2"),
+            &json!("10.1.2.3"),
+            &json!(9100),
+            &json!(true),
+            &json!(60)
+        )
+    );
+    assert_eq!(a["endpoint"], "http://10.1.2.3:9100");
+    assert_eq!(a["metadata"], json!({"team": "a"}));
+    assert!(a["registered_at"].is_string() && a["last_heartbeat"].is_string());
+
+    eprintln!("--- GET /agents is a JSON list; GET /agents/{{id}} one agent");
     let r = get(http, &format!("{base}/agents?status=active")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let listed = r.json();
-    let ids: Vec<&Value> = listed["agents"]
+    let ids: Vec<&Value> = listed
         .as_array()
-        .expect("agents")
+        .unwrap_or_else(|| panic!("not a bare list: {listed}"))
         .iter()
         .map(|a| &a["agent_id"])
         .collect();
     assert_eq!(ids, [&json!("legacy-1"), &json!("legacy-2")]);
     let r = get(http, &format!("{base}/agents?status=offline")).await;
-    assert_eq!(r.json()["agents"], json!([]));
+    assert_eq!(r.json(), json!([]));
+    let r = get(http, &format!("{base}/agents?include_dead=false&limit=1")).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
     let r = get(http, &format!("{base}/agents/legacy-1")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let rec = r.json();
-    assert!(rec.get("agent").is_none(), "not the bare record: {rec}");
-    assert_eq!(rec["agent_id"], "legacy-1");
-    assert_eq!(rec["name"], "Legacy One");
-    assert_eq!(rec["status"], "active");
-    assert_eq!(rec["capabilities"][0]["cost_estimate"], 0.5);
+    assert!(rec.get("agent").is_none(), "not wrapped: {rec}");
+    assert_eq!(
+        (
+            &rec["agent_id"],
+            &rec["agent_name"],
+            &rec["base_url"],
+            &rec["status"]
+        ),
+        (
+            &json!("legacy-1"),
+            &json!("Legacy One"),
+            &json!("http://legacy-1:8080"),
+            &json!("active")
+        )
+    );
+    assert_eq!(rec["capabilities"][0]["cost_estimate"], "~100 tokens");
+    assert_eq!(rec["capabilities"][0]["parameters"], json!({"text": "str"}));
+    assert_eq!(rec["created_at"], rec["registered_at"]);
+    assert_eq!(rec["ttl_seconds"], 60, "the Dev-Tools registry's 60 s");
 
-    eprintln!("--- GET /capabilities/search?q=");
+    eprintln!("--- POST /agents/{{id}}/heartbeat answers ok with the time");
+    let r = post(
+        http,
+        &format!("{base}/agents/legacy-1/heartbeat"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["status"], "ok");
+    assert!(r.json()["last_heartbeat"].is_string());
+    let r = post(http, &format!("{base}/agents/nobody/heartbeat"), json!({})).await;
+    assert_error("heartbeat of unknown", &r, 404, "agent_not_found", None);
+
+    eprintln!("--- GET /capabilities/search?q= : one item per matching capability");
     let r = get(http, &format!("{base}/capabilities/search?q=translate")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let hits = r.json();
@@ -473,34 +579,64 @@ async fn legacy_routes_answer_in_their_old_shapes() {
     let hit = &hits[0];
     assert_eq!(hit["agent_id"], "legacy-1");
     assert_eq!(hit["agent_name"], "Legacy One");
+    assert_eq!(hit["capability"], "translate");
+    assert_eq!(hit["description"], "translate things");
+    assert_eq!(hit["base_url"], "http://legacy-1:8080");
+    assert_eq!(hit["tags"], json!(["legacy"]));
     assert_eq!(hit["status"], "active");
-    assert_eq!(hit["cost_estimate"], 0.5);
-    assert_eq!(hit["capability"]["name"], "translate");
-    let r = get(http, &format!("{base}/capabilities/search?q=legacy")).await;
-    let n = r.json().as_array().map(Vec::len);
-    assert_eq!(n, Some(2), "the shared tag matches both: {}", r.text);
+    assert_eq!(hit["cost_estimate"], "~100 tokens");
+
+    eprintln!("--- a busy agent is not found by the legacy search");
+    let mut busy = legacy("legacy-3", "Legacy Three", "translate", json!(2));
+    busy["status"] = json!("busy");
+    let r = post(http, &format!("{base}/register"), busy).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = get(http, &format!("{base}/capabilities/search?q=TRANSL")).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1), "{}", r.text);
+    let r = get(
+        http,
+        &format!("{base}/capabilities/search?q=translate&status=busy"),
+    )
+    .await;
+    assert_eq!(r.json()[0]["cost_estimate"], 2);
 
     eprintln!("--- GET /health/{{id}} and GET /stats");
     let r = get(http, &format!("{base}/health/legacy-1")).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["status"], "healthy");
-    assert_eq!(r.json()["agent_id"], "legacy-1");
+    let h = r.json();
+    assert_eq!(
+        (&h["status"], &h["is_healthy"], &h["agent_name"]),
+        (&json!("healthy"), &json!(true), &json!("Legacy One"))
+    );
+    assert!(h["seconds_since_heartbeat"].is_u64(), "{h}");
     let r = get(http, &format!("{base}/stats")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let stats = r.json();
     assert_eq!(stats["active_agents"], 2, "{stats}");
     assert_eq!(stats["offline_agents"], 0, "{stats}");
     assert_eq!(stats["total_capabilities"], 2, "{stats}");
-    assert_eq!(stats["total_agents"], 2, "{stats}");
+    assert_eq!(stats["total_agents"], 3, "{stats}");
+    assert_eq!(stats["registered_agents"], 3, "{stats}");
+    assert_eq!(stats["capabilities_distribution"], json!({"translate": 2}));
+    assert_eq!(stats["health_distribution"]["0.8-1.0"], 3, "{stats}");
+    assert!(
+        stats["service_discovery_requests"].as_u64() > Some(5),
+        "{stats}"
+    );
 
-    eprintln!("--- DELETE /agents/{{id}}");
+    eprintln!("--- DELETE /agents/{{id}} answers deleted; a second one 404");
     let r = delete(http, &format!("{base}/agents/legacy-2")).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["success"], true);
+    assert_eq!(
+        (&r.json()["status"], &r.json()["agent_id"]),
+        (&json!("deleted"), &json!("legacy-2"))
+    );
+    let r = delete(http, &format!("{base}/agents/legacy-2")).await;
+    assert_error("deleted twice", &r, 404, "agent_not_found", None);
     let r = get(http, &format!("{base}/agents/legacy-2")).await;
     assert_error("deleted agent", &r, 404, "agent_not_found", None);
     let r = get(http, &format!("{base}/stats")).await;
-    assert_eq!(r.json()["total_agents"], 1);
+    assert_eq!(r.json()["total_agents"], 2);
 
     eprintln!("--- GET /openapi.json");
     let r = get(http, &format!("{base}/openapi.json")).await;

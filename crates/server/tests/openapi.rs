@@ -255,7 +255,7 @@ fn liveness_schemas_match_the_wire_types() {
         BatchHeartbeatItem, BatchHeartbeatRequest, BatchHeartbeatResponse, BatchHeartbeatResult,
         HeartbeatRequest, HeartbeatResponse,
     };
-    use registry_types::{AgentId, AgentStatus, ErrorBody, ErrorCode};
+    use registry_types::{AgentId, AgentStatus, ErrorBody, ErrorCode, Timestamp};
     let d = doc();
     let request = HeartbeatRequest {
         status: Some("busy".into()),
@@ -268,6 +268,7 @@ fn liveness_schemas_match_the_wire_types() {
         status: AgentStatus::Busy,
         ttl_seconds: 30,
         next_heartbeat_ms: 10_000,
+        last_heartbeat: Timestamp(1_700_000_000_000),
     };
     let item = BatchHeartbeatItem {
         agent_id: "a".into(),

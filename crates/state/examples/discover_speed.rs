@@ -79,14 +79,16 @@ fn agent(i: usize, varied: bool) -> RegisterCommand {
         name: c1.into(),
         description: format!("{c1} for the benchmark fleet"),
         tags: vec!["bench".into(), "v1".into()],
-        cost_estimate: Some(0.01),
+        cost_estimate: Some(registry_types::CostEstimate::Number(0.01)),
+        parameters: Default::default(),
     }];
     if c2 != c1 {
         capabilities.push(Capability {
             name: c2.into(),
             description: format!("{c2} with a bounded budget"),
             tags: vec!["bench".into()],
-            cost_estimate: Some(0.02),
+            cost_estimate: Some(registry_types::CostEstimate::Number(0.02)),
+            parameters: Default::default(),
         });
     }
     let mut metadata = Metadata::default();
@@ -126,6 +128,7 @@ fn agent(i: usize, varied: bool) -> RegisterCommand {
         deregister_after_seconds: 0,
         if_absent: false,
         expected_revision: None,
+        keep: Default::default(),
         now: Timestamp(1_700_000_000_000),
     }
 }

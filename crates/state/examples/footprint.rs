@@ -44,6 +44,7 @@ fn agent(i: usize) -> RegisterCommand {
         description: "handles requests of this kind".into(),
         tags: vec![format!("tier-{}", c % 3)],
         cost_estimate: None,
+        parameters: Default::default(),
     };
     RegisterCommand {
         agent_id: AgentId::parse(&format!("agent-{i:06}")).expect("valid id"),
@@ -65,6 +66,7 @@ fn agent(i: usize) -> RegisterCommand {
         deregister_after_seconds: 0,
         if_absent: false,
         expected_revision: None,
+        keep: Default::default(),
         now: Timestamp(1_700_000_000_000),
     }
 }

@@ -27,5 +27,6 @@ pub mod scaling;
 
 pub use events::EventLog;
 pub use machine::{
-    RegistryState, SnapshotData, SnapshotView, StateConfig, SNAPSHOT_FORMAT_VERSION,
+    Counters, RegistryState, SnapshotData, SnapshotDataV2, SnapshotView, StateConfig,
+    SNAPSHOT_FORMAT_VERSION,
 };

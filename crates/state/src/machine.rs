@@ -33,9 +33,26 @@ pub fn capability_names(record: &AgentRecord) -> Vec<String> {
     names
 }
 
-/// Version of the [`SnapshotData`] encoding. Bump it (and teach `restore` the
-/// old shape) whenever the encoding of a record, event or command changes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version of the [`SnapshotData`] encoding. Bump it (and keep the old shape,
+/// as [`SnapshotDataV2`], with a conversion) whenever the encoding of a
+/// record, event or command changes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+
+/// Replicated counters behind the statistics other registries report. Each
+/// only grows; every replica counts the same because each is advanced by
+/// applying a command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Heartbeats the leaders received (as counted in their checkpoints).
+    pub heartbeats: u64,
+    /// Liveness transitions caused by missed heartbeats: steps to unhealthy
+    /// and to offline, and removals.
+    pub missed_heartbeat_transitions: u64,
+    /// Scaling advisories that came into force.
+    pub advisories_raised: u64,
+    /// Discovery requests the nodes reported.
+    pub discovery_requests: u64,
+}
 
 /// Node-local settings of the state machine. They must be the same on every
 /// node for `events` windows to match, but no replicated result depends on
@@ -82,6 +99,7 @@ pub struct RegistryState {
     pub(crate) scaling_policies: BTreeMap<String, ScalingPolicy>,
     /// Advisories in force, by capability and action.
     pub(crate) advisories: BTreeMap<(String, ScalingAction), ScalingAdvisory>,
+    pub(crate) counters: Counters,
     config: StateConfig,
 }
 
@@ -97,6 +115,40 @@ pub struct SnapshotData {
     pub brake_engaged: bool,
     pub scaling_policies: Vec<ScalingPolicy>,
     pub advisories: Vec<ScalingAdvisory>,
+    pub counters: Counters,
+}
+
+/// A snapshot of format 2 (written by releases whose Raft format was 1):
+/// records held version-1 capabilities, and there were no counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDataV2 {
+    pub format_version: u32,
+    pub revision: Revision,
+    pub total_registrations: u64,
+    pub agents: Vec<registry_types::v1::AgentRecord>,
+    pub events_compacted_through: Revision,
+    pub events: Vec<Event>,
+    pub brake_engaged: bool,
+    pub scaling_policies: Vec<ScalingPolicy>,
+    pub advisories: Vec<ScalingAdvisory>,
+}
+
+impl From<SnapshotDataV2> for SnapshotData {
+    fn from(d: SnapshotDataV2) -> Self {
+        SnapshotData {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            revision: d.revision,
+            total_registrations: d.total_registrations,
+            agents: d.agents.into_iter().map(Into::into).collect(),
+            events_compacted_through: d.events_compacted_through,
+            events: d.events,
+            brake_engaged: d.brake_engaged,
+            scaling_policies: d.scaling_policies,
+            advisories: d.advisories,
+            // Not counted before format 3.
+            counters: Counters::default(),
+        }
+    }
 }
 
 /// The state as a snapshot, borrowed: it serializes exactly as
@@ -117,6 +169,7 @@ pub struct SnapshotView<'a> {
     pub brake_engaged: bool,
     pub scaling_policies: Vec<&'a ScalingPolicy>,
     pub advisories: Vec<&'a ScalingAdvisory>,
+    pub counters: Counters,
 }
 
 impl Default for RegistryState {
@@ -140,6 +193,7 @@ impl RegistryState {
             brake_engaged: false,
             scaling_policies: BTreeMap::new(),
             advisories: BTreeMap::new(),
+            counters: Counters::default(),
             config,
         }
     }
@@ -207,7 +261,28 @@ impl RegistryState {
                 metrics,
                 now,
             } => self.apply_set_health(agent_id, *health_score, *load_factor, metrics, *now),
-            Command::Checkpoint { entries, now } => self.apply_checkpoint(entries, *now),
+            Command::Checkpoint {
+                entries,
+                heartbeats,
+                now,
+            } => {
+                self.counters.heartbeats = self.counters.heartbeats.saturating_add(*heartbeats);
+                self.apply_checkpoint(entries, *now)
+            }
+            Command::Format1(inner) => {
+                let counters = self.counters;
+                let result = self.apply(log_index, inner);
+                self.counters = counters;
+                result
+            }
+            Command::CountDiscoveryRequests { count, .. } => {
+                self.counters.discovery_requests =
+                    self.counters.discovery_requests.saturating_add(*count);
+                CommandResult::Batch {
+                    applied: 1,
+                    skipped: 0,
+                }
+            }
             Command::Expire { entries, now } => self.apply_expire(entries, *now),
             Command::Brake {
                 engaged,
@@ -306,6 +381,7 @@ impl RegistryState {
                 skipped += 1;
                 continue;
             }
+            self.counters.missed_heartbeat_transitions += 1;
             match e.step {
                 ExpiryStep::Unhealthy => {
                     self.change_status(
@@ -431,6 +507,11 @@ impl RegistryState {
         Some(revision)
     }
 
+    /// The replicated counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
     /// Whether the mass-expiry brake is engaged (as last decided by a leader).
     pub fn brake_engaged(&self) -> bool {
         self.brake_engaged
@@ -471,17 +552,25 @@ impl RegistryState {
             None => c.status.unwrap_or(AgentStatus::Active),
         };
         let record_revision = self.revision + 1;
+        // What the command does not carry, an update keeps.
+        let kept = |keep: bool| previous.as_ref().filter(|_| keep);
+        let profile = kept(c.keep.profile);
+        let lease = kept(c.keep.lease);
         let record = AgentRecord {
             agent_id: c.agent_id.clone(),
             name: c.name.clone(),
-            agent_type: c.agent_type.clone(),
-            runtime_id: c.runtime_id.clone(),
+            agent_type: profile.map_or(&c.agent_type, |p| &p.agent_type).clone(),
+            runtime_id: profile.map_or(&c.runtime_id, |p| &p.runtime_id).clone(),
             endpoint: c.endpoint.clone(),
-            version: c.version.clone(),
-            description: c.description.clone(),
-            capabilities: c.capabilities.clone(),
-            tags: c.tags.clone(),
-            metadata: c.metadata.clone(),
+            version: profile.map_or(&c.version, |p| &p.version).clone(),
+            description: profile.map_or(&c.description, |p| &p.description).clone(),
+            capabilities: kept(c.keep.capabilities)
+                .map_or(&c.capabilities, |p| &p.capabilities)
+                .clone(),
+            tags: profile.map_or(&c.tags, |p| &p.tags).clone(),
+            metadata: kept(c.keep.metadata)
+                .map_or(&c.metadata, |p| &p.metadata)
+                .clone(),
             status,
             health_score: c
                 .health_score
@@ -496,9 +585,11 @@ impl RegistryState {
                 .clone()
                 .or(previous.as_ref().map(|p| p.performance_metrics.clone()))
                 .unwrap_or_default(),
-            ttl_seconds: c.ttl_seconds,
-            offline_after_seconds: c.offline_after_seconds,
-            deregister_after_seconds: c.deregister_after_seconds,
+            ttl_seconds: lease.map_or(c.ttl_seconds, |p| p.ttl_seconds),
+            offline_after_seconds: lease
+                .map_or(c.offline_after_seconds, |p| p.offline_after_seconds),
+            deregister_after_seconds: lease
+                .map_or(c.deregister_after_seconds, |p| p.deregister_after_seconds),
             registered_at: previous.as_ref().map_or(c.now, |p| p.registered_at),
             updated_at: c.now,
             last_heartbeat: c.now,
@@ -826,6 +917,7 @@ impl RegistryState {
             brake_engaged: v.brake_engaged,
             scaling_policies: v.scaling_policies.into_iter().cloned().collect(),
             advisories: v.advisories.into_iter().cloned().collect(),
+            counters: v.counters,
         }
     }
 
@@ -842,6 +934,7 @@ impl RegistryState {
             brake_engaged: self.brake_engaged,
             scaling_policies: self.scaling_policies.values().collect(),
             advisories: self.advisories.values().collect(),
+            counters: self.counters,
         }
     }
 
@@ -862,6 +955,7 @@ impl RegistryState {
         state.revision = data.revision;
         state.total_registrations = data.total_registrations;
         state.brake_engaged = data.brake_engaged;
+        state.counters = data.counters;
         state.scaling_policies = data
             .scaling_policies
             .into_iter()

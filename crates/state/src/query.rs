@@ -133,7 +133,7 @@ impl RegistryState {
                     agent_name: r.name.clone(),
                     status: r.status,
                     endpoint: r.endpoint.clone(),
-                    cost_estimate: cap.cost_estimate,
+                    cost_estimate: cap.cost_estimate.clone(),
                     capability: cap,
                     match_kind: kind,
                 }
@@ -164,7 +164,8 @@ impl RegistryState {
         out
     }
 
-    /// Registry-wide counts. `discovery_requests` is filled in by the node.
+    /// Registry-wide counts and the replicated counters. The node adds the
+    /// discovery requests it served and has not reported yet.
     pub fn stats(&self) -> Stats {
         let mut by_status = BTreeMap::new();
         for s in AgentStatus::ALL {
@@ -178,17 +179,41 @@ impl RegistryState {
             .keys_of(Field::CapabilityName)
             .map(|(name, set)| (name.to_string(), set.len()))
             .collect();
+        let count = |s: AgentStatus| by_status.get(&s).copied().unwrap_or(0);
+        let c = self.counters;
         Stats {
             total_agents: self.agents.len() as u64,
-            active_agents: by_status.get(&AgentStatus::Active).copied().unwrap_or(0),
-            offline_agents: by_status.get(&AgentStatus::Offline).copied().unwrap_or(0),
+            registered_agents: self.agents.len() as u64,
+            active_agents: count(AgentStatus::Active),
+            offline_agents: count(AgentStatus::Offline),
+            degraded_agents: count(AgentStatus::Degraded),
             agents_by_status: by_status,
             total_registrations: self.total_registrations,
             total_capabilities: self.total_capabilities,
+            capabilities_distribution: capability_distribution.clone(),
             capability_distribution,
-            discovery_requests: 0,
+            discovery_requests: c.discovery_requests,
+            service_discovery_requests: c.discovery_requests,
+            health_checks_performed: c.heartbeats,
+            failed_health_checks: c.missed_heartbeat_transitions,
+            auto_scaling_events: c.advisories_raised,
+            health_distribution: self.health_distribution(),
             revision: self.revision,
         }
+    }
+
+    /// Agents per band of health score (see `Stats::health_distribution`):
+    /// one pass over the records.
+    pub fn health_distribution(&self) -> BTreeMap<String, u64> {
+        let mut bands = [0u64; HEALTH_BANDS.len()];
+        for r in self.records() {
+            bands[health_band(r.health_score)] += 1;
+        }
+        HEALTH_BANDS
+            .iter()
+            .zip(bands)
+            .map(|(name, n)| (name.to_string(), n))
+            .collect()
     }
 
     /// Counts the agents of a posting set by status (one lookup per status).
@@ -290,4 +315,24 @@ pub fn match_capability(q: &str, cap: &registry_types::Capability) -> Option<Mat
         return Some(MatchKind::Description);
     }
     None
+}
+
+/// Names of the health-score bands of `Stats::health_distribution`.
+pub const HEALTH_BANDS: [&str; 5] = ["0.0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1.0"];
+
+/// The band of a health score: `[0, 0.2)`, `[0.2, 0.4)`, `[0.4, 0.6)`,
+/// `[0.6, 0.8)`, `[0.8, 1]`. Scores are validated to lie in 0..=1; anything
+/// else (never stored) falls in the nearest band.
+pub fn health_band(score: f64) -> usize {
+    if score >= 0.8 {
+        4
+    } else if score >= 0.6 {
+        3
+    } else if score >= 0.4 {
+        2
+    } else if score >= 0.2 {
+        1
+    } else {
+        0
+    }
 }

@@ -155,6 +155,7 @@ impl RegistryState {
             return;
         }
         self.revision += 1;
+        self.counters.advisories_raised += 1;
         let advisory = ScalingAdvisory {
             capability: policy.capability.clone(),
             action,

@@ -25,7 +25,8 @@ fn varied_state() -> RegistryState {
     let mut c = reg("a2", 2);
     c.runtime_id = "rt1".into();
     c.capabilities = vec![Capability {
-        cost_estimate: Some(0.5),
+        cost_estimate: Some(registry_types::CostEstimate::Number(0.5)),
+        parameters: Default::default(),
         ..cap("Summarize", "text", &["nlp"])
     }];
     c.metadata = registry_types::Metadata(
@@ -69,7 +70,8 @@ fn capabilities_survive_bincode() {
     for c in [
         cap("Python", "", &[]),
         Capability {
-            cost_estimate: Some(2.0),
+            cost_estimate: Some(registry_types::CostEstimate::Number(2.0)),
+            parameters: Default::default(),
             ..cap("Python", "d", &["t"])
         },
     ] {

@@ -618,3 +618,314 @@ fn event_window_compacts_with_an_explicit_answer() {
     bad.format_version += 1;
     assert!(RegistryState::restore(StateConfig::default(), bad).is_err());
 }
+
+#[test]
+fn a_legacy_registration_keeps_what_it_does_not_carry() {
+    use registry_types::command::Keep;
+    let mut h = Harness::new();
+    // --- set through /v1: a profile, capabilities and a short TTL
+    let mut v1 = reg("dev", 1_000);
+    v1.agent_type = "llm".into();
+    v1.runtime_id = "pod-1".into();
+    v1.tags = vec!["gpu".into()];
+    v1.description = "set by an operator".into();
+    v1.capabilities = vec![cap("code_generation", "", &["python"])];
+    v1.ttl_seconds = 2;
+    v1.offline_after_seconds = 4;
+    v1.deregister_after_seconds = 8;
+    h.register(v1.clone());
+
+    // --- a Dev-Tools re-registration: new name, endpoint and capabilities
+    let mut legacy = reg("dev", 2_000);
+    legacy.name = "Feature Dev".into();
+    legacy.endpoint = "http://feature-dev:8002".into();
+    legacy.capabilities = vec![cap("refactoring", "", &[])];
+    legacy.keep = Keep {
+        profile: true,
+        capabilities: false,
+        metadata: false,
+        lease: true,
+    };
+    let r = h.register(legacy.clone());
+    assert_eq!(r.name, "Feature Dev");
+    assert_eq!(r.endpoint, "http://feature-dev:8002");
+    assert_eq!(
+        r.capabilities, legacy.capabilities,
+        "capabilities are carried"
+    );
+    assert_eq!(
+        (
+            r.agent_type.as_str(),
+            r.runtime_id.as_str(),
+            r.description.as_str()
+        ),
+        ("llm", "pod-1", "set by an operator")
+    );
+    assert_eq!(r.tags, v1.tags);
+    assert_eq!(r.version, v1.version);
+    assert_eq!(
+        (
+            r.ttl_seconds,
+            r.offline_after_seconds,
+            r.deregister_after_seconds
+        ),
+        (2, 4, 8),
+        "the TTL set through /v1 stays"
+    );
+
+    // --- a configurable-agents re-registration keeps capabilities, not the lease
+    let mut host_port = reg("dev", 3_000);
+    host_port.ttl_seconds = 60;
+    host_port.offline_after_seconds = 90;
+    host_port.keep = Keep {
+        profile: true,
+        capabilities: true,
+        metadata: true,
+        lease: false,
+    };
+    let before = h.state.get(&id("dev")).unwrap().metadata.clone();
+    host_port.metadata = registry_types::Metadata(
+        serde_json::json!({"ignored": true})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let r = h.register(host_port);
+    assert_eq!(r.metadata, before, "kept metadata");
+    assert_eq!(r.capabilities, legacy.capabilities);
+    assert_eq!((r.ttl_seconds, r.offline_after_seconds), (60, 90));
+    assert_eq!(r.agent_type, "llm");
+
+    // --- a /v1 registration replaces everything again
+    let r = h.register(reg("dev", 4_000));
+    assert_eq!(r.agent_type, "");
+    assert!(r.capabilities.is_empty() && r.tags.is_empty());
+    assert_eq!(r.ttl_seconds, 30);
+
+    // --- a creation takes the command's values whatever it keeps
+    let mut fresh = reg("new", 5_000);
+    fresh.agent_type = "tool".into();
+    fresh.ttl_seconds = 7;
+    fresh.capabilities = vec![cap("x", "", &[])];
+    fresh.keep = Keep {
+        profile: true,
+        capabilities: true,
+        metadata: true,
+        lease: true,
+    };
+    let r = h.register(fresh);
+    assert_eq!(
+        (r.agent_type.as_str(), r.ttl_seconds, r.capabilities.len()),
+        ("tool", 7, 1)
+    );
+}
+
+#[test]
+fn counters_follow_heartbeats_expiries_advisories_and_reports() {
+    use registry_types::command::ExpiryStep;
+    use registry_types::scaling::ScalingPolicyRequest;
+    let mut h = Harness::new();
+    let mut c = reg("a", 1_000);
+    c.capabilities = vec![cap("trade", "", &[])];
+    h.register(c);
+    h.register(reg("b", 1_000));
+    assert_eq!(h.state.counters(), Default::default());
+
+    // --- checkpoints add the heartbeats they count, whatever their entries
+    h.apply(registry_types::Command::Checkpoint {
+        entries: vec![heard("a", 1_500), heard("nobody", 1_500)],
+        heartbeats: 5,
+        now: Timestamp(2_000),
+    });
+    h.apply(checkpoint(vec![], 2_100));
+    assert_eq!(h.state.counters().heartbeats, 5);
+
+    // --- each step taken counts; skipped entries do not
+    let epoch = |h: &Harness, a: &str| h.state.get(&id(a)).unwrap().epoch;
+    let (ea, eb) = (epoch(&h, "a"), epoch(&h, "b"));
+    h.apply(expire(
+        vec![
+            silent("a", ea, ExpiryStep::Unhealthy),
+            silent("b", eb + 99, ExpiryStep::Unhealthy),
+            silent("b", eb, ExpiryStep::Offline),
+        ],
+        3_000,
+    ));
+    h.apply(expire(vec![silent("b", eb, ExpiryStep::Offline)], 3_100));
+    h.apply(expire(vec![silent("b", eb, ExpiryStep::Remove)], 3_200));
+    assert_eq!(h.state.counters().missed_heartbeat_transitions, 3);
+
+    // --- an advisory coming into force counts once, not on each evaluation
+    h.apply(registry_types::Command::SetScalingPolicy {
+        capability: "trade".into(),
+        policy: Some(ScalingPolicyRequest {
+            min_agents: 3,
+            max_agents: 10,
+            high_load: 0.8,
+            low_load: 0.2,
+            min_health: 0.5,
+        }),
+        now: Timestamp(4_000),
+    });
+    let raised = h.state.scaling_advisories().count() as u64;
+    assert!(raised >= 1, "below min_agents: an advisory is in force");
+    assert_eq!(h.state.counters().advisories_raised, raised);
+    h.apply(checkpoint(vec![], 4_100));
+    assert_eq!(
+        h.state.counters().advisories_raised,
+        raised,
+        "still in force: not again"
+    );
+
+    // --- discovery reports add up, with no revision and no event
+    let rev = h.state.revision();
+    h.apply(registry_types::Command::CountDiscoveryRequests {
+        count: 40,
+        now: Timestamp(5_000),
+    });
+    h.apply(registry_types::Command::CountDiscoveryRequests {
+        count: 2,
+        now: Timestamp(5_100),
+    });
+    assert_eq!(h.state.revision(), rev);
+    let counters = h.state.counters();
+    assert_eq!(counters.discovery_requests, 42);
+
+    // --- the stats report them, and a snapshot carries them
+    let stats = h.state.stats();
+    assert_eq!(
+        (
+            stats.health_checks_performed,
+            stats.failed_health_checks,
+            stats.auto_scaling_events,
+            stats.service_discovery_requests
+        ),
+        (5, 3, raised, 42)
+    );
+    let restored = RegistryState::restore(StateConfig::default(), h.state.snapshot()).unwrap();
+    assert_eq!(restored.counters(), counters);
+}
+
+#[test]
+fn health_distribution_bands_include_their_lower_bound() {
+    let mut h = Harness::new();
+    for (i, score) in [0.0, 0.19, 0.2, 0.4, 0.59, 0.6, 0.79, 0.8, 1.0]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = reg(&format!("a{i}"), 1_000);
+        c.health_score = Some(score);
+        h.register(c);
+    }
+    let d = h.state.stats().health_distribution;
+    let got: Vec<(&str, u64)> = d.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        got,
+        [
+            ("0.0-0.2", 2),
+            ("0.2-0.4", 1),
+            ("0.4-0.6", 2),
+            ("0.6-0.8", 2),
+            ("0.8-1.0", 2)
+        ]
+    );
+    let empty = RegistryState::default().stats().health_distribution;
+    assert_eq!(empty.len(), 5);
+    assert!(empty.values().all(|n| *n == 0));
+}
+
+#[test]
+fn a_format_2_snapshot_converts_with_numbers_kept_and_counters_zero() {
+    use registry_state::{SnapshotData, SnapshotDataV2};
+    let mut h = Harness::new();
+    let mut c = reg("a", 1_000);
+    c.capabilities = vec![cap("trade", "d", &["t"])];
+    c.capabilities[0].cost_estimate = Some(registry_types::CostEstimate::Number(0.5));
+    c.capabilities.push(cap("plain", "", &[]));
+    h.register(c);
+    let current = h.state.snapshot();
+    // The same state as a release of format 2 wrote it.
+    let old = SnapshotDataV2 {
+        format_version: 2,
+        revision: current.revision,
+        total_registrations: current.total_registrations,
+        agents: current
+            .agents
+            .iter()
+            .map(|r| registry_types::v1::AgentRecord {
+                agent_id: r.agent_id.clone(),
+                name: r.name.clone(),
+                agent_type: r.agent_type.clone(),
+                runtime_id: r.runtime_id.clone(),
+                endpoint: r.endpoint.clone(),
+                version: r.version.clone(),
+                description: r.description.clone(),
+                capabilities: r
+                    .capabilities
+                    .iter()
+                    .map(|c| registry_types::v1::Capability {
+                        name: c.name.clone(),
+                        description: c.description.clone(),
+                        tags: c.tags.clone(),
+                        cost_estimate: match c.cost_estimate {
+                            Some(registry_types::CostEstimate::Number(x)) => Some(x),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+                tags: r.tags.clone(),
+                metadata: r.metadata.clone(),
+                status: r.status,
+                health_score: r.health_score,
+                load_factor: r.load_factor,
+                performance_metrics: r.performance_metrics.clone(),
+                ttl_seconds: r.ttl_seconds,
+                offline_after_seconds: r.offline_after_seconds,
+                deregister_after_seconds: r.deregister_after_seconds,
+                registered_at: r.registered_at,
+                updated_at: r.updated_at,
+                last_heartbeat: r.last_heartbeat,
+                create_revision: r.create_revision,
+                revision: r.revision,
+                epoch: r.epoch,
+            })
+            .collect(),
+        events_compacted_through: current.events_compacted_through,
+        events: current.events.clone(),
+        brake_engaged: current.brake_engaged,
+        scaling_policies: current.scaling_policies.clone(),
+        advisories: current.advisories.clone(),
+    };
+    assert_eq!(SnapshotData::from(old), current);
+}
+
+#[test]
+fn entries_of_format_1_apply_but_count_nothing() {
+    use registry_types::command::ExpiryStep;
+    let mut h = Harness::new();
+    let epoch = h.register(reg("a", 1_000)).epoch;
+    let wrapped = |c| registry_types::Command::Format1(Box::new(c));
+    h.apply(wrapped(expire(
+        vec![silent("a", epoch, ExpiryStep::Unhealthy)],
+        2_000,
+    )));
+    h.apply(wrapped(registry_types::Command::Checkpoint {
+        entries: vec![heard("a", 2_500)],
+        heartbeats: 3,
+        now: Timestamp(3_000),
+    }));
+    let r = h.state.get(&id("a")).unwrap();
+    assert_eq!(
+        r.status,
+        AgentStatus::Active,
+        "the expiry and the revival applied"
+    );
+    assert_eq!(r.last_heartbeat, Timestamp(2_500));
+    assert_eq!(h.state.counters(), Default::default());
+    // The same commands unwrapped count.
+    h.apply(expire(
+        vec![silent("a", epoch, ExpiryStep::Unhealthy)],
+        4_000,
+    ));
+    assert_eq!(h.state.counters().missed_heartbeat_transitions, 1);
+}

@@ -19,7 +19,7 @@ use proptest::test_runner::{Config, TestRunner};
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
 use registry_types::command::{
-    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, RegisterCommand, Rejection,
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Keep, RegisterCommand, Rejection,
 };
 use registry_types::{
     AgentId, AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
@@ -137,6 +137,8 @@ enum Op {
         metrics: Option<Vec<(usize, u8)>>,
         if_absent: bool,
         expect: Expect,
+        /// What an update keeps (a legacy route's registration).
+        keep: Keep,
     },
     /// Registers `count` cold agents in a row, so that fleets grow large
     /// enough for the listing's sorted-candidates path.
@@ -161,9 +163,16 @@ enum Op {
         load: Option<f64>,
         metrics: Vec<(usize, u8)>,
     },
-    /// The leader's batched record of heartbeats.
+    /// The leader's batched record of heartbeats, counting `extra`
+    /// heartbeats beyond one per entry (agents beat more than once between
+    /// checkpoints).
     Checkpoint {
         entries: Vec<Heard>,
+        extra: u8,
+    },
+    /// A node reports the discovery requests it served.
+    CountDiscovery {
+        count: u16,
     },
     /// The leader's batched expiry decisions.
     Expire {
@@ -345,17 +354,26 @@ fn op() -> impl Strategy<Value = Op> {
         prop::option::of(metrics()),
         prop::bool::weighted(0.15),
         expect,
+        prop_oneof![
+            3 => Just(Keep::default()),
+            1 => (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+                |(profile, capabilities, metadata, lease)| Keep { profile, capabilities, metadata, lease }
+            ),
+        ],
     )
         .prop_map(
-            |(agent, shape, status, health, load, metrics, if_absent, expect)| Op::Register {
-                agent,
-                shape,
-                status,
-                health,
-                load,
-                metrics,
-                if_absent,
-                expect,
+            |(agent, shape, status, health, load, metrics, if_absent, expect, keep)| {
+                Op::Register {
+                    agent,
+                    shape,
+                    status,
+                    health,
+                    load,
+                    metrics,
+                    if_absent,
+                    expect,
+                    keep,
+                }
             },
         );
     prop_oneof![
@@ -367,7 +385,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(agent, status, same)| Op::SetStatus { agent, status, same }),
         2 => (agent_idx(), score(), score(), metrics())
             .prop_map(|(agent, health, load, metrics)| Op::SetHealth { agent, health, load, metrics }),
-        3 => prop::collection::vec(heard_entry(), 0..6).prop_map(|entries| Op::Checkpoint { entries }),
+        3 => (prop::collection::vec(heard_entry(), 0..6), any::<u8>())
+            .prop_map(|(entries, extra)| Op::Checkpoint { entries, extra }),
+        1 => any::<u16>().prop_map(|count| Op::CountDiscovery { count }),
         3 => prop::collection::vec(silent_entry(), 0..5).prop_map(|entries| Op::Expire { entries }),
         1 => (target(), step(), shape())
             .prop_map(|(target, step, shape)| Op::RaceExpire { target, step, shape }),
@@ -402,7 +422,10 @@ fn build_register(agent: &str, shape: &Shape, now: i64) -> RegisterCommand {
             name: CAP_NAMES[*n].to_string(),
             description: CAP_DESCS[*d].to_string(),
             tags: tags.iter().map(|t| TAGS[*t].to_string()).collect(),
-            cost_estimate: shape.cost.map(f64::from),
+            cost_estimate: shape
+                .cost
+                .map(|c| registry_types::CostEstimate::Number(f64::from(c))),
+            parameters: Default::default(),
         })
         .collect();
     c.tags = shape.tags.iter().map(|t| TAGS[*t].to_string()).collect();
@@ -449,8 +472,15 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
                 metrics,
                 if_absent,
                 expect,
+                keep,
             } => {
                 let mut c = build_register(&agent_name(*agent), shape, now);
+                c.keep = *keep;
+                // Lease settings that differ between registrations, so that
+                // keeping them is visible.
+                c.ttl_seconds = 10 + (now % 7) as u32;
+                c.offline_after_seconds = c.ttl_seconds * 2;
+                c.deregister_after_seconds = c.ttl_seconds * 3;
                 c.status = *status;
                 c.health_score = *health;
                 c.load_factor = *load;
@@ -499,7 +529,12 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
                 metrics: metric_map(metrics),
                 now: Timestamp(now),
             }],
-            Op::Checkpoint { entries } => vec![Command::Checkpoint {
+            Op::CountDiscovery { count } => vec![Command::CountDiscoveryRequests {
+                count: u64::from(*count),
+                now: Timestamp(now),
+            }],
+            Op::Checkpoint { entries, extra } => vec![Command::Checkpoint {
+                heartbeats: entries.len() as u64 + u64::from(*extra),
                 entries: entries
                     .iter()
                     .map(|h| {
@@ -888,7 +923,16 @@ fn without_refreshes(snap: &SnapshotData) -> SnapshotData {
         r.load_factor = 0.0;
         r.performance_metrics.clear();
     }
-    snap
+    without_counters(&snap)
+}
+
+/// A snapshot without its counters (the model checks them after every
+/// command), so that a command that only counts reads as changing nothing.
+fn without_counters(snap: &SnapshotData) -> SnapshotData {
+    SnapshotData {
+        counters: Default::default(),
+        ..snap.clone()
+    }
 }
 
 /// The same log gives the same state, results and revision on two replicas,
@@ -915,6 +959,7 @@ fn same_log_same_state() {
             prop_assert_eq!(a.revision(), model.revision);
             prop_assert!(a.records().eq(model.agents.values()), "{:?}", cmd);
             prop_assert_eq!(a.brake_engaged(), model.brake_engaged);
+            prop_assert_eq!(a.counters(), model.counters, "{:?}", cmd);
             let events = a
                 .events()
                 .since(before.revision, usize::MAX)
@@ -942,7 +987,7 @@ fn same_log_same_state() {
                     let entries = match cmd {
                         Command::Checkpoint { entries, .. } => entries.len(),
                         Command::Expire { entries, .. } => entries.len(),
-                        Command::Brake { .. } => 1,
+                        Command::Brake { .. } | Command::CountDiscoveryRequests { .. } => 1,
                         other => {
                             return Err(TestCaseError::fail(format!("batch result for {other:?}")))
                         }
@@ -966,7 +1011,13 @@ fn same_log_same_state() {
                 }
             };
             if unchanged {
-                prop_assert_eq!(&a.snapshot(), &before, "{:?} -> {:?}", cmd, ra);
+                prop_assert_eq!(
+                    without_counters(&a.snapshot()),
+                    without_counters(&before),
+                    "{:?} -> {:?}",
+                    cmd,
+                    ra
+                );
                 match ra {
                     CommandResult::Rejected(_) => {}
                     CommandResult::Batch { .. } => coverage.hit("batch without effect"),

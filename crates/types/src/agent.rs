@@ -117,10 +117,112 @@ pub struct Capability {
     /// Free-form tags, matched case-insensitively.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// The agent's own estimate of what one call costs (unit chosen by the
-    /// fleet: credits, dollars, tokens). Absent when unknown.
+    /// The agent's own estimate of what one call costs, exactly as it sent
+    /// it. Absent when unknown.
     #[serde(default)]
-    pub cost_estimate: Option<f64>,
+    pub cost_estimate: Option<CostEstimate>,
+    /// The capability's parameters as the agent described them (a JSON
+    /// object: `{"language": "str"}`, a JSON schema, ...), kept verbatim and
+    /// never interpreted. Empty when none were given.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub parameters: Metadata,
+}
+
+/// Accepts `null` for an object field, as the empty object.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+    if d.is_human_readable() {
+        Ok(
+            Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)?
+                .map(Metadata)
+                .unwrap_or_default(),
+        )
+    } else {
+        Metadata::deserialize(d)
+    }
+}
+
+/// What one call of a capability costs, in the agent's own terms: a number
+/// (in the fleet's unit: credits, dollars, tokens) or text such as
+/// `"~100 tokens"` or `"50-200 tokens per function"`, as the clients already
+/// in the field send it.
+///
+/// The registry never interprets it: it is echoed back as given, in
+/// records, searches, discovery and events. In JSON a number is written as
+/// an integer when it is one (`100`, not `100.0`), so `100` and `100.0` read
+/// back as the same JSON number.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CostEstimate {
+    /// A finite, non-negative number.
+    Number(f64),
+    /// Text, at most [`CostEstimate::MAX_TEXT_BYTES`] bytes.
+    Text(String),
+}
+
+impl CostEstimate {
+    /// Longest text estimate accepted, in bytes.
+    pub const MAX_TEXT_BYTES: usize = 256;
+}
+
+/// The binary (bincode) shape of [`CostEstimate`]: an ordinary enum.
+#[derive(Serialize, Deserialize)]
+enum CostEstimateBin {
+    Number(f64),
+    Text(String),
+}
+
+impl Serialize for CostEstimate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return match self {
+                CostEstimate::Number(x) => CostEstimateBin::Number(*x),
+                CostEstimate::Text(t) => CostEstimateBin::Text(t.clone()),
+            }
+            .serialize(s);
+        }
+        // Integers below 2^53 are exact in an f64: write them as integers.
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        match self {
+            CostEstimate::Number(x) if x.fract() == 0.0 && x.abs() < EXACT => {
+                s.serialize_i64(*x as i64)
+            }
+            CostEstimate::Number(x) => s.serialize_f64(*x),
+            CostEstimate::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CostEstimate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return Ok(match CostEstimateBin::deserialize(d)? {
+                CostEstimateBin::Number(x) => CostEstimate::Number(x),
+                CostEstimateBin::Text(t) => CostEstimate::Text(t),
+            });
+        }
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = CostEstimate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<CostEstimate, E> {
+                Ok(CostEstimate::Number(v as f64))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<CostEstimate, E> {
+                Ok(CostEstimate::Number(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<CostEstimate, E> {
+                Ok(CostEstimate::Number(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CostEstimate, E> {
+                Ok(CostEstimate::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<CostEstimate, E> {
+                Ok(CostEstimate::Text(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Free-form JSON object attached to an agent.
@@ -222,6 +324,15 @@ impl AgentRecord {
             .map(|c| {
                 c.name.len()
                     + c.description.len()
+                    + match &c.cost_estimate {
+                        Some(CostEstimate::Text(t)) => t.len(),
+                        _ => 0,
+                    }
+                    + if c.parameters.0.is_empty() {
+                        0
+                    } else {
+                        c.parameters.encoded_len()
+                    }
                     + c.tags.iter().map(|t| t.len() + 24).sum::<usize>()
                     + 96
             })
@@ -256,6 +367,42 @@ mod tests {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
+    }
+
+    #[test]
+    fn cost_estimates_echo_numbers_and_text() {
+        for (input, echoed) in [
+            ("100", "100"),
+            ("100.0", "100"),
+            ("0.02", "0.02"),
+            ("1e300", "1e+300"),
+            ("\"~100 tokens\"", "\"~100 tokens\""),
+            ("\"\"", "\"\""),
+        ] {
+            let c: CostEstimate = serde_json::from_str(input).unwrap();
+            assert_eq!(serde_json::to_string(&c).unwrap(), echoed, "{input}");
+        }
+        assert_eq!(
+            serde_json::from_str::<CostEstimate>("\"50-200 tokens per function\"").unwrap(),
+            CostEstimate::Text("50-200 tokens per function".into())
+        );
+        assert_eq!(
+            serde_json::from_str::<CostEstimate>("-3").unwrap(),
+            CostEstimate::Number(-3.0)
+        );
+        for bad in ["{}", "[1]", "true", "null"] {
+            assert!(serde_json::from_str::<CostEstimate>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn capability_parameters_default_to_empty_and_accept_null() {
+        let c: Capability = serde_json::from_str(r#"{"name": "x", "parameters": null}"#).unwrap();
+        assert!(c.parameters.0.is_empty());
+        let c: Capability =
+            serde_json::from_str(r#"{"name": "x", "parameters": {"lang": "str"}}"#).unwrap();
+        assert_eq!(c.parameters.0["lang"], "str");
+        assert!(serde_json::from_str::<Capability>(r#"{"name": "x", "parameters": 1}"#).is_err());
     }
 
     #[test]

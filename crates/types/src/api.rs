@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentRecord, AgentStatus, Capability};
+use crate::agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 use crate::ids::{AgentId, NodeId, Revision, Timestamp};
 
 /// A capability as submitted by an agent.
@@ -15,8 +15,12 @@ pub struct CapabilityInput {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A number or text, echoed back as given.
     #[serde(default)]
-    pub cost_estimate: Option<f64>,
+    pub cost_estimate: Option<CostEstimate>,
+    /// A JSON object, kept verbatim; `null` is taken as `{}`.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
 }
 
 impl From<CapabilityInput> for Capability {
@@ -26,6 +30,10 @@ impl From<CapabilityInput> for Capability {
             description: c.description,
             tags: c.tags.into_iter().map(|t| t.trim().to_string()).collect(),
             cost_estimate: c.cost_estimate,
+            parameters: match c.parameters {
+                Some(serde_json::Value::Object(m)) => Metadata(m),
+                _ => Metadata::default(),
+            },
         }
     }
 }
@@ -167,8 +175,9 @@ pub struct CapabilityMatch {
     pub status: AgentStatus,
     pub endpoint: String,
     pub capability: Capability,
+    /// The capability's cost estimate, as the agent gave it.
     #[serde(default)]
-    pub cost_estimate: Option<f64>,
+    pub cost_estimate: Option<CostEstimate>,
     pub match_kind: MatchKind,
 }
 
@@ -180,7 +189,13 @@ pub struct SearchResponse {
     pub revision: Revision,
 }
 
-/// Answer to `GET /v1/stats`.
+/// Answer to `GET /v1/stats` (and `GET /stats`).
+///
+/// The counters (`health_checks_performed`, `failed_health_checks`,
+/// `auto_scaling_events`, `service_discovery_requests`) are replicated
+/// through Raft, so every node reports the same totals and they survive
+/// leader changes and restarts. The fields other registries report default
+/// to zero when an older server's answer lacks them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub total_agents: u64,
@@ -191,12 +206,41 @@ pub struct Stats {
     pub total_capabilities: u64,
     /// Agents per capability name (normalized, lower case).
     pub capability_distribution: BTreeMap<String, u64>,
-    /// Discovery requests (list, search, get) served by the answering node
-    /// since it started.
+    /// Discovery requests (list, search, get, discover, select) served by
+    /// the whole cluster: the replicated total plus what the answering node
+    /// served since it last reported (nodes report every few seconds).
     pub discovery_requests: u64,
-    /// Compatibility figures for existing clients.
+    /// Agents whose status is `active`.
     pub active_agents: u64,
+    /// Agents whose status is `offline`.
     pub offline_agents: u64,
+    /// Agents whose status is `degraded`.
+    #[serde(default)]
+    pub degraded_agents: u64,
+    /// Agents registered now, whatever their status (= `total_agents`).
+    #[serde(default)]
+    pub registered_agents: u64,
+    /// Heartbeats the leaders received, ever.
+    #[serde(default)]
+    pub health_checks_performed: u64,
+    /// Liveness transitions caused by missed heartbeats, ever: each step to
+    /// unhealthy, to offline and each removal counts once.
+    #[serde(default)]
+    pub failed_health_checks: u64,
+    /// Scaling advisories that came into force, ever.
+    #[serde(default)]
+    pub auto_scaling_events: u64,
+    /// Same as `discovery_requests` (the name other registries report).
+    #[serde(default)]
+    pub service_discovery_requests: u64,
+    /// Same as `capability_distribution` (the name other registries report).
+    #[serde(default)]
+    pub capabilities_distribution: BTreeMap<String, u64>,
+    /// Agents per band of reported health score: `0.0-0.2`, `0.2-0.4`,
+    /// `0.4-0.6`, `0.6-0.8` (each including its lower bound only) and
+    /// `0.8-1.0` (both bounds). Every band is present, zero or not.
+    #[serde(default)]
+    pub health_distribution: BTreeMap<String, u64>,
     pub revision: Revision,
 }
 
@@ -245,11 +289,22 @@ pub struct ClusterInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentHealth {
     pub agent_id: AgentId,
+    #[serde(default)]
+    pub agent_name: String,
     /// `healthy` when the agent is active, busy or degraded; otherwise its
     /// status name (unhealthy, offline, suspended, ...).
     pub status: String,
+    /// Whether `status` is `healthy`.
+    #[serde(default)]
+    pub is_healthy: bool,
     pub agent_status: AgentStatus,
+    /// The last heartbeat the replicated record holds (heartbeats are
+    /// checkpointed about once a second, so it may lag by that much).
     pub last_heartbeat: Timestamp,
+    /// Whole seconds from `last_heartbeat` to the answering node's clock
+    /// (0 when that clock is behind).
+    #[serde(default)]
+    pub seconds_since_heartbeat: u64,
     pub health_score: f64,
     pub load_factor: f64,
 }
@@ -290,6 +345,10 @@ pub struct HeartbeatResponse {
     /// When to beat next, in milliseconds: about a third of the TTL, with
     /// jitter so a fleet reconnecting after a failover spreads out.
     pub next_heartbeat_ms: u64,
+    /// When the leader recorded this heartbeat (its clock). Absent from
+    /// older servers' answers.
+    #[serde(default)]
+    pub last_heartbeat: Timestamp,
 }
 
 /// One agent's heartbeat inside `POST /v1/heartbeats`.

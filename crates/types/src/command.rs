@@ -39,6 +39,10 @@ pub enum Command {
     /// the previous checkpoint (heartbeats themselves are not log entries).
     Checkpoint {
         entries: Vec<CheckpointEntry>,
+        /// Heartbeats the leader received since its previous checkpoint
+        /// (every one, not one per agent): the `health_checks_performed`
+        /// counter.
+        heartbeats: u64,
         now: Timestamp,
     },
     /// The leader's batched liveness transitions of silent agents, in agent
@@ -68,6 +72,16 @@ pub enum Command {
     /// of its own: its own revision, events and result. Never nested and
     /// never holding the leader's own liveness commands.
     Batch(Vec<Command>),
+    /// Discovery requests one node served since it last reported: the
+    /// replicated `service_discovery_requests` counter. Changes no record
+    /// and has no event.
+    CountDiscoveryRequests { count: u64, now: Timestamp },
+    /// An entry a release of format 1 wrote, converted: applied as its
+    /// inner command, except that it advances no counter. Format 1 counted
+    /// nothing, and replicas that restored snapshots taken at different
+    /// indexes replay different stretches of the old log: counting none of
+    /// it keeps their counters equal. Only decoding old entries makes it.
+    Format1(Box<Command>),
 }
 
 /// One agent's liveness as the leader last heard it.
@@ -116,8 +130,10 @@ impl Command {
             | Command::Checkpoint { now, .. }
             | Command::Expire { now, .. }
             | Command::Brake { now, .. }
-            | Command::SetScalingPolicy { now, .. } => *now,
+            | Command::SetScalingPolicy { now, .. }
+            | Command::CountDiscoveryRequests { now, .. } => *now,
             Command::Batch(cmds) => cmds.last().map_or(Timestamp(0), Command::now),
+            Command::Format1(c) => c.now(),
         }
     }
 
@@ -133,8 +149,10 @@ impl Command {
             | Command::Checkpoint { now, .. }
             | Command::Expire { now, .. }
             | Command::Brake { now, .. }
-            | Command::SetScalingPolicy { now, .. } => *now = at,
+            | Command::SetScalingPolicy { now, .. }
+            | Command::CountDiscoveryRequests { now, .. } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
+            Command::Format1(c) => c.stamp(at),
         }
     }
 
@@ -150,6 +168,8 @@ impl Command {
             Command::Brake { .. } => "brake",
             Command::SetScalingPolicy { .. } => "set_scaling_policy",
             Command::Batch(_) => "batch",
+            Command::CountDiscoveryRequests { .. } => "count_discovery_requests",
+            Command::Format1(_) => "format1",
         }
     }
 
@@ -164,6 +184,7 @@ impl Command {
                 | Command::SetStatus { .. }
                 | Command::SetHealth { .. }
                 | Command::SetScalingPolicy { .. }
+                | Command::CountDiscoveryRequests { .. }
         )
     }
 }
@@ -196,7 +217,28 @@ pub struct RegisterCommand {
     /// Fail with `RevisionMismatch` unless the record is at this revision
     /// (0: the agent must not exist).
     pub expected_revision: Option<Revision>,
+    /// What an update keeps from the existing record instead of taking it
+    /// from this command (the legacy routes carry only part of a record).
+    pub keep: Keep,
     pub now: Timestamp,
+}
+
+/// Parts of an existing record that a registration keeps when it updates
+/// the agent, instead of replacing them with the command's values (which
+/// then serve only when the agent is created). The `/v1` API replaces the
+/// whole record; a legacy route keeps what its body cannot carry, so an
+/// existing agent re-registering through it does not lose the type, tags or
+/// TTL an operator set through `/v1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keep {
+    /// `agent_type`, `runtime_id`, `version`, `description` and `tags`.
+    pub profile: bool,
+    /// `capabilities`.
+    pub capabilities: bool,
+    /// `metadata`.
+    pub metadata: bool,
+    /// `ttl_seconds`, `offline_after_seconds`, `deregister_after_seconds`.
+    pub lease: bool,
 }
 
 /// What applying a command produced.

@@ -10,6 +10,10 @@
 //! - [`error`]: the wire error shape `{"error": {"code", "message"}}`.
 //! - [`limits`]: input limits and validation of requests.
 //! - [`scaling`]: scaling policies and advisories.
+//! - [`legacy`]: bodies of the routes existing agent code calls, in the
+//!   shapes of the registries it was written for.
+//! - [`v1`]: the persisted shapes of format version 1, frozen, and their
+//!   conversion to the current types.
 
 // Types that travel inside Raft entries and snapshots are encoded with bincode,
 // which is not self-describing: they must never use `skip_serializing_if`
@@ -19,10 +23,12 @@ pub mod api;
 pub mod command;
 pub mod error;
 pub mod ids;
+pub mod legacy;
 pub mod limits;
 pub mod scaling;
+pub mod v1;
 
-pub use agent::{AgentRecord, AgentStatus, Capability, Metadata};
+pub use agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 pub use command::{Command, CommandResult, Event, EventKind, ItemResult};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{AgentId, NodeId, Revision, Timestamp};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::agent::AgentStatus;
+use crate::agent::{AgentStatus, CostEstimate};
 use crate::api::{CapabilityInput, HealthUpdateRequest, RegisterRequest};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::ids::AgentId;
@@ -144,15 +144,49 @@ fn check_capability(i: usize, c: &CapabilityInput, limits: &Limits) -> Result<()
     check_len(&field, &c.name, limits.max_short_string)?;
     check_len(&field, &c.description, limits.max_description)?;
     check_tags(&field, &c.tags, limits)?;
-    if let Some(cost) = c.cost_estimate {
-        if !cost.is_finite() || cost < 0.0 {
-            return Err(invalid(
-                &field,
-                format!("{field}.cost_estimate must be a finite number >= 0"),
-            ));
+    check_cost(&format!("{field}.cost_estimate"), c.cost_estimate.as_ref())?;
+    if let Some(p) = &c.parameters {
+        let field = format!("{field}.parameters");
+        match p {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(obj) => {
+                let len = serde_json::to_vec(obj)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if len > limits.max_metadata_bytes {
+                    return Err(invalid(
+                        &field,
+                        format!(
+                            "{field} is {len} bytes of JSON; at most {} are allowed",
+                            limits.max_metadata_bytes
+                        ),
+                    ));
+                }
+            }
+            _ => return Err(invalid(&field, format!("{field} must be a JSON object"))),
         }
     }
     Ok(())
+}
+
+/// Checks a cost estimate: a finite number >= 0, or text of at most
+/// [`CostEstimate::MAX_TEXT_BYTES`] bytes.
+pub fn check_cost(field: &str, cost: Option<&CostEstimate>) -> Result<(), ErrorBody> {
+    match cost {
+        Some(CostEstimate::Number(x)) if !x.is_finite() || *x < 0.0 => Err(invalid(
+            field,
+            format!("{field} must be a finite number >= 0 or a string, got {x}"),
+        )),
+        Some(CostEstimate::Text(t)) if t.len() > CostEstimate::MAX_TEXT_BYTES => Err(invalid(
+            field,
+            format!(
+                "{field} is {} bytes long; at most {} are allowed",
+                t.len(),
+                CostEstimate::MAX_TEXT_BYTES
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Parses an optional agent-supplied status name.

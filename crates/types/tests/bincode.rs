@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use registry_types::command::{Cause, RegisterCommand};
+use registry_types::command::{Cause, Keep, RegisterCommand};
 use registry_types::scaling::{
     ScalingAction, ScalingAdvisory, ScalingFigures, ScalingPolicyRequest,
 };
 use registry_types::{
-    AgentId, AgentStatus, Capability, Command, Event, EventKind, Metadata, Timestamp,
+    AgentId, AgentStatus, Capability, Command, CostEstimate, Event, EventKind, Metadata, Timestamp,
 };
 
 fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
@@ -34,7 +34,8 @@ fn register(cost: Option<f64>, status: Option<AgentStatus>) -> Command {
             name: "c".into(),
             description: String::new(),
             tags: vec![],
-            cost_estimate: cost,
+            cost_estimate: cost.map(registry_types::CostEstimate::Number),
+            parameters: Default::default(),
         }],
         tags: vec!["t".into()],
         metadata: Metadata(meta),
@@ -47,6 +48,7 @@ fn register(cost: Option<f64>, status: Option<AgentStatus>) -> Command {
         deregister_after_seconds: 0,
         if_absent: false,
         expected_revision: None,
+        keep: Default::default(),
         now: Timestamp(1),
     }))
 }
@@ -55,6 +57,32 @@ fn register(cost: Option<f64>, status: Option<AgentStatus>) -> Command {
 fn commands_roundtrip_with_and_without_optional_fields() {
     roundtrip(&register(None, None));
     roundtrip(&register(Some(0.25), Some(AgentStatus::Busy)));
+    let Command::Register(mut text) = register(None, Some(AgentStatus::Offline)) else {
+        unreachable!()
+    };
+    text.capabilities[0].cost_estimate = Some(CostEstimate::Text("~100 tokens".into()));
+    text.capabilities[0].parameters = Metadata(
+        serde_json::json!({"language": "str", "schema": {"type": "object"}})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    text.keep = Keep {
+        profile: true,
+        capabilities: false,
+        metadata: true,
+        lease: true,
+    };
+    roundtrip(&Command::Register(text));
+    roundtrip(&Command::CountDiscoveryRequests {
+        count: 7,
+        now: Timestamp(3),
+    });
+    roundtrip(&Command::Checkpoint {
+        entries: vec![],
+        heartbeats: u64::MAX,
+        now: Timestamp(4),
+    });
     roundtrip(&Command::Deregister {
         agent_id: AgentId::parse("x").unwrap(),
         now: Timestamp(2),

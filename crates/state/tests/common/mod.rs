@@ -36,6 +36,7 @@ pub fn cap(name: &str, description: &str, tags: &[&str]) -> Capability {
         description: description.to_string(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
         cost_estimate: None,
+        parameters: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ pub fn reg(agent: &str, now: i64) -> RegisterCommand {
         deregister_after_seconds: 0,
         if_absent: false,
         expected_revision: None,
+        keep: Default::default(),
         now: Timestamp(now),
     }
 }
@@ -112,8 +114,10 @@ pub fn heard(agent: &str, at: i64) -> CheckpointEntry {
     }
 }
 
+/// A checkpoint counting one heartbeat per entry.
 pub fn checkpoint(entries: Vec<CheckpointEntry>, now: i64) -> Command {
     Command::Checkpoint {
+        heartbeats: entries.len() as u64,
         entries,
         now: Timestamp(now),
     }
@@ -321,15 +325,41 @@ pub fn scan_stats(state: &RegistryState, total_registrations: u64) -> Stats {
             *distribution.entry(n).or_default() += 1;
         }
     }
+    // Bands by their bounds, not by the state crate's helper.
+    let mut health: BTreeMap<String, u64> = ["0.0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1.0"]
+        .into_iter()
+        .map(|b| (b.to_string(), 0))
+        .collect();
+    for r in state.records() {
+        let band = match r.health_score {
+            h if h < 0.2 => "0.0-0.2",
+            h if h < 0.4 => "0.2-0.4",
+            h if h < 0.6 => "0.4-0.6",
+            h if h < 0.8 => "0.6-0.8",
+            _ => "0.8-1.0",
+        };
+        *health.get_mut(band).expect("every band is present") += 1;
+    }
+    let count = |s: AgentStatus| by_status.get(&s).copied().unwrap_or(0);
+    // The counters cannot be seen in the table: the model checks them.
+    let c = state.counters();
     Stats {
         total_agents: state.len() as u64,
-        active_agents: by_status.get(&AgentStatus::Active).copied().unwrap_or(0),
-        offline_agents: by_status.get(&AgentStatus::Offline).copied().unwrap_or(0),
+        registered_agents: state.len() as u64,
+        active_agents: count(AgentStatus::Active),
+        offline_agents: count(AgentStatus::Offline),
+        degraded_agents: count(AgentStatus::Degraded),
         agents_by_status: by_status,
         total_registrations,
         total_capabilities,
+        capabilities_distribution: distribution.clone(),
         capability_distribution: distribution,
-        discovery_requests: 0,
+        discovery_requests: c.discovery_requests,
+        service_discovery_requests: c.discovery_requests,
+        health_checks_performed: c.heartbeats,
+        failed_health_checks: c.missed_heartbeat_transitions,
+        auto_scaling_events: c.advisories_raised,
+        health_distribution: health,
         revision: state.revision(),
     }
 }

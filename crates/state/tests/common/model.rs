@@ -24,6 +24,9 @@ pub struct Model {
     pub revision: Revision,
     pub total_registrations: u64,
     pub brake_engaged: bool,
+    /// The replicated counters: heartbeats as checkpoints count them, steps
+    /// taken by expiry entries, discovery requests as nodes report them.
+    pub counters: registry_state::Counters,
     /// What each entry of the last applied batch command did, in entry order
     /// (empty after any other command).
     pub outcomes: Vec<Outcome>,
@@ -309,8 +312,38 @@ impl Model {
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         self.outcomes.clear();
         match cmd {
-            Command::Checkpoint { entries, now } => self.checkpoint(entries, *now),
-            Command::Expire { entries, now } => self.expire(entries, *now),
+            Command::Checkpoint {
+                entries,
+                heartbeats,
+                now,
+            } => {
+                self.counters.heartbeats += heartbeats;
+                self.checkpoint(entries, *now)
+            }
+            Command::Expire { entries, now } => {
+                let result = self.expire(entries, *now);
+                self.counters.missed_heartbeat_transitions += self
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Outcome::Stepped(_)))
+                    .count() as u64;
+                result
+            }
+            // Applied as the inner command, counting nothing.
+            Command::Format1(inner) => {
+                let counters = self.counters;
+                let result = self.apply(inner);
+                self.counters = counters;
+                result
+            }
+            // Counts; no record, no event, no revision.
+            Command::CountDiscoveryRequests { count, .. } => {
+                self.counters.discovery_requests += count;
+                CommandResult::Batch {
+                    applied: 1,
+                    skipped: 0,
+                }
+            }
             Command::Brake {
                 engaged,
                 held,
@@ -360,17 +393,23 @@ impl Model {
                     _ => c.status.unwrap_or(AgentStatus::Active),
                 };
                 let rev = self.revision + 1;
+                // An update keeps the parts `keep` names; a creation takes
+                // the command's values whatever `keep` says.
+                let profile = prev.as_ref().filter(|_| c.keep.profile);
+                let caps = prev.as_ref().filter(|_| c.keep.capabilities);
+                let lease = prev.as_ref().filter(|_| c.keep.lease);
+                let metadata = prev.as_ref().filter(|_| c.keep.metadata);
                 let record = AgentRecord {
                     agent_id: c.agent_id.clone(),
                     name: c.name.clone(),
-                    agent_type: c.agent_type.clone(),
-                    runtime_id: c.runtime_id.clone(),
+                    agent_type: profile.map_or(c.agent_type.clone(), |p| p.agent_type.clone()),
+                    runtime_id: profile.map_or(c.runtime_id.clone(), |p| p.runtime_id.clone()),
                     endpoint: c.endpoint.clone(),
-                    version: c.version.clone(),
-                    description: c.description.clone(),
-                    capabilities: c.capabilities.clone(),
-                    tags: c.tags.clone(),
-                    metadata: c.metadata.clone(),
+                    version: profile.map_or(c.version.clone(), |p| p.version.clone()),
+                    description: profile.map_or(c.description.clone(), |p| p.description.clone()),
+                    capabilities: caps.map_or(c.capabilities.clone(), |p| p.capabilities.clone()),
+                    tags: profile.map_or(c.tags.clone(), |p| p.tags.clone()),
+                    metadata: metadata.map_or(c.metadata.clone(), |p| p.metadata.clone()),
                     status,
                     health_score: c
                         .health_score
@@ -385,9 +424,11 @@ impl Model {
                         .clone()
                         .or(prev.as_ref().map(|p| p.performance_metrics.clone()))
                         .unwrap_or_default(),
-                    ttl_seconds: c.ttl_seconds,
-                    offline_after_seconds: c.offline_after_seconds,
-                    deregister_after_seconds: c.deregister_after_seconds,
+                    ttl_seconds: lease.map_or(c.ttl_seconds, |p| p.ttl_seconds),
+                    offline_after_seconds: lease
+                        .map_or(c.offline_after_seconds, |p| p.offline_after_seconds),
+                    deregister_after_seconds: lease
+                        .map_or(c.deregister_after_seconds, |p| p.deregister_after_seconds),
                     registered_at: prev.as_ref().map_or(c.now, |p| p.registered_at),
                     updated_at: c.now,
                     last_heartbeat: c.now,
