@@ -7,6 +7,8 @@
 #   fmt      cargo fmt --all -- --check
 #   clippy   cargo clippy --release --all-targets --workspace -- -D warnings
 #   nextest  cargo nextest run --release --workspace
+#   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
+#            re-created in Python, against a real 3-node cluster)
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
 #   bench    scripts/bench.sh all --quick (every benchmark scenario, small numbers)
 #   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
@@ -48,6 +50,7 @@ stage setup "$REPO_ROOT/scripts/setup.sh"
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
 stage nextest cargo nextest run --release --workspace --no-fail-fast
+stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
 
 if docker_available; then
     stage smoke "$REPO_ROOT/scripts/compose-smoke.sh"
