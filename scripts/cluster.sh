@@ -42,8 +42,11 @@ node_pid() {
     pid="$(cat "$DIR/node$1.pid" 2>/dev/null)" || return 1
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    # Guard against a recycled pid: the process must be our binary.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'agent-registry' || return 1
+    # Guard against a recycled pid: the process must be our binary (by its
+    # path, so a REGISTRY_BIN of any name counts) running as this node.
+    local bin
+    bin="$(cat "$DIR/bin" 2>/dev/null || echo agent-registry)"
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$bin" || return 1
     echo "$pid"
 }
 
