@@ -351,6 +351,70 @@ mod tests {
     }
 
     #[test]
+    fn cost_estimates_are_non_negative_numbers_or_bounded_text() {
+        let l = Limits::default();
+        let with_cost = |cost: &str| {
+            req(&format!(
+                r#"{{"name":"a","endpoint":"e","capabilities":[{{"name":"c","cost_estimate":{cost}}}]}}"#
+            ))
+        };
+        let longest = format!("\"{}\"", "x".repeat(CostEstimate::MAX_TEXT_BYTES));
+        for ok in [
+            "0",
+            "0.02",
+            "1e300",
+            "null",
+            "\"\"",
+            "\"~100 tokens\"",
+            &longest,
+        ] {
+            assert!(with_cost(ok).validate(&l).is_ok(), "{ok}");
+        }
+        let too_long = format!("\"{}\"", "x".repeat(CostEstimate::MAX_TEXT_BYTES + 1));
+        for bad in ["-1", "-0.001", too_long.as_str()] {
+            let e = with_cost(bad).validate(&l).unwrap_err();
+            assert_eq!(
+                e.error.field.as_deref(),
+                Some("capabilities[0].cost_estimate"),
+                "{bad}"
+            );
+        }
+        // Not from JSON, but a command built in code must not carry them.
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(
+                check_cost("c", Some(&CostEstimate::Number(x))).is_err(),
+                "{x}"
+            );
+        }
+        assert!(check_cost("c", None).is_ok());
+    }
+
+    #[test]
+    fn capability_parameters_are_a_bounded_object() {
+        let l = Limits::default();
+        let with = |params: &str| {
+            req(&format!(
+                r#"{{"name":"a","endpoint":"e","capabilities":[{{"name":"c","parameters":{params}}}]}}"#
+            ))
+        };
+        for ok in ["null", "{}", r#"{"language": "str"}"#] {
+            assert!(with(ok).validate(&l).is_ok(), "{ok}");
+        }
+        // 16 KiB of JSON is the most: `{"k":"…"}` is 8 bytes around the text.
+        let at_limit = format!(r#"{{"k":"{}"}}"#, "x".repeat(l.max_metadata_bytes - 8));
+        assert!(with(&at_limit).validate(&l).is_ok());
+        let over = format!(r#"{{"k":"{}"}}"#, "x".repeat(l.max_metadata_bytes - 7));
+        for bad in ["[1]", "\"s\"", "5", over.as_str()] {
+            let e = with(bad).validate(&l).unwrap_err();
+            assert_eq!(
+                e.error.field.as_deref(),
+                Some("capabilities[0].parameters"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let l = Limits::default();
         let caps: Vec<String> = (0..129).map(|i| format!(r#"{{"name":"c{i}"}}"#)).collect();
