@@ -276,3 +276,165 @@ impl Command {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1_capability(cost: Option<f64>) -> Capability {
+        Capability {
+            name: "Translate".into(),
+            description: "d".into(),
+            tags: vec!["t".into()],
+            cost_estimate: cost,
+        }
+    }
+
+    fn v1_register() -> RegisterCommand {
+        RegisterCommand {
+            agent_id: AgentId::parse("a-1").unwrap(),
+            name: "n".into(),
+            agent_type: "llm".into(),
+            runtime_id: "rt".into(),
+            endpoint: "http://e".into(),
+            version: "1".into(),
+            description: "desc".into(),
+            capabilities: vec![v1_capability(Some(0.5)), v1_capability(None)],
+            tags: vec!["x".into()],
+            metadata: Metadata::default(),
+            status: Some(AgentStatus::Busy),
+            health_score: Some(0.9),
+            load_factor: None,
+            performance_metrics: None,
+            ttl_seconds: 30,
+            offline_after_seconds: 60,
+            deregister_after_seconds: 300,
+            if_absent: true,
+            expected_revision: Some(4),
+            now: Timestamp(7),
+        }
+    }
+
+    #[test]
+    fn capabilities_keep_their_numbers_and_gain_empty_parameters() {
+        let c: crate::Capability = v1_capability(Some(0.5)).into();
+        assert_eq!(c.cost_estimate, Some(CostEstimate::Number(0.5)));
+        assert!(c.parameters.0.is_empty());
+        assert_eq!(
+            (c.name.as_str(), c.description.as_str()),
+            ("Translate", "d")
+        );
+        assert_eq!(c.tags, ["t"]);
+        let c: crate::Capability = v1_capability(None).into();
+        assert_eq!(c.cost_estimate, None);
+    }
+
+    #[test]
+    fn a_registration_converts_field_by_field_and_keeps_nothing() {
+        let old = v1_register();
+        let crate::Command::Format1(inner) = crate::Command::from(Command::Register(Box::new(old)))
+        else {
+            panic!("converted entries are marked as format 1")
+        };
+        let crate::Command::Register(new) = *inner else {
+            panic!("a registration stays one")
+        };
+        let old = v1_register();
+        assert_eq!(new.capabilities.len(), 2);
+        assert_eq!(
+            new.capabilities[0].cost_estimate,
+            Some(CostEstimate::Number(0.5))
+        );
+        assert_eq!(
+            (new.agent_id, new.name, new.agent_type, new.runtime_id),
+            (old.agent_id, old.name, old.agent_type, old.runtime_id)
+        );
+        assert_eq!(
+            (new.endpoint, new.version, new.description, new.tags),
+            (old.endpoint, old.version, old.description, old.tags)
+        );
+        assert_eq!(
+            (new.status, new.health_score, new.load_factor, new.if_absent),
+            (old.status, old.health_score, old.load_factor, old.if_absent)
+        );
+        assert_eq!(
+            (
+                new.ttl_seconds,
+                new.offline_after_seconds,
+                new.deregister_after_seconds
+            ),
+            (30, 60, 300)
+        );
+        assert_eq!((new.expected_revision, new.now), (Some(4), Timestamp(7)));
+        assert_eq!(
+            new.keep,
+            Keep::default(),
+            "format 1 replaced the whole record"
+        );
+    }
+
+    #[test]
+    fn batches_are_marked_once_and_checkpoints_count_no_heartbeats() {
+        let old = Command::Batch(vec![
+            Command::Checkpoint {
+                entries: vec![],
+                now: Timestamp(1),
+            },
+            Command::Deregister {
+                agent_id: AgentId::parse("a").unwrap(),
+                now: Timestamp(2),
+            },
+        ]);
+        let crate::Command::Format1(inner) = crate::Command::from(old) else {
+            panic!("marked")
+        };
+        assert_eq!(
+            *inner,
+            crate::Command::Batch(vec![
+                crate::Command::Checkpoint {
+                    entries: vec![],
+                    heartbeats: 0,
+                    now: Timestamp(1),
+                },
+                crate::Command::Deregister {
+                    agent_id: AgentId::parse("a").unwrap(),
+                    now: Timestamp(2),
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn a_record_converts_field_by_field() {
+        let r = AgentRecord {
+            agent_id: AgentId::parse("a").unwrap(),
+            name: "n".into(),
+            agent_type: "t".into(),
+            runtime_id: "r".into(),
+            endpoint: "e".into(),
+            version: "v".into(),
+            description: "d".into(),
+            capabilities: vec![v1_capability(Some(2.5))],
+            tags: vec!["g".into()],
+            metadata: Metadata::default(),
+            status: AgentStatus::Degraded,
+            health_score: 0.4,
+            load_factor: 0.6,
+            performance_metrics: BTreeMap::from([("lat".to_string(), 3.0)]),
+            ttl_seconds: 1,
+            offline_after_seconds: 2,
+            deregister_after_seconds: 3,
+            registered_at: Timestamp(10),
+            updated_at: Timestamp(11),
+            last_heartbeat: Timestamp(12),
+            create_revision: 5,
+            revision: 6,
+            epoch: 7,
+        };
+        let n: crate::AgentRecord = r.clone().into();
+        let back = serde_json::to_value(&n).unwrap();
+        let mut old = serde_json::to_value(&r).unwrap();
+        old["capabilities"][0]["parameters"] = serde_json::json!({});
+        assert_eq!(back, old, "every field carried over, numbers as numbers");
+    }
+}
