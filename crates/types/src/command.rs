@@ -400,3 +400,94 @@ pub struct Event {
     #[serde(default)]
     pub advisory: Option<ScalingAdvisory>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One command of every variant.
+    fn every_kind() -> Vec<Command> {
+        let id = AgentId::parse("a").unwrap();
+        let t = Timestamp(1);
+        vec![
+            Command::Deregister {
+                agent_id: id.clone(),
+                now: t,
+            },
+            Command::SetStatus {
+                agent_id: id.clone(),
+                status: AgentStatus::Busy,
+                now: t,
+            },
+            Command::SetHealth {
+                agent_id: id,
+                health_score: None,
+                load_factor: None,
+                metrics: BTreeMap::new(),
+                now: t,
+            },
+            Command::Checkpoint {
+                entries: vec![],
+                heartbeats: 1,
+                now: t,
+            },
+            Command::Expire {
+                entries: vec![],
+                now: t,
+            },
+            Command::Brake {
+                engaged: true,
+                held: 1,
+                fleet: 2,
+                now: t,
+            },
+            Command::SetScalingPolicy {
+                capability: "c".into(),
+                policy: None,
+                now: t,
+            },
+            Command::CountDiscoveryRequests { count: 1, now: t },
+            Command::Batch(vec![Command::CountDiscoveryRequests { count: 1, now: t }]),
+            Command::Format1(Box::new(Command::Expire {
+                entries: vec![],
+                now: t,
+            })),
+        ]
+    }
+
+    #[test]
+    fn the_leader_stamps_every_kind_and_nested_commands() {
+        for mut c in every_kind() {
+            c.stamp(Timestamp(99));
+            assert_eq!(c.now(), Timestamp(99), "{}", c.kind());
+            match &c {
+                Command::Batch(inner) => assert!(inner.iter().all(|c| c.now() == Timestamp(99))),
+                Command::Format1(inner) => assert_eq!(inner.now(), Timestamp(99)),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn only_client_changes_and_counts_are_grouped() {
+        let grouped: Vec<&str> = every_kind()
+            .iter()
+            .filter(|c| c.groupable())
+            .map(Command::kind)
+            .collect();
+        assert_eq!(
+            grouped,
+            [
+                "deregister",
+                "set_status",
+                "set_health",
+                "set_scaling_policy",
+                "count_discovery_requests"
+            ]
+        );
+        let mut kinds: Vec<&str> = every_kind().iter().map(Command::kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), every_kind().len(), "one name per kind");
+    }
+}
