@@ -305,16 +305,16 @@ fn host_port_url(host: &str, port: u16) -> ApiResult<String> {
             format!("host must be a host name or an IP address, got '{host}'"),
         )
     };
-    if host.len() > MAX_HOST + 2 {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.len() > MAX_HOST {
         return Err(ApiError::invalid(
             "host",
             format!(
                 "host is {} bytes long; at most {MAX_HOST} are allowed",
-                host.len()
+                bare.len()
             ),
         ));
     }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
     let url = if bare.contains(':') {
         format!("http://[{bare}]:{port}")
     } else {
@@ -392,7 +392,11 @@ mod tests {
             host_port_url("0:0:0:0:0:0:0:1", 9).unwrap(),
             "http://[0:0:0:0:0:0:0:1]:9"
         );
-        let long = "a".repeat(300);
+        assert!(
+            host_port_url(&"a".repeat(253), 1).is_ok(),
+            "the longest DNS name"
+        );
+        let long = "a".repeat(254);
         for bad in [
             "a/b",
             "user@h",
@@ -405,6 +409,23 @@ mod tests {
         ] {
             let e = host_port_url(bad, 80).unwrap_err();
             assert_eq!(e.body.error.field.as_deref(), Some("host"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn legacy_bodies_require_a_valid_agent_id() {
+        assert_eq!(
+            required_id(Some("feature-dev".into())).unwrap(),
+            "feature-dev"
+        );
+        for bad in [
+            None,
+            Some(String::new()),
+            Some("  ".into()),
+            Some("a b".into()),
+        ] {
+            let e = required_id(bad.clone()).unwrap_err();
+            assert_eq!(e.body.error.field.as_deref(), Some("agent_id"), "{bad:?}");
         }
     }
 

@@ -475,7 +475,7 @@ async fn legacy_routes_answer_in_their_old_shapes() {
             "capabilities": [{"name": cap, "description": format!("{cap} things"),
                               "parameters": {"text": "str"},
                               "cost_estimate": cost, "tags": ["legacy"]}],
-            "status": "active", "metadata": {},
+            "status": "active", "metadata": {"team": name},
         })
     };
 
@@ -552,6 +552,7 @@ async fn legacy_routes_answer_in_their_old_shapes() {
     );
     assert_eq!(rec["capabilities"][0]["cost_estimate"], "~100 tokens");
     assert_eq!(rec["capabilities"][0]["parameters"], json!({"text": "str"}));
+    assert_eq!(rec["metadata"], json!({"team": "Legacy One"}));
     assert_eq!(rec["created_at"], rec["registered_at"]);
     assert_eq!(rec["ttl_seconds"], 60, "the Dev-Tools registry's 60 s");
 
