@@ -48,10 +48,10 @@ pub const BINCODE_CONTENT_TYPE: &str = "application/x-bincode; registry-format=2
 /// A write forwarded from a follower to the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForwardRequest {
+    /// Proposed by the receiver if it leads; a node that does not lead
+    /// answers `NotLeader` and never passes a forwarded write on, so a
+    /// write crosses at most one hop.
     pub command: Command,
-    /// How many nodes the request has already crossed; bounded so a request
-    /// never loops between nodes that disagree about the leader.
-    pub hops: u8,
 }
 
 /// Why the leader could not take a forwarded call.

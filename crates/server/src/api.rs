@@ -72,9 +72,9 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
         CommandResult::Agent { record, created } => Ok((*record, created)),
         CommandResult::Rejected(r) => Err(rejection(r)),
         CommandResult::Removed { .. }
-        | CommandResult::Batch { .. }
+        | CommandResult::EntriesApplied { .. }
         | CommandResult::ScalingPolicy { .. }
-        | CommandResult::Each(_) => Err(ApiError::internal()),
+        | CommandResult::Grouped(_) => Err(ApiError::internal()),
     }
 }
 
@@ -268,9 +268,9 @@ pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
         }),
         CommandResult::Rejected(r) => Err(rejection(r)),
         CommandResult::Agent { .. }
-        | CommandResult::Batch { .. }
+        | CommandResult::EntriesApplied { .. }
         | CommandResult::ScalingPolicy { .. }
-        | CommandResult::Each(_) => Err(ApiError::internal()),
+        | CommandResult::Grouped(_) => Err(ApiError::internal()),
     }
 }
 

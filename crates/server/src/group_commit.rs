@@ -160,7 +160,7 @@ async fn propose(raft: &Raft, mut round: Vec<Pending>, timeout: Duration) {
     match client_write(raft, Command::Batch(cmds), timeout).await {
         Ok(applied) => {
             let items = match applied.result {
-                Some(CommandResult::Each(items)) if items.len() == n => items,
+                Some(CommandResult::Grouped(items)) if items.len() == n => items,
                 other => {
                     tracing::error!(?other, "a batch entry produced no per-command results");
                     for r in replies {

@@ -357,7 +357,6 @@ impl Node {
                     self.metrics.forwarded_writes.inc();
                     let req = ForwardRequest {
                         command: cmd.clone(),
-                        hops: 1,
                     };
                     match self.forwarding.forward(addr, req, deadline).await {
                         Ok(Ok(applied)) => {

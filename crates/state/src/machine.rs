@@ -278,7 +278,7 @@ impl RegistryState {
             Command::CountDiscoveryRequests { count, .. } => {
                 self.counters.discovery_requests =
                     self.counters.discovery_requests.saturating_add(*count);
-                CommandResult::Batch {
+                CommandResult::EntriesApplied {
                     applied: 1,
                     skipped: 0,
                 }
@@ -295,7 +295,7 @@ impl RegistryState {
                 policy,
                 now,
             } => self.apply_set_scaling_policy(capability, policy.as_ref(), *now),
-            Command::Batch(cmds) => CommandResult::Each(
+            Command::Batch(cmds) => CommandResult::Grouped(
                 cmds.iter()
                     .map(|c| {
                         let result = self.apply(log_index, c);
@@ -346,7 +346,7 @@ impl RegistryState {
             applied += 1;
         }
         self.evaluate_scaling(now);
-        CommandResult::Batch { applied, skipped }
+        CommandResult::EntriesApplied { applied, skipped }
     }
 
     /// Applies the leader's liveness decisions. An entry whose epoch is not
@@ -411,7 +411,7 @@ impl RegistryState {
             applied += 1;
         }
         self.evaluate_scaling(now);
-        CommandResult::Batch { applied, skipped }
+        CommandResult::EntriesApplied { applied, skipped }
     }
 
     fn apply_brake(
@@ -447,7 +447,7 @@ impl RegistryState {
             capabilities: Vec::new(),
             advisory: None,
         });
-        CommandResult::Batch {
+        CommandResult::EntriesApplied {
             applied: 1,
             skipped: 0,
         }

@@ -26,7 +26,7 @@ fn events_after(state: &RegistryState, after: u64) -> Vec<Event> {
 }
 
 fn batch(applied: u64, skipped: u64) -> CommandResult {
-    CommandResult::Batch { applied, skipped }
+    CommandResult::EntriesApplied { applied, skipped }
 }
 
 /// One event as a line: `revision KIND agent previous->status cause @runtime`.

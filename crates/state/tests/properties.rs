@@ -899,7 +899,7 @@ fn batch_entry_same_as_single_entries() {
                     })
                     .collect();
                 let got = grouped.apply(i as u64, &Command::Batch(group));
-                prop_assert_eq!(got, CommandResult::Each(expected));
+                prop_assert_eq!(got, CommandResult::Grouped(expected));
                 prop_assert_eq!(grouped.revision(), single.revision());
                 batches += 1;
                 i += end;
@@ -978,12 +978,12 @@ fn same_log_same_state() {
                 }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
-                CommandResult::ScalingPolicy { .. } | CommandResult::Each(_) => {
+                CommandResult::ScalingPolicy { .. } | CommandResult::Grouped(_) => {
                     return Err(TestCaseError::fail(format!(
                         "unexpected result for {cmd:?}"
                     )))
                 }
-                CommandResult::Batch { applied, skipped } => {
+                CommandResult::EntriesApplied { applied, skipped } => {
                     let entries = match cmd {
                         Command::Checkpoint { entries, .. } => entries.len(),
                         Command::Expire { entries, .. } => entries.len(),
@@ -1020,7 +1020,7 @@ fn same_log_same_state() {
                 );
                 match ra {
                     CommandResult::Rejected(_) => {}
-                    CommandResult::Batch { .. } => coverage.hit("batch without effect"),
+                    CommandResult::EntriesApplied { .. } => coverage.hit("batch without effect"),
                     _ => coverage.hit("same-status no-op"),
                 }
             } else if !matches!(cmd, Command::Checkpoint { .. }) {

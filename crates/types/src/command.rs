@@ -241,7 +241,8 @@ pub struct Keep {
     pub lease: bool,
 }
 
-/// What applying a command produced.
+/// What applying a command produced. Its variant order is the wire order of
+/// forwarded answers (bincode): rename freely, never reorder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CommandResult {
     /// The agent as it is after the change.
@@ -256,16 +257,18 @@ pub enum CommandResult {
     },
     /// The command was valid but the state did not allow it; nothing changed.
     Rejected(Rejection),
-    /// A batch command: how many of its entries changed something.
-    Batch { applied: u64, skipped: u64 },
+    /// A liveness command (checkpoint, expiry, brake) or a count: how many
+    /// of its entries changed something.
+    EntriesApplied { applied: u64, skipped: u64 },
     /// A scaling policy after the change (`None`: removed) and whether one
     /// existed before.
     ScalingPolicy {
         policy: Option<ScalingPolicy>,
         existed: bool,
     },
-    /// A [`Command::Batch`]: each command's result, in order.
-    Each(Vec<ItemResult>),
+    /// A [`Command::Batch`] (commands the leader grouped into one entry):
+    /// each command's result, in order.
+    Grouped(Vec<ItemResult>),
 }
 
 /// One command's outcome inside a [`Command::Batch`].

@@ -244,7 +244,7 @@ impl Model {
                 self.outcomes.push(Outcome::Changed(cause));
             }
         }
-        CommandResult::Batch { applied, skipped }
+        CommandResult::EntriesApplied { applied, skipped }
     }
 
     /// Expire: skipped when the agent is gone, was re-registered since the
@@ -279,7 +279,7 @@ impl Model {
                 }
             }
         }
-        CommandResult::Batch { applied, skipped }
+        CommandResult::EntriesApplied { applied, skipped }
     }
 
     /// Brake: the flag, and one event without an agent.
@@ -303,7 +303,7 @@ impl Model {
             capabilities: Vec::new(),
             advisory: None,
         });
-        CommandResult::Batch {
+        CommandResult::EntriesApplied {
             applied: 1,
             skipped: 0,
         }
@@ -339,7 +339,7 @@ impl Model {
             // Counts; no record, no event, no revision.
             Command::CountDiscoveryRequests { count, .. } => {
                 self.counters.discovery_requests += count;
-                CommandResult::Batch {
+                CommandResult::EntriesApplied {
                     applied: 1,
                     skipped: 0,
                 }
@@ -356,7 +356,7 @@ impl Model {
                 unimplemented!("the reference model does not cover scaling policies")
             }
             // A batch is its commands applied one after the other.
-            Command::Batch(cmds) => CommandResult::Each(
+            Command::Batch(cmds) => CommandResult::Grouped(
                 cmds.iter()
                     .map(|c| {
                         let result = self.apply(c);
