@@ -35,28 +35,24 @@ impl System {
     }
 }
 
-/// A directory removed (recursively) on drop.
-pub struct TempDir(PathBuf);
+/// A fresh directory under the work directory, removed (recursively) on
+/// drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A fresh, empty directory `<parent>/<prefix>-<pid>-<n>`.
+    /// A fresh, empty directory `<parent>/<prefix>-XXXXXX`.
     pub fn new(parent: &Path, prefix: &str) -> anyhow::Result<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let p = parent.join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir_in(parent)
+            .map(TempDir)
+            .with_context(|| format!("creating a directory in {}", parent.display()))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
