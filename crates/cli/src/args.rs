@@ -1,0 +1,295 @@
+//! The command line: subcommands and their arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use registry_client::types::{AgentStatus, EventKind};
+use registry_client::SelectStrategy;
+
+/// Command-line tool for the agent registry cluster.
+#[derive(Debug, Parser)]
+#[command(name = "registryctl", version, about)]
+pub(crate) struct Cli {
+    /// Node base URLs, comma-separated; the client fails over between them.
+    #[arg(
+        long,
+        env = "REGISTRY_NODES",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8009",
+        global = true
+    )]
+    pub(crate) nodes: Vec<String>,
+
+    /// Serve reads from any node's applied state, possibly behind the leader
+    /// (works without a leader).
+    #[arg(long, global = true)]
+    pub(crate) stale: bool,
+
+    /// Refuse reads from nodes that have not applied this revision yet.
+    #[arg(long, global = true, value_name = "REVISION")]
+    pub(crate) min_revision: Option<u64>,
+
+    /// Timeout of one request to one node, in milliseconds.
+    #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
+    pub(crate) timeout_ms: u64,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Register (or re-register) an agent from a JSON file or from flags.
+    Register(RegisterArgs),
+    /// Show one agent.
+    Get {
+        /// Agent id.
+        id: String,
+    },
+    /// List agents, following cursors unless --limit or --cursor is given.
+    List(ListArgs),
+    /// Remove an agent.
+    Delete {
+        /// Agent id.
+        id: String,
+    },
+    /// Set an agent's status (e.g. suspended, active).
+    Status {
+        /// Agent id.
+        id: String,
+        /// registering, active, busy, degraded, unhealthy, suspended,
+        /// deregistering or offline.
+        status: AgentStatus,
+    },
+    /// Report an agent's health (also a heartbeat).
+    Health(HealthArgs),
+    /// Find agents by capability name, tag or description.
+    Search {
+        /// Text to look for.
+        query: String,
+        /// Only agents in this status.
+        #[arg(long)]
+        status: Option<AgentStatus>,
+        /// Most matches to return.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Registry-wide figures.
+    Stats,
+    /// Each node's view of the cluster: role, term, leader, indexes, members.
+    Cluster {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether each node is ready to serve.
+    Ready,
+    /// Find agents by capabilities, text, tags, type or runtime, filtered by
+    /// status, health and load, best first.
+    Discover(DiscoverArgs),
+    /// The one agent to send work for a capability to. Exits 1 when no
+    /// active agent is healthy and unloaded enough.
+    Select {
+        /// Capability name (exact, case-insensitive).
+        #[arg(long, value_name = "NAME")]
+        capability: String,
+        /// least_loaded, best_health, random or round_robin.
+        #[arg(long, default_value_t = SelectStrategy::LeastLoaded)]
+        strategy: SelectStrategy,
+    },
+    /// Every capability with its agent counts by status.
+    Capabilities {
+        /// Print a table instead of JSON.
+        #[arg(long)]
+        table: bool,
+    },
+    /// Every runtime with its agent counts, or one runtime and its agents.
+    Runtimes {
+        /// A runtime id: show that runtime's agents.
+        id: Option<String>,
+        /// Print a table instead of JSON.
+        #[arg(long)]
+        table: bool,
+    },
+    /// Follow changes as one JSON line per event, until interrupted
+    /// (Ctrl-C). Resumes on another node when one fails, without gap or
+    /// duplicate.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("terms")
+        .required(true)
+        .multiple(true)
+        .args(["capability", "any_capability", "text", "tag", "agent_type", "runtime"])
+))]
+pub(crate) struct DiscoverArgs {
+    /// A capability name the agent must have (exact, case-insensitive);
+    /// repeat for several, all required.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) capability: Vec<String>,
+    /// A capability name of which the agent must have at least one;
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) any_capability: Vec<String>,
+    /// Free text: agents carrying at least one of its words.
+    #[arg(long)]
+    pub(crate) text: Option<String>,
+    /// A tag the agent must carry (its own or a capability's); repeatable.
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Only agents of this type.
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) agent_type: Option<String>,
+    /// Only agents in this runtime.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    pub(crate) runtime: Option<String>,
+    /// An accepted status; repeatable (server default: active).
+    #[arg(long)]
+    pub(crate) status: Vec<AgentStatus>,
+    /// Lowest health score accepted, 0 to 1 (server default 0.5).
+    #[arg(long, value_name = "SCORE")]
+    pub(crate) min_health: Option<f64>,
+    /// Highest load factor accepted, 0 to 1 (server default 0.8).
+    #[arg(long, value_name = "LOAD")]
+    pub(crate) max_load: Option<f64>,
+    /// Order of the results.
+    #[arg(long, value_name = "KEY",
+          value_parser = ["performance", "health", "load", "random", "relevance"])]
+    pub(crate) sort_by: Option<String>,
+    /// Most agents to return, 1 to 1000 (server default 10).
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Add why each agent matched and what each filter dropped.
+    #[arg(long)]
+    pub(crate) explain: bool,
+    /// Print a table instead of JSON.
+    #[arg(long)]
+    pub(crate) table: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// First revision wanted (inclusive); default: only changes from now on.
+    #[arg(long, value_name = "REVISION")]
+    pub(crate) from_revision: Option<u64>,
+    /// Only these event kinds (e.g. AGENT_REGISTERED); repeatable or
+    /// comma-separated.
+    #[arg(long = "type", value_name = "KIND", value_delimiter = ',',
+          value_parser = parse_event_kind)]
+    pub(crate) kinds: Vec<EventKind>,
+    /// Only events of this agent.
+    #[arg(long = "agent", value_name = "ID")]
+    pub(crate) agent: Option<String>,
+    /// Only events of agents with this capability.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) capability: Option<String>,
+    /// Only events of agents in this runtime.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    pub(crate) runtime: Option<String>,
+}
+
+/// Parses an event kind for `watch --type`.
+pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+    EventKind::parse(s).ok_or_else(|| {
+        format!(
+            "unknown event kind '{s}' (expected one of {})",
+            EventKind::ALL.map(EventKind::as_str).join(", ")
+        )
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegisterArgs {
+    /// A RegisterRequest JSON file ("-" for stdin).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["id", "name", "endpoint", "agent_type", "runtime", "capability",
+                              "tag", "description", "agent_version", "ttl"]
+    )]
+    pub(crate) file: Option<PathBuf>,
+    /// Agent id (the server generates one when absent).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// Human-readable name.
+    #[arg(long, required_unless_present = "file")]
+    pub(crate) name: Option<String>,
+    /// Where the agent is reached, usually a URL.
+    #[arg(long, required_unless_present = "file")]
+    pub(crate) endpoint: Option<String>,
+    /// Kind of agent (llm, tool, orchestrator, ...).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) agent_type: Option<String>,
+    /// Runtime (host, pod) the agent runs in.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    pub(crate) runtime: Option<String>,
+    /// A capability name; repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) capability: Vec<String>,
+    /// A tag; repeat for several.
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Free-text description.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// The agent's own version string.
+    #[arg(long = "agent-version", value_name = "VERSION")]
+    pub(crate) agent_version: Option<String>,
+    /// Seconds without a heartbeat before the agent is marked unhealthy.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) ttl: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only agents in this status.
+    #[arg(long)]
+    pub(crate) status: Option<AgentStatus>,
+    /// Only agents offering this capability (exact name, case-insensitive).
+    #[arg(long)]
+    pub(crate) capability: Option<String>,
+    /// Only agents with this tag.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only agents of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) agent_type: Option<String>,
+    /// Only agents in this runtime.
+    #[arg(long, value_name = "RUNTIME_ID")]
+    pub(crate) runtime: Option<String>,
+    /// Return one page of at most this many agents (with its next_cursor).
+    #[arg(long)]
+    pub(crate) limit: Option<u32>,
+    /// Continue from a previous page's next_cursor (one page only).
+    #[arg(long)]
+    pub(crate) cursor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// Agent id.
+    pub(crate) id: String,
+    /// Health score, 0 (dead) to 1 (perfect).
+    #[arg(long)]
+    pub(crate) score: Option<f64>,
+    /// Load factor, 0 (idle) to 1 (saturated).
+    #[arg(long)]
+    pub(crate) load: Option<f64>,
+    /// A named figure as NAME=VALUE (e.g. latency_ms=12.5); repeatable.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_metric)]
+    pub(crate) metric: Vec<(String, f64)>,
+}
+
+/// Parses `NAME=VALUE` for `health --metric`.
+pub(crate) fn parse_metric(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
+    let value: f64 = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("'{value}' is not a number: {e}"))?;
+    Ok((name.trim().to_string(), value))
+}

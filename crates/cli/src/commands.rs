@@ -1,0 +1,509 @@
+//! One function per subcommand, on top of [`registry_client::Client`], and
+//! the JSON and table output.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use registry_client::types::api::{
+    CapabilityInput, ClusterInfo, DiscoverRequest, DiscoverResponse, HealthUpdateRequest,
+    ListFilter, RegisterRequest,
+};
+use registry_client::types::AgentStatus;
+use registry_client::{Client, ClientError, ReadOptions, Response, WatchOptions};
+use serde_json::json;
+
+use crate::args::*;
+use crate::exit::*;
+use crate::table;
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::builder(cli.nodes.clone())
+        .request_timeout(Duration::from_millis(cli.timeout_ms))
+        .build()?;
+    let opts = ReadOptions {
+        consistency: if cli.stale {
+            registry_client::Consistency::Stale
+        } else {
+            registry_client::Consistency::Linearizable
+        },
+        min_revision: cli.min_revision,
+    };
+    match cli.command {
+        Command::Register(args) => {
+            let req = register_request(args)?;
+            print_json(&client.register(&req).await?)?;
+        }
+        Command::Get { id } => print_json(&client.get_agent(&id, opts).await?)?,
+        Command::List(args) => {
+            let filter = ListFilter {
+                status: args.status,
+                capability: args.capability,
+                tag: args.tag,
+                agent_type: args.agent_type,
+                runtime_id: args.runtime,
+            };
+            let list = if args.limit.is_some() || args.cursor.is_some() {
+                client
+                    .list_agents(&filter, args.limit, args.cursor.as_deref(), opts)
+                    .await?
+            } else {
+                client.list_all_agents(&filter, opts).await?
+            };
+            print_json(&list)?;
+        }
+        Command::Delete { id } => print_json(&client.delete_agent(&id).await?)?,
+        Command::Status { id, status } => print_json(&client.set_status(&id, status).await?)?,
+        Command::Health(args) => {
+            let update = HealthUpdateRequest {
+                health_score: args.score,
+                load_factor: args.load,
+                metrics: args.metric.into_iter().collect::<BTreeMap<_, _>>(),
+            };
+            print_json(&client.set_health(&args.id, &update).await?)?;
+        }
+        Command::Search {
+            query,
+            status,
+            limit,
+        } => print_json(
+            &client
+                .search_capabilities(&query, status, limit, opts)
+                .await?,
+        )?,
+        Command::Stats => print_json(&client.stats_with(opts).await?)?,
+        Command::Cluster { json } => return cluster(&client, json).await,
+        Command::Ready => return ready(&client).await,
+        Command::Discover(args) => {
+            let table = args.table;
+            let found = client.discover(&discover_request(args), opts).await?;
+            if table {
+                print_text(&discover_table(&found))?;
+            } else {
+                print_json(&found)?;
+            }
+        }
+        Command::Select {
+            capability,
+            strategy,
+        } => match client.select(&capability, strategy, opts).await? {
+            Some(agent) => print_json(&agent)?,
+            None => {
+                eprintln!(
+                    "error: no_agent_available: no active agent with capability '{capability}' \
+                     is healthy and unloaded enough"
+                );
+                return Ok(ExitCode::from(EXIT_API));
+            }
+        },
+        Command::Capabilities { table } => {
+            let list = client.capabilities(opts).await?;
+            if table {
+                let mut rows = vec![["CAPABILITY", "AGENTS", "BY_STATUS"]
+                    .map(String::from)
+                    .to_vec()];
+                for c in &list.capabilities {
+                    rows.push(vec![
+                        c.name.clone(),
+                        c.agents.to_string(),
+                        by_status(&c.by_status),
+                    ]);
+                }
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&list)?;
+            }
+        }
+        Command::Runtimes { id: None, table } => {
+            let list = client.runtimes(opts).await?;
+            if table {
+                let mut rows = vec![["RUNTIME", "AGENTS", "BY_STATUS"]
+                    .map(String::from)
+                    .to_vec()];
+                for r in &list.runtimes {
+                    rows.push(vec![
+                        r.runtime_id.clone(),
+                        r.agents.to_string(),
+                        by_status(&r.by_status),
+                    ]);
+                }
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&list)?;
+            }
+        }
+        Command::Runtimes {
+            id: Some(id),
+            table,
+        } => {
+            let detail = client.runtime(&id, opts).await?;
+            if table {
+                let mut rows = agent_rows_header();
+                rows.extend(detail.agents.iter().map(agent_row));
+                print_text(&table::render(&rows))?;
+            } else {
+                print_json(&detail)?;
+            }
+        }
+        Command::Watch(args) => return watch(&client, args, opts).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The discovery request the flags describe.
+pub(crate) fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
+    DiscoverRequest {
+        capabilities: args.capability,
+        any_capabilities: args.any_capability,
+        text: args.text,
+        tags: args.tag,
+        agent_type: args.agent_type,
+        runtime_id: args.runtime,
+        status: (!args.status.is_empty())
+            .then(|| args.status.iter().map(|s| s.as_str().to_string()).collect()),
+        min_health_score: args.min_health,
+        max_load_factor: args.max_load,
+        sort_by: args.sort_by,
+        limit: args.limit,
+        explain: args.explain,
+    }
+}
+
+pub(crate) fn agent_rows_header() -> Vec<Vec<String>> {
+    vec![[
+        "AGENT_ID", "NAME", "STATUS", "HEALTH", "LOAD", "RUNTIME", "ENDPOINT",
+    ]
+    .map(String::from)
+    .to_vec()]
+}
+
+pub(crate) fn agent_row(a: &registry_client::types::AgentRecord) -> Vec<String> {
+    vec![
+        a.agent_id.as_str().to_string(),
+        a.name.clone(),
+        a.status.as_str().to_string(),
+        format!("{:.2}", a.health_score),
+        format!("{:.2}", a.load_factor),
+        a.runtime_id.clone(),
+        a.endpoint.clone(),
+    ]
+}
+
+/// `discover --table`: one row per agent, in the server's order, then the
+/// filter counts when `--explain` asked for them.
+pub(crate) fn discover_table(found: &DiscoverResponse) -> String {
+    let mut rows = agent_rows_header();
+    rows.extend(found.agents.iter().map(|h| agent_row(&h.agent)));
+    let mut text = table::render(&rows);
+    text.push_str(&format!(
+        "\n{} agent(s), sorted by {}, revision {}\n",
+        found.agents.len(),
+        found.sort_by,
+        found.revision
+    ));
+    if let Some(f) = &found.filters {
+        text.push_str(&format!(
+            "candidates {}, dropped by status {}, by health {}, by load {}, qualified {}\n",
+            f.candidates, f.dropped_by_status, f.dropped_by_health, f.dropped_by_load, f.qualified
+        ));
+    }
+    text
+}
+
+/// Counts by status as `active=2 busy=1`.
+pub(crate) fn by_status(counts: &BTreeMap<AgentStatus, u64>) -> String {
+    counts
+        .iter()
+        .map(|(s, n)| format!("{}={n}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `watch`: one JSON line per event until Ctrl-C (exit 0), a closed stdout
+/// (exit 0) or the watch's end (its error decides the exit code).
+pub(crate) async fn watch(
+    client: &Client,
+    args: WatchArgs,
+    read: ReadOptions,
+) -> anyhow::Result<ExitCode> {
+    let mut opts = match args.from_revision {
+        Some(first) => WatchOptions::from_revision(first),
+        None => WatchOptions::from_now(),
+    };
+    opts.filter.kinds = args.kinds;
+    opts.filter.agent_id = args.agent;
+    opts.filter.capability = args.capability;
+    opts.filter.runtime_id = args.runtime;
+    opts.consistency = read.consistency;
+    let mut events = client.watch(opts);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let item = tokio::select! {
+            _ = &mut interrupted => return Ok(ExitCode::SUCCESS),
+            item = events.next() => item,
+        };
+        match item {
+            Some(Ok(event)) => {
+                let mut line = serde_json::to_string(&event).context("encoding an event")?;
+                line.push('\n');
+                let mut out = std::io::stdout().lock();
+                match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return Ok(ExitCode::SUCCESS)
+                    }
+                    other => other.context("writing to stdout")?,
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Builds the registration from `--file` or from the flags.
+pub(crate) fn register_request(args: RegisterArgs) -> anyhow::Result<RegisterRequest> {
+    if let Some(path) = args.file {
+        let text = if path.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| UsageError(format!("reading stdin: {e}")))?;
+            s
+        } else {
+            std::fs::read_to_string(&path)
+                .map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?
+        };
+        let req = serde_json::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "{} is not a registration request: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(req);
+    }
+    Ok(RegisterRequest {
+        agent_id: args.id,
+        name: args.name,
+        endpoint: args.endpoint,
+        agent_type: args.agent_type.unwrap_or_default(),
+        runtime_id: args.runtime.unwrap_or_default(),
+        version: args.agent_version.unwrap_or_default(),
+        description: args.description.unwrap_or_default(),
+        capabilities: args
+            .capability
+            .into_iter()
+            .map(|name| CapabilityInput {
+                name,
+                ..Default::default()
+            })
+            .collect(),
+        tags: args.tag,
+        ttl_seconds: args.ttl,
+        ..Default::default()
+    })
+}
+
+/// Asks every configured node concurrently, in configuration order.
+pub(crate) async fn ask_all<T, F, Fut>(
+    client: &Client,
+    ask: F,
+) -> Vec<(String, Result<T, ClientError>)>
+where
+    T: Send + 'static,
+    F: Fn(Client, String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for (i, node) in client.nodes().into_iter().enumerate() {
+        let node = node.to_string();
+        let fut = ask(client.clone(), node.clone());
+        set.spawn(async move { (i, node, fut.await) });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(item) => out.push(item),
+            // A panicked probe is a bug; surface it rather than hide a node.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out.sort_by_key(|(i, _, _)| *i);
+    out.into_iter().map(|(_, node, r)| (node, r)).collect()
+}
+
+pub(crate) fn dash<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+/// `cluster`: one row per configured node, then the member list as seen by
+/// the leader (or the first node that answered).
+pub(crate) async fn cluster(client: &Client, as_json: bool) -> anyhow::Result<ExitCode> {
+    let views = ask_all(client, |c, node| async move {
+        c.cluster_of(&node).await.map(Response::into_value)
+    })
+    .await;
+    let answered = views.iter().filter(|(_, r)| r.is_ok()).count();
+
+    if as_json {
+        let nodes: Vec<_> = views
+            .iter()
+            .map(|(node, r)| match r {
+                Ok(info) => json!({"node": node, "cluster": info}),
+                Err(e) => json!({"node": node, "error": e.to_string()}),
+            })
+            .collect();
+        print_json(&json!({ "nodes": nodes }))?;
+    } else {
+        let mut rows = vec![[
+            "NODE",
+            "ID",
+            "ROLE",
+            "TERM",
+            "LEADER",
+            "LAST_LOG",
+            "COMMIT",
+            "APPLIED",
+            "REVISION",
+            "CONTACT_MS",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for (node, r) in &views {
+            rows.push(match r {
+                Ok(i) => vec![
+                    node.clone(),
+                    i.node_id.to_string(),
+                    role_name(i),
+                    i.term.to_string(),
+                    dash(i.leader_id),
+                    i.last_log_index.to_string(),
+                    i.commit_index.to_string(),
+                    i.applied_index.to_string(),
+                    i.revision.to_string(),
+                    dash(i.last_contact_ms),
+                ],
+                Err(e) => vec![node.clone(), short(e)],
+            });
+        }
+        let mut text = table::render(&rows);
+        let source = views
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .max_by_key(|i| (i.leader_id == Some(i.node_id), i.term, i.applied_index));
+        if let Some(src) = source {
+            text.push_str(&format!(
+                "\nmembers as seen by node {} (term {}):\n",
+                src.node_id, src.term
+            ));
+            let mut rows = vec![["ID", "ADDR", "ROLE", "VOTER"].map(String::from).to_vec()];
+            for m in &src.members {
+                rows.push(vec![
+                    m.node_id.to_string(),
+                    m.addr.clone(),
+                    serde_name(&m.role),
+                    if m.voter { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            text.push_str(&table::render(&rows));
+        }
+        print_text(&text)?;
+    }
+    if answered == 0 {
+        eprintln!("error: no node answered");
+        return Ok(ExitCode::from(EXIT_UNREACHABLE));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn role_name(info: &ClusterInfo) -> String {
+    serde_name(&info.role)
+}
+
+/// The wire (snake_case) name of a unit enum value.
+pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".to_string(),
+    }
+}
+
+/// A one-line form of an error for table cells: "unreachable: <cause>" when
+/// no answer came, "error: <cause>" when the node answered.
+pub(crate) fn short(e: &ClientError) -> String {
+    format!("{}: {}", failure_kind(e), cause(e))
+}
+
+/// "unreachable" when no answer came from the node, "error" otherwise.
+pub(crate) fn failure_kind(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Transport(_) | ClientError::Unknown(_) => "unreachable",
+        _ => "error",
+    }
+}
+
+/// The essential part of an error: the registry code and message, or the
+/// transport cause.
+pub(crate) fn cause(e: &ClientError) -> String {
+    match (e.body(), e) {
+        (Some(b), _) => format!("{}: {}", b.error.code.as_str(), b.error.message),
+        (None, ClientError::Transport(m) | ClientError::Unknown(m)) => m.clone(),
+        (None, other) => other.to_string(),
+    }
+}
+
+/// `ready`: one row per node. Exit 0 when all are ready, 3 when none could be
+/// reached, 1 otherwise.
+pub(crate) async fn ready(client: &Client) -> anyhow::Result<ExitCode> {
+    let results = ask_all(client, |c, node| async move { c.readiness(&node).await }).await;
+    let mut rows = vec![["NODE", "READY", "DETAIL"].map(String::from).to_vec()];
+    let (mut ready, mut reachable) = (0usize, 0usize);
+    for (node, r) in &results {
+        let (state, detail) = match r {
+            Ok(r) => {
+                reachable += 1;
+                if r.ready {
+                    ready += 1;
+                }
+                let detail = match (&r.health, &r.error) {
+                    (Some(h), _) => match &h.reason {
+                        Some(reason) => format!("node {}: {} ({reason})", h.node_id, h.status),
+                        None => format!("node {}: {}", h.node_id, h.status),
+                    },
+                    (None, Some(e)) => format!("{}: {}", e.error.code.as_str(), e.error.message),
+                    (None, None) => String::new(),
+                };
+                (if r.ready { "yes" } else { "no" }, detail)
+            }
+            Err(e) => (failure_kind(e), cause(e)),
+        };
+        rows.push(vec![node.clone(), state.to_string(), detail]);
+    }
+    print_text(&table::render(&rows))?;
+    Ok(if ready == results.len() {
+        ExitCode::SUCCESS
+    } else if reachable == 0 {
+        ExitCode::from(EXIT_UNREACHABLE)
+    } else {
+        ExitCode::from(EXIT_API)
+    })
+}
+
+/// Pretty JSON on stdout, with a final newline.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).context("encoding output")?;
+    text.push('\n');
+    print_text(&text)
+}
+
+/// Writes to stdout; a closed pipe (`registryctl list | head`) is not an error.
+pub(crate) fn print_text(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
