@@ -12,7 +12,7 @@ use registry_types::api::Stats;
 use registry_types::api::{
     AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
     BatchHeartbeatResult, DeleteResponse, HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse,
-    ListFilter, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
+    NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
 };
 use registry_types::command::{Keep, RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
@@ -329,13 +329,7 @@ pub async fn set_health(
 
 /// `GET /v1/agents`.
 pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentList>> {
-    let filter = ListFilter {
-        status: params.status()?,
-        capability: params.str("capability").map(str::to_string),
-        tag: params.str("tag").map(str::to_string),
-        agent_type: params.str("agent_type").map(str::to_string),
-        runtime_id: params.str("runtime_id").map(str::to_string),
-    };
+    let filter = params.list_filter()?;
     let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
     let cursor = params.str("cursor").map(str::to_string);
     read_gate(&node, &params).await?;

@@ -176,6 +176,18 @@ impl Params {
         }
     }
 
+    /// The filters of a listing: `status`, `capability`, `tag`,
+    /// `agent_type`, `runtime_id`.
+    pub fn list_filter(&self) -> Result<registry_types::api::ListFilter, ApiError> {
+        Ok(registry_types::api::ListFilter {
+            status: self.status()?,
+            capability: self.str("capability").map(str::to_string),
+            tag: self.str("tag").map(str::to_string),
+            agent_type: self.str("agent_type").map(str::to_string),
+            runtime_id: self.str("runtime_id").map(str::to_string),
+        })
+    }
+
     pub fn status(&self) -> Result<Option<AgentStatus>, ApiError> {
         registry_types::limits::parse_status("status", self.str("status")).map_err(ApiError::from)
     }

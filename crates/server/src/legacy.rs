@@ -19,7 +19,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 
-use registry_types::api::{CapabilityMatch, HeartbeatRequest, ListFilter, RegisterRequest};
+use registry_types::api::{CapabilityMatch, HeartbeatRequest, RegisterRequest};
 use registry_types::command::Keep;
 use registry_types::legacy::{
     DevToolsRegisterRequest, DevToolsRegisterResponse, HostPortRegisterRequest, LegacyAgent,
@@ -150,13 +150,7 @@ pub async fn heartbeat(
 /// apply too. Read page by page, so the state lock is never held for the
 /// whole fleet.
 pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Vec<LegacyAgent>>> {
-    let filter = ListFilter {
-        status: params.status()?,
-        capability: params.str("capability").map(str::to_string),
-        tag: params.str("tag").map(str::to_string),
-        agent_type: params.str("agent_type").map(str::to_string),
-        runtime_id: params.str("runtime_id").map(str::to_string),
-    };
+    let filter = params.list_filter()?;
     let include_dead = match params.str("include_dead") {
         None => true,
         Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
