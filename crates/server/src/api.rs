@@ -1,8 +1,6 @@
 //! Public HTTP handlers (`/v1/...`, `/health/...`, and the routes existing
 //! agent code already calls).
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,27 +18,14 @@ use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, ErrorCode, Metadata, Timestamp,
 };
 
+use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Consistency, JsonBody, OptionalJsonBody, Params};
-use crate::liveness::Beat;
+use crate::extract::{JsonBody, OptionalJsonBody, Params};
+use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 
 /// Default page size of listings and searches.
 pub const DEFAULT_PAGE: usize = 100;
-
-/// Waits until this node may answer a read as the request asks:
-/// `min_revision` (bounded wait for that revision), then `consistency`
-/// (linearizable by default: read index from the leader; `stale`: at once).
-pub async fn read_gate(node: &Node, params: &Params) -> ApiResult<()> {
-    let consistency = params.consistency()?;
-    if let Some(rev) = params.u64("min_revision")? {
-        node.wait_for_revision(rev).await?;
-    }
-    match consistency {
-        Consistency::Stale => Ok(()),
-        Consistency::Linearizable => node.linearize().await,
-    }
-}
 
 /// An agent id from a path.
 pub fn path_id(raw: &str) -> ApiResult<AgentId> {
@@ -220,10 +205,8 @@ pub async fn register(
     Ok((status, Json(body)).into_response())
 }
 
-/// One record and the revision it was read at; counts as a discovery
-/// request.
+/// One record and the revision it was read at.
 pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
-    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
     let rec = g
         .registry
@@ -236,11 +219,14 @@ pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
 /// `GET /v1/agents/{id}`.
 pub async fn get_agent(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<AgentResponse>> {
     let id = path_id(&id)?;
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let (agent, revision) = get_record(&node, &id)?;
     Ok(Json(AgentResponse { agent, revision }))
 }
@@ -328,12 +314,17 @@ pub async fn set_health(
 }
 
 /// `GET /v1/agents`.
-pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentList>> {
+pub async fn list_agents(
+    State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
+    params: Params,
+) -> ApiResult<Json<AgentList>> {
     let filter = params.list_filter()?;
     let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
     let cursor = params.str("cursor").map(str::to_string);
-    read_gate(&node, &params).await?;
-    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let g = node.shared.read();
     let (agents, next_cursor) = g.registry.list(&filter, cursor.as_deref(), limit);
     Ok(Json(AgentList {
@@ -347,6 +338,7 @@ pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<
 /// when they name no `status`.
 pub async fn search(
     node: &Node,
+    requests: &DiscoveryRequests,
     params: &Params,
     default_status: Option<AgentStatus>,
     default_limit: usize,
@@ -362,8 +354,9 @@ pub async fn search(
     }
     let status = params.status()?.or(default_status);
     let limit = params.limit(default_limit, registry_state::query::MAX_PAGE)?;
-    read_gate(node, params).await?;
-    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let g = node.shared.read();
     Ok(SearchResponse {
         matches: g.registry.search_capabilities(&q, status, limit),
@@ -375,16 +368,24 @@ pub async fn search(
 /// `GET /v1/capabilities/search`.
 pub async fn search_capabilities(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     params: Params,
 ) -> ApiResult<Json<SearchResponse>> {
-    Ok(Json(search(&node, &params, None, DEFAULT_PAGE).await?))
+    Ok(Json(
+        search(&node, &requests, &params, None, DEFAULT_PAGE).await?,
+    ))
 }
 
 /// `GET /v1/stats` (also `GET /stats`).
-pub async fn stats(State(node): State<Node>, params: Params) -> ApiResult<Json<Stats>> {
-    read_gate(&node, &params).await?;
+pub async fn stats(
+    State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
+    params: Params,
+) -> ApiResult<Json<Stats>> {
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let mut stats = node.shared.read().registry.stats();
-    stats.discovery_requests = node.discovery_requests_total(stats.discovery_requests);
+    stats.discovery_requests = requests.total(stats.discovery_requests);
     stats.service_discovery_requests = stats.discovery_requests;
     Ok(Json(stats))
 }
@@ -410,7 +411,7 @@ pub async fn ready(State(node): State<Node>) -> Response {
     let leader = node.leader().map(|(id, _)| id);
     let reason = match leader {
         None => Some("no leader known".to_string()),
-        Some(_) => node.linearize().await.err().map(|e| e.body.error.message),
+        Some(_) => node.linearize().await.err().map(|e| e.to_string()),
     };
     let status = if reason.is_none() {
         StatusCode::OK
@@ -434,11 +435,14 @@ pub async fn ready(State(node): State<Node>) -> Response {
 /// `GET /health/{agent_id}`.
 pub async fn agent_health(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<AgentHealth>> {
     let id = path_id(&id)?;
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let (r, _) = get_record(&node, &id)?;
     let since_ms = Timestamp::now()
         .millis()
@@ -478,12 +482,13 @@ pub async fn metrics(State(node): State<Node>) -> Response {
 /// checkpoints it.
 pub async fn heartbeat(
     State(node): State<Node>,
+    State(liveness): State<Liveness>,
     Path(id): Path<String>,
     OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let id = path_id(&id)?;
     let beat = Beat::from_request(req, &node.config.limits())?;
-    Ok(Json(node.heartbeat(id, beat).await?))
+    Ok(Json(liveness.heartbeat(id, beat).await?))
 }
 
 /// Most heartbeats in one `POST /v1/heartbeats`.
@@ -492,6 +497,7 @@ pub const MAX_BATCH_HEARTBEATS: usize = 10_000;
 /// `POST /v1/heartbeats`: one call renews many agents, with a result each.
 pub async fn heartbeats(
     State(node): State<Node>,
+    State(liveness): State<Liveness>,
     JsonBody(req): JsonBody<BatchHeartbeatRequest>,
 ) -> ApiResult<Json<BatchHeartbeatResponse>> {
     if req.heartbeats.is_empty() || req.heartbeats.len() > MAX_BATCH_HEARTBEATS {
@@ -525,8 +531,8 @@ pub async fn heartbeats(
     // Every valid heartbeat is submitted at once; on a follower they travel
     // to the leader together.
     let outcomes = futures::future::join_all(valid.into_iter().map(|(i, (id, beat))| {
-        let node = node.clone();
-        async move { (i, id.clone(), node.heartbeat(id, beat).await) }
+        let liveness = liveness.clone();
+        async move { (i, id.clone(), liveness.heartbeat(id, beat).await) }
     }))
     .await;
     for (i, id, outcome) in outcomes {

@@ -1,8 +1,11 @@
 //! Discovery handlers: `POST /v1/discover` and `GET /v1/select`.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::debug;
 
 use axum::extract::State;
 use axum::Json;
@@ -11,15 +14,66 @@ use registry_state::discover::{normalize_all, Discover, SortBy};
 use registry_state::index::{normalize, words};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
-use registry_types::{AgentRecord, AgentStatus, ErrorCode};
+use registry_types::{AgentRecord, AgentStatus, Command, ErrorCode, Timestamp};
 
-use crate::api::read_gate;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Params};
 use crate::node::Node;
 
 /// Largest `limit` of a discovery.
 pub const MAX_LIMIT: usize = 1_000;
+
+/// How often a node reports the discovery requests it served.
+pub const COUNTER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Discovery requests (get, list, search, discover, select) served on this
+/// node and not yet added to the replicated counter. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct DiscoveryRequests(Arc<AtomicU64>);
+
+impl DiscoveryRequests {
+    /// A counter whose reports are sent through `node`: every
+    /// [`COUNTER_REPORT_INTERVAL`], the requests served meanwhile are added
+    /// to the replicated counter through Raft (a follower's report is
+    /// forwarded to the leader like any write). A report that fails is
+    /// dropped rather than retried, so a count is never added twice; at
+    /// most one interval of one node's requests is lost around a failure or
+    /// when the node stops.
+    pub fn start(node: Node) -> DiscoveryRequests {
+        let counter = DiscoveryRequests::default();
+        let unreported = counter.0.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(COUNTER_REPORT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let count = unreported.swap(0, Ordering::Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let cmd = Command::CountDiscoveryRequests {
+                    count,
+                    now: Timestamp::now(),
+                };
+                if let Err(e) = node.propose(cmd).await {
+                    debug!(error = %e, count, "discovery count not reported");
+                }
+            }
+        });
+        counter
+    }
+
+    /// Counts one request served here.
+    pub fn served(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Discovery requests served by the whole cluster as this node knows
+    /// them: the replicated total plus its own unreported ones.
+    pub fn total(&self, replicated: u64) -> u64 {
+        replicated.saturating_add(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// Round-robin positions of `GET /v1/select`, per capability, on this node.
 #[derive(Default)]
@@ -129,12 +183,14 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
 /// `POST /v1/discover`.
 pub async fn discover(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     params: Params,
     JsonBody(req): JsonBody<DiscoverRequest>,
 ) -> ApiResult<Json<DiscoverResponse>> {
     let q = build_query(&req)?;
-    read_gate(&node, &params).await?;
-    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let g = node.shared.read();
     // Only `explain` returns the filter counts, and only the full pass can
     // count; without it the ranked walk stops after `limit` hits.
@@ -162,7 +218,12 @@ pub async fn discover(
 /// exactly one agent to send work to (active, health ≥ 0.5, load ≤ 0.8 by
 /// default; `min_health_score`, `max_load_factor` override), or 404
 /// `no_agent_available`.
-pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentRecord>> {
+pub async fn select(
+    State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
+    State(round_robin): State<Arc<RoundRobin>>,
+    params: Params,
+) -> ApiResult<Json<AgentRecord>> {
     let capability = params
         .str("capability")
         .map(normalize)
@@ -213,13 +274,14 @@ pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<
         },
         seed: rand::random(),
     };
-    read_gate(&node, &params).await?;
-    node.discovery_requests.fetch_add(1, Ordering::Relaxed);
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let mut hits = node.shared.read().registry.discover_hits(&q);
     if strategy == "round_robin" {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
         if !hits.is_empty() {
-            let i = (node.round_robin.next(&capability) % hits.len() as u64) as usize;
+            let i = (round_robin.next(&capability) % hits.len() as u64) as usize;
             return Ok(Json(hits.swap_remove(i).0));
         }
     }
@@ -241,7 +303,8 @@ pub async fn capabilities(
     State(node): State<Node>,
     params: Params,
 ) -> ApiResult<Json<registry_types::api::CapabilityList>> {
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::CapabilityList {
         capabilities: g.registry.capability_summaries(),
@@ -254,7 +317,8 @@ pub async fn runtimes(
     State(node): State<Node>,
     params: Params,
 ) -> ApiResult<Json<registry_types::api::RuntimeList>> {
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::RuntimeList {
         runtimes: g.registry.runtime_summaries(),
@@ -269,7 +333,8 @@ pub async fn runtime(
     axum::extract::Path(id): axum::extract::Path<String>,
     params: Params,
 ) -> ApiResult<Json<registry_types::api::RuntimeDetail>> {
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {
         ApiError::new(

@@ -153,12 +153,31 @@ pub(crate) fn is_quorum(configs: &[BTreeSet<u64>], granted: &BTreeSet<u64>) -> b
             .all(|c| c.intersection(granted).count() * 2 > c.len())
 }
 
-impl Node {
+/// Decides when this node stands for election (see the module docs) and
+/// answers its peers' pre-votes. Cheap to clone.
+#[derive(Clone)]
+pub struct Elector {
+    node: Node,
+    timing: Timing,
+}
+
+impl Elector {
+    /// The elector of `node`, its task started.
+    pub fn start(node: Node) -> Elector {
+        let elector = Elector {
+            timing: Timing::new(&node.config),
+            node,
+        };
+        elector.spawn();
+        elector
+    }
+
     /// This node's Raft state as elections see it; `None` once Raft has
     /// stopped.
     pub(crate) async fn election_view(&self) -> Option<View> {
-        let id = self.id;
-        self.raft
+        let id = self.node.id;
+        self.node
+            .raft
             .with_raft_state(move |st| {
                 let m = st.membership_state.effective();
                 View {
@@ -174,16 +193,16 @@ impl Node {
     }
 
     /// Answers a peer's pre-vote request.
-    pub(crate) async fn judge_pre_vote(&self, req: &PreVoteRequest) -> PreVoteResponse {
+    pub async fn judge_pre_vote(&self, req: &PreVoteRequest) -> PreVoteResponse {
         let Some(view) = self.election_view().await else {
-            return PreVoteResponse::Refused(format!("node {} is shutting down", self.id));
+            return PreVoteResponse::Refused(format!("node {} is shutting down", self.node.id));
         };
-        let last = match self.log_store().last_log_id().await {
+        let last = match self.node.log_store().last_log_id().await {
             Ok(l) => l,
             Err(e) => return PreVoteResponse::Refused(format!("reading the log: {e}")),
         };
-        let t = Timing::new(&self.config);
-        let res = judge(self.id, &view, last, req, &t);
+        let t = self.timing;
+        let res = judge(self.node.id, &view, last, req, &t);
         debug!(candidate = req.candidate, answer = ?res, "pre-vote");
         res
     }
@@ -191,19 +210,19 @@ impl Node {
     /// Asks every other voter for a pre-vote; the ids that said yes,
     /// this node's own included.
     async fn ask_pre_votes(&self, view: &View, t: &Timing) -> Option<BTreeSet<u64>> {
-        let last_log_id = self.log_store().last_log_id().await.ok()?;
+        let last_log_id = self.node.log_store().last_log_id().await.ok()?;
         let req = PreVoteRequest {
-            candidate: self.id,
+            candidate: self.node.id,
             last_log_id,
         };
         let peers: BTreeSet<u64> = view.configs.iter().flatten().copied().collect();
-        let mut granted = BTreeSet::from([self.id]);
+        let mut granted = BTreeSet::from([self.node.id]);
         let mut asks = FuturesUnordered::new();
-        for peer in peers.into_iter().filter(|p| *p != self.id) {
-            let Some(addr) = self.member_addr(peer) else {
+        for peer in peers.into_iter().filter(|p| *p != self.node.id) {
+            let Some(addr) = self.node.member_addr(peer) else {
                 continue;
             };
-            let client = PeerClient::new(self.http().clone(), addr);
+            let client = PeerClient::new(self.node.http().clone(), addr);
             let timeout = t.settle;
             asks.push(async move { (peer, client.pre_vote(&req, timeout).await) });
         }
@@ -228,25 +247,25 @@ impl Node {
     }
 
     /// Decides when this node stands for election (see the module docs).
-    pub(crate) fn spawn_elector(&self) {
-        let node = self.clone();
+    fn spawn(&self) {
+        let this = self.clone();
         tokio::spawn(async move {
-            let t = Timing::new(&node.config);
+            let t = this.timing;
             let mut delay = t.random_delay();
             loop {
                 tokio::time::sleep(t.poll).await;
                 // A leader never stands: answered from the metrics, so the
                 // leader's busy Raft core is not asked 50 times a second.
-                if node.is_leader() {
+                if this.node.is_leader() {
                     continue;
                 }
-                let Some(view) = node.election_view().await else {
+                let Some(view) = this.election_view().await else {
                     return;
                 };
-                if !should_stand(node.id, &view, &t, delay) {
+                if !should_stand(this.node.id, &view, &t, delay) {
                     continue;
                 }
-                let Some(granted) = node.ask_pre_votes(&view, &t).await else {
+                let Some(granted) = this.ask_pre_votes(&view, &t).await else {
                     continue;
                 };
                 if is_quorum(&view.configs, &granted) {
@@ -256,12 +275,12 @@ impl Node {
                         pre_votes = ?granted,
                         "no word from a leader and a majority agrees: standing for election"
                     );
-                    node.metrics.elections_started.inc();
-                    if node.raft.trigger().elect().await.is_err() {
+                    this.node.metrics.elections_started.inc();
+                    if this.node.raft.trigger().elect().await.is_err() {
                         return;
                     }
                 } else {
-                    node.metrics.pre_votes_lost.inc();
+                    this.node.metrics.pre_votes_lost.inc();
                     debug!(pre_votes = ?granted, "pre-vote lost: not standing");
                 }
                 // The next attempt comes after a fresh random delay, so two

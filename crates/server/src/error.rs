@@ -6,6 +6,8 @@ use axum::Json;
 
 use registry_types::{ErrorBody, ErrorCode};
 
+use crate::node::{ReadError, WriteError};
+
 /// An error answered to a client as `{"error": {"code", "message"}}` with the
 /// status of its code. Internal causes are logged where they happen and never
 /// echoed in detail.
@@ -70,6 +72,33 @@ impl From<ErrorBody> for ApiError {
         ApiError {
             body,
             retry_after: None,
+        }
+    }
+}
+
+/// A failed write as the client sees it: 503 with `Retry-After` when it
+/// certainly was not applied, 504 `timeout` when it may have been.
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NoLeader => ApiError::no_leader(),
+            WriteError::Unavailable(m) => ApiError::unavailable(m),
+            WriteError::OutcomeUnknown(m) => ApiError::timeout(m),
+            WriteError::Internal => ApiError::internal(),
+        }
+    }
+}
+
+/// A read that could not be answered as fresh as asked: 503 with
+/// `Retry-After` (another node, or a moment later, may answer it).
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NoLeader => ApiError::no_leader(),
+            ReadError::Internal => ApiError::internal(),
+            e @ (ReadError::Unavailable(_)
+            | ReadError::Behind { .. }
+            | ReadError::RevisionNotApplied { .. }) => ApiError::unavailable(e.to_string()),
         }
     }
 }

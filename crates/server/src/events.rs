@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use registry_state::index::normalize;
 use registry_types::{ErrorCode, Event, EventKind, Revision};
 
-use crate::api::read_gate;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Params;
 use crate::node::Node;
@@ -172,7 +171,8 @@ pub async fn events(
             })
         })
         .transpose()?;
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let after = match (last_event_id, params.u64("from_revision")?) {
         (Some(id), _) => id,
         (None, Some(from)) => from.saturating_sub(1),

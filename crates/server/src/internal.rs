@@ -13,6 +13,8 @@ use serde::Serialize;
 use registry_raft::network::{ForwardError, ForwardRequest, BINCODE_CONTENT_TYPE};
 use registry_raft::TypeConfig;
 
+use crate::election::Elector;
+use crate::liveness::Liveness;
 use crate::node::Node;
 
 /// An internal request whose body did not decode (version mismatch or bug).
@@ -62,12 +64,12 @@ pub async fn vote(State(node): State<Node>, body: Bytes) -> Response {
     encode(&node.raft.vote(req).await)
 }
 
-pub async fn pre_vote(State(node): State<Node>, body: Bytes) -> Response {
+pub async fn pre_vote(State(elector): State<Elector>, body: Bytes) -> Response {
     let req: registry_raft::network::PreVoteRequest = match decode(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    encode(&node.judge_pre_vote(&req).await)
+    encode(&elector.judge_pre_vote(&req).await)
 }
 
 pub async fn snapshot(State(node): State<Node>, body: Bytes) -> Response {
@@ -134,13 +136,17 @@ pub async fn read_index(State(node): State<Node>) -> Response {
 }
 
 /// A follower's batch of heartbeats.
-pub async fn heartbeats(State(node): State<Node>, body: Bytes) -> Response {
+pub async fn heartbeats(
+    State(node): State<Node>,
+    State(liveness): State<Liveness>,
+    body: Bytes,
+) -> Response {
     let items: Vec<(registry_types::AgentId, crate::liveness::Beat)> = match decode(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let res = if node.is_leader() {
-        Ok(node.leader_heartbeats(&items))
+        Ok(liveness.leader_heartbeats(&items))
     } else {
         Err(ForwardError::NotLeader {
             leader: node.leader().map(|(id, _)| id),

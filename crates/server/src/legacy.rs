@@ -29,9 +29,10 @@ use registry_types::legacy::{
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
 use crate::api::{self, RegisterRules};
+use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJsonBody, Params};
-use crate::liveness::Beat;
+use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 
 /// `POST /register` (Dev-Tools): an upsert of id, name, base URL,
@@ -127,13 +128,14 @@ pub async fn register_host_port(
 /// another status. An operator's suspension still stands.
 pub async fn heartbeat(
     State(node): State<Node>,
+    State(liveness): State<Liveness>,
     Path(id): Path<String>,
     OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
 ) -> ApiResult<Json<LegacyHeartbeatResponse>> {
     let id = api::path_id(&id)?;
     let mut beat = Beat::from_request(req, &node.config.limits())?;
     beat.status = beat.status.or(Some(AgentStatus::Active));
-    let hb = node.heartbeat(id, beat).await?;
+    let hb = liveness.heartbeat(id, beat).await?;
     Ok(Json(LegacyHeartbeatResponse {
         status: "ok".to_string(),
         agent_id: hb.agent_id,
@@ -149,7 +151,11 @@ pub async fn heartbeat(
 /// filters (`capability`, `tag`, `agent_type`, `runtime_id`) and `limit`
 /// apply too. Read page by page, so the state lock is never held for the
 /// whole fleet.
-pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Vec<LegacyAgent>>> {
+pub async fn list(
+    State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
+    params: Params,
+) -> ApiResult<Json<Vec<LegacyAgent>>> {
     let filter = params.list_filter()?;
     let include_dead = match params.str("include_dead") {
         None => true,
@@ -167,9 +173,9 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Ve
         Some(0) => return Err(ApiError::invalid("limit", "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    api::read_gate(&node, &params).await?;
-    node.discovery_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     while out.len() < limit {
@@ -195,11 +201,14 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Ve
 /// `GET /agents/{id}`: one agent (404 `agent_not_found` when unknown).
 pub async fn get(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<LegacyAgent>> {
     let id = api::path_id(&id)?;
-    api::read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
+    requests.served();
     Ok(Json(view(api::get_record(&node, &id)?.0)))
 }
 
@@ -222,10 +231,12 @@ pub async fn delete(
 /// `limit` (default and most: 1,000) items.
 pub async fn search(
     State(node): State<Node>,
+    State(requests): State<DiscoveryRequests>,
     params: Params,
 ) -> ApiResult<Json<Vec<LegacySearchHit>>> {
     let found = api::search(
         &node,
+        &requests,
         &params,
         Some(AgentStatus::Active),
         registry_state::query::MAX_PAGE,

@@ -1,17 +1,39 @@
 //! The agent registry node.
 //!
+//! Dependencies point one way: the core knows nothing of what builds on it,
+//! and the HTTP edge knows everything.
+//!
+//! The core:
 //! - [`config`]: flags and environment variables, validated before start.
-//! - [`node`]: storage + Raft wiring, bootstrap, the write path (forwarding
-//!   to the leader) and the read path (batched read index, bounded waits).
-//! - [`api`]: public HTTP handlers; [`extract`]: body and query parsing that
-//!   turns bad input into clear errors; [`error`]: the one error type.
-//! - [`legacy`]: the routes existing agent code calls, in the shapes of
-//!   the registries it was written for, mapped in that one place.
+//! - [`node`]: storage + Raft wiring, bootstrap, the write path (proposed
+//!   here or forwarded to the leader) and the read path (the read gate:
+//!   coalesced read index, bounded waits); its errors are `WriteError` and
+//!   `ReadError`.
+//! - [`group_commit`]: the leader's queue of client writes, proposed in
+//!   rounds, and a follower's queue of writes for the leader.
+//! - [`coalesce`]: one request coalescer (read-index rounds, forwarded
+//!   heartbeats).
+//! - [`metrics`]: Prometheus metrics, served at `/metrics`.
+//!
+//! Built on the core, each holding a [`Node`]:
+//! - [`liveness`]: heartbeats, checkpoints, sweeps and the brake.
+//! - [`election`]: the elector (pre-vote, then openraft's election).
+//! - [`discovery`]: `POST /v1/discover`, `GET /v1/select`, capability and
+//!   runtime summaries, and the discovery request counter.
+//!
+//! The HTTP edge:
+//! - [`api`]: public handlers; [`events`]: the change stream; [`scaling`]:
+//!   scaling policies and advisories; [`legacy`]: the routes existing agent
+//!   code calls, in the shapes of the registries it was written for.
+//! - [`extract`]: body and query parsing that turns bad input into clear
+//!   errors; [`error`]: the one error type of the edge, with the
+//!   conversions from the core's errors.
 //! - [`internal`]: Raft RPC and node-to-node routes (bincode).
 //! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
-//! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`AppState`] gives each handler the parts it names ([`axum::extract::FromRef`]).
 
 pub mod api;
+pub mod coalesce;
 pub mod config;
 pub mod discovery;
 pub mod election;
@@ -27,9 +49,10 @@ pub mod node;
 pub mod openapi;
 pub mod scaling;
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,14 +63,39 @@ use registry_types::{ErrorCode, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE,
 
 pub use config::Config;
 pub use error::ApiError;
-pub use node::Node;
+pub use node::{Node, StartError};
+
+/// Everything the router's handlers draw on; each handler takes the parts
+/// it uses (`State<Node>`, `State<Liveness>`, ...). Cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub node: Node,
+    pub liveness: liveness::Liveness,
+    pub elector: election::Elector,
+    pub discovery_requests: discovery::DiscoveryRequests,
+    pub round_robin: Arc<discovery::RoundRobin>,
+}
+
+/// Starts a node: its core (storage, Raft, bootstrap), then what builds on
+/// it (liveness, the elector, the discovery request reports).
+pub async fn start(config: Config) -> Result<AppState, StartError> {
+    let node = Node::start(config).await?;
+    Ok(AppState {
+        liveness: liveness::Liveness::start(node.clone()),
+        elector: election::Elector::start(node.clone()),
+        discovery_requests: discovery::DiscoveryRequests::start(node.clone()),
+        round_robin: Arc::default(),
+        node,
+    })
+}
 
 /// Largest internal request (Raft append batches, snapshot chunks).
 const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Builds the full router of a node: public API, internal routes, fallbacks
 /// and the middleware that stamps every response with the node's position.
-pub fn router(node: Node) -> Router {
+pub fn router(state: AppState) -> Router {
+    let node = &state.node;
     let public = Router::new()
         .route("/v1/agents", post(api::register).get(api::list_agents))
         .route(
@@ -111,8 +159,11 @@ pub fn router(node: Node) -> Router {
         .merge(internal)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(node.clone(), stamp_response))
-        .with_state(node)
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
+            stamp_response,
+        ))
+        .with_state(state)
 }
 
 /// Refuses a node-to-node body that is not in this release's format: a

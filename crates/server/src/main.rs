@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use agent_registry::config::{Config, LogFormat};
-use agent_registry::{router, Node};
+use agent_registry::router;
 
 /// mimalloc instead of glibc's malloc: under a registration load glibc's
 /// malloc, free and their consolidation were a fifth of the nodes' CPU
@@ -130,8 +130,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting"
     );
-    let node = Node::start(config).await?;
-    let app = router(node.clone());
+    let state = agent_registry::start(config).await?;
+    let node = state.node.clone();
+    let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

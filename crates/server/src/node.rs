@@ -1,5 +1,11 @@
-//! A running node: storage, Raft, and the paths every request takes through
-//! them (write forwarding, read index, bounded waits).
+//! The core of a running node: storage, Raft, and the paths every request
+//! takes through them: writes (proposed here or forwarded to the leader)
+//! and reads (the read gate: batched read index, bounded waits).
+//!
+//! Everything else (liveness, elections, discovery, the HTTP edge) holds a
+//! [`Node`] and builds on it; nothing here knows about them. The core's
+//! failures are [`WriteError`] and [`ReadError`]; the edge turns them into
+//! HTTP answers.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
-use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
@@ -19,8 +24,9 @@ use registry_state::StateConfig;
 use registry_types::api::{ClusterInfo, Member, NodeRole};
 use registry_types::{Command, CommandResult, NodeId, Timestamp};
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
+use crate::extract::Consistency;
 use crate::group_commit::{ForwardGroup, GroupCommit};
 use crate::metrics::Metrics;
 
@@ -31,18 +37,76 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("storage: {0}")]
     Store(#[from] registry_raft::StoreError),
+    #[error("reading the raft log: {0}")]
+    Log(#[from] openraft::StorageError<NodeId>),
+    #[error("raft configuration: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(#[from] openraft::error::Fatal<NodeId>),
+    #[error("initializing the cluster: {0}")]
+    Initialize(#[from] RaftError<NodeId, openraft::error::InitializeError<NodeId, BasicNode>>),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
 }
 
-/// Everything a request handler needs. Cheap to clone.
+/// Why a write did not go through. Only [`WriteError::OutcomeUnknown`]
+/// leaves the write possibly applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "the cluster has no leader right now (election in progress or no quorum); retry shortly"
+    )]
+    NoLeader,
+    /// Certainly not applied; another attempt may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Sent to Raft, then no answer in time: it may or may not be applied.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// A bug or a peer that refused the request as malformed (logged).
+    #[error("internal error; see the node's log")]
+    Internal,
+}
+
+impl WriteError {
+    /// Whether the same write may simply be sent again: true only when it
+    /// certainly was not applied.
+    pub fn retryable(&self) -> bool {
+        matches!(self, WriteError::NoLeader | WriteError::Unavailable(_))
+    }
+}
+
+/// Why a read could not be answered as fresh as it asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "the cluster has no leader right now (election in progress or no quorum); retry shortly"
+    )]
+    NoLeader,
+    #[error("{0}")]
+    Unavailable(String),
+    /// The leader's read index is known but this node lags behind it.
+    #[error("this node has not yet applied log index {index}; retry or read from another node")]
+    Behind { index: u64 },
+    /// `min_revision` is ahead of this node within the read timeout.
+    #[error("revision {wanted} is not applied on this node yet (it is at {applied})")]
+    RevisionNotApplied { wanted: u64, applied: u64 },
+    #[error("internal error; see the node's log")]
+    Internal,
+}
+
+impl ReadError {
+    /// Whether the same read may succeed if tried again (here or on another
+    /// node). Every read failure is; only a bug is not.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, ReadError::Internal)
+    }
+}
+
+/// The core of a node: Raft, the replicated state, and the write and read
+/// paths. Cheap to clone.
 #[derive(Clone)]
 pub struct Node(Arc<NodeInner>);
-
-/// How often a node reports the discovery requests it served.
-pub const COUNTER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct NodeInner {
     pub config: Config,
@@ -55,16 +119,9 @@ pub struct NodeInner {
     /// When this node last received an AppendEntries (data or heartbeat)
     /// from a leader.
     last_leader_contact: Mutex<Option<Instant>>,
-    reads: ReadBatcher,
+    /// Concurrent linearizable reads, coalesced into read-index rounds.
+    reads: Arc<Coalescer<(), Result<u64, ReadError>>>,
     pub metrics: Metrics,
-    /// Discovery requests (get, list, search, discover, select) served
-    /// here and not yet added to the replicated counter (see
-    /// [`Node::spawn_counter_reports`]).
-    pub discovery_requests: AtomicU64,
-    /// Leader-side heartbeat table, checkpoints, sweeps and brake.
-    pub liveness: crate::liveness::Liveness,
-    /// Round-robin positions of `GET /v1/select`.
-    pub round_robin: crate::discovery::RoundRobin,
     /// The leader's queue of client writes, proposed in rounds.
     group: GroupCommit,
     /// A follower's queue of writes for the leader, sent in groups.
@@ -82,7 +139,8 @@ impl std::ops::Deref for Node {
 
 impl Node {
     /// Opens storage, starts Raft and, on the very first start of the
-    /// lowest-id member, initializes the cluster.
+    /// lowest-id member, initializes the cluster. Liveness and elections
+    /// are started by their owners (see `crate::start`).
     pub async fn start(config: Config) -> Result<Node, StartError> {
         config.check()?;
         let members = config.members()?;
@@ -94,10 +152,7 @@ impl Node {
         };
         let (mut log_store, sm_store, shared) =
             open_store(&config.data_dir, config.node_id, options)?;
-        let pristine = log_store
-            .is_pristine()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let pristine = log_store.is_pristine().await?;
         let committed = log_store.committed_handle();
         let (el_min, el_max) = config.election_timeout_ms();
         let raft_config = openraft::Config {
@@ -113,8 +168,7 @@ impl Node {
             enable_elect: false,
             ..Default::default()
         }
-        .validate()
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        .validate()?;
         let listen_ip = config.listen.ip();
         let http = peer_http_client((!listen_ip.is_unspecified()).then_some(listen_ip))?;
         let raft = Raft::new(
@@ -124,8 +178,7 @@ impl Node {
             log_store.clone(),
             sm_store,
         )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        .await?;
 
         let metrics = Metrics::new();
         let group = {
@@ -149,13 +202,12 @@ impl Node {
             committed,
             http,
             last_leader_contact: Mutex::new(None),
-            reads: ReadBatcher::default(),
+            // A read must not join a round already in flight, and every
+            // read waiting shares the next one, however many.
+            reads: Coalescer::new(usize::MAX),
             metrics,
             group,
             forwarding,
-            discovery_requests: AtomicU64::new(0),
-            liveness: crate::liveness::Liveness::new(&config),
-            round_robin: Default::default(),
             log_store,
             config,
         }));
@@ -172,9 +224,6 @@ impl Node {
             info!(node = node.id, "restarting from existing data");
         }
         node.spawn_watchers();
-        node.spawn_elector();
-        node.spawn_liveness();
-        node.spawn_counter_reports();
         Ok(node)
     }
 
@@ -210,7 +259,7 @@ impl Node {
                 info!(error = %e, "cluster already initialized");
                 Ok(())
             }
-            Err(e) => Err(StartError::Raft(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -248,40 +297,6 @@ impl Node {
                 }
             }
         });
-    }
-
-    /// Every [`COUNTER_REPORT_INTERVAL`], adds the discovery requests this
-    /// node served meanwhile to the replicated counter, through Raft (a
-    /// follower's report is forwarded to the leader like any write). A
-    /// report that fails is dropped rather than retried, so a count is never
-    /// added twice; at most one interval of one node's requests is lost
-    /// around a failure or when the node stops.
-    fn spawn_counter_reports(&self) {
-        let node = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(COUNTER_REPORT_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let count = node.discovery_requests.swap(0, Ordering::Relaxed);
-                if count == 0 {
-                    continue;
-                }
-                let cmd = Command::CountDiscoveryRequests {
-                    count,
-                    now: Timestamp::now(),
-                };
-                if let Err(e) = node.propose(cmd).await {
-                    debug!(error = %e.body.error.message, count, "discovery count not reported");
-                }
-            }
-        });
-    }
-
-    /// Discovery requests served by the whole cluster as this node knows
-    /// them: the replicated total plus its own unreported ones.
-    pub fn discovery_requests_total(&self, replicated: u64) -> u64 {
-        replicated.saturating_add(self.discovery_requests.load(Ordering::Relaxed))
     }
 
     /// The leader this node knows of, with its address.
@@ -340,7 +355,7 @@ impl Node {
     /// Retries only when the command certainly was not committed (no leader,
     /// leader unreachable, or leadership lost before the entry was kept);
     /// when the outcome is unknown it answers 504 `timeout`.
-    pub async fn propose(&self, cmd: Command) -> ApiResult<CommandResult> {
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         let deadline = Instant::now() + self.config.write_timeout();
         let mut wait = LeaderWait::new(&self.raft);
         loop {
@@ -350,8 +365,8 @@ impl Node {
                 {
                     Ok(applied) => return applied_result(applied),
                     Err(ForwardError::NotLeader { .. }) => {}
-                    Err(ForwardError::Unknown(m)) => return Err(ApiError::timeout(m)),
-                    Err(ForwardError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
+                    Err(ForwardError::Unknown(m)) => return Err(WriteError::OutcomeUnknown(m)),
+                    Err(ForwardError::Unavailable(m)) => return Err(WriteError::Unavailable(m)),
                 },
                 Some((_, addr)) => {
                     self.metrics.forwarded_writes.inc();
@@ -374,17 +389,19 @@ impl Node {
                         }
                         Ok(Err(ForwardError::NotLeader { .. }))
                         | Ok(Err(ForwardError::Unavailable(_))) => {}
-                        Ok(Err(ForwardError::Unknown(m))) => return Err(ApiError::timeout(m)),
+                        Ok(Err(ForwardError::Unknown(m))) => {
+                            return Err(WriteError::OutcomeUnknown(m))
+                        }
                         // Not sent: safe to try again once a leader is known.
                         Err(PeerError::Unreachable { .. }) => {}
                         Err(e @ PeerError::Refused { .. }) => {
                             tracing::error!(error = %e, "the leader refused a forwarded write");
-                            return Err(ApiError::internal());
+                            return Err(WriteError::Internal);
                         }
                         Err(e) => {
                             warn!(error = %e, "forwarded write failed; outcome unknown");
-                            return Err(ApiError::timeout(
-                                "the leader did not answer in time; the write may or may not have been applied",
+                            return Err(WriteError::OutcomeUnknown(
+                                "the leader did not answer in time; the write may or may not have been applied".into(),
                             ));
                         }
                     }
@@ -392,7 +409,7 @@ impl Node {
                 None => {}
             }
             if !wait.fits(deadline) {
-                return Err(ApiError::no_leader());
+                return Err(WriteError::NoLeader);
             }
             wait.pause().await;
         }
@@ -415,41 +432,70 @@ impl Node {
         crate::group_commit::client_write(&self.raft, cmd, remaining).await
     }
 
+    /// Waits until this node may answer a read as asked: `min_revision`
+    /// first (a bounded wait for that revision), then `consistency`
+    /// (linearizable: read index from the leader; stale: at once).
+    pub async fn read_gate(
+        &self,
+        consistency: Consistency,
+        min_revision: Option<u64>,
+    ) -> Result<(), ReadError> {
+        if let Some(rev) = min_revision {
+            self.wait_for_revision(rev).await?;
+        }
+        match consistency {
+            Consistency::Stale => Ok(()),
+            Consistency::Linearizable => self.linearize().await,
+        }
+    }
+
     /// Makes the next read linearizable: obtains a read index (from the
-    /// leader, batched with concurrent reads) and waits until this node has
-    /// applied that far.
-    pub async fn linearize(&self) -> ApiResult<()> {
+    /// leader, coalesced with concurrent reads) and waits until this node
+    /// has applied that far.
+    pub async fn linearize(&self) -> Result<(), ReadError> {
         let deadline = Instant::now() + self.config.read_timeout();
+        let node = self.clone();
+        let round = move |waiting: Vec<()>| {
+            let node = node.clone();
+            async move {
+                // Bounded: callers time out on their own; a round that
+                // outlives the read timeout is abandoned so the next one
+                // can start.
+                let res = tokio::time::timeout(node.config.read_timeout(), node.fetch_read_index())
+                    .await
+                    .unwrap_or(Err(ReadError::NoLeader));
+                vec![res; waiting.len()]
+            }
+        };
         let index =
-            match tokio::time::timeout_at(deadline.into(), self.reads.read_index(self)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(ApiError::no_leader()),
+            match tokio::time::timeout_at(deadline.into(), self.reads.submit((), round)).await {
+                Ok(Some(r)) => r?,
+                Ok(None) => return Err(ReadError::Internal),
+                Err(_) => return Err(ReadError::NoLeader),
             };
         let wait = self.shared.wait_for(|p| p.log_index >= index);
         match tokio::time::timeout_at(deadline.into(), wait).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "this node has not yet applied log index {index}; retry or read from another node"
-            ))),
+            Err(_) => Err(ReadError::Behind { index }),
         }
     }
 
     /// Waits (bounded) until this node has applied registry revision `rev`.
-    pub async fn wait_for_revision(&self, rev: u64) -> ApiResult<()> {
+    pub async fn wait_for_revision(&self, rev: u64) -> Result<(), ReadError> {
         let wait = self.shared.wait_for(|p| p.revision >= rev);
         match tokio::time::timeout(self.config.read_timeout(), wait).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "revision {rev} is not applied on this node yet (it is at {})",
-                self.shared.position().revision
-            ))),
+            Err(_) => Err(ReadError::RevisionNotApplied {
+                wanted: rev,
+                applied: self.shared.position().revision,
+            }),
         }
     }
 
     /// One read-index round: ask the leader (or be it) for the index a
     /// linearizable read must reach. Retries through elections until the
     /// caller's deadline cancels it.
-    async fn fetch_read_index(&self) -> ApiResult<u64> {
+    async fn fetch_read_index(&self) -> Result<u64, ReadError> {
         let mut wait = LeaderWait::new(&self.raft);
         loop {
             wait.observe();
@@ -459,7 +505,7 @@ impl Node {
                 Some(l) if l == self.id => match self.local_read_index().await {
                     Ok(r) => return Ok(r.index),
                     Err(ForwardError::NotLeader { .. }) => {}
-                    Err(e) => return Err(ApiError::unavailable(e.to_string())),
+                    Err(e) => return Err(ReadError::Unavailable(e.to_string())),
                 },
                 Some(l) => {
                     if let Some((_, addr)) = self.leader().filter(|(id, _)| *id == l) {
@@ -589,67 +635,9 @@ fn role_of(state: ServerState) -> NodeRole {
     }
 }
 
-fn applied_result(applied: Applied) -> ApiResult<CommandResult> {
+fn applied_result(applied: Applied) -> Result<CommandResult, WriteError> {
     applied.result.ok_or_else(|| {
         tracing::error!("a client command produced no result");
-        ApiError::internal()
+        WriteError::Internal
     })
-}
-
-/// Coalesces concurrent linearizable reads into read-index rounds.
-///
-/// A read joins the *next* round to start, never one already in flight: a
-/// round started before the read arrived could miss a write the reader has
-/// already seen acknowledged. While one round runs, arriving reads queue;
-/// when it ends, all of them share one new round.
-#[derive(Default)]
-struct ReadBatcher {
-    state: Mutex<BatchState>,
-}
-
-#[derive(Default)]
-struct BatchState {
-    waiting: Vec<oneshot::Sender<ApiResult<u64>>>,
-    running: bool,
-}
-
-impl ReadBatcher {
-    async fn read_index(&self, node: &Node) -> ApiResult<u64> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut s = self.state.lock().map_err(|_| ApiError::internal())?;
-            s.waiting.push(tx);
-            !std::mem::replace(&mut s.running, true)
-        };
-        if start {
-            let node = node.clone();
-            tokio::spawn(async move { node.reads.run_rounds(&node).await });
-        }
-        rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
-    }
-
-    async fn run_rounds(&self, node: &Node) {
-        loop {
-            let batch = {
-                let Ok(mut s) = self.state.lock() else { return };
-                if s.waiting.is_empty() {
-                    s.running = false;
-                    return;
-                }
-                std::mem::take(&mut s.waiting)
-            };
-            // Bounded: callers time out on their own; a round that outlives
-            // the read timeout is abandoned so the next batch can start.
-            let res =
-                match tokio::time::timeout(node.config.read_timeout(), node.fetch_read_index())
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(ApiError::no_leader()),
-                };
-            for tx in batch {
-                let _ = tx.send(res.clone());
-            }
-        }
-    }
 }

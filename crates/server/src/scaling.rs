@@ -14,7 +14,6 @@ use registry_types::scaling::{
 };
 use registry_types::{Command, CommandResult, ErrorCode, Timestamp};
 
-use crate::api::read_gate;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Params};
 use crate::node::Node;
@@ -100,7 +99,8 @@ pub async fn get_policy(
     params: Params,
 ) -> ApiResult<Json<ScalingPolicy>> {
     let capability = capability_of(&node, &raw)?;
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     g.registry
         .scaling_policy(&capability)
@@ -114,7 +114,8 @@ pub async fn list_policies(
     State(node): State<Node>,
     params: Params,
 ) -> ApiResult<Json<ScalingPolicyList>> {
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     Ok(Json(ScalingPolicyList {
         policies: g.registry.scaling_policies().cloned().collect(),
@@ -131,7 +132,8 @@ pub async fn advisories(
         Some(c) => Some(capability_of(&node, c)?),
         None => None,
     };
-    read_gate(&node, &params).await?;
+    node.read_gate(params.consistency()?, params.u64("min_revision")?)
+        .await?;
     let g = node.shared.read();
     Ok(Json(ScalingAdvisoryList {
         advisories: g

@@ -15,6 +15,8 @@
 // Each test binary uses a different subset of this module.
 #![allow(dead_code)]
 
+pub mod inprocess;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::future::Future;
