@@ -608,7 +608,7 @@ impl Client {
         status: AgentStatus,
     ) -> Result<AgentResponse, ClientError> {
         let body = StatusUpdateRequest {
-            status: status.as_str().to_string(),
+            status: status.to_string(),
         };
         let call = Call::write(Method::PUT, &["v1", "agents", id, "status"], Some(&body))?;
         Ok(decode(self.execute(&call).await?)?.value)
@@ -724,7 +724,7 @@ impl Client {
         opts: ReadOptions,
     ) -> Result<Response<AgentList>, ClientError> {
         let call = Call::read(&["v1", "agents"])
-            .opt_query("status", filter.status.map(AgentStatus::as_str))
+            .opt_query("status", filter.status)
             .opt_query("capability", filter.capability.as_deref())
             .opt_query("tag", filter.tag.as_deref())
             .opt_query("agent_type", filter.agent_type.as_deref())
@@ -806,7 +806,7 @@ impl Client {
     ) -> Result<Response<SearchResponse>, ClientError> {
         let call = Call::read(&["v1", "capabilities", "search"])
             .query("q", q)
-            .opt_query("status", status.map(AgentStatus::as_str))
+            .opt_query("status", status)
             .opt_query("limit", limit)
             .read_options(opts);
         decode(self.execute(&call).await?)
@@ -865,7 +865,7 @@ impl Client {
     ) -> Result<Response<Option<AgentRecord>>, ClientError> {
         let call = Call::read(&["v1", "select"])
             .query("capability", capability)
-            .query("strategy", strategy.as_str())
+            .query("strategy", strategy)
             .read_options(opts)
             .absent_on(ErrorCode::NoAgentAvailable);
         let raw = self.execute(&call).await?;

@@ -60,65 +60,9 @@ impl ReadOptions {
 }
 
 /// How [`crate::Client::select`] picks among the qualifying agents
-/// (`strategy=` of `GET /v1/select`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum SelectStrategy {
-    /// The lowest `load_factor` (the server default).
-    #[default]
-    LeastLoaded,
-    /// The highest `health_score`.
-    BestHealth,
-    /// Any qualifying agent, uniformly.
-    Random,
-    /// The qualifying agents in id order, one after the other. The position
-    /// is kept per node and per capability, so a client that fails over
-    /// continues another node's rotation.
-    RoundRobin,
-}
-
-impl SelectStrategy {
-    /// Every strategy, for parsing and help texts.
-    pub const ALL: [SelectStrategy; 4] = [
-        SelectStrategy::LeastLoaded,
-        SelectStrategy::BestHealth,
-        SelectStrategy::Random,
-        SelectStrategy::RoundRobin,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SelectStrategy::LeastLoaded => "least_loaded",
-            SelectStrategy::BestHealth => "best_health",
-            SelectStrategy::Random => "random",
-            SelectStrategy::RoundRobin => "round_robin",
-        }
-    }
-}
-
-impl std::fmt::Display for SelectStrategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SelectStrategy {
-    type Err = String;
-
-    /// Parses a wire name, case-insensitively; `-` may stand for `_`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().replace('-', "_");
-        SelectStrategy::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(&wanted))
-            .ok_or_else(|| {
-                format!(
-                    "unknown strategy '{s}' (expected one of {})",
-                    SelectStrategy::ALL.map(SelectStrategy::as_str).join(", ")
-                )
-            })
-    }
-}
+/// (`strategy=` of `GET /v1/select`): a wire type, defined once in
+/// `registry-types`.
+pub use registry_types::query::SelectStrategy;
 
 /// What the `x-registry-*` headers of an answer said, plus which node URL the
 /// client called. Fields are `None` when the header was absent or unreadable.
@@ -182,6 +126,7 @@ impl<T> Response<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::VariantArray;
     use reqwest::header::HeaderValue;
 
     #[test]
@@ -203,8 +148,8 @@ mod tests {
 
     #[test]
     fn strategies_round_trip_through_their_wire_names() {
-        for k in SelectStrategy::ALL {
-            assert_eq!(k.as_str().parse::<SelectStrategy>(), Ok(k));
+        for &k in SelectStrategy::VARIANTS {
+            assert_eq!(k.into_str().parse::<SelectStrategy>(), Ok(k));
         }
         assert_eq!("Round-Robin".parse(), Ok(SelectStrategy::RoundRobin));
         assert!("fastest".parse::<SelectStrategy>().is_err());

@@ -679,7 +679,7 @@ fn events_call(filter: &WatchFilter, read: ReadOptions) -> Call {
         filter
             .kinds
             .iter()
-            .map(|k| k.as_str())
+            .map(|k| k.into_str())
             .collect::<Vec<_>>()
             .join(",")
     });

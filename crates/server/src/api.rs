@@ -447,7 +447,7 @@ pub async fn agent_health(
         status: if r.status.is_healthy() {
             "healthy".to_string()
         } else {
-            r.status.as_str().to_string()
+            r.status.to_string()
         },
         is_healthy: r.status.is_healthy(),
         seconds_since_heartbeat: u64::try_from(since_ms / 1000).unwrap_or(0),

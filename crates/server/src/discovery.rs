@@ -79,14 +79,10 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
     let sort_by = match req.sort_by.as_deref() {
         None if text_words.is_empty() => SortBy::Performance,
         None => SortBy::Relevance,
-        Some(s) => SortBy::parse(s).ok_or_else(|| {
-            ApiError::invalid(
-                "sort_by",
-                format!(
-                    "sort_by must be performance, health, load, random or relevance, got '{s}'"
-                ),
-            )
-        })?,
+        Some(s) => s
+            .trim()
+            .parse::<SortBy>()
+            .map_err(|e| ApiError::invalid("sort_by", e.to_string()))?,
     };
     let q = Discover {
         capabilities: normalize_all(&req.capabilities),
@@ -152,7 +148,7 @@ pub async fn discover(
                 explanation: req.explain.then_some(why),
             })
             .collect(),
-        sort_by: q.sort_by.as_str().to_string(),
+        sort_by: q.sort_by,
         filters: counts,
         revision: g.registry.revision(),
     }))

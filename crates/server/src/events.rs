@@ -57,16 +57,11 @@ impl EventFilter {
     fn from_params(params: &Params) -> ApiResult<EventFilter> {
         let mut kinds = Vec::new();
         if let Some(t) = params.str("type") {
-            for part in t.split(',').filter(|p| !p.trim().is_empty()) {
-                kinds.push(EventKind::parse(part).ok_or_else(|| {
-                    ApiError::invalid(
-                        "type",
-                        format!(
-                            "unknown event type '{part}' (expected one of {})",
-                            EventKind::ALL.map(|k| k.as_str()).join(", ")
-                        ),
-                    )
-                })?);
+            for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                kinds.push(
+                    part.parse::<EventKind>()
+                        .map_err(|e| ApiError::invalid("type", e.to_string()))?,
+                );
             }
         }
         Ok(EventFilter {
@@ -243,7 +238,7 @@ fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
             if let Some(e) = st.pending.pop_front() {
                 let ev = SseEvent::default()
                     .id(e.revision.to_string())
-                    .event(e.kind.as_str())
+                    .event(e.kind.into_str())
                     .json_data(&e)
                     .unwrap_or_else(|_| SseEvent::default().comment("encoding error"));
                 return Some((Ok::<_, Infallible>(ev), st));

@@ -351,6 +351,7 @@ fn rename_field(mut e: ApiError, from: &str, to: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::VariantArray;
 
     #[test]
     fn endpoints_split_into_host_and_port() {
@@ -425,7 +426,7 @@ mod tests {
 
     #[test]
     fn alive_is_every_status_but_unhealthy_and_offline() {
-        for s in AgentStatus::ALL {
+        for &s in AgentStatus::VARIANTS {
             assert_eq!(
                 is_alive(s),
                 !matches!(s, AgentStatus::Unhealthy | AgentStatus::Offline),

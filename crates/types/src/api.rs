@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 use crate::ids::{AgentId, NodeId, Revision, Timestamp};
+use crate::query::SortBy;
 
 /// A capability as submitted by an agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -464,7 +465,8 @@ pub struct DiscoverFilterCounts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverResponse {
     pub agents: Vec<DiscoverHit>,
-    pub sort_by: String,
+    /// The order the agents are in (the request's, or the default).
+    pub sort_by: SortBy,
     #[serde(default)]
     pub filters: Option<DiscoverFilterCounts>,
     pub revision: Revision,
