@@ -1,68 +1,14 @@
-//! Per-call read options and the metadata every answer carries.
+//! Per-call read options (re-exported wire types) and the metadata every
+//! answer carries.
 
 use registry_types::{Revision, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
 use reqwest::header::HeaderMap;
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Consistency {
-    /// The answer reflects every write acknowledged before the read started
-    /// (the node confirms it is current with the leader). The server default;
-    /// nothing is sent on the wire.
-    #[default]
-    Linearizable,
-    /// Any node answers from what it has applied, possibly behind the leader;
-    /// works without a leader. Sent as `consistency=stale`.
-    Stale,
-}
-
-/// Options of a read call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReadOptions {
-    /// See [`Consistency`].
-    pub consistency: Consistency,
-    /// Refuse (the node answers 503 and the client tries another) unless the
-    /// answering node has applied at least this revision. Sent as
-    /// `min_revision=N`. Pair it with [`Consistency::Stale`] and
-    /// [`crate::Client::last_revision`] for cheap read-your-writes.
-    pub min_revision: Option<Revision>,
-}
-
-impl ReadOptions {
-    /// Linearizable read, no revision floor (the default).
-    pub fn linearizable() -> Self {
-        ReadOptions::default()
-    }
-
-    /// Stale read from whichever node answers.
-    pub fn stale() -> Self {
-        ReadOptions {
-            consistency: Consistency::Stale,
-            min_revision: None,
-        }
-    }
-
-    /// Same options with a revision floor.
-    pub fn with_min_revision(mut self, revision: Revision) -> Self {
-        self.min_revision = Some(revision);
-        self
-    }
-
-    /// Appends this options' query parameters.
-    pub(crate) fn push_query(&self, query: &mut Vec<(&'static str, String)>) {
-        if self.consistency == Consistency::Stale {
-            query.push(("consistency", "stale".to_string()));
-        }
-        if let Some(r) = self.min_revision {
-            query.push(("min_revision", r.to_string()));
-        }
-    }
-}
-
-/// How [`crate::Client::select`] picks among the qualifying agents
-/// (`strategy=` of `GET /v1/select`): a wire type, defined once in
-/// `registry-types`.
-pub use registry_types::query::SelectStrategy;
+// The read options and the vocabulary of `select` are wire types, defined
+// once in `registry-types` with the server's decoding of them; re-exported
+// here so that `registry_client::{ReadOptions, Consistency, SelectStrategy}`
+// are what they always were.
+pub use registry_types::query::{Consistency, ReadOptions, SelectStrategy};
 
 /// What the `x-registry-*` headers of an answer said, plus which node URL the
 /// client called. Fields are `None` when the header was absent or unreadable.
@@ -126,24 +72,16 @@ impl<T> Response<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::query::to_query_string;
     use registry_types::VariantArray;
     use reqwest::header::HeaderValue;
 
     #[test]
     fn read_options_become_query_parameters() {
-        let mut q = Vec::new();
-        ReadOptions::default().push_query(&mut q);
+        let q = to_query_string(&ReadOptions::default()).unwrap();
         assert!(q.is_empty(), "linearizable is the server default: {q:?}");
-        ReadOptions::stale()
-            .with_min_revision(42)
-            .push_query(&mut q);
-        assert_eq!(
-            q,
-            vec![
-                ("consistency", "stale".to_string()),
-                ("min_revision", "42".to_string())
-            ]
-        );
+        let q = to_query_string(&ReadOptions::stale().with_min_revision(42)).unwrap();
+        assert_eq!(q, "consistency=stale&min_revision=42");
     }
 
     #[test]

@@ -16,12 +16,13 @@ use registry_types::api::{
 };
 use registry_types::command::{Keep, RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
+use registry_types::query::{Consistency, ListFilter, ListPage, ReadOptions, SearchQuery};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, ErrorCode, Metadata, Timestamp,
 };
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Consistency, JsonBody, OptionalJsonBody, Params};
+use crate::extract::{limit_within, JsonBody, OptionalJsonBody, Query};
 use crate::liveness::Beat;
 use crate::node::Node;
 
@@ -31,12 +32,11 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Waits until this node may answer a read as the request asks:
 /// `min_revision` (bounded wait for that revision), then `consistency`
 /// (linearizable by default: read index from the leader; `stale`: at once).
-pub async fn read_gate(node: &Node, params: &Params) -> ApiResult<()> {
-    let consistency = params.consistency()?;
-    if let Some(rev) = params.u64("min_revision")? {
+pub async fn read_gate(node: &Node, read: &ReadOptions) -> ApiResult<()> {
+    if let Some(rev) = read.min_revision {
         node.wait_for_revision(rev).await?;
     }
-    match consistency {
+    match read.consistency {
         Consistency::Stale => Ok(()),
         Consistency::Linearizable => node.linearize().await,
     }
@@ -237,10 +237,10 @@ pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
 pub async fn get_agent(
     State(node): State<Node>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentResponse>> {
     let id = path_id(&id)?;
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     let (agent, revision) = get_record(&node, &id)?;
     Ok(Json(AgentResponse { agent, revision }))
 }
@@ -328,11 +328,15 @@ pub async fn set_health(
 }
 
 /// `GET /v1/agents`.
-pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentList>> {
-    let filter = params.list_filter()?;
-    let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
-    let cursor = params.str("cursor").map(str::to_string);
-    read_gate(&node, &params).await?;
+pub async fn list_agents(
+    State(node): State<Node>,
+    Query(filter): Query<ListFilter>,
+    Query(page): Query<ListPage>,
+    Query(read): Query<ReadOptions>,
+) -> ApiResult<Json<AgentList>> {
+    let limit = limit_within(page.limit, DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
+    let cursor = page.cursor;
+    read_gate(&node, &read).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
     let (agents, next_cursor) = g.registry.list(&filter, cursor.as_deref(), limit);
@@ -347,12 +351,14 @@ pub async fn list_agents(State(node): State<Node>, params: Params) -> ApiResult<
 /// when they name no `status`.
 pub async fn search(
     node: &Node,
-    params: &Params,
+    query: &SearchQuery,
+    read: &ReadOptions,
     default_status: Option<AgentStatus>,
     default_limit: usize,
 ) -> ApiResult<SearchResponse> {
-    let q = params
-        .str("q")
+    let q = query
+        .q
+        .as_deref()
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::invalid("q", "q (the capability to search for) is required"))?
@@ -360,9 +366,9 @@ pub async fn search(
     if q.len() > 512 {
         return Err(ApiError::invalid("q", "q is longer than 512 bytes"));
     }
-    let status = params.status()?.or(default_status);
-    let limit = params.limit(default_limit, registry_state::query::MAX_PAGE)?;
-    read_gate(node, params).await?;
+    let status = query.status.or(default_status);
+    let limit = limit_within(query.limit, default_limit, registry_state::query::MAX_PAGE)?;
+    read_gate(node, read).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
     Ok(SearchResponse {
@@ -375,14 +381,20 @@ pub async fn search(
 /// `GET /v1/capabilities/search`.
 pub async fn search_capabilities(
     State(node): State<Node>,
-    params: Params,
+    Query(query): Query<SearchQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<SearchResponse>> {
-    Ok(Json(search(&node, &params, None, DEFAULT_PAGE).await?))
+    Ok(Json(
+        search(&node, &query, &read, None, DEFAULT_PAGE).await?,
+    ))
 }
 
 /// `GET /v1/stats` (also `GET /stats`).
-pub async fn stats(State(node): State<Node>, params: Params) -> ApiResult<Json<Stats>> {
-    read_gate(&node, &params).await?;
+pub async fn stats(
+    State(node): State<Node>,
+    Query(read): Query<ReadOptions>,
+) -> ApiResult<Json<Stats>> {
+    read_gate(&node, &read).await?;
     let mut stats = node.shared.read().registry.stats();
     stats.discovery_requests = node.discovery_requests_total(stats.discovery_requests);
     stats.service_discovery_requests = stats.discovery_requests;
@@ -435,10 +447,10 @@ pub async fn ready(State(node): State<Node>) -> Response {
 pub async fn agent_health(
     State(node): State<Node>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentHealth>> {
     let id = path_id(&id)?;
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     let (r, _) = get_record(&node, &id)?;
     let since_ms = Timestamp::now()
         .millis()

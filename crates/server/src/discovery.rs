@@ -11,11 +11,12 @@ use registry_state::discover::{normalize_all, Discover, SortBy};
 use registry_state::index::{normalize, words};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
+use registry_types::query::{ReadOptions, SelectQuery, SelectStrategy};
 use registry_types::{AgentRecord, AgentStatus, ErrorCode};
 
 use crate::api::read_gate;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Query};
 use crate::node::Node;
 
 /// Largest `limit` of a discovery.
@@ -125,11 +126,11 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
 /// `POST /v1/discover`.
 pub async fn discover(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
     JsonBody(req): JsonBody<DiscoverRequest>,
 ) -> ApiResult<Json<DiscoverResponse>> {
     let q = build_query(&req)?;
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let g = node.shared.read();
     // Only `explain` returns the filter counts, and only the full pass can
@@ -158,38 +159,27 @@ pub async fn discover(
 /// exactly one agent to send work to (active, health ≥ 0.5, load ≤ 0.8 by
 /// default; `min_health_score`, `max_load_factor` override), or 404
 /// `no_agent_available`.
-pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<AgentRecord>> {
-    let capability = params
-        .str("capability")
+pub async fn select(
+    State(node): State<Node>,
+    Query(query): Query<SelectQuery>,
+    Query(read): Query<ReadOptions>,
+) -> ApiResult<Json<AgentRecord>> {
+    let capability = query
+        .capability
+        .as_deref()
         .map(normalize)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::invalid("capability", "capability is required"))?;
-    let strategy = params.str("strategy").unwrap_or("least_loaded");
+    let strategy = query.strategy.unwrap_or_default();
     let sort_by = match strategy {
-        "least_loaded" => SortBy::Load,
-        "best_health" => SortBy::Health,
-        "random" => SortBy::Random,
-        "round_robin" => SortBy::Performance,
-        other => {
-            return Err(ApiError::invalid(
-                "strategy",
-                format!(
-                "strategy must be least_loaded, round_robin, random or best_health, got '{other}'"
-            ),
-            ))
-        }
+        SelectStrategy::LeastLoaded => SortBy::Load,
+        SelectStrategy::BestHealth => SortBy::Health,
+        SelectStrategy::Random => SortBy::Random,
+        SelectStrategy::RoundRobin => SortBy::Performance,
     };
-    let unit = |name: &str, default: f64| -> ApiResult<f64> {
-        match params.str(name) {
-            None => Ok(default),
-            Some(v) => {
-                let x: f64 = v.parse().map_err(|_| {
-                    ApiError::invalid(name, format!("{name} must be a number, got '{v}'"))
-                })?;
-                check_unit(name, Some(x))?;
-                Ok(x)
-            }
-        }
+    let unit = |name: &str, given: Option<f64>, default: f64| -> ApiResult<f64> {
+        check_unit(name, given)?;
+        Ok(given.unwrap_or(default))
     };
     let q = Discover {
         capabilities: vec![capability.clone()],
@@ -199,20 +189,20 @@ pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<
         agent_type: None,
         runtime_id: None,
         statuses: vec![AgentStatus::Active],
-        min_health_score: unit("min_health_score", 0.5)?,
-        max_load_factor: unit("max_load_factor", 0.8)?,
+        min_health_score: unit("min_health_score", query.min_health_score, 0.5)?,
+        max_load_factor: unit("max_load_factor", query.max_load_factor, 0.8)?,
         sort_by,
-        limit: if strategy == "round_robin" {
+        limit: if strategy == SelectStrategy::RoundRobin {
             MAX_LIMIT
         } else {
             1
         },
         seed: rand::random(),
     };
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     node.discovery_requests.fetch_add(1, Ordering::Relaxed);
     let mut hits = node.shared.read().registry.discover_hits(&q);
-    if strategy == "round_robin" {
+    if strategy == SelectStrategy::RoundRobin {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
         if !hits.is_empty() {
             let i = (node.round_robin.next(&capability) % hits.len() as u64) as usize;
@@ -235,9 +225,9 @@ pub async fn select(State(node): State<Node>, params: Params) -> ApiResult<Json<
 /// `GET /v1/capabilities`: every capability with its agent counts by status.
 pub async fn capabilities(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::CapabilityList>> {
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::CapabilityList {
         capabilities: g.registry.capability_summaries(),
@@ -248,9 +238,9 @@ pub async fn capabilities(
 /// `GET /v1/runtimes`: every runtime with its agent counts by status.
 pub async fn runtimes(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::RuntimeList>> {
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::RuntimeList {
         runtimes: g.registry.runtime_summaries(),
@@ -263,9 +253,9 @@ pub async fn runtimes(
 pub async fn runtime(
     State(node): State<Node>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::RuntimeDetail>> {
-    read_gate(&node, &params).await?;
+    read_gate(&node, &read).await?;
     let g = node.shared.read();
     let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {
         ApiError::new(

@@ -18,11 +18,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use registry_state::index::normalize;
+use registry_types::query::{self, EventsPoll, ReadOptions};
 use registry_types::{ErrorCode, Event, EventKind, Revision};
 
 use crate::api::read_gate;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Params;
+use crate::extract::Query;
 use crate::node::Node;
 
 /// Longest long-poll wait.
@@ -54,22 +55,14 @@ impl EventFilter {
             && self.runtime_id.as_deref().is_none_or(|r| e.runtime_id == r)
     }
 
-    fn from_params(params: &Params) -> ApiResult<EventFilter> {
-        let mut kinds = Vec::new();
-        if let Some(t) = params.str("type") {
-            for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                kinds.push(
-                    part.parse::<EventKind>()
-                        .map_err(|e| ApiError::invalid("type", e.to_string()))?,
-                );
-            }
+    /// The filter a query asks for, its capability name normalized.
+    fn from_query(q: query::EventFilter) -> EventFilter {
+        EventFilter {
+            kinds: q.kinds,
+            agent_id: q.agent_id,
+            capability: q.capability.as_deref().map(normalize),
+            runtime_id: q.runtime_id,
         }
-        Ok(EventFilter {
-            kinds,
-            agent_id: params.str("agent_id").map(str::to_string),
-            capability: params.str("capability").map(normalize),
-            runtime_id: params.str("runtime_id").map(str::to_string),
-        })
     }
 }
 
@@ -144,10 +137,12 @@ fn collect(
 pub async fn events(
     State(node): State<Node>,
     headers: HeaderMap,
-    params: Params,
+    Query(filter): Query<query::EventFilter>,
+    Query(poll): Query<EventsPoll>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Response> {
-    let filter = EventFilter::from_params(&params)?;
-    let wait = match params.str("wait") {
+    let filter = EventFilter::from_query(filter);
+    let wait = match poll.wait.as_deref() {
         None => None,
         Some(w) => Some(parse_wait(w).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
             ApiError::invalid(
@@ -167,8 +162,8 @@ pub async fn events(
             })
         })
         .transpose()?;
-    read_gate(&node, &params).await?;
-    let after = match (last_event_id, params.u64("from_revision")?) {
+    read_gate(&node, &read).await?;
+    let after = match (last_event_id, poll.from_revision) {
         (Some(id), _) => id,
         (None, Some(from)) => from.saturating_sub(1),
         (None, None) => node.shared.position().revision,

@@ -26,11 +26,12 @@ use registry_types::legacy::{
     LegacyDeleteResponse, LegacyHeartbeatResponse, LegacySearchHit, DEVTOOLS_DEFAULT_TTL_SECONDS,
     HOST_PORT_DEFAULT_TTL_SECONDS,
 };
+use registry_types::query::{LegacyListOptions, ListFilter, ReadOptions, SearchQuery};
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
 use crate::api::{self, RegisterRules};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, OptionalJsonBody, Params};
+use crate::extract::{JsonBody, OptionalJsonBody, Query};
 use crate::liveness::Beat;
 use crate::node::Node;
 
@@ -149,25 +150,19 @@ pub async fn heartbeat(
 /// filters (`capability`, `tag`, `agent_type`, `runtime_id`) and `limit`
 /// apply too. Read page by page, so the state lock is never held for the
 /// whole fleet.
-pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Vec<LegacyAgent>>> {
-    let filter = params.list_filter()?;
-    let include_dead = match params.str("include_dead") {
-        None => true,
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-        Some(v) => {
-            return Err(ApiError::invalid(
-                "include_dead",
-                format!("include_dead must be true or false, got '{v}'"),
-            ))
-        }
-    };
-    let limit = match params.u64("limit")? {
+pub async fn list(
+    State(node): State<Node>,
+    Query(filter): Query<ListFilter>,
+    Query(options): Query<LegacyListOptions>,
+    Query(read): Query<ReadOptions>,
+) -> ApiResult<Json<Vec<LegacyAgent>>> {
+    let include_dead = options.include_dead.unwrap_or(true);
+    let limit = match options.limit {
         None => usize::MAX,
         Some(0) => return Err(ApiError::invalid("limit", "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    api::read_gate(&node, &params).await?;
+    api::read_gate(&node, &read).await?;
     node.discovery_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = Vec::new();
@@ -196,10 +191,10 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Ve
 pub async fn get(
     State(node): State<Node>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<LegacyAgent>> {
     let id = api::path_id(&id)?;
-    api::read_gate(&node, &params).await?;
+    api::read_gate(&node, &read).await?;
     Ok(Json(view(api::get_record(&node, &id)?.0)))
 }
 
@@ -222,11 +217,13 @@ pub async fn delete(
 /// `limit` (default and most: 1,000) items.
 pub async fn search(
     State(node): State<Node>,
-    params: Params,
+    Query(query): Query<SearchQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Vec<LegacySearchHit>>> {
     let found = api::search(
         &node,
-        &params,
+        &query,
+        &read,
         Some(AgentStatus::Active),
         registry_state::query::MAX_PAGE,
     )

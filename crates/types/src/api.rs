@@ -133,16 +133,9 @@ pub struct DeleteResponse {
     pub revision: Revision,
 }
 
-/// Filters of `GET /v1/agents`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ListFilter {
-    pub status: Option<AgentStatus>,
-    /// Exact capability name (case-insensitive).
-    pub capability: Option<String>,
-    pub tag: Option<String>,
-    pub agent_type: Option<String>,
-    pub runtime_id: Option<String>,
-}
+/// Filters of `GET /v1/agents`: a query string, so defined with the other
+/// query parameters.
+pub use crate::query::ListFilter;
 
 /// Answer to `GET /v1/agents`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,9 @@
 //! - [`names`]: what the vocabulary enums (statuses, event kinds, read
 //!   consistency, sort orders, ...) share: one wire name per variant, derived
 //!   with strum beside serde.
-//! - [`query`]: the vocabulary of reads: consistency, sort orders and
-//!   selection strategies.
+//! - [`query`]: read options, sort orders and selection strategies, and the
+//!   query strings of the read routes as typed structs, encoded by the client
+//!   and decoded by the server.
 //! - [`scaling`]: scaling policies and advisories.
 //! - [`legacy`]: bodies of the routes existing agent code calls, in the
 //!   shapes of the registries it was written for.
@@ -40,7 +41,7 @@ pub use command::{Command, CommandResult, Event, EventKind, ItemResult};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{AgentId, NodeId, Revision, Timestamp};
 pub use names::{UnknownName, WireName};
-pub use query::{Consistency, SelectStrategy, SortBy};
+pub use query::{Consistency, ReadOptions, SelectStrategy, SortBy};
 // `VARIANTS` of the vocabulary enums is this trait's constant; re-exported
 // so that users need not depend on strum to list them.
 pub use strum::VariantArray;
