@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use registry_types::ReadOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -347,7 +348,8 @@ async fn registry_settle(
 ) -> anyhow::Result<()> {
     settle(urls, n, |u| async move {
         let r = client
-            .get(format!("{u}/v1/stats?consistency=stale"))
+            .get(format!("{u}/v1/stats"))
+            .query(&ReadOptions::stale())
             .send()
             .await
             .ok()?;
@@ -710,14 +712,12 @@ async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
                     let base = &targets[(w + k) % targets.len()];
                     let cap = CAPS[k % CAPS.len()];
                     match sys {
-                        System::Registry => {
-                            let q = if stale { "?consistency=stale" } else { "" };
-                            send_ok(
-                                cl.post(format!("{base}/v1/discover{q}"))
-                                    .json(&json!({"capabilities": [cap], "limit": 10})),
-                                has_agent,
-                            )
-                        }
+                        System::Registry => send_ok(
+                            cl.post(format!("{base}/v1/discover"))
+                                .query(&read_options(stale))
+                                .json(&json!({"capabilities": [cap], "limit": 10})),
+                            has_agent,
+                        ),
                         System::Etcd => send_ok(
                             cl.post(format!("{base}/v3/kv/range"))
                                 .json(&etcd::discover_body(cap, 10, stale)),
@@ -729,7 +729,7 @@ async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
             .await?;
             let what = format!(
                 "discover {}, {}{}",
-                if stale { "stale" } else { "linearizable" },
+                read_options(stale).consistency,
                 to.words(),
                 rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
             );
@@ -788,6 +788,16 @@ async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
         registry: side(&results[0]),
         etcd: side(&results[1]),
     })
+}
+
+/// The read options of a registry discovery: stale (any node answers from
+/// what it has applied, as etcd's serializable reads do) or linearizable.
+fn read_options(stale: bool) -> ReadOptions {
+    if stale {
+        ReadOptions::stale()
+    } else {
+        ReadOptions::linearizable()
+    }
 }
 
 /// A discovery answer with at least one agent.
