@@ -14,10 +14,11 @@ use registry_state::discover::{normalize_all, Discover, SortBy};
 use registry_state::index::{normalize, words};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
+use registry_types::query::{ReadOptions, SelectQuery, SelectStrategy};
 use registry_types::{AgentRecord, AgentStatus, Command, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Query};
 use crate::node::Node;
 
 /// Largest `limit` of a discovery.
@@ -133,14 +134,10 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
     let sort_by = match req.sort_by.as_deref() {
         None if text_words.is_empty() => SortBy::Performance,
         None => SortBy::Relevance,
-        Some(s) => SortBy::parse(s).ok_or_else(|| {
-            ApiError::invalid(
-                "sort_by",
-                format!(
-                    "sort_by must be performance, health, load, random or relevance, got '{s}'"
-                ),
-            )
-        })?,
+        Some(s) => s
+            .trim()
+            .parse::<SortBy>()
+            .map_err(|e| ApiError::invalid("sort_by", e.to_string()))?,
     };
     let q = Discover {
         capabilities: normalize_all(&req.capabilities),
@@ -184,12 +181,11 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
 pub async fn discover(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
     JsonBody(req): JsonBody<DiscoverRequest>,
 ) -> ApiResult<Json<DiscoverResponse>> {
     let q = build_query(&req)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let g = node.shared.read();
     // Only `explain` returns the filter counts, and only the full pass can
@@ -208,7 +204,7 @@ pub async fn discover(
                 explanation: req.explain.then_some(why),
             })
             .collect(),
-        sort_by: q.sort_by.as_str().to_string(),
+        sort_by: q.sort_by,
         filters: counts,
         revision: g.registry.revision(),
     }))
@@ -222,39 +218,25 @@ pub async fn select(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     State(round_robin): State<Arc<RoundRobin>>,
-    params: Params,
+    Query(query): Query<SelectQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentRecord>> {
-    let capability = params
-        .str("capability")
+    let capability = query
+        .capability
+        .as_deref()
         .map(normalize)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::invalid("capability", "capability is required"))?;
-    let strategy = params.str("strategy").unwrap_or("least_loaded");
+    let strategy = query.strategy.unwrap_or_default();
     let sort_by = match strategy {
-        "least_loaded" => SortBy::Load,
-        "best_health" => SortBy::Health,
-        "random" => SortBy::Random,
-        "round_robin" => SortBy::Performance,
-        other => {
-            return Err(ApiError::invalid(
-                "strategy",
-                format!(
-                "strategy must be least_loaded, round_robin, random or best_health, got '{other}'"
-            ),
-            ))
-        }
+        SelectStrategy::LeastLoaded => SortBy::Load,
+        SelectStrategy::BestHealth => SortBy::Health,
+        SelectStrategy::Random => SortBy::Random,
+        SelectStrategy::RoundRobin => SortBy::Performance,
     };
-    let unit = |name: &str, default: f64| -> ApiResult<f64> {
-        match params.str(name) {
-            None => Ok(default),
-            Some(v) => {
-                let x: f64 = v.parse().map_err(|_| {
-                    ApiError::invalid(name, format!("{name} must be a number, got '{v}'"))
-                })?;
-                check_unit(name, Some(x))?;
-                Ok(x)
-            }
-        }
+    let unit = |name: &str, given: Option<f64>, default: f64| -> ApiResult<f64> {
+        check_unit(name, given)?;
+        Ok(given.unwrap_or(default))
     };
     let q = Discover {
         capabilities: vec![capability.clone()],
@@ -264,21 +246,20 @@ pub async fn select(
         agent_type: None,
         runtime_id: None,
         statuses: vec![AgentStatus::Active],
-        min_health_score: unit("min_health_score", 0.5)?,
-        max_load_factor: unit("max_load_factor", 0.8)?,
+        min_health_score: unit("min_health_score", query.min_health_score, 0.5)?,
+        max_load_factor: unit("max_load_factor", query.max_load_factor, 0.8)?,
         sort_by,
-        limit: if strategy == "round_robin" {
+        limit: if strategy == SelectStrategy::RoundRobin {
             MAX_LIMIT
         } else {
             1
         },
         seed: rand::random(),
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let mut hits = node.shared.read().registry.discover_hits(&q);
-    if strategy == "round_robin" {
+    if strategy == SelectStrategy::RoundRobin {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
         if !hits.is_empty() {
             let i = (round_robin.next(&capability) % hits.len() as u64) as usize;
@@ -301,10 +282,9 @@ pub async fn select(
 /// `GET /v1/capabilities`: every capability with its agent counts by status.
 pub async fn capabilities(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::CapabilityList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::CapabilityList {
         capabilities: g.registry.capability_summaries(),
@@ -315,10 +295,9 @@ pub async fn capabilities(
 /// `GET /v1/runtimes`: every runtime with its agent counts by status.
 pub async fn runtimes(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::RuntimeList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::RuntimeList {
         runtimes: g.registry.runtime_summaries(),
@@ -331,10 +310,9 @@ pub async fn runtimes(
 pub async fn runtime(
     State(node): State<Node>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<registry_types::api::RuntimeDetail>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {
         ApiError::new(

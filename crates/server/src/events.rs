@@ -18,10 +18,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use registry_state::index::normalize;
+use registry_types::query::{self, EventsPoll, ReadOptions};
 use registry_types::{ErrorCode, Event, EventKind, Revision};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Params;
+use crate::extract::Query;
 use crate::node::Node;
 
 /// Longest long-poll wait.
@@ -53,27 +54,14 @@ impl EventFilter {
             && self.runtime_id.as_deref().is_none_or(|r| e.runtime_id == r)
     }
 
-    fn from_params(params: &Params) -> ApiResult<EventFilter> {
-        let mut kinds = Vec::new();
-        if let Some(t) = params.str("type") {
-            for part in t.split(',').filter(|p| !p.trim().is_empty()) {
-                kinds.push(EventKind::parse(part).ok_or_else(|| {
-                    ApiError::invalid(
-                        "type",
-                        format!(
-                            "unknown event type '{part}' (expected one of {})",
-                            EventKind::ALL.map(|k| k.as_str()).join(", ")
-                        ),
-                    )
-                })?);
-            }
+    /// The filter a query asks for, its capability name normalized.
+    fn from_query(q: query::EventFilter) -> EventFilter {
+        EventFilter {
+            kinds: q.kinds,
+            agent_id: q.agent_id,
+            capability: q.capability.as_deref().map(normalize),
+            runtime_id: q.runtime_id,
         }
-        Ok(EventFilter {
-            kinds,
-            agent_id: params.str("agent_id").map(str::to_string),
-            capability: params.str("capability").map(normalize),
-            runtime_id: params.str("runtime_id").map(str::to_string),
-        })
     }
 }
 
@@ -148,10 +136,12 @@ fn collect(
 pub async fn events(
     State(node): State<Node>,
     headers: HeaderMap,
-    params: Params,
+    Query(filter): Query<query::EventFilter>,
+    Query(poll): Query<EventsPoll>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Response> {
-    let filter = EventFilter::from_params(&params)?;
-    let wait = match params.str("wait") {
+    let filter = EventFilter::from_query(filter);
+    let wait = match poll.wait.as_deref() {
         None => None,
         Some(w) => Some(parse_wait(w).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
             ApiError::invalid(
@@ -171,9 +161,8 @@ pub async fn events(
             })
         })
         .transpose()?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
-    let after = match (last_event_id, params.u64("from_revision")?) {
+    node.read_gate(&read).await?;
+    let after = match (last_event_id, poll.from_revision) {
         (Some(id), _) => id,
         (None, Some(from)) => from.saturating_sub(1),
         (None, None) => node.shared.position().revision,
@@ -243,7 +232,7 @@ fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
             if let Some(e) = st.pending.pop_front() {
                 let ev = SseEvent::default()
                     .id(e.revision.to_string())
-                    .event(e.kind.as_str())
+                    .event(e.kind.into_str())
                     .json_data(&e)
                     .unwrap_or_else(|_| SseEvent::default().comment("encoding error"));
                 return Some((Ok::<_, Infallible>(ev), st));

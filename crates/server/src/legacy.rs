@@ -26,12 +26,13 @@ use registry_types::legacy::{
     LegacyDeleteResponse, LegacyHeartbeatResponse, LegacySearchHit, DEVTOOLS_DEFAULT_TTL_SECONDS,
     HOST_PORT_DEFAULT_TTL_SECONDS,
 };
+use registry_types::query::{LegacyListOptions, ListFilter, ReadOptions, SearchQuery};
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
 use crate::api::{self, RegisterRules};
 use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, OptionalJsonBody, Params};
+use crate::extract::{JsonBody, OptionalJsonBody, Query};
 use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 
@@ -154,27 +155,17 @@ pub async fn heartbeat(
 pub async fn list(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(filter): Query<ListFilter>,
+    Query(options): Query<LegacyListOptions>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Vec<LegacyAgent>>> {
-    let filter = params.list_filter()?;
-    let include_dead = match params.str("include_dead") {
-        None => true,
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-        Some(v) => {
-            return Err(ApiError::invalid(
-                "include_dead",
-                format!("include_dead must be true or false, got '{v}'"),
-            ))
-        }
-    };
-    let limit = match params.u64("limit")? {
+    let include_dead = options.include_dead.unwrap_or(true);
+    let limit = match options.limit {
         None => usize::MAX,
         Some(0) => return Err(ApiError::invalid("limit", "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
@@ -203,11 +194,10 @@ pub async fn get(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<LegacyAgent>> {
     let id = api::path_id(&id)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     Ok(Json(view(api::get_record(&node, &id)?.0)))
 }
@@ -232,12 +222,14 @@ pub async fn delete(
 pub async fn search(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(query): Query<SearchQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Vec<LegacySearchHit>>> {
     let found = api::search(
         &node,
         &requests,
-        &params,
+        &query,
+        &read,
         Some(AgentStatus::Active),
         registry_state::query::MAX_PAGE,
     )
@@ -362,6 +354,7 @@ fn rename_field(mut e: ApiError, from: &str, to: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::VariantArray;
 
     #[test]
     fn endpoints_split_into_host_and_port() {
@@ -436,7 +429,7 @@ mod tests {
 
     #[test]
     fn alive_is_every_status_but_unhealthy_and_offline() {
-        for s in AgentStatus::ALL {
+        for &s in AgentStatus::VARIANTS {
             assert_eq!(
                 is_alive(s),
                 !matches!(s, AgentStatus::Unhealthy | AgentStatus::Offline),

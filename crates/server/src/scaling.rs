@@ -8,6 +8,7 @@ use axum::Json;
 
 use registry_state::index::normalize;
 use registry_types::limits::check_capability_name;
+use registry_types::query::{AdvisoryFilter, ReadOptions};
 use registry_types::scaling::{
     ScalingAdvisoryList, ScalingPolicy, ScalingPolicyList, ScalingPolicyRequest,
     MAX_SCALING_POLICIES,
@@ -15,7 +16,7 @@ use registry_types::scaling::{
 use registry_types::{Command, CommandResult, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Query};
 use crate::node::Node;
 
 fn capability_of(node: &Node, raw: &str) -> ApiResult<String> {
@@ -96,11 +97,10 @@ pub async fn delete_policy(
 pub async fn get_policy(
     State(node): State<Node>,
     Path(raw): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingPolicy>> {
     let capability = capability_of(&node, &raw)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     g.registry
         .scaling_policy(&capability)
@@ -112,10 +112,9 @@ pub async fn get_policy(
 /// `GET /v1/scaling/policies`.
 pub async fn list_policies(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingPolicyList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(ScalingPolicyList {
         policies: g.registry.scaling_policies().cloned().collect(),
@@ -126,14 +125,14 @@ pub async fn list_policies(
 /// `GET /v1/scaling/advisories[?capability=]`: the advisories in force.
 pub async fn advisories(
     State(node): State<Node>,
-    params: Params,
+    Query(filter): Query<AdvisoryFilter>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingAdvisoryList>> {
-    let only = match params.str("capability") {
+    let only = match filter.capability.as_deref() {
         Some(c) => Some(capability_of(&node, c)?),
         None => None,
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(ScalingAdvisoryList {
         advisories: g

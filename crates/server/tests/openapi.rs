@@ -1,6 +1,7 @@
 //! The OpenAPI document served at `/openapi.json` stays valid JSON and
 //! describes every public route the router serves.
 
+use registry_types::VariantArray;
 use serde_json::Value;
 
 const DOC: &str = include_str!("../openapi.json");
@@ -190,9 +191,9 @@ fn error_codes_match_the_wire_enum() {
     assert_eq!(documented.len(), all.len());
     for code in all {
         assert!(
-            documented.contains(&code.as_str()),
+            documented.contains(&code.into_str()),
             "{} missing",
-            code.as_str()
+            code.into_str()
         );
     }
     let statuses: Vec<&str> = d["components"]["schemas"]["AgentStatus"]["enum"]
@@ -201,9 +202,9 @@ fn error_codes_match_the_wire_enum() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let wire: Vec<&str> = registry_types::AgentStatus::ALL
+    let wire: Vec<&str> = registry_types::AgentStatus::VARIANTS
         .iter()
-        .map(|s| s.as_str())
+        .map(|s| s.into_str())
         .collect();
     assert_eq!(statuses, wire);
     let reportable: Vec<&str> = d["components"]["schemas"]["ReportableStatus"]["enum"]
@@ -212,10 +213,10 @@ fn error_codes_match_the_wire_enum() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let wire: Vec<&str> = registry_types::AgentStatus::ALL
+    let wire: Vec<&str> = registry_types::AgentStatus::VARIANTS
         .iter()
         .filter(|s| s.is_agent_reportable())
-        .map(|s| s.as_str())
+        .map(|s| s.into_str())
         .collect();
     assert_eq!(reportable, wire);
 }

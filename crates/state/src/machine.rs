@@ -484,8 +484,8 @@ impl RegistryState {
         if previous == status {
             return self.resolve(key).cloned();
         }
-        self.index.remove(Field::Status, previous.as_str(), key);
-        self.index.insert(Field::Status, status.as_str(), key);
+        self.index.remove(Field::Status, previous.into_str(), key);
+        self.index.insert(Field::Status, status.into_str(), key);
         let revision = self.revision + 1;
         let record = {
             let r = self.slots[key as usize].as_mut()?;
@@ -884,7 +884,7 @@ impl RegistryState {
         if !record.runtime_id.is_empty() {
             keys.insert((Field::Runtime, record.runtime_id.clone()));
         }
-        keys.insert((Field::Status, record.status.as_str().to_string()));
+        keys.insert((Field::Status, record.status.into_str().to_string()));
         keys
     }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 use crate::ids::{AgentId, NodeId, Revision, Timestamp};
+use crate::query::SortBy;
 
 /// A capability as submitted by an agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -132,16 +133,9 @@ pub struct DeleteResponse {
     pub revision: Revision,
 }
 
-/// Filters of `GET /v1/agents`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ListFilter {
-    pub status: Option<AgentStatus>,
-    /// Exact capability name (case-insensitive).
-    pub capability: Option<String>,
-    pub tag: Option<String>,
-    pub agent_type: Option<String>,
-    pub runtime_id: Option<String>,
-}
+/// Filters of `GET /v1/agents`: a query string, so defined with the other
+/// query parameters.
+pub use crate::query::ListFilter;
 
 /// Answer to `GET /v1/agents`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -464,7 +458,8 @@ pub struct DiscoverFilterCounts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverResponse {
     pub agents: Vec<DiscoverHit>,
-    pub sort_by: String,
+    /// The order the agents are in (the request's, or the default).
+    pub sort_by: SortBy,
     #[serde(default)]
     pub filters: Option<DiscoverFilterCounts>,
     pub revision: Revision,
