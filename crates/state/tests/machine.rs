@@ -617,7 +617,9 @@ fn event_window_compacts_with_an_explicit_answer() {
 #[test]
 fn restore_refuses_a_snapshot_of_another_format() {
     let mut h = Harness::new();
-    h.register(reg("a", 1));
+    let mut c = reg("a", 1);
+    c.capabilities = vec![cap("x", "", &[]), cap("y", "", &[])];
+    h.register(c);
     let snap = h.state.snapshot();
 
     // Newer (a later release) and older (not converted on decoding) are
@@ -641,8 +643,11 @@ fn restore_refuses_a_snapshot_of_another_format() {
         );
     }
 
+    // The format it supports restores, derived counts included.
     let restored = RegistryState::restore(StateConfig::default(), snap.clone()).unwrap();
     assert_eq!(restored.snapshot(), snap);
+    assert_eq!(restored.stats().total_capabilities, 2);
+    assert_eq!(restored.stats(), h.state.stats());
 }
 
 #[test]

@@ -1193,6 +1193,8 @@ fn snapshot_restore_is_transparent() {
         let mut b = RegistryState::restore(config, decoded).expect("restore");
         prop_assert_eq!(&b.snapshot(), &snap);
         prop_assert_eq!(a.index_stats(), b.index_stats());
+        // Counts restore derives (capabilities) rather than reads.
+        prop_assert_eq!(a.stats(), b.stats());
         prop_assert_eq!(battery(&a), battery(&b));
 
         for (i, cmd) in suffix.iter().enumerate() {
@@ -1202,6 +1204,7 @@ fn snapshot_restore_is_transparent() {
         }
         prop_assert_eq!(a.snapshot(), b.snapshot());
         prop_assert_eq!(a.index_stats(), b.index_stats());
+        prop_assert_eq!(a.stats(), b.stats());
         prop_assert_eq!(battery(&a), battery(&b));
         Ok(())
     });
