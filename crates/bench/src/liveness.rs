@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use registry_types::ReadOptions;
 use serde_json::json;
 
 use super::{
@@ -58,7 +59,8 @@ pub async fn heartbeat(
 
 async fn offline_count(client: &reqwest::Client, node: &str) -> Option<u64> {
     let r = client
-        .get(format!("{node}/v1/stats?consistency=stale"))
+        .get(format!("{node}/v1/stats"))
+        .query(&ReadOptions::stale())
         .timeout(Duration::from_secs(2))
         .send()
         .await
@@ -69,7 +71,8 @@ async fn offline_count(client: &reqwest::Client, node: &str) -> Option<u64> {
 
 async fn stats(client: &reqwest::Client, node: &str) -> Option<serde_json::Value> {
     let r = client
-        .get(format!("{node}/v1/stats?consistency=stale"))
+        .get(format!("{node}/v1/stats"))
+        .query(&ReadOptions::stale())
         .timeout(Duration::from_secs(2))
         .send()
         .await

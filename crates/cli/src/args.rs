@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use registry_client::types::{AgentStatus, EventKind};
+use registry_client::types::{AgentStatus, EventKind, SortBy, VariantArray};
 use registry_client::SelectStrategy;
 
 /// Command-line tool for the agent registry cluster.
@@ -156,7 +157,7 @@ pub(crate) struct DiscoverArgs {
     pub(crate) max_load: Option<f64>,
     /// Order of the results.
     #[arg(long, value_name = "KEY",
-          value_parser = ["performance", "health", "load", "random", "relevance"])]
+          value_parser = PossibleValuesParser::new(SortBy::VARIANTS.iter().map(SortBy::into_str)))]
     pub(crate) sort_by: Option<String>,
     /// Most agents to return, 1 to 1000 (server default 10).
     #[arg(long)]
@@ -190,14 +191,11 @@ pub(crate) struct WatchArgs {
     pub(crate) runtime: Option<String>,
 }
 
-/// Parses an event kind for `watch --type`.
+/// Parses an event kind for `watch --type`, in any ASCII case.
 pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, String> {
-    EventKind::parse(s).ok_or_else(|| {
-        format!(
-            "unknown event kind '{s}' (expected one of {})",
-            EventKind::ALL.map(EventKind::as_str).join(", ")
-        )
-    })
+    s.trim()
+        .parse()
+        .map_err(|e: registry_client::types::UnknownName| e.to_string())
 }
 
 #[derive(Debug, Args)]

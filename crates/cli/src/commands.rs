@@ -12,8 +12,8 @@ use registry_client::types::api::{
     CapabilityInput, ClusterInfo, DiscoverRequest, DiscoverResponse, HealthUpdateRequest,
     ListFilter, RegisterRequest,
 };
-use registry_client::types::AgentStatus;
-use registry_client::{Client, ClientError, ReadOptions, Response, WatchOptions};
+use registry_client::types::{AgentStatus, ErrorCode};
+use registry_client::{Client, ClientError, Consistency, ReadOptions, Response, WatchOptions};
 use serde_json::json;
 
 use crate::args::*;
@@ -26,9 +26,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     let opts = ReadOptions {
         consistency: if cli.stale {
-            registry_client::Consistency::Stale
+            Consistency::Stale
         } else {
-            registry_client::Consistency::Linearizable
+            Consistency::Linearizable
         },
         min_revision: cli.min_revision,
     };
@@ -93,8 +93,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(agent) => print_json(&agent)?,
             None => {
                 eprintln!(
-                    "error: no_agent_available: no active agent with capability '{capability}' \
-                     is healthy and unloaded enough"
+                    "error: {}: no active agent with capability '{capability}' \
+                     is healthy and unloaded enough",
+                    ErrorCode::NoAgentAvailable
                 );
                 return Ok(ExitCode::from(EXIT_API));
             }
@@ -163,7 +164,7 @@ pub(crate) fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
         agent_type: args.agent_type,
         runtime_id: args.runtime,
         status: (!args.status.is_empty())
-            .then(|| args.status.iter().map(|s| s.as_str().to_string()).collect()),
+            .then(|| args.status.iter().map(AgentStatus::to_string).collect()),
         min_health_score: args.min_health,
         max_load_factor: args.max_load,
         sort_by: args.sort_by,
@@ -184,7 +185,7 @@ pub(crate) fn agent_row(a: &registry_client::types::AgentRecord) -> Vec<String> 
     vec![
         a.agent_id.as_str().to_string(),
         a.name.clone(),
-        a.status.as_str().to_string(),
+        a.status.to_string(),
         format!("{:.2}", a.health_score),
         format!("{:.2}", a.load_factor),
         a.runtime_id.clone(),
@@ -217,7 +218,7 @@ pub(crate) fn discover_table(found: &DiscoverResponse) -> String {
 pub(crate) fn by_status(counts: &BTreeMap<AgentStatus, u64>) -> String {
     counts
         .iter()
-        .map(|(s, n)| format!("{}={n}", s.as_str()))
+        .map(|(s, n)| format!("{s}={n}"))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -449,7 +450,7 @@ pub(crate) fn failure_kind(e: &ClientError) -> &'static str {
 /// transport cause.
 pub(crate) fn cause(e: &ClientError) -> String {
     match (e.body(), e) {
-        (Some(b), _) => format!("{}: {}", b.error.code.as_str(), b.error.message),
+        (Some(b), _) => format!("{}: {}", b.error.code, b.error.message),
         (None, ClientError::Transport(m) | ClientError::Unknown(m)) => m.clone(),
         (None, other) => other.to_string(),
     }
@@ -473,7 +474,7 @@ pub(crate) async fn ready(client: &Client) -> anyhow::Result<ExitCode> {
                         Some(reason) => format!("node {}: {} ({reason})", h.node_id, h.status),
                         None => format!("node {}: {}", h.node_id, h.status),
                     },
-                    (None, Some(e)) => format!("{}: {}", e.error.code.as_str(), e.error.message),
+                    (None, Some(e)) => format!("{}: {}", e.error.code, e.error.message),
                     (None, None) => String::new(),
                 };
                 (if r.ready { "yes" } else { "no" }, detail)

@@ -42,10 +42,9 @@ pub(crate) fn report_client_error(err: &ClientError) -> u8 {
             match &e.field {
                 Some(field) => eprintln!(
                     "error: {}: {} (field: {field}, HTTP {status})",
-                    e.code.as_str(),
-                    e.message
+                    e.code, e.message
                 ),
-                None => eprintln!("error: {}: {} (HTTP {status})", e.code.as_str(), e.message),
+                None => eprintln!("error: {}: {} (HTTP {status})", e.code, e.message),
             }
             // A 503 that reached us without fail-over (single node) means the
             // cluster cannot serve.
@@ -59,8 +58,7 @@ pub(crate) fn report_client_error(err: &ClientError) -> u8 {
             match last.body() {
                 Some(b) => eprintln!(
                     "error: cluster unavailable after {attempts} attempts: {}: {}",
-                    b.error.code.as_str(),
-                    b.error.message
+                    b.error.code, b.error.message
                 ),
                 None => eprintln!("error: cluster unreachable after {attempts} attempts: {last}"),
             }

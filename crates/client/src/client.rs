@@ -17,6 +17,7 @@ use registry_types::api::{
     RegisterRequest, RegisterResponse, RuntimeDetail, RuntimeList, SearchResponse, Stats,
     StatusUpdateRequest,
 };
+use registry_types::query::{to_query_string, ListPage, QueryError, SearchQuery, SelectQuery};
 use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, Revision};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Url};
@@ -103,7 +104,10 @@ pub(crate) struct Call {
     method: Method,
     /// Path segments appended to the node's base URL (percent-encoded there).
     segments: Vec<String>,
-    query: Vec<(&'static str, String)>,
+    /// The query string (without `?`), encoded from the query structs of
+    /// [`registry_types::query`], as the server decodes them. `Err`: one
+    /// could not be encoded (a bug), reported when the URL is built.
+    query: Result<String, String>,
     /// JSON body, encoded once for all attempts.
     body: Option<Vec<u8>>,
     kind: Kind,
@@ -118,7 +122,7 @@ impl Call {
         Call {
             method: Method::GET,
             segments: segments.iter().map(|s| s.to_string()).collect(),
-            query: Vec::new(),
+            query: Ok(String::new()),
             body: None,
             kind: Kind::Read,
             absent: None,
@@ -167,7 +171,7 @@ impl Call {
         Ok(Call {
             method,
             segments: segments.iter().map(|s| s.to_string()).collect(),
-            query: Vec::new(),
+            query: Ok(String::new()),
             body,
             kind: Kind::Write,
             absent: None,
@@ -185,21 +189,20 @@ impl Call {
         self
     }
 
-    pub(crate) fn query(mut self, key: &'static str, value: impl ToString) -> Self {
-        self.query.push((key, value.to_string()));
+    /// Appends the parameters of `params`, one of the query structs of
+    /// [`registry_types::query`]; absent values are left out.
+    pub(crate) fn params<P: Serialize>(mut self, params: &P) -> Self {
+        self.query = match (self.query, to_query_string(params)) {
+            (Ok(head), Ok(tail)) if head.is_empty() => Ok(tail),
+            (Ok(head), Ok(tail)) if tail.is_empty() => Ok(head),
+            (Ok(head), Ok(tail)) => Ok(format!("{head}&{tail}")),
+            (Err(e), _) | (_, Err(QueryError { message: e, .. })) => Err(e),
+        };
         self
     }
 
-    pub(crate) fn opt_query(self, key: &'static str, value: Option<impl ToString>) -> Self {
-        match value {
-            Some(v) => self.query(key, v),
-            None => self,
-        }
-    }
-
-    pub(crate) fn read_options(mut self, opts: ReadOptions) -> Self {
-        opts.push_query(&mut self.query);
-        self
+    pub(crate) fn read_options(self, opts: ReadOptions) -> Self {
+        self.params(&opts)
     }
 
     pub(crate) fn url(&self, base: &Url) -> Result<Url, ClientError> {
@@ -211,9 +214,12 @@ impl Call {
             path.pop_if_empty();
             path.extend(&self.segments);
         }
-        if !self.query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(self.query.iter().map(|(k, v)| (*k, v.as_str())));
+        let query = self
+            .query
+            .as_deref()
+            .map_err(|e| ClientError::Decode(e.clone()))?;
+        if !query.is_empty() {
+            url.set_query(Some(query));
         }
         Ok(url)
     }
@@ -608,7 +614,7 @@ impl Client {
         status: AgentStatus,
     ) -> Result<AgentResponse, ClientError> {
         let body = StatusUpdateRequest {
-            status: status.as_str().to_string(),
+            status: status.to_string(),
         };
         let call = Call::write(Method::PUT, &["v1", "agents", id, "status"], Some(&body))?;
         Ok(decode(self.execute(&call).await?)?.value)
@@ -723,14 +729,13 @@ impl Client {
         cursor: Option<&str>,
         opts: ReadOptions,
     ) -> Result<Response<AgentList>, ClientError> {
+        let page = ListPage {
+            limit: limit.map(u64::from),
+            cursor: cursor.map(str::to_string),
+        };
         let call = Call::read(&["v1", "agents"])
-            .opt_query("status", filter.status.map(AgentStatus::as_str))
-            .opt_query("capability", filter.capability.as_deref())
-            .opt_query("tag", filter.tag.as_deref())
-            .opt_query("agent_type", filter.agent_type.as_deref())
-            .opt_query("runtime_id", filter.runtime_id.as_deref())
-            .opt_query("limit", limit)
-            .opt_query("cursor", cursor)
+            .params(filter)
+            .params(&page)
             .read_options(opts);
         decode(self.execute(&call).await?)
     }
@@ -804,10 +809,13 @@ impl Client {
         limit: Option<u32>,
         opts: ReadOptions,
     ) -> Result<Response<SearchResponse>, ClientError> {
+        let query = SearchQuery {
+            q: Some(q.to_string()),
+            status,
+            limit: limit.map(u64::from),
+        };
         let call = Call::read(&["v1", "capabilities", "search"])
-            .query("q", q)
-            .opt_query("status", status.map(AgentStatus::as_str))
-            .opt_query("limit", limit)
+            .params(&query)
             .read_options(opts);
         decode(self.execute(&call).await?)
     }
@@ -863,9 +871,13 @@ impl Client {
         strategy: SelectStrategy,
         opts: ReadOptions,
     ) -> Result<Response<Option<AgentRecord>>, ClientError> {
+        let query = SelectQuery {
+            capability: Some(capability.to_string()),
+            strategy: Some(strategy),
+            ..Default::default()
+        };
         let call = Call::read(&["v1", "select"])
-            .query("capability", capability)
-            .query("strategy", strategy.as_str())
+            .params(&query)
             .read_options(opts)
             .absent_on(ErrorCode::NoAgentAvailable);
         let raw = self.execute(&call).await?;
@@ -1318,7 +1330,11 @@ mod tests {
 
     #[test]
     fn urls_escape_ids_and_keep_base_prefixes() {
-        let call = Call::read(&["v1", "agents", "a/b c"]).query("q", "x&y");
+        let query = SearchQuery {
+            q: Some("x&y".to_string()),
+            ..Default::default()
+        };
+        let call = Call::read(&["v1", "agents", "a/b c"]).params(&query);
         let base = parse_node_url("http://h:1/prefix/").unwrap();
         assert_eq!(
             call.url(&base).unwrap().as_str(),

@@ -11,7 +11,7 @@ use registry_types::{ErrorBody, ErrorCode};
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ClientError {
     /// A node answered with an error status and the registry's error body.
-    #[error("HTTP {status} {}: {}", body.error.code.as_str(), body.error.message)]
+    #[error("HTTP {status} {}: {}", body.error.code, body.error.message)]
     Api {
         /// HTTP status of the answer.
         status: u16,

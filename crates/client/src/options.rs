@@ -1,124 +1,14 @@
-//! Per-call read options and the metadata every answer carries.
+//! Per-call read options (re-exported wire types) and the metadata every
+//! answer carries.
 
 use registry_types::{Revision, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
 use reqwest::header::HeaderMap;
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Consistency {
-    /// The answer reflects every write acknowledged before the read started
-    /// (the node confirms it is current with the leader). The server default;
-    /// nothing is sent on the wire.
-    #[default]
-    Linearizable,
-    /// Any node answers from what it has applied, possibly behind the leader;
-    /// works without a leader. Sent as `consistency=stale`.
-    Stale,
-}
-
-/// Options of a read call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReadOptions {
-    /// See [`Consistency`].
-    pub consistency: Consistency,
-    /// Refuse (the node answers 503 and the client tries another) unless the
-    /// answering node has applied at least this revision. Sent as
-    /// `min_revision=N`. Pair it with [`Consistency::Stale`] and
-    /// [`crate::Client::last_revision`] for cheap read-your-writes.
-    pub min_revision: Option<Revision>,
-}
-
-impl ReadOptions {
-    /// Linearizable read, no revision floor (the default).
-    pub fn linearizable() -> Self {
-        ReadOptions::default()
-    }
-
-    /// Stale read from whichever node answers.
-    pub fn stale() -> Self {
-        ReadOptions {
-            consistency: Consistency::Stale,
-            min_revision: None,
-        }
-    }
-
-    /// Same options with a revision floor.
-    pub fn with_min_revision(mut self, revision: Revision) -> Self {
-        self.min_revision = Some(revision);
-        self
-    }
-
-    /// Appends this options' query parameters.
-    pub(crate) fn push_query(&self, query: &mut Vec<(&'static str, String)>) {
-        if self.consistency == Consistency::Stale {
-            query.push(("consistency", "stale".to_string()));
-        }
-        if let Some(r) = self.min_revision {
-            query.push(("min_revision", r.to_string()));
-        }
-    }
-}
-
-/// How [`crate::Client::select`] picks among the qualifying agents
-/// (`strategy=` of `GET /v1/select`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum SelectStrategy {
-    /// The lowest `load_factor` (the server default).
-    #[default]
-    LeastLoaded,
-    /// The highest `health_score`.
-    BestHealth,
-    /// Any qualifying agent, uniformly.
-    Random,
-    /// The qualifying agents in id order, one after the other. The position
-    /// is kept per node and per capability, so a client that fails over
-    /// continues another node's rotation.
-    RoundRobin,
-}
-
-impl SelectStrategy {
-    /// Every strategy, for parsing and help texts.
-    pub const ALL: [SelectStrategy; 4] = [
-        SelectStrategy::LeastLoaded,
-        SelectStrategy::BestHealth,
-        SelectStrategy::Random,
-        SelectStrategy::RoundRobin,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SelectStrategy::LeastLoaded => "least_loaded",
-            SelectStrategy::BestHealth => "best_health",
-            SelectStrategy::Random => "random",
-            SelectStrategy::RoundRobin => "round_robin",
-        }
-    }
-}
-
-impl std::fmt::Display for SelectStrategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SelectStrategy {
-    type Err = String;
-
-    /// Parses a wire name, case-insensitively; `-` may stand for `_`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().replace('-', "_");
-        SelectStrategy::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(&wanted))
-            .ok_or_else(|| {
-                format!(
-                    "unknown strategy '{s}' (expected one of {})",
-                    SelectStrategy::ALL.map(SelectStrategy::as_str).join(", ")
-                )
-            })
-    }
-}
+// The read options and the vocabulary of `select` are wire types, defined
+// once in `registry-types` with the server's decoding of them; re-exported
+// here so that `registry_client::{ReadOptions, Consistency, SelectStrategy}`
+// are what they always were.
+pub use registry_types::query::{Consistency, ReadOptions, SelectStrategy};
 
 /// What the `x-registry-*` headers of an answer said, plus which node URL the
 /// client called. Fields are `None` when the header was absent or unreadable.
@@ -182,29 +72,22 @@ impl<T> Response<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::query::to_query_string;
+    use registry_types::VariantArray;
     use reqwest::header::HeaderValue;
 
     #[test]
     fn read_options_become_query_parameters() {
-        let mut q = Vec::new();
-        ReadOptions::default().push_query(&mut q);
+        let q = to_query_string(&ReadOptions::default()).unwrap();
         assert!(q.is_empty(), "linearizable is the server default: {q:?}");
-        ReadOptions::stale()
-            .with_min_revision(42)
-            .push_query(&mut q);
-        assert_eq!(
-            q,
-            vec![
-                ("consistency", "stale".to_string()),
-                ("min_revision", "42".to_string())
-            ]
-        );
+        let q = to_query_string(&ReadOptions::stale().with_min_revision(42)).unwrap();
+        assert_eq!(q, "consistency=stale&min_revision=42");
     }
 
     #[test]
     fn strategies_round_trip_through_their_wire_names() {
-        for k in SelectStrategy::ALL {
-            assert_eq!(k.as_str().parse::<SelectStrategy>(), Ok(k));
+        for &k in SelectStrategy::VARIANTS {
+            assert_eq!(k.into_str().parse::<SelectStrategy>(), Ok(k));
         }
         assert_eq!("Round-Robin".parse(), Ok(SelectStrategy::RoundRobin));
         assert!("fastest".parse::<SelectStrategy>().is_err());

@@ -24,6 +24,7 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
+use registry_types::query::EventsPoll;
 use registry_types::{ErrorBody, ErrorCode, Event, EventKind, Revision};
 
 use crate::client::{backoff_delay, decode, describe, Call, Client, Step, StreamOpen};
@@ -52,18 +53,9 @@ pub enum WatchStart {
 }
 
 /// Which events a watcher wants; empty fields match everything. Sent as the
-/// `type`, `agent_id`, `capability` and `runtime_id` query parameters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WatchFilter {
-    /// Only these kinds (any of them).
-    pub kinds: Vec<EventKind>,
-    /// Only events of this agent.
-    pub agent_id: Option<String>,
-    /// Only events of agents with this capability name (case-insensitive).
-    pub capability: Option<String>,
-    /// Only events of agents in this runtime.
-    pub runtime_id: Option<String>,
-}
+/// `type`, `agent_id`, `capability` and `runtime_id` query parameters: the
+/// wire type the server decodes them into.
+pub use registry_types::query::EventFilter as WatchFilter;
 
 /// How [`Client::watch`] follows the change stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -650,8 +642,12 @@ impl Watcher {
     /// Asks the current node for its position (a long poll that does not
     /// wait); `Ok(None)` after a retryable failure.
     async fn resolve_now(&mut self, read: ReadOptions) -> Result<Option<Cursor>, WatchError> {
+        let poll = EventsPoll {
+            from_revision: None,
+            wait: Some("0ms".to_string()),
+        };
         let call = Call::read(&["v1", "events"])
-            .query("wait", "0ms")
+            .params(&poll)
             .read_options(read);
         match self.client.attempt_on(self.node, &call).await {
             Step::Done(Ok(raw)) => {
@@ -675,19 +671,8 @@ impl Watcher {
 
 /// The `GET /v1/events` call for `filter`.
 fn events_call(filter: &WatchFilter, read: ReadOptions) -> Call {
-    let kinds = (!filter.kinds.is_empty()).then(|| {
-        filter
-            .kinds
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    });
     Call::read(&["v1", "events"])
-        .opt_query("type", kinds)
-        .opt_query("agent_id", filter.agent_id.as_deref())
-        .opt_query("capability", filter.capability.as_deref())
-        .opt_query("runtime_id", filter.runtime_id.as_deref())
+        .params(filter)
         .read_options(read)
 }
 

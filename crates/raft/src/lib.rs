@@ -28,7 +28,7 @@ use registry_types::{Command, CommandResult, Revision};
 
 pub use network::{Network, PeerClient, PeerError};
 pub use shared::{AppliedPosition, AppliedState, SharedState};
-pub use store::{open_store, LogStore, StateMachineStore, StoreError, StoreOptions};
+pub use store::{open_store, DecodeError, LogStore, StateMachineStore, StoreError, StoreOptions};
 
 /// What applying one log entry produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

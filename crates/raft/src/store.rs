@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use registry_state::{
-    RegistryState, SnapshotData, SnapshotDataV2, StateConfig, SNAPSHOT_FORMAT_VERSION,
+    RegistryState, RestoreError, SnapshotData, SnapshotDataV2, StateConfig, SNAPSHOT_FORMAT_VERSION,
 };
 
 use crate::shared::{AppliedPosition, AppliedState, SharedState};
@@ -69,8 +69,72 @@ pub enum StoreError {
          (a node must never reuse another node's data, nor restart with a wiped directory under an id the cluster knows)"
     )]
     NodeIdMismatch { found: u64, expected: u64 },
+    /// A stored value (node id, committed log id, the snapshot file) could
+    /// not be read back.
     #[error("corrupt or unsupported data: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] DecodeError),
+    /// The database opened without a column family it was created with.
+    #[error("corrupt or unsupported data: missing {0} column family")]
+    MissingColumnFamily(&'static str),
+    /// This node's id could not be encoded for its first start.
+    #[error("encoding the node id: {0}")]
+    EncodeNodeId(#[source] bincode::Error),
+}
+
+/// Why a persisted value or a snapshot's data could not be read.
+///
+/// Every variant means the bytes (on disk, or a snapshot a leader sent) are
+/// damaged or were written by a release this build does not understand:
+/// reading them again fails the same way. The storage traits report it to
+/// openraft as the source of a `StorageIOError`; opening a node reports it as
+/// [`StoreError::Corrupt`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The value has no bytes at all, not even its format marker.
+    #[error("empty value")]
+    Empty,
+    /// The value's format marker is not one this build reads: a later
+    /// release wrote it, or the bytes are not ours.
+    #[error("encoding version {found} is not supported (this build reads 1 and {supported})")]
+    UnsupportedVersion {
+        /// The marker found (the value's first byte).
+        found: u8,
+        /// The newest format this build reads, [`FORMAT_VERSION`]; it reads
+        /// format 1 too.
+        supported: u8,
+    },
+    /// The bytes after a known format marker are not that format's encoding
+    /// of the value expected.
+    #[error("format {format}: {source}")]
+    Bincode {
+        /// The format marker the value carried.
+        format: u8,
+        source: bincode::Error,
+    },
+    /// Snapshot data too short to hold the format number it starts with.
+    #[error("snapshot data has no format number: {0}")]
+    MissingSnapshotFormat(#[source] bincode::Error),
+    /// The snapshot's format number is not one this build reads: a later
+    /// release wrote it, or the bytes are not a snapshot.
+    #[error("snapshot format {found} is not supported (this build reads 2 and {supported})")]
+    UnsupportedSnapshotFormat {
+        /// The format number the data starts with.
+        found: u32,
+        /// The newest snapshot format this build reads,
+        /// [`SNAPSHOT_FORMAT_VERSION`]; it reads format 2 too.
+        supported: u32,
+    },
+    /// The snapshot data after a known format number is not that format's
+    /// encoding.
+    #[error("snapshot format {format}: {source}")]
+    SnapshotBincode {
+        /// The format number the data starts with.
+        format: u32,
+        source: bincode::Error,
+    },
+    /// The snapshot decoded but the registry refused to restore from it.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
 }
 
 /// Storage settings.
@@ -122,15 +186,19 @@ fn encode_into<T: Serialize>(mut w: impl Write, v: &T) -> Result<(), bincode::Er
 
 /// Decodes a value written by [`encode`] of this release or of a release
 /// that wrote format 1, by its format marker.
-fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, String> {
-    match bytes.split_first() {
-        Some((&FORMAT_VERSION, rest)) => bincode::deserialize(rest).map_err(|e| e.to_string()),
-        Some((1, rest)) => T::decode_v1(rest).map_err(|e| format!("format 1: {e}")),
-        Some((v, _)) => Err(format!(
-            "encoding version {v} is not supported (this build reads 1 and {FORMAT_VERSION})"
-        )),
-        None => Err("empty value".into()),
-    }
+fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    let value = match format {
+        FORMAT_VERSION => bincode::deserialize(rest),
+        1 => T::decode_v1(rest),
+        found => {
+            return Err(DecodeError::UnsupportedVersion {
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
+    };
+    value.map_err(|source| DecodeError::Bincode { format, source })
 }
 
 /// A value persisted with a format marker in front: how to read the
@@ -185,22 +253,27 @@ impl Persisted for Entry {
 /// Decodes a snapshot's state-machine data of the current format or of
 /// format 2 (written by releases whose log format was 1), told apart by the
 /// `format_version` field every format starts with.
-pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData, String> {
-    let version: u32 = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-    match version {
-        SNAPSHOT_FORMAT_VERSION => bincode::deserialize(bytes).map_err(|e| e.to_string()),
-        2 => bincode::deserialize::<SnapshotDataV2>(bytes)
-            .map(SnapshotData::from)
-            .map_err(|e| format!("snapshot format 2: {e}")),
-        v => Err(format!(
-            "snapshot format {v} is not supported (this build reads 2 and {SNAPSHOT_FORMAT_VERSION})"
-        )),
-    }
+pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
+    let format: u32 = bincode::deserialize(bytes).map_err(DecodeError::MissingSnapshotFormat)?;
+    let data = match format {
+        SNAPSHOT_FORMAT_VERSION => bincode::deserialize(bytes),
+        2 => bincode::deserialize::<SnapshotDataV2>(bytes).map(SnapshotData::from),
+        found => {
+            return Err(DecodeError::UnsupportedSnapshotFormat {
+                found,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            })
+        }
+    };
+    data.map_err(|source| DecodeError::SnapshotBincode { format, source })
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct DecodeError(String);
+/// Rebuilds the registry from a snapshot's data, as [`open_store`] and
+/// `install_snapshot` both do.
+fn restore_snapshot(config: StateConfig, bytes: &[u8]) -> Result<RegistryState, DecodeError> {
+    let data = decode_snapshot_data(bytes)?;
+    Ok(RegistryState::restore(config, data)?)
+}
 
 fn id_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -356,10 +429,10 @@ pub fn open_store(
     let db = Arc::new(db);
     let meta = db
         .cf_handle(CF_META)
-        .ok_or_else(|| StoreError::Corrupt("missing meta column family".into()))?;
+        .ok_or(StoreError::MissingColumnFamily(CF_META))?;
     match db.get_cf(meta, KEY_NODE_ID)? {
         Some(v) => {
-            let found: u64 = decode(&v).map_err(StoreError::Corrupt)?;
+            let found: u64 = decode(&v)?;
             if found != node_id {
                 return Err(StoreError::NodeIdMismatch {
                     found,
@@ -370,20 +443,18 @@ pub fn open_store(
         None => {
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
-            let v = encode(&node_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let v = encode(&node_id).map_err(StoreError::EncodeNodeId)?;
             db.put_cf_opt(meta, KEY_NODE_ID, v, &wo)?;
         }
     }
     let committed = match db.get_cf(meta, KEY_COMMITTED)? {
-        Some(v) => decode::<LogId>(&v).map_err(StoreError::Corrupt)?.index,
+        Some(v) => decode::<LogId>(&v)?.index,
         None => 0,
     };
 
     let mut applied = AppliedState::new(RegistryState::new(options.state.clone()));
     if let Some(snap) = read_snapshot_file(dir)? {
-        let data = decode_snapshot_data(&snap.data).map_err(StoreError::Corrupt)?;
-        applied.registry =
-            RegistryState::restore(options.state.clone(), data).map_err(StoreError::Corrupt)?;
+        applied.registry = restore_snapshot(options.state.clone(), &snap.data)?;
         applied.last_applied = snap.meta.last_log_id;
         applied.membership = snap.meta.last_membership.clone();
         info!(
@@ -470,7 +541,7 @@ fn spawn_flusher(
 fn read_snapshot_file(dir: &Path) -> Result<Option<StoredSnapshot>, StoreError> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => decode(&bytes).map(Some).map_err(StoreError::Corrupt),
+        Ok(bytes) => Ok(Some(decode(&bytes)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(StoreError::Io { path, source }),
     }
@@ -515,8 +586,7 @@ impl LogStore {
 
     fn get_meta<T: Persisted>(&self, key: &[u8]) -> Result<Option<T>, StorageError<u64>> {
         let v = self.db.get_cf(self.cf_meta(), key).map_err(read_logs_err)?;
-        v.map(|v| decode(&v).map_err(|e| read_logs_err(DecodeError(e))))
-            .transpose()
+        v.map(|v| decode(&v).map_err(read_logs_err)).transpose()
     }
 
     fn put_meta<T: Serialize>(
@@ -590,7 +660,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = decode(&v).map_err(|e| read_logs_err(DecodeError(e)))?;
+            let entry: Entry = decode(&v).map_err(read_logs_err)?;
             out.push(entry);
         }
         Ok(out)
@@ -606,7 +676,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_log_id = match last {
             Some(item) => {
                 let (_, v) = item.map_err(read_logs_err)?;
-                let entry: Entry = decode(&v).map_err(|e| read_logs_err(DecodeError(e)))?;
+                let entry: Entry = decode(&v).map_err(read_logs_err)?;
                 Some(entry.log_id)
             }
             None => last_purged,
@@ -848,10 +918,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let data = decode_snapshot_data(&bytes)
-            .map_err(|e| io_err(subject(), ErrorVerb::Read, DecodeError(e)))?;
-        let registry = RegistryState::restore(self.config.clone(), data)
-            .map_err(|e| io_err(subject(), ErrorVerb::Read, DecodeError(e)))?;
+        let registry = restore_snapshot(self.config.clone(), &bytes)
+            .map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: bytes,
@@ -895,6 +963,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 mod tests {
     use super::*;
     use openraft::{CommittedLeaderId, EntryPayload};
+    use registry_types::{AgentId, Command, Timestamp};
 
     fn entry(index: u64) -> Entry {
         Entry {
@@ -954,5 +1023,273 @@ mod tests {
         r.push(entry(2), 1);
         assert_eq!(r.first_index(), Some(2));
         assert_eq!(r.bytes, 1);
+    }
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(3, 1), index)
+    }
+
+    /// `bytes` with a format marker in front.
+    fn marked(format: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![format];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// A log entry as format 1 wrote it (the mirror of `EntryV1`).
+    #[derive(Serialize)]
+    struct EntryV1Out {
+        log_id: LogId,
+        payload: PayloadV1Out,
+    }
+
+    #[derive(Serialize)]
+    #[allow(dead_code)] // Only the variant order matters: it is the encoding.
+    enum PayloadV1Out {
+        Blank,
+        Normal(registry_types::v1::Command),
+    }
+
+    #[test]
+    fn decode_reads_the_current_format_and_format_1() {
+        // The current format: what `encode` writes.
+        assert_eq!(decode::<u64>(&encode(&7u64).unwrap()).unwrap(), 7);
+        let e = Entry {
+            log_id: log_id(5),
+            payload: EntryPayload::Normal(Command::Deregister {
+                agent_id: AgentId::parse("a").unwrap(),
+                now: Timestamp(9),
+            }),
+        };
+        assert_eq!(decode::<Entry>(&encode(&e).unwrap()).unwrap(), e);
+
+        // Format 1: the same bincode for values that did not change...
+        let v1 = marked(1, &bincode::serialize(&log_id(4)).unwrap());
+        assert_eq!(decode::<LogId>(&v1).unwrap(), log_id(4));
+        // ...and a version-1 command, converted and marked as such.
+        let cmd = registry_types::v1::Command::Deregister {
+            agent_id: AgentId::parse("a").unwrap(),
+            now: Timestamp(9),
+        };
+        let old = EntryV1Out {
+            log_id: log_id(6),
+            payload: PayloadV1Out::Normal(cmd.clone()),
+        };
+        let decoded: Entry = decode(&marked(1, &bincode::serialize(&old).unwrap())).unwrap();
+        assert_eq!(decoded.log_id, log_id(6));
+        assert_eq!(decoded.payload, EntryPayload::Normal(Command::from(cmd)));
+    }
+
+    #[test]
+    fn decode_refuses_an_empty_value() {
+        let err = decode::<u64>(&[]).unwrap_err();
+        assert!(matches!(err, DecodeError::Empty), "{err:?}");
+        assert_eq!(err.to_string(), "empty value");
+    }
+
+    #[test]
+    fn decode_refuses_an_unknown_format_marker() {
+        let good = bincode::serialize(&7u64).unwrap();
+        for found in [0, FORMAT_VERSION + 1, u8::MAX] {
+            let err = decode::<u64>(&marked(found, &good)).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::UnsupportedVersion { found: f, supported: FORMAT_VERSION } if f == found),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "encoding version {found} is not supported (this build reads 1 and {FORMAT_VERSION})"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn decode_refuses_garbage_after_a_known_format_marker() {
+        // Too short for a u64, in either format.
+        for format in [1, FORMAT_VERSION] {
+            let err = decode::<u64>(&[format, 1, 2]).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::Bincode { format: f, .. } if *f == format),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().starts_with(&format!("format {format}: ")),
+                "{err}"
+            );
+            assert!(std::error::Error::source(&err).is_some());
+        }
+        // An entry whose payload variant does not exist (3 variants in format 1).
+        let mut bytes = bincode::serialize(&log_id(1)).unwrap();
+        bytes.extend_from_slice(&7u32.to_le_bytes());
+        let err = decode::<Entry>(&marked(1, &bytes)).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Bincode { format: 1, .. }),
+            "{err:?}"
+        );
+    }
+
+    /// Snapshot data of format 2, as the previous release wrote it.
+    fn snapshot_v2(revision: u64) -> SnapshotDataV2 {
+        SnapshotDataV2 {
+            format_version: 2,
+            revision,
+            total_registrations: 4,
+            agents: vec![],
+            events_compacted_through: revision,
+            events: vec![],
+            brake_engaged: true,
+            scaling_policies: vec![],
+            advisories: vec![],
+        }
+    }
+
+    #[test]
+    fn decode_snapshot_data_reads_the_current_format_and_format_2() {
+        let current = RegistryState::new(StateConfig::default()).snapshot();
+        let bytes = bincode::serialize(&current).unwrap();
+        assert_eq!(decode_snapshot_data(&bytes).unwrap(), current);
+
+        let bytes = bincode::serialize(&snapshot_v2(11)).unwrap();
+        let data = decode_snapshot_data(&bytes).unwrap();
+        assert_eq!(data, SnapshotData::from(snapshot_v2(11)));
+        assert_eq!(data.format_version, SNAPSHOT_FORMAT_VERSION);
+        assert_eq!(data.revision, 11);
+
+        let state = restore_snapshot(StateConfig::default(), &bytes).unwrap();
+        assert_eq!(state.revision(), 11);
+    }
+
+    #[test]
+    fn decode_snapshot_data_refuses_what_it_cannot_read() {
+        // Too short for the format number.
+        let err = decode_snapshot_data(&[3, 0]).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::MissingSnapshotFormat(_)),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("snapshot data has no format number: "),
+            "{err}"
+        );
+
+        // A format number this build does not read.
+        for found in [0, 1, SNAPSHOT_FORMAT_VERSION + 1] {
+            let mut bytes = bincode::serialize(&snapshot_v2(1)).unwrap();
+            bytes[..4].copy_from_slice(&found.to_le_bytes());
+            let err = decode_snapshot_data(&bytes).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::UnsupportedSnapshotFormat { found: f, supported: SNAPSHOT_FORMAT_VERSION } if f == found),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "snapshot format {found} is not supported (this build reads 2 and {SNAPSHOT_FORMAT_VERSION})"
+                )
+            );
+        }
+
+        // A known format number followed by too little.
+        for format in [2, SNAPSHOT_FORMAT_VERSION] {
+            let mut bytes = format.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&[0xff; 3]);
+            let err = decode_snapshot_data(&bytes).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::SnapshotBincode { format: f, .. } if *f == format),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("snapshot format {format}: ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_restore_reads_as_the_registry_said() {
+        let refused = RestoreError::UnsupportedFormat {
+            found: 9,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        };
+        let err = DecodeError::from(refused.clone());
+        assert!(matches!(&err, DecodeError::Restore(r) if *r == refused));
+        assert_eq!(err.to_string(), refused.to_string());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "snapshot format 9 is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
+            )
+        );
+    }
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            sync: false,
+            ..StoreOptions::default()
+        }
+    }
+
+    #[test]
+    fn open_store_refuses_a_snapshot_file_it_cannot_read() {
+        // An unknown marker in front of the whole file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), [9u8, 0, 0]).unwrap();
+        let err = open_store(dir.path(), 1, options()).err().expect("refused");
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt(DecodeError::UnsupportedVersion { found: 9, .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "corrupt or unsupported data: encoding version 9 is not supported (this build reads 1 and {FORMAT_VERSION})"
+            )
+        );
+
+        // A well-formed file around snapshot data of an unknown format.
+        let dir = tempfile::tempdir().unwrap();
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta::default(),
+            data: bincode::serialize(&99u32).unwrap(),
+        };
+        write_snapshot_file(dir.path(), &stored).unwrap();
+        let err = open_store(dir.path(), 1, options()).err().expect("refused");
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt(DecodeError::UnsupportedSnapshotFormat { found: 99, .. })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn install_snapshot_reports_undecodable_data_as_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm, shared) = open_store(dir.path(), 1, options()).unwrap();
+        let data = bincode::serialize(&99u32).unwrap();
+        let err = sm
+            .install_snapshot(&SnapshotMeta::default(), Box::new(Cursor::new(data)))
+            .await
+            .unwrap_err();
+        // The typed error is the source openraft reports.
+        let text = err.to_string();
+        assert!(text.contains("DecodeError"), "{text}");
+        assert!(
+            text.contains("snapshot format 99 is not supported"),
+            "{text}"
+        );
+        assert!(matches!(err, StorageError::IO { .. }), "{err:?}");
+        assert!(text.starts_with("when Read Snapshot"), "{text}");
+        // Nothing was installed.
+        assert_eq!(shared.read().last_applied, None);
+        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
     }
 }

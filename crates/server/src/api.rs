@@ -14,19 +14,20 @@ use registry_types::api::{
 };
 use registry_types::command::{Keep, RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
+use registry_types::query::{ListFilter, ListPage, ReadOptions, SearchQuery};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, ErrorCode, Metadata, Timestamp,
 };
 
 use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, OptionalJsonBody, Params};
+use crate::extract::{limit_within, JsonBody, OptionalJsonBody, Query};
 use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 use crate::openapi::{
     AgentNotFound, BadRequest, BatchPayloadTooLarge, Conflict, HeartbeatAgentNotFound,
-    HeartbeatUnavailable, Internal, ListParams, PayloadTooLarge, ReadParams, ReadUnavailable,
-    WriteTimeout, WriteUnavailable,
+    HeartbeatUnavailable, Internal, PayloadTooLarge, ReadUnavailable, WriteTimeout,
+    WriteUnavailable,
 };
 
 /// Default page size of listings and searches.
@@ -250,7 +251,7 @@ pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
     path = "/v1/agents/{id}",
     operation_id = "getAgent",
     tag = "agents",
-    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadParams),
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
     responses(
         (status = 200, description = "The agent.", body = AgentResponse),
         (status = 404, response = AgentNotFound),
@@ -263,11 +264,10 @@ pub async fn get_agent(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentResponse>> {
     let id = path_id(&id)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let (agent, revision) = get_record(&node, &id)?;
     Ok(Json(AgentResponse { agent, revision }))
@@ -420,10 +420,9 @@ pub async fn set_health(
     operation_id = "listAgents",
     tag = "agents",
     params(
-        ListParams,
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: the listing resumes after this agent id."),
-        ReadParams,
+        ListFilter,
+        ListPage,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "One page of agents, ordered by id.", body = AgentList),
@@ -435,13 +434,13 @@ pub async fn set_health(
 pub async fn list_agents(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(filter): Query<ListFilter>,
+    Query(page): Query<ListPage>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentList>> {
-    let filter = params.list_filter()?;
-    let limit = params.limit(DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
-    let cursor = params.str("cursor").map(str::to_string);
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    let limit = limit_within(page.limit, DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
+    let cursor = page.cursor;
+    node.read_gate(&read).await?;
     requests.served();
     let g = node.shared.read();
     let (agents, next_cursor) = g.registry.list(&filter, cursor.as_deref(), limit);
@@ -457,12 +456,14 @@ pub async fn list_agents(
 pub async fn search(
     node: &Node,
     requests: &DiscoveryRequests,
-    params: &Params,
+    query: &SearchQuery,
+    read: &ReadOptions,
     default_status: Option<AgentStatus>,
     default_limit: usize,
 ) -> ApiResult<SearchResponse> {
-    let q = params
-        .str("q")
+    let q = query
+        .q
+        .as_deref()
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::invalid("q", "q (the capability to search for) is required"))?
@@ -470,10 +471,9 @@ pub async fn search(
     if q.len() > 512 {
         return Err(ApiError::invalid("q", "q is longer than 512 bytes"));
     }
-    let status = params.status()?.or(default_status);
-    let limit = params.limit(default_limit, registry_state::query::MAX_PAGE)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    let status = query.status.or(default_status);
+    let limit = limit_within(query.limit, default_limit, registry_state::query::MAX_PAGE)?;
+    node.read_gate(read).await?;
     requests.served();
     let g = node.shared.read();
     Ok(SearchResponse {
@@ -492,10 +492,8 @@ pub async fn search(
     operation_id = "searchCapabilities",
     tag = "discovery",
     params(
-        ("q" = String, Query, min_length = 1, max_length = 512, description = "Text to search for (trimmed, case-insensitive, at most 512 bytes): matched against capability names, tags and descriptions."),
-        ("status" = Option<AgentStatus>, Query, description = "Only agents in this status (case-insensitive)."),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "At most this many matches, 1 to 1000 (default 100)."),
-        ReadParams,
+        SearchQuery,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "Matching capabilities, one entry per (agent, capability).", body = SearchResponse),
@@ -507,10 +505,11 @@ pub async fn search(
 pub async fn search_capabilities(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(query): Query<SearchQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<SearchResponse>> {
     Ok(Json(
-        search(&node, &requests, &params, None, DEFAULT_PAGE).await?,
+        search(&node, &requests, &query, &read, None, DEFAULT_PAGE).await?,
     ))
 }
 
@@ -520,7 +519,7 @@ pub async fn search_capabilities(
     path = "/v1/stats",
     operation_id = "getStats",
     tag = "discovery",
-    params(ReadParams),
+    params(ReadOptions),
     responses(
         (status = 200, description = "Counts.", body = Stats),
         (status = 400, response = BadRequest),
@@ -531,10 +530,9 @@ pub async fn search_capabilities(
 pub async fn stats(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Stats>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let mut stats = node.shared.read().registry.stats();
     stats.discovery_requests = requests.total(stats.discovery_requests);
     stats.service_discovery_requests = stats.discovery_requests;
@@ -625,7 +623,7 @@ pub async fn ready(State(node): State<Node>) -> Response {
     path = "/health/{id}",
     operation_id = "getAgentHealth",
     tag = "discovery",
-    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadParams),
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
     responses(
         (status = 200, description = "The agent's health.", body = AgentHealth),
         (status = 404, response = AgentNotFound),
@@ -638,11 +636,10 @@ pub async fn agent_health(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentHealth>> {
     let id = path_id(&id)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let (r, _) = get_record(&node, &id)?;
     let since_ms = Timestamp::now()
@@ -652,7 +649,7 @@ pub async fn agent_health(
         status: if r.status.is_healthy() {
             "healthy".to_string()
         } else {
-            r.status.as_str().to_string()
+            r.status.to_string()
         },
         is_healthy: r.status.is_healthy(),
         seconds_since_heartbeat: u64::try_from(since_ms / 1000).unwrap_or(0),

@@ -15,12 +15,13 @@ use registry_state::index::{normalize, words};
 use registry_types::api::{CapabilityList, RuntimeDetail, RuntimeList};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
+use registry_types::query::{ReadOptions, SelectQuery, SelectStrategy};
 use registry_types::{AgentRecord, AgentStatus, Command, ErrorBody, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Query};
 use crate::node::Node;
-use crate::openapi::{BadRequest, Internal, PayloadTooLarge, ReadParams, ReadUnavailable};
+use crate::openapi::{BadRequest, Internal, PayloadTooLarge, ReadUnavailable};
 
 /// Largest `limit` of a discovery.
 pub const MAX_LIMIT: usize = 1_000;
@@ -135,14 +136,10 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
     let sort_by = match req.sort_by.as_deref() {
         None if text_words.is_empty() => SortBy::Performance,
         None => SortBy::Relevance,
-        Some(s) => SortBy::parse(s).ok_or_else(|| {
-            ApiError::invalid(
-                "sort_by",
-                format!(
-                    "sort_by must be performance, health, load, random or relevance, got '{s}'"
-                ),
-            )
-        })?,
+        Some(s) => s
+            .trim()
+            .parse::<SortBy>()
+            .map_err(|e| ApiError::invalid("sort_by", e.to_string()))?,
     };
     let q = Discover {
         capabilities: normalize_all(&req.capabilities),
@@ -192,7 +189,7 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
     path = "/v1/discover",
     operation_id = "discover",
     tag = "discovery",
-    params(ReadParams),
+    params(ReadOptions),
     request_body = DiscoverRequest,
     responses(
         (status = 200, description = "The agents, best first.", body = DiscoverResponse),
@@ -205,12 +202,11 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
 pub async fn discover(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
     JsonBody(req): JsonBody<DiscoverRequest>,
 ) -> ApiResult<Json<DiscoverResponse>> {
     let q = build_query(&req)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let g = node.shared.read();
     // Only `explain` returns the filter counts, and only the full pass can
@@ -229,7 +225,7 @@ pub async fn discover(
                 explanation: req.explain.then_some(why),
             })
             .collect(),
-        sort_by: q.sort_by.as_str().to_string(),
+        sort_by: q.sort_by,
         filters: counts,
         revision: g.registry.revision(),
     }))
@@ -246,11 +242,8 @@ pub async fn discover(
     operation_id = "selectAgent",
     tag = "discovery",
     params(
-        ("capability" = String, Query, description = "The capability the agent must have (case-insensitive)."),
-        ("strategy" = Option<String>, Query, description = "`least_loaded` (the default), `round_robin`, `random` or `best_health`."),
-        ("min_health_score" = Option<f64>, Query, minimum = 0, maximum = 1, description = "Default 0.5."),
-        ("max_load_factor" = Option<f64>, Query, minimum = 0, maximum = 1, description = "Default 0.8."),
-        ReadParams,
+        SelectQuery,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "The selected agent (active, healthy and unloaded enough).", body = AgentRecord),
@@ -264,39 +257,25 @@ pub async fn select(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     State(round_robin): State<Arc<RoundRobin>>,
-    params: Params,
+    Query(query): Query<SelectQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<AgentRecord>> {
-    let capability = params
-        .str("capability")
+    let capability = query
+        .capability
+        .as_deref()
         .map(normalize)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::invalid("capability", "capability is required"))?;
-    let strategy = params.str("strategy").unwrap_or("least_loaded");
+    let strategy = query.strategy.unwrap_or_default();
     let sort_by = match strategy {
-        "least_loaded" => SortBy::Load,
-        "best_health" => SortBy::Health,
-        "random" => SortBy::Random,
-        "round_robin" => SortBy::Performance,
-        other => {
-            return Err(ApiError::invalid(
-                "strategy",
-                format!(
-                "strategy must be least_loaded, round_robin, random or best_health, got '{other}'"
-            ),
-            ))
-        }
+        SelectStrategy::LeastLoaded => SortBy::Load,
+        SelectStrategy::BestHealth => SortBy::Health,
+        SelectStrategy::Random => SortBy::Random,
+        SelectStrategy::RoundRobin => SortBy::Performance,
     };
-    let unit = |name: &str, default: f64| -> ApiResult<f64> {
-        match params.str(name) {
-            None => Ok(default),
-            Some(v) => {
-                let x: f64 = v.parse().map_err(|_| {
-                    ApiError::invalid(name, format!("{name} must be a number, got '{v}'"))
-                })?;
-                check_unit(name, Some(x))?;
-                Ok(x)
-            }
-        }
+    let unit = |name: &str, given: Option<f64>, default: f64| -> ApiResult<f64> {
+        check_unit(name, given)?;
+        Ok(given.unwrap_or(default))
     };
     let q = Discover {
         capabilities: vec![capability.clone()],
@@ -306,21 +285,20 @@ pub async fn select(
         agent_type: None,
         runtime_id: None,
         statuses: vec![AgentStatus::Active],
-        min_health_score: unit("min_health_score", 0.5)?,
-        max_load_factor: unit("max_load_factor", 0.8)?,
+        min_health_score: unit("min_health_score", query.min_health_score, 0.5)?,
+        max_load_factor: unit("max_load_factor", query.max_load_factor, 0.8)?,
         sort_by,
-        limit: if strategy == "round_robin" {
+        limit: if strategy == SelectStrategy::RoundRobin {
             MAX_LIMIT
         } else {
             1
         },
         seed: rand::random(),
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let mut hits = node.shared.read().registry.discover_hits(&q);
-    if strategy == "round_robin" {
+    if strategy == SelectStrategy::RoundRobin {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));
         if !hits.is_empty() {
             let i = (round_robin.next(&capability) % hits.len() as u64) as usize;
@@ -346,7 +324,7 @@ pub async fn select(
     path = "/v1/capabilities",
     operation_id = "listCapabilities",
     tag = "discovery",
-    params(ReadParams),
+    params(ReadOptions),
     responses(
         (status = 200, description = "Capabilities by name.", body = CapabilityList),
         (status = 400, response = BadRequest),
@@ -356,10 +334,9 @@ pub async fn select(
 )]
 pub async fn capabilities(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<CapabilityList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::CapabilityList {
         capabilities: g.registry.capability_summaries(),
@@ -373,7 +350,7 @@ pub async fn capabilities(
     path = "/v1/runtimes",
     operation_id = "listRuntimes",
     tag = "discovery",
-    params(ReadParams),
+    params(ReadOptions),
     responses(
         (status = 200, description = "Runtimes by id.", body = RuntimeList),
         (status = 400, response = BadRequest),
@@ -381,9 +358,11 @@ pub async fn capabilities(
         (status = 503, response = ReadUnavailable),
     ),
 )]
-pub async fn runtimes(State(node): State<Node>, params: Params) -> ApiResult<Json<RuntimeList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+pub async fn runtimes(
+    State(node): State<Node>,
+    Query(read): Query<ReadOptions>,
+) -> ApiResult<Json<RuntimeList>> {
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::RuntimeList {
         runtimes: g.registry.runtime_summaries(),
@@ -397,7 +376,7 @@ pub async fn runtimes(State(node): State<Node>, params: Params) -> ApiResult<Jso
     path = "/v1/runtimes/{id}",
     operation_id = "getRuntime",
     tag = "discovery",
-    params(("id" = String, Path, description = "The runtime id."), ReadParams),
+    params(("id" = String, Path, description = "The runtime id."), ReadOptions),
     responses(
         (status = 200, description = "The runtime.", body = RuntimeDetail),
         (status = 404, description = "`not_found`: no agent runs in that runtime.", body = ErrorBody),
@@ -409,10 +388,9 @@ pub async fn runtimes(State(node): State<Node>, params: Params) -> ApiResult<Jso
 pub async fn runtime(
     State(node): State<Node>,
     axum::extract::Path(id): axum::extract::Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<RuntimeDetail>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {
         ApiError::new(

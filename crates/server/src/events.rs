@@ -18,12 +18,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use registry_state::index::normalize;
+use registry_types::query::{self, EventsPoll, ReadOptions};
 use registry_types::{ErrorBody, ErrorCode, Event, EventKind, Revision};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Params;
+use crate::extract::Query;
 use crate::node::Node;
-use crate::openapi::{BadRequest, Internal, ReadParams, ReadUnavailable};
+use crate::openapi::{BadRequest, Internal, ReadUnavailable};
 
 /// Longest long-poll wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -54,27 +55,14 @@ impl EventFilter {
             && self.runtime_id.as_deref().is_none_or(|r| e.runtime_id == r)
     }
 
-    fn from_params(params: &Params) -> ApiResult<EventFilter> {
-        let mut kinds = Vec::new();
-        if let Some(t) = params.str("type") {
-            for part in t.split(',').filter(|p| !p.trim().is_empty()) {
-                kinds.push(EventKind::parse(part).ok_or_else(|| {
-                    ApiError::invalid(
-                        "type",
-                        format!(
-                            "unknown event type '{part}' (expected one of {})",
-                            EventKind::ALL.map(|k| k.as_str()).join(", ")
-                        ),
-                    )
-                })?);
-            }
+    /// The filter a query asks for, its capability name normalized.
+    fn from_query(q: query::EventFilter) -> EventFilter {
+        EventFilter {
+            kinds: q.kinds,
+            agent_id: q.agent_id,
+            capability: q.capability.as_deref().map(normalize),
+            runtime_id: q.runtime_id,
         }
-        Ok(EventFilter {
-            kinds,
-            agent_id: params.str("agent_id").map(str::to_string),
-            capability: params.str("capability").map(normalize),
-            runtime_id: params.str("runtime_id").map(str::to_string),
-        })
     }
 }
 
@@ -165,13 +153,9 @@ fn collect(
     operation_id = "watchEvents",
     tag = "events",
     params(
-        ("from_revision" = Option<u64>, Query, description = "First revision wanted (inclusive). Default: only changes after now. `Last-Event-ID` (exclusive) wins over it."),
-        ("wait" = Option<String>, Query, description = "Long poll: wait up to this long (`500ms`, `30s`, `1m`, or seconds; at most 60 s) and answer JSON."),
-        ("type" = Option<String>, Query, description = "Only these event types (comma-separated, see `EventKind`)."),
-        ("agent_id" = Option<String>, Query, description = "Only events of this agent."),
-        ("capability" = Option<String>, Query, description = "Only events of agents with this capability name (case-insensitive)."),
-        ("runtime_id" = Option<String>, Query, description = "Only events of this runtime."),
-        ReadParams,
+        query::EventFilter,
+        EventsPoll,
+        ReadOptions,
         ("Last-Event-ID" = Option<u64>, Header, description = "The last event received; the stream resumes after it."),
     ),
     responses(
@@ -190,10 +174,12 @@ fn collect(
 pub async fn events(
     State(node): State<Node>,
     headers: HeaderMap,
-    params: Params,
+    Query(filter): Query<query::EventFilter>,
+    Query(poll): Query<EventsPoll>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Response> {
-    let filter = EventFilter::from_params(&params)?;
-    let wait = match params.str("wait") {
+    let filter = EventFilter::from_query(filter);
+    let wait = match poll.wait.as_deref() {
         None => None,
         Some(w) => Some(parse_wait(w).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
             ApiError::invalid(
@@ -213,9 +199,8 @@ pub async fn events(
             })
         })
         .transpose()?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
-    let after = match (last_event_id, params.u64("from_revision")?) {
+    node.read_gate(&read).await?;
+    let after = match (last_event_id, poll.from_revision) {
         (Some(id), _) => id,
         (None, Some(from)) => from.saturating_sub(1),
         (None, None) => node.shared.position().revision,
@@ -285,7 +270,7 @@ fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
             if let Some(e) = st.pending.pop_front() {
                 let ev = SseEvent::default()
                     .id(e.revision.to_string())
-                    .event(e.kind.as_str())
+                    .event(e.kind.into_str())
                     .json_data(&e)
                     .unwrap_or_else(|_| SseEvent::default().comment("encoding error"));
                 return Some((Ok::<_, Infallible>(ev), st));

@@ -1,13 +1,12 @@
 //! Request extractors that turn every malformed input into an [`ApiError`].
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use registry_types::{AgentStatus, ErrorCode};
+use registry_types::query::from_query_str;
+use registry_types::ErrorCode;
 
 use crate::error::ApiError;
 
@@ -113,94 +112,38 @@ fn missing_field(message: &str) -> Option<&str> {
     message.strip_prefix("missing field `")?.split('`').next()
 }
 
-/// Raw query parameters; typed parsing happens in [`Params`] methods so that
-/// each bad value gets an error naming its parameter.
-pub struct Params(pub HashMap<String, String>);
+/// Query parameters decoded into `T`, one of the structs of
+/// [`registry_types::query`] (a handler takes several: each reads what it
+/// knows of the same query string). Decoding is
+/// [`registry_types::query::from_query_str`], the same rules the client
+/// encodes for: empty values are absent, a repeated parameter counts with its
+/// last value, unknown parameters are ignored, and a value of the wrong type
+/// gets 400 `invalid_argument` naming the parameter (`field`). Checks that
+/// depend on the route (ranges, required parameters) are the handler's.
+pub struct Query<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Params {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|q| Params(q.0))
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("malformed query string: {e}"),
-                )
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        from_query_str(parts.uri.query().unwrap_or_default())
+            .map(Query)
+            .map_err(|e| match e.field {
+                Some(field) => ApiError::invalid(&field, e.message),
+                None => ApiError::new(ErrorCode::InvalidArgument, e.message),
             })
     }
 }
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Consistency {
-    /// Confirmed with the leader (read index): sees every acknowledged write.
-    Linearizable,
-    /// This node's state as it is, at once.
-    Stale,
-}
-
-impl Params {
-    /// A non-empty string parameter.
-    pub fn str(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    }
-
-    pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        self.str(name)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::invalid(
-                        name,
-                        format!("{name} must be a non-negative integer, got '{v}'"),
-                    )
-                })
-            })
-            .transpose()
-    }
-
-    /// `limit`, defaulting to `default`, within 1..=max.
-    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.u64("limit")? {
-            None => Ok(default),
-            Some(n) if n == 0 || n > max as u64 => Err(ApiError::invalid(
-                "limit",
-                format!("limit must be between 1 and {max}, got {n}"),
-            )),
-            Some(n) => Ok(n as usize),
-        }
-    }
-
-    /// The filters of a listing: `status`, `capability`, `tag`,
-    /// `agent_type`, `runtime_id`.
-    pub fn list_filter(&self) -> Result<registry_types::api::ListFilter, ApiError> {
-        Ok(registry_types::api::ListFilter {
-            status: self.status()?,
-            capability: self.str("capability").map(str::to_string),
-            tag: self.str("tag").map(str::to_string),
-            agent_type: self.str("agent_type").map(str::to_string),
-            runtime_id: self.str("runtime_id").map(str::to_string),
-        })
-    }
-
-    pub fn status(&self) -> Result<Option<AgentStatus>, ApiError> {
-        registry_types::limits::parse_status("status", self.str("status")).map_err(ApiError::from)
-    }
-
-    pub fn consistency(&self) -> Result<Consistency, ApiError> {
-        match self.str("consistency") {
-            None | Some("linearizable") | Some("strong") => Ok(Consistency::Linearizable),
-            Some("stale") => Ok(Consistency::Stale),
-            Some(other) => Err(ApiError::invalid(
-                "consistency",
-                format!("consistency must be 'linearizable' or 'stale', got '{other}'"),
-            )),
-        }
+/// A `limit` parameter: `default` when absent, else within 1..=max.
+pub fn limit_within(limit: Option<u64>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if n == 0 || n > max as u64 => Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {max}, got {n}"),
+        )),
+        Some(n) => Ok(n as usize),
     }
 }
 
@@ -249,6 +192,59 @@ mod tests {
             assert_eq!(error(body), (ErrorCode::InvalidJson, None), "{body}");
         }
         assert!(parse_json::<RegisterRequest>(br#" {"name": "x"} "#).is_ok());
+    }
+
+    /// The `T` a request to `uri` carries in its query string.
+    async fn query<T: DeserializeOwned>(uri: &str) -> Result<T, ApiError> {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri(uri)
+            .body(())
+            .expect("a request")
+            .into_parts();
+        Query::<T>::from_request_parts(&mut parts, &())
+            .await
+            .map(|Query(q)| q)
+    }
+
+    #[tokio::test]
+    async fn query_parameters_decode_or_name_the_one_at_fault() {
+        use registry_types::query::{ListPage, ReadOptions};
+        let page: ListPage = query("/v1/agents?limit=5&cursor=&other=x").await.unwrap();
+        assert_eq!((page.limit, page.cursor), (Some(5), None));
+        let read: ReadOptions = query("/v1/agents").await.unwrap();
+        assert_eq!(read, ReadOptions::default());
+        let refused = [
+            (
+                "limit",
+                query::<ListPage>("/v1/agents?limit=ten").await.err(),
+            ),
+            (
+                "limit",
+                query::<ListPage>("/v1/agents?limit=-1").await.err(),
+            ),
+            (
+                "min_revision",
+                query::<ReadOptions>("/v1/stats?min_revision=soon")
+                    .await
+                    .err(),
+            ),
+        ];
+        for (field, e) in refused {
+            let e = e.expect("refused");
+            assert_eq!(e.code(), ErrorCode::InvalidArgument, "{field}");
+            assert_eq!(e.body.error.field.as_deref(), Some(field));
+            assert!(e.body.error.message.contains(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_after_decoding() {
+        assert_eq!(limit_within(None, 100, 1000).unwrap(), 100);
+        assert_eq!(limit_within(Some(1000), 100, 1000).unwrap(), 1000);
+        for bad in [0, 1001] {
+            let e = limit_within(Some(bad), 100, 1000).unwrap_err();
+            assert_eq!(e.body.error.field.as_deref(), Some("limit"), "{bad}");
+        }
     }
 
     #[test]

@@ -26,17 +26,18 @@ use registry_types::legacy::{
     LegacyDeleteResponse, LegacyHeartbeatResponse, LegacySearchHit, DEVTOOLS_DEFAULT_TTL_SECONDS,
     HOST_PORT_DEFAULT_TTL_SECONDS,
 };
+use registry_types::query::{LegacyListOptions, ListFilter, ReadOptions, SearchQuery};
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
 use crate::api::{self, RegisterRules};
 use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, OptionalJsonBody, Params};
+use crate::extract::{JsonBody, OptionalJsonBody, Query};
 use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 use crate::openapi::{
-    AgentNotFound, BadRequest, HeartbeatAgentNotFound, HeartbeatUnavailable, Internal, ListParams,
-    PayloadTooLarge, ReadParams, ReadUnavailable, WriteTimeout, WriteUnavailable,
+    AgentNotFound, BadRequest, HeartbeatAgentNotFound, HeartbeatUnavailable, Internal,
+    PayloadTooLarge, ReadUnavailable, WriteTimeout, WriteUnavailable,
 };
 
 /// Register an agent (Dev-Tools registry).
@@ -219,10 +220,9 @@ pub async fn heartbeat(
     operation_id = "listAgentsCompat",
     tag = "compatibility",
     params(
-        ListParams,
-        ("include_dead" = Option<bool>, Query, description = "`false` (or `0`): only agents with `is_alive` true. `true` (or `1`, the default): all. Case-insensitive; anything else is a 400 (field `include_dead`)."),
-        ("limit" = Option<u64>, Query, minimum = 1, description = "At most this many agents (after `include_dead`); default: all."),
-        ReadParams,
+        ListFilter,
+        LegacyListOptions,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "The agents, ordered by id.", body = Vec<LegacyAgent>),
@@ -234,27 +234,17 @@ pub async fn heartbeat(
 pub async fn list(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(filter): Query<ListFilter>,
+    Query(options): Query<LegacyListOptions>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Vec<LegacyAgent>>> {
-    let filter = params.list_filter()?;
-    let include_dead = match params.str("include_dead") {
-        None => true,
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-        Some(v) => {
-            return Err(ApiError::invalid(
-                "include_dead",
-                format!("include_dead must be true or false, got '{v}'"),
-            ))
-        }
-    };
-    let limit = match params.u64("limit")? {
+    let include_dead = options.include_dead.unwrap_or(true);
+    let limit = match options.limit {
         None => usize::MAX,
         Some(0) => return Err(ApiError::invalid("limit", "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
@@ -286,7 +276,7 @@ pub async fn list(
     path = "/agents/{id}",
     operation_id = "getAgentCompat",
     tag = "compatibility",
-    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadParams),
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
     responses(
         (status = 200, description = "The agent (no wrapper).", body = LegacyAgent),
         (status = 404, response = AgentNotFound),
@@ -299,11 +289,10 @@ pub async fn get(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
     Path(id): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<LegacyAgent>> {
     let id = api::path_id(&id)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     requests.served();
     Ok(Json(view(api::get_record(&node, &id)?.0)))
 }
@@ -350,10 +339,8 @@ pub async fn delete(
     operation_id = "searchCapabilitiesCompat",
     tag = "compatibility",
     params(
-        ("q" = String, Query, min_length = 1, max_length = 512, description = "Text to search for (trimmed, case-insensitive, at most 512 bytes)."),
-        ("status" = Option<AgentStatus>, Query, description = "Only agents in this status (case-insensitive); default `active`."),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "At most this many items, 1 to 1000 (default 1000)."),
-        ReadParams,
+        SearchQuery,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "The matches (no wrapper).", body = Vec<LegacySearchHit>),
@@ -365,12 +352,14 @@ pub async fn delete(
 pub async fn search(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
-    params: Params,
+    Query(query): Query<SearchQuery>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<Vec<LegacySearchHit>>> {
     let found = api::search(
         &node,
         &requests,
-        &params,
+        &query,
+        &read,
         Some(AgentStatus::Active),
         registry_state::query::MAX_PAGE,
     )
@@ -386,7 +375,7 @@ pub async fn search(
     path = "/stats",
     operation_id = "getStatsCompat",
     tag = "compatibility",
-    params(ReadParams),
+    params(ReadOptions),
     responses(
         (status = 200, description = "Counts.", body = Stats),
         (status = 400, response = BadRequest),
@@ -397,9 +386,9 @@ pub async fn search(
 pub async fn stats(
     node: State<Node>,
     requests: State<DiscoveryRequests>,
-    params: Params,
+    read: Query<ReadOptions>,
 ) -> ApiResult<Json<Stats>> {
-    api::stats(node, requests, params).await
+    api::stats(node, requests, read).await
 }
 
 /// An agent as the legacy routes show it.
@@ -519,6 +508,7 @@ fn rename_field(mut e: ApiError, from: &str, to: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::VariantArray;
 
     #[test]
     fn endpoints_split_into_host_and_port() {
@@ -593,7 +583,7 @@ mod tests {
 
     #[test]
     fn alive_is_every_status_but_unhealthy_and_offline() {
-        for s in AgentStatus::ALL {
+        for &s in AgentStatus::VARIANTS {
             assert_eq!(
                 is_alive(s),
                 !matches!(s, AgentStatus::Unhealthy | AgentStatus::Offline),

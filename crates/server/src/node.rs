@@ -22,11 +22,10 @@ use registry_raft::{
 };
 use registry_state::StateConfig;
 use registry_types::api::{ClusterInfo, Member, NodeRole};
-use registry_types::{Command, CommandResult, NodeId, Timestamp};
+use registry_types::{Command, CommandResult, Consistency, NodeId, ReadOptions, Timestamp};
 
 use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::extract::Consistency;
 use crate::group_commit::{ForwardGroup, GroupCommit};
 use crate::metrics::Metrics;
 
@@ -435,15 +434,11 @@ impl Node {
     /// Waits until this node may answer a read as asked: `min_revision`
     /// first (a bounded wait for that revision), then `consistency`
     /// (linearizable: read index from the leader; stale: at once).
-    pub async fn read_gate(
-        &self,
-        consistency: Consistency,
-        min_revision: Option<u64>,
-    ) -> Result<(), ReadError> {
-        if let Some(rev) = min_revision {
+    pub async fn read_gate(&self, read: &ReadOptions) -> Result<(), ReadError> {
+        if let Some(rev) = read.min_revision {
             self.wait_for_revision(rev).await?;
         }
-        match consistency {
+        match read.consistency {
             Consistency::Stale => Ok(()),
             Consistency::Linearizable => self.linearize().await,
         }

@@ -10,8 +10,9 @@
 //! - [`swagger_ui`]: a browsable reference at `/docs` (Swagger UI, its
 //!   assets embedded in the binary: nothing is fetched at run time).
 //! - The shared error answers ([`BadRequest`], [`ReadUnavailable`], ...),
-//!   referenced by the handlers' `responses(...)`, and the query parameters
-//!   several routes share ([`ReadParams`], [`ListParams`]).
+//!   referenced by the handlers' `responses(...)`. The query parameters are
+//!   the typed query structs of `registry_types::query` (`IntoParams`),
+//!   the same structs the handlers extract.
 
 use std::sync::LazyLock;
 
@@ -21,8 +22,9 @@ use axum::Router;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{OpenApi as Document, RefOr};
-use utoipa::{IntoParams, OpenApi, ToResponse};
+use utoipa::{OpenApi, ToResponse};
 
+use registry_types::query::{Consistency, SelectStrategy};
 use registry_types::{ErrorBody, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
 
 /// The title, description, tags and shared components of the document;
@@ -61,7 +63,9 @@ use registry_types::{ErrorBody, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE,
             \"Moving from an earlier registry\")."),
     ),
     components(
-        schemas(ErrorBody),
+        // The error body, and the enums that only query parameters use
+        // (`IntoParams` refers to their schemas without adding them).
+        schemas(ErrorBody, Consistency, SelectStrategy),
         responses(
             BadRequest,
             AgentNotFound,
@@ -265,52 +269,3 @@ pub struct HeartbeatAgentNotFound(ErrorBody);
 #[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying (always 1).")))]
 #[allow(dead_code)]
 pub struct HeartbeatUnavailable(ErrorBody);
-
-/// How fresh a read must be: every read route takes these.
-//
-// Documentation only until the handlers take typed queries; the handlers
-// read them through `Params::consistency` and `Params::u64("min_revision")`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ReadParams {
-    /// `linearizable` (the default; `strong` is a synonym): the node gets a
-    /// read index from the leader and answers once it has applied that far,
-    /// so the answer reflects every write acknowledged before the request.
-    /// `stale`: this node's state at once (may lag; works without a
-    /// leader).
-    #[param(schema_with = consistency_schema)]
-    consistency: Option<String>,
-    /// Wait (at most `--read-timeout-ms`, 3 s by default) until this node
-    /// has applied this revision, then apply `consistency`; 503
-    /// `unavailable` when it does not happen in time.
-    min_revision: Option<u64>,
-}
-
-fn consistency_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["linearizable", "stale", "strong"]))
-        .default(Some(serde_json::json!("linearizable")))
-}
-
-/// The filters of a listing (`GET /v1/agents`, `GET /agents`); they
-/// combine (AND).
-//
-// Documentation only, as [`ReadParams`]: `Params::list_filter` reads them.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ListParams {
-    /// Only agents in this status (case-insensitive).
-    status: Option<registry_types::AgentStatus>,
-    /// Only agents with a capability of exactly this name
-    /// (case-insensitive).
-    capability: Option<String>,
-    /// Only agents with this agent-level tag (case-insensitive).
-    tag: Option<String>,
-    /// Only agents of this type (case-insensitive).
-    agent_type: Option<String>,
-    /// Only agents in this runtime (exact).
-    runtime_id: Option<String>,
-}

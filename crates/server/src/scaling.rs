@@ -8,6 +8,7 @@ use axum::Json;
 
 use registry_state::index::normalize;
 use registry_types::limits::check_capability_name;
+use registry_types::query::{AdvisoryFilter, ReadOptions};
 use registry_types::scaling::{
     ScalingAdvisoryList, ScalingPolicy, ScalingPolicyList, ScalingPolicyRequest,
     MAX_SCALING_POLICIES,
@@ -15,11 +16,10 @@ use registry_types::scaling::{
 use registry_types::{Command, CommandResult, ErrorBody, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Query};
 use crate::node::Node;
 use crate::openapi::{
-    BadRequest, Internal, PayloadTooLarge, ReadParams, ReadUnavailable, WriteTimeout,
-    WriteUnavailable,
+    BadRequest, Internal, PayloadTooLarge, ReadUnavailable, WriteTimeout, WriteUnavailable,
 };
 
 fn capability_of(node: &Node, raw: &str) -> ApiResult<String> {
@@ -137,7 +137,7 @@ pub async fn delete_policy(
     path = "/v1/scaling/policies/{capability}",
     operation_id = "getScalingPolicy",
     tag = "scaling",
-    params(("capability" = String, Path, description = "Capability name (case-insensitive)."), ReadParams),
+    params(("capability" = String, Path, description = "Capability name (case-insensitive)."), ReadOptions),
     responses(
         (status = 200, description = "The policy.", body = ScalingPolicy),
         (status = 404, description = "`policy_not_found`: no scaling policy for that capability.", body = ErrorBody),
@@ -149,11 +149,10 @@ pub async fn delete_policy(
 pub async fn get_policy(
     State(node): State<Node>,
     Path(raw): Path<String>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingPolicy>> {
     let capability = capability_of(&node, &raw)?;
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     g.registry
         .scaling_policy(&capability)
@@ -168,7 +167,7 @@ pub async fn get_policy(
     path = "/v1/scaling/policies",
     operation_id = "listScalingPolicies",
     tag = "scaling",
-    params(ReadParams),
+    params(ReadOptions),
     responses(
         (status = 200, description = "The policies, by capability.", body = ScalingPolicyList),
         (status = 400, response = BadRequest),
@@ -178,10 +177,9 @@ pub async fn get_policy(
 )]
 pub async fn list_policies(
     State(node): State<Node>,
-    params: Params,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingPolicyList>> {
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(ScalingPolicyList {
         policies: g.registry.scaling_policies().cloned().collect(),
@@ -196,8 +194,8 @@ pub async fn list_policies(
     operation_id = "listScalingAdvisories",
     tag = "scaling",
     params(
-        ("capability" = Option<String>, Query, description = "Only this capability's advisories."),
-        ReadParams,
+        AdvisoryFilter,
+        ReadOptions,
     ),
     responses(
         (status = 200, description = "Advisories in force, by capability then action.", body = ScalingAdvisoryList),
@@ -208,14 +206,14 @@ pub async fn list_policies(
 )]
 pub async fn advisories(
     State(node): State<Node>,
-    params: Params,
+    Query(filter): Query<AdvisoryFilter>,
+    Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<ScalingAdvisoryList>> {
-    let only = match params.str("capability") {
+    let only = match filter.capability.as_deref() {
         Some(c) => Some(capability_of(&node, c)?),
         None => None,
     };
-    node.read_gate(params.consistency()?, params.u64("min_revision")?)
-        .await?;
+    node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(ScalingAdvisoryList {
         advisories: g

@@ -31,43 +31,8 @@ use crate::index::{normalize, AgentKey, Field, Postings};
 use crate::machine::{capability_names, RegistryState};
 use crate::ranked::{ascending, descending, performance_of, Order, Ranked};
 
-/// How discovery orders the agents that qualify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortBy {
-    /// Highest `performance` first (see [`performance`]).
-    Performance,
-    /// Highest health score first.
-    Health,
-    /// Lowest load factor first.
-    Load,
-    /// A random order (seeded by the caller).
-    Random,
-    /// Most matched text words first, then performance.
-    Relevance,
-}
-
-impl SortBy {
-    pub fn parse(s: &str) -> Option<SortBy> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "performance" => Some(SortBy::Performance),
-            "health" => Some(SortBy::Health),
-            "load" => Some(SortBy::Load),
-            "random" => Some(SortBy::Random),
-            "relevance" => Some(SortBy::Relevance),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SortBy::Performance => "performance",
-            SortBy::Health => "health",
-            SortBy::Load => "load",
-            SortBy::Random => "random",
-            SortBy::Relevance => "relevance",
-        }
-    }
-}
+/// How discovery orders the agents that qualify; one of the wire types.
+pub use registry_types::query::SortBy;
 
 /// A validated discovery query (names, tags and words already normalized).
 #[derive(Clone, Debug)]

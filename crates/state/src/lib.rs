@@ -27,6 +27,6 @@ pub mod scaling;
 
 pub use events::EventLog;
 pub use machine::{
-    Counters, RegistryState, SnapshotData, SnapshotDataV2, SnapshotView, StateConfig,
+    Counters, RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotView, StateConfig,
     SNAPSHOT_FORMAT_VERSION,
 };

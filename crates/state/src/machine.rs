@@ -38,6 +38,23 @@ pub fn capability_names(record: &AgentRecord) -> Vec<String> {
 /// record, event or command changes.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
+/// Why [`RegistryState::restore`] refused a snapshot.
+///
+/// Every variant means the snapshot cannot become this node's state as it
+/// is: retrying the same data fails the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The data claims a format this build does not restore: a newer
+    /// release wrote it, or an older format was not converted on decoding.
+    #[error("snapshot format {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat {
+        /// The data's `format_version`.
+        found: u32,
+        /// The one format `restore` accepts ([`SNAPSHOT_FORMAT_VERSION`]).
+        supported: u32,
+    },
+}
+
 /// Replicated counters behind the statistics other registries report. Each
 /// only grows; every replica counts the same because each is advanced by
 /// applying a command.
@@ -467,8 +484,8 @@ impl RegistryState {
         if previous == status {
             return self.resolve(key).cloned();
         }
-        self.index.remove(Field::Status, previous.as_str(), key);
-        self.index.insert(Field::Status, status.as_str(), key);
+        self.index.remove(Field::Status, previous.into_str(), key);
+        self.index.insert(Field::Status, status.into_str(), key);
         let revision = self.revision + 1;
         let record = {
             let r = self.slots[key as usize].as_mut()?;
@@ -867,7 +884,7 @@ impl RegistryState {
         if !record.runtime_id.is_empty() {
             keys.insert((Field::Runtime, record.runtime_id.clone()));
         }
-        keys.insert((Field::Status, record.status.as_str().to_string()));
+        keys.insert((Field::Status, record.status.into_str().to_string()));
         keys
     }
 
@@ -939,12 +956,15 @@ impl RegistryState {
     }
 
     /// Rebuilds the state (tables and indexes) from a snapshot.
-    pub fn restore(config: StateConfig, data: SnapshotData) -> Result<Self, String> {
+    ///
+    /// Only data of [`SNAPSHOT_FORMAT_VERSION`] is accepted: older formats
+    /// are converted to it when they are decoded (see [`SnapshotDataV2`]).
+    pub fn restore(config: StateConfig, data: SnapshotData) -> Result<Self, RestoreError> {
         if data.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(format!(
-                "snapshot format {} is not supported (this build reads {})",
-                data.format_version, SNAPSHOT_FORMAT_VERSION
-            ));
+            return Err(RestoreError::UnsupportedFormat {
+                found: data.format_version,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            });
         }
         let mut state = RegistryState::new(config.clone());
         state.events = EventLog::restore(

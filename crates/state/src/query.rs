@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use registry_types::api::{CapabilityMatch, ListFilter, MatchKind, Stats};
-use registry_types::{AgentId, AgentRecord, AgentStatus};
+use registry_types::{AgentId, AgentRecord, AgentStatus, VariantArray};
 
 use crate::index::{normalize, words, Field, Postings};
 use crate::machine::RegistryState;
@@ -20,7 +20,7 @@ impl RegistryState {
     fn filter_sets(&self, f: &ListFilter) -> Vec<&Postings> {
         let mut sets = Vec::new();
         if let Some(s) = f.status {
-            sets.push(self.index.get(Field::Status, s.as_str()));
+            sets.push(self.index.get(Field::Status, s.into_str()));
         }
         if let Some(c) = &f.capability {
             sets.push(self.index.get(Field::CapabilityName, &normalize(c)));
@@ -108,7 +108,7 @@ impl RegistryState {
             return Vec::new();
         }
         let candidates = self.search_candidates(&q);
-        let status_set = status.map(|s| self.index.get(Field::Status, s.as_str()));
+        let status_set = status.map(|s| self.index.get(Field::Status, s.into_str()));
         let mut hits = Vec::new();
         for key in candidates {
             if status_set.is_some_and(|s| !s.contains(key)) {
@@ -168,8 +168,8 @@ impl RegistryState {
     /// discovery requests it served and has not reported yet.
     pub fn stats(&self) -> Stats {
         let mut by_status = BTreeMap::new();
-        for s in AgentStatus::ALL {
-            let n = self.index.get(Field::Status, s.as_str()).len();
+        for &s in AgentStatus::VARIANTS {
+            let n = self.index.get(Field::Status, s.into_str()).len();
             if n > 0 {
                 by_status.insert(s, n);
             }
@@ -219,8 +219,8 @@ impl RegistryState {
     /// Counts the agents of a posting set by status (one lookup per status).
     fn by_status(&self, set: &Postings) -> BTreeMap<AgentStatus, u64> {
         let mut out = BTreeMap::new();
-        for s in AgentStatus::ALL {
-            let n = set.intersection_len(self.index.get(Field::Status, s.as_str()));
+        for &s in AgentStatus::VARIANTS {
+            let n = set.intersection_len(self.index.get(Field::Status, s.into_str()));
             if n > 0 {
                 out.insert(s, n);
             }
@@ -283,7 +283,7 @@ impl RegistryState {
 
     /// Number of agents with `status`: O(1).
     pub fn count_status(&self, status: AgentStatus) -> usize {
-        self.index.get(Field::Status, status.as_str()).len() as usize
+        self.index.get(Field::Status, status.into_str()).len() as usize
     }
 
     /// Agents whose capability name equals `name` (normalized): O(1) lookup.

@@ -11,7 +11,7 @@ use registry_types::command::{Cause, CommandResult, Event, EventKind};
 use registry_types::scaling::{
     ScalingAction, ScalingAdvisory, ScalingFigures, ScalingPolicy, ScalingPolicyRequest,
 };
-use registry_types::{AgentStatus, Timestamp};
+use registry_types::{AgentStatus, Timestamp, VariantArray};
 
 use crate::index::{normalize, Field};
 use crate::machine::RegistryState;
@@ -52,7 +52,7 @@ impl RegistryState {
             None => {
                 if existed {
                     self.scaling_policies.remove(&capability);
-                    for action in ScalingAction::ALL {
+                    for &action in ScalingAction::VARIANTS {
                         self.clear_advisory(&capability, action, None, now);
                     }
                 }
@@ -131,7 +131,7 @@ impl RegistryState {
             return;
         };
         let figures = self.scaling_figures(&policy);
-        for action in ScalingAction::ALL {
+        for &action in ScalingAction::VARIANTS {
             match decide(&policy, &figures, action) {
                 Some(reason) => self.raise_advisory(&policy, action, reason, &figures, now),
                 None => self.clear_advisory(capability, action, Some(&figures), now),

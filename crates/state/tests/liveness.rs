@@ -12,7 +12,7 @@ use common::*;
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
 use registry_types::command::{CheckpointEntry, ExpiryStep};
-use registry_types::{AgentStatus, Command, CommandResult, Event, Timestamp};
+use registry_types::{AgentStatus, Command, CommandResult, Event, Timestamp, VariantArray};
 
 use AgentStatus::{
     Active, Busy, Degraded, Deregistering, Offline, Registering, Suspended, Unhealthy,
@@ -31,12 +31,12 @@ fn batch(applied: u64, skipped: u64) -> CommandResult {
 
 /// One event as a line: `revision KIND agent previous->status cause @runtime`.
 fn line(e: &Event) -> String {
-    let status = |s: Option<AgentStatus>| s.map_or("-", |s| s.as_str());
+    let status = |s: Option<AgentStatus>| s.map_or("-", |s| s.into_str());
     let cause = serde_json::to_value(e.cause).expect("cause encodes");
     let mut out = format!(
         "{} {} {} {}->{} {}",
         e.revision,
-        e.kind.as_str(),
+        e.kind.into_str(),
         e.agent_id.as_ref().map_or("-", |a| a.as_str()),
         status(e.previous_status),
         status(e.status),
@@ -75,7 +75,7 @@ fn agent_in(status: AgentStatus) -> Harness {
 
 /// `None`, then every status: what a checkpoint entry may carry.
 fn reports() -> impl Iterator<Item = Option<AgentStatus>> {
-    std::iter::once(None).chain(AgentStatus::ALL.map(Some))
+    std::iter::once(None).chain(AgentStatus::VARIANTS.iter().copied().map(Some))
 }
 
 // ---------------------------------------------------------------- checkpoint

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use registry_state::{RegistryState, StateConfig};
+use registry_state::{RegistryState, RestoreError, StateConfig, SNAPSHOT_FORMAT_VERSION};
 use registry_types::command::{Cause, Rejection};
 use registry_types::{AgentStatus, CommandResult, Event, EventKind, Timestamp};
 
@@ -612,11 +612,37 @@ fn event_window_compacts_with_an_explicit_answer() {
     assert_eq!(restored.snapshot(), snap);
     assert!(restored.events().since(5, 10).is_err());
     assert_eq!(restored.events().since(6, 10).unwrap(), ev);
+}
 
-    // A snapshot of an unknown format is refused.
-    let mut bad = snap;
-    bad.format_version += 1;
-    assert!(RegistryState::restore(StateConfig::default(), bad).is_err());
+#[test]
+fn restore_refuses_a_snapshot_of_another_format() {
+    let mut h = Harness::new();
+    h.register(reg("a", 1));
+    let snap = h.state.snapshot();
+
+    // Newer (a later release) and older (not converted on decoding) are
+    // refused alike, naming the format found and the one supported.
+    for found in [SNAPSHOT_FORMAT_VERSION + 1, SNAPSHOT_FORMAT_VERSION - 1] {
+        let mut bad = snap.clone();
+        bad.format_version = found;
+        let err = RegistryState::restore(StateConfig::default(), bad).unwrap_err();
+        assert_eq!(
+            err,
+            RestoreError::UnsupportedFormat {
+                found,
+                supported: SNAPSHOT_FORMAT_VERSION
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "snapshot format {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
+            )
+        );
+    }
+
+    let restored = RegistryState::restore(StateConfig::default(), snap.clone()).unwrap();
+    assert_eq!(restored.snapshot(), snap);
 }
 
 #[test]

@@ -23,6 +23,7 @@ use registry_types::command::{
 };
 use registry_types::{
     AgentId, AgentStatus, Capability, Command, CommandResult, EventKind, Metadata, Timestamp,
+    VariantArray,
 };
 
 // ---------------------------------------------------------------- vocabulary
@@ -240,7 +241,7 @@ struct Silent {
 }
 
 fn any_status() -> impl Strategy<Value = AgentStatus> {
-    prop::sample::select(AgentStatus::ALL.to_vec())
+    prop::sample::select(AgentStatus::VARIANTS.to_vec())
 }
 
 fn agent_idx() -> impl Strategy<Value = usize> {
@@ -731,7 +732,7 @@ fn battery(state: &RegistryState) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut filters = vec![ListFilter::default()];
-    for s in AgentStatus::ALL {
+    for &s in AgentStatus::VARIANTS {
         filters.push(ListFilter {
             status: Some(s),
             ..Default::default()
@@ -780,7 +781,7 @@ fn battery(state: &RegistryState) -> String {
         }
     }
     for q in QUERIES {
-        for s in std::iter::once(None).chain(AgentStatus::ALL.map(Some)) {
+        for s in std::iter::once(None).chain(AgentStatus::VARIANTS.iter().copied().map(Some)) {
             writeln!(
                 out,
                 "search {q:?} {s:?}: {:?}",

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::ids::{AgentId, Revision, Timestamp};
+use crate::names::UnknownName;
 
 /// Where an agent stands on the liveness ladder.
 ///
@@ -17,12 +17,36 @@ use crate::ids::{AgentId, Revision, Timestamp};
 /// The leader moves a silent agent down the ladder (silent for
 /// `ttl_seconds` → `unhealthy`, `offline_after_seconds` → `offline`,
 /// `deregister_after_seconds` → removed); a heartbeat or re-registration
-/// brings it back. Parsed case-insensitively on input; always lower case
-/// on output.
+/// brings it back.
+///
+/// The wire name is the snake_case variant name, exact in JSON bodies and
+/// records; parsing it from text (`FromStr`: query parameters, the command
+/// line) ignores ASCII case. `VARIANTS` lists them in ladder order.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(
+    serialize_all = "snake_case",
+    ascii_case_insensitive,
+    const_into_str,
+    parse_err_ty = UnknownName,
+    parse_err_fn = unknown_status
+)]
 pub enum AgentStatus {
     Registering,
     Active,
@@ -34,32 +58,11 @@ pub enum AgentStatus {
     Offline,
 }
 
+fn unknown_status(given: &str) -> UnknownName {
+    UnknownName::new::<AgentStatus>("status", given)
+}
+
 impl AgentStatus {
-    /// Every status, in ladder order.
-    pub const ALL: [AgentStatus; 8] = [
-        AgentStatus::Registering,
-        AgentStatus::Active,
-        AgentStatus::Busy,
-        AgentStatus::Degraded,
-        AgentStatus::Unhealthy,
-        AgentStatus::Suspended,
-        AgentStatus::Deregistering,
-        AgentStatus::Offline,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Registering => "registering",
-            AgentStatus::Active => "active",
-            AgentStatus::Busy => "busy",
-            AgentStatus::Degraded => "degraded",
-            AgentStatus::Unhealthy => "unhealthy",
-            AgentStatus::Suspended => "suspended",
-            AgentStatus::Deregistering => "deregistering",
-            AgentStatus::Offline => "offline",
-        }
-    }
-
     /// Statuses an agent may report about itself (heartbeats, registration).
     pub fn is_agent_reportable(self) -> bool {
         matches!(
@@ -91,27 +94,6 @@ impl AgentStatus {
             self,
             AgentStatus::Active | AgentStatus::Busy | AgentStatus::Degraded
         )
-    }
-}
-
-impl fmt::Display for AgentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error for a status name that is not on the ladder.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status '{0}' (expected one of registering, active, busy, degraded, unhealthy, suspended, deregistering, offline)")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for AgentStatus {
-    type Err = UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AgentStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownStatus(s.to_string()))
     }
 }
 
@@ -443,15 +425,16 @@ impl AgentRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn status_parses_case_insensitively_and_rejects_unknown() {
         assert_eq!("Active".parse::<AgentStatus>(), Ok(AgentStatus::Active));
         assert!("sleeping".parse::<AgentStatus>().is_err());
-        for s in AgentStatus::ALL {
-            assert_eq!(s.as_str().parse::<AgentStatus>(), Ok(s));
+        for &s in AgentStatus::VARIANTS {
+            assert_eq!(s.into_str().parse::<AgentStatus>(), Ok(s));
             let json = serde_json::to_string(&s).unwrap();
-            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(json, format!("\"{}\"", s.into_str()));
         }
     }
 

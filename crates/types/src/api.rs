@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 use crate::ids::{AgentId, NodeId, Revision, Timestamp};
+use crate::query::SortBy;
 
 /// A capability as submitted by an agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -184,20 +185,9 @@ pub struct DeleteResponse {
     pub revision: Revision,
 }
 
-/// Filters of `GET /v1/agents`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ListFilter {
-    /// Only agents in this status.
-    pub status: Option<AgentStatus>,
-    /// Exact capability name (case-insensitive).
-    pub capability: Option<String>,
-    /// Agent-level tag (case-insensitive).
-    pub tag: Option<String>,
-    /// Agent type (case-insensitive).
-    pub agent_type: Option<String>,
-    /// Runtime id (exact).
-    pub runtime_id: Option<String>,
-}
+/// Filters of `GET /v1/agents`: a query string, so defined with the other
+/// query parameters.
+pub use crate::query::ListFilter;
 
 /// Answer to `GET /v1/agents`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -616,9 +606,8 @@ pub struct DiscoverFilterCounts {
 pub struct DiscoverResponse {
     /// The agents found, best first, at most `limit`.
     pub agents: Vec<DiscoverHit>,
-    /// The order applied: `performance`, `health`, `load`, `random` or
-    /// `relevance`.
-    pub sort_by: String,
+    /// The order the agents are in (the request's, or the default).
+    pub sort_by: SortBy,
     /// What each filter dropped (with `explain`; null otherwise).
     #[serde(default)]
     #[schema(required = true)]

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, Metadata};
 use crate::ids::{AgentId, Revision, Timestamp};
+use crate::names::UnknownName;
 use crate::scaling::{ScalingAdvisory, ScalingPolicy, ScalingPolicyRequest};
 
 /// A change to the registry, as proposed through Raft.
@@ -303,10 +304,36 @@ pub enum Rejection {
 /// (`RUNTIME_JOINED`) or last one (`RUNTIME_LEFT`); the mass-expiry brake
 /// `LIVENESS_BRAKE_ENGAGED` or `LIVENESS_BRAKE_RELEASED`; a scaling
 /// advisory that came into force or cleared (`SCALING_ADVISORY`).
+///
+/// The wire name is the SCREAMING_SNAKE_CASE variant name: exact in JSON
+/// (the event's `type`) and the server-sent event name; parsing it from text
+/// (`FromStr`: the `type` filter of `GET /v1/events`, the command line)
+/// ignores ASCII case.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(
+    serialize_all = "SCREAMING_SNAKE_CASE",
+    ascii_case_insensitive,
+    const_into_str,
+    parse_err_ty = UnknownName,
+    parse_err_fn = unknown_event_kind
+)]
 pub enum EventKind {
     AgentRegistered,
     AgentUpdated,
@@ -323,42 +350,8 @@ pub enum EventKind {
     ScalingAdvisory,
 }
 
-impl EventKind {
-    /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 10] = [
-        EventKind::AgentRegistered,
-        EventKind::AgentUpdated,
-        EventKind::AgentDeregistered,
-        EventKind::AgentStatusChanged,
-        EventKind::AgentExpired,
-        EventKind::RuntimeJoined,
-        EventKind::RuntimeLeft,
-        EventKind::LivenessBrakeEngaged,
-        EventKind::LivenessBrakeReleased,
-        EventKind::ScalingAdvisory,
-    ];
-
-    /// Parses a kind name, case-insensitively.
-    pub fn parse(s: &str) -> Option<EventKind> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::AgentRegistered => "AGENT_REGISTERED",
-            EventKind::AgentUpdated => "AGENT_UPDATED",
-            EventKind::AgentDeregistered => "AGENT_DEREGISTERED",
-            EventKind::AgentStatusChanged => "AGENT_STATUS_CHANGED",
-            EventKind::AgentExpired => "AGENT_EXPIRED",
-            EventKind::RuntimeJoined => "RUNTIME_JOINED",
-            EventKind::RuntimeLeft => "RUNTIME_LEFT",
-            EventKind::LivenessBrakeEngaged => "LIVENESS_BRAKE_ENGAGED",
-            EventKind::LivenessBrakeReleased => "LIVENESS_BRAKE_RELEASED",
-            EventKind::ScalingAdvisory => "SCALING_ADVISORY",
-        }
-    }
+fn unknown_event_kind(given: &str) -> UnknownName {
+    UnknownName::new::<EventKind>("event type", given)
 }
 
 /// Why a change happened: `registration`, `operator` (an API call),

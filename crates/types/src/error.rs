@@ -33,8 +33,22 @@ use utoipa::ToSchema;
 ///   stopping). Retryable; `Retry-After: 1`.
 /// - `timeout` (504): a write was sent but its outcome is unknown; read
 ///   before retrying. Retryable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum ErrorCode {
     /// The body is not valid JSON (or is empty).
     InvalidJson,
@@ -97,27 +111,6 @@ impl ErrorCode {
             self,
             ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::Timeout
         )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::AgentNotFound => "agent_not_found",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::NoAgentAvailable => "no_agent_available",
-            ErrorCode::PolicyNotFound => "policy_not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::AlreadyExists => "already_exists",
-            ErrorCode::RevisionMismatch => "revision_mismatch",
-            ErrorCode::NoLeader => "no_leader",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::RevisionCompacted => "revision_compacted",
-            ErrorCode::Internal => "internal",
-        }
     }
 }
 

@@ -9,6 +9,12 @@
 //! - [`api`]: HTTP request and response bodies, shared by server and client.
 //! - [`error`]: the wire error shape `{"error": {"code", "message"}}`.
 //! - [`limits`]: input limits and validation of requests.
+//! - [`names`]: what the vocabulary enums (statuses, event kinds, read
+//!   consistency, sort orders, ...) share: one wire name per variant, derived
+//!   with strum beside serde.
+//! - [`query`]: read options, sort orders and selection strategies, and the
+//!   query strings of the read routes as typed structs, encoded by the client
+//!   and decoded by the server.
 //! - [`scaling`]: scaling policies and advisories.
 //! - [`legacy`]: bodies of the routes existing agent code calls, in the
 //!   shapes of the registries it was written for.
@@ -25,6 +31,8 @@ pub mod error;
 pub mod ids;
 pub mod legacy;
 pub mod limits;
+pub mod names;
+pub mod query;
 pub mod scaling;
 pub mod v1;
 
@@ -32,6 +40,11 @@ pub use agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 pub use command::{Command, CommandResult, Event, EventKind, ItemResult};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{AgentId, NodeId, Revision, Timestamp};
+pub use names::{UnknownName, WireName};
+pub use query::{Consistency, ReadOptions, SelectStrategy, SortBy};
+// `VARIANTS` of the vocabulary enums is this trait's constant; re-exported
+// so that users need not depend on strum to list them.
+pub use strum::VariantArray;
 
 /// HTTP header carrying the revision this node had applied when it answered.
 pub const HEADER_REVISION: &str = "x-registry-revision";

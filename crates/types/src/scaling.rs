@@ -24,8 +24,6 @@
 //! `desired_agents` is the serving count that would bring the average load to
 //! the middle of `[low_load, high_load]`, clamped to `[min_agents, max_agents]`.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,36 +97,30 @@ pub struct ScalingPolicy {
 /// What an advisory recommends: `scale_up` (too few serving agents, or
 /// too loaded), `scale_down` (too many, or too idle) or
 /// `replace_unhealthy` (at least one unhealthy agent).
+/// `VARIANTS` is the order in which a capability's advisories are
+/// evaluated.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum ScalingAction {
     ScaleUp,
     ScaleDown,
     ReplaceUnhealthy,
-}
-
-impl ScalingAction {
-    pub const ALL: [ScalingAction; 3] = [
-        ScalingAction::ScaleUp,
-        ScalingAction::ScaleDown,
-        ScalingAction::ReplaceUnhealthy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScalingAction::ScaleUp => "scale_up",
-            ScalingAction::ScaleDown => "scale_down",
-            ScalingAction::ReplaceUnhealthy => "replace_unhealthy",
-        }
-    }
-}
-
-impl fmt::Display for ScalingAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// What an evaluation measured for one capability.

@@ -44,15 +44,17 @@
 //! before the deadline, the agent is counted as not observable.
 use std::collections::BTreeMap;
 
+use registry_types::{AgentStatus, EventKind};
+
 use crate::history::{History, Micros, Op, OpKind, Outcome};
 
 use super::{secs, AnomalyKind, CheckResult, Checker};
 
 const DESCRIPTION: &str = "For heartbeat agents (had a register acked and heartbeats sent): after an acknowledged heartbeat (or register) invoked at h, no read or watch event may show the agent absent, offline or expired before h + offline_after - grace (premature expiry; a read counts only when invoked at least revival_ms after the beat was answered, since a beat revives an already offline agent at the next checkpoint; unhealthy, which comes at the unrecorded ttl, is not judged); an agent whose last beat L (acked) had no later beat attempt must be seen offline or expired by L completion + offline_after + expiry_bound (+ grace), unless a fault window overlaps that interval (exempt: there may have been no leader) or the run did not last or look long enough (not observable). Items checked: heartbeat agents.";
 
-/// The status that counts as down.
+/// The status that counts as down (its name in any ASCII case).
 fn is_offline(s: &str) -> bool {
-    s.eq_ignore_ascii_case("offline")
+    s.parse() == Ok(AgentStatus::Offline)
 }
 
 /// One time the agent was seen down.
@@ -144,9 +146,9 @@ fn down_events(h: &History) -> BTreeMap<String, BTreeMap<u64, Down>> {
     for w in &h.watches {
         for e in &w.events {
             let Some(agent) = &e.agent_id else { continue };
-            let expired = e.kind == "AGENT_EXPIRED";
+            let expired = e.kind == EventKind::AgentExpired.into_str();
             let status = e.status.as_deref().unwrap_or("");
-            let changed = e.kind == "AGENT_STATUS_CHANGED" && is_offline(status);
+            let changed = e.kind == EventKind::AgentStatusChanged.into_str() && is_offline(status);
             if !expired && !changed {
                 continue;
             }
@@ -156,7 +158,11 @@ fn down_events(h: &History) -> BTreeMap<String, BTreeMap<u64, Down>> {
                 revision: Some(e.revision),
                 absent_read: false,
                 what: if expired {
-                    format!("AGENT_EXPIRED event (revision {})", e.revision)
+                    format!(
+                        "{} event (revision {})",
+                        EventKind::AgentExpired,
+                        e.revision
+                    )
                 } else {
                     format!("offline event (revision {})", e.revision)
                 },
@@ -337,9 +343,7 @@ fn silent(result: &mut CheckResult, h: &History, agent: &str, ops: &[&Op], downs
         .iter()
         .filter(|o| matches!(o.kind, OpKind::Get) && o.invoke_us >= seen_by)
         .filter_map(|o| match &o.outcome {
-            Outcome::Ok { read: Some(r), .. } if !r.status.eq_ignore_ascii_case("offline") => {
-                Some((o, r))
-            }
+            Outcome::Ok { read: Some(r), .. } if !is_offline(&r.status) => Some((o, r)),
             _ => None,
         })
         .min_by_key(|(o, _)| o.invoke_us);

@@ -336,5 +336,5 @@ pub(crate) fn expired_agents(h: &History) -> std::collections::BTreeSet<String> 
 /// operator's removal (see `docs/api.md`, "The ladder"), so the event kind
 /// alone decides and the history needs no `cause` field.
 pub(crate) fn is_removal_by_expiry(e: &crate::history::SeenEvent) -> bool {
-    e.kind == "AGENT_EXPIRED"
+    e.kind == registry_types::EventKind::AgentExpired.into_str()
 }

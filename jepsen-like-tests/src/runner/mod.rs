@@ -29,6 +29,7 @@ use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use registry_types::query::{to_query_string, EventsPoll, ListPage, ReadOptions};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -508,12 +509,14 @@ async fn read_final(http: &reqwest::Client, url: &str, node: u64) -> anyhow::Res
     let mut agents = Vec::new();
     let mut cursor: Option<String> = None;
     let mut revision = 0;
+    let stale = to_query_string(&ReadOptions::stale())?;
     // Bounded: 1,000 agents a page, the workload has a few dozen.
     for _ in 0..1_000 {
-        let mut u = format!("{url}/v1/agents?consistency=stale&limit=1000");
-        if let Some(c) = &cursor {
-            u.push_str(&format!("&cursor={c}"));
-        }
+        let page = to_query_string(&ListPage {
+            limit: Some(1_000),
+            cursor: cursor.clone(),
+        })?;
+        let u = format!("{url}/v1/agents?{page}&{stale}");
         let page: api::AgentPage = serde_json::from_str(&get(u).await?)?;
         revision = page.revision;
         for a in &page.agents {
@@ -532,7 +535,11 @@ async fn read_final(http: &reqwest::Client, url: &str, node: u64) -> anyhow::Res
     let mut events = Vec::new();
     let mut from = 0u64;
     for _ in 0..100_000 {
-        let u = format!("{url}/v1/events?from_revision={from}&wait=0ms&consistency=stale");
+        let poll = to_query_string(&EventsPoll {
+            from_revision: Some(from),
+            wait: Some("0ms".to_string()),
+        })?;
+        let u = format!("{url}/v1/events?{poll}&{stale}");
         let batch: serde_json::Value = serde_json::from_str(&get(u).await?)?;
         let items = batch["events"].as_array().cloned().unwrap_or_default();
         if items.is_empty() {

@@ -17,6 +17,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use registry_types::query::{EventsPoll, ReadOptions};
+use registry_types::AgentStatus;
 
 use super::api;
 use super::classify::classify;
@@ -161,7 +163,7 @@ pub async fn heartbeat_client(ctx: Arc<Ctx>, process: u32, index: usize, control
             }
             let out = ctx.op(process, node, &agent_id, OpKind::Get).await;
             if let Outcome::Ok { read: Some(r), .. } = &out {
-                if r.status == "offline" {
+                if r.status == AgentStatus::Offline.into_str() {
                     control.seen_offline.store(true, Ordering::Relaxed);
                 }
             }
@@ -231,10 +233,13 @@ pub async fn watcher(ctx: Arc<Ctx>, watcher: u32) {
         let mut req = ctx
             .http
             .get(format!("{}/v1/events", ctx.url(node)))
-            .query(&[("consistency", "stale")]);
+            .query(&ReadOptions::stale());
         req = match last {
             Some(l) => req.header("Last-Event-ID", l.to_string()),
-            None => req.query(&[("from_revision", "1")]),
+            None => req.query(&EventsPoll {
+                from_revision: Some(1),
+                wait: None,
+            }),
         };
         let mut events = Vec::new();
         let end = match tokio::time::timeout(Duration::from_secs(2), req.send()).await {

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use registry_types::ReadOptions;
 use serde_json::{json, Value};
 
 use crate::etcd;
@@ -79,14 +80,12 @@ pub(super) async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
                     let base = &targets[(w + k) % targets.len()];
                     let cap = CAPS[k % CAPS.len()];
                     match sys {
-                        System::Registry => {
-                            let q = if stale { "?consistency=stale" } else { "" };
-                            send_ok(
-                                cl.post(format!("{base}/v1/discover{q}"))
-                                    .json(&json!({"capabilities": [cap], "limit": 10})),
-                                has_agent,
-                            )
-                        }
+                        System::Registry => send_ok(
+                            cl.post(format!("{base}/v1/discover"))
+                                .query(&read_options(stale))
+                                .json(&json!({"capabilities": [cap], "limit": 10})),
+                            has_agent,
+                        ),
                         System::Etcd => send_ok(
                             cl.post(format!("{base}/v3/kv/range"))
                                 .json(&etcd::discover_body(cap, 10, stale)),
@@ -98,7 +97,7 @@ pub(super) async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
             .await?;
             let what = format!(
                 "discover {}, {}{}",
-                if stale { "stale" } else { "linearizable" },
+                read_options(stale).consistency,
                 to.words(),
                 rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
             );
@@ -157,4 +156,14 @@ pub(super) async fn discover(cfg: &Config) -> anyhow::Result<ScenarioOut> {
         registry: side(&results[0]),
         etcd: side(&results[1]),
     })
+}
+
+/// The read options of a registry discovery: stale (any node answers from
+/// what it has applied, as etcd's serializable reads do) or linearizable.
+fn read_options(stale: bool) -> ReadOptions {
+    if stale {
+        ReadOptions::stale()
+    } else {
+        ReadOptions::linearizable()
+    }
 }

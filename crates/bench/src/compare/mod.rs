@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use registry_types::ReadOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -361,7 +362,8 @@ async fn registry_settle(
 ) -> anyhow::Result<()> {
     settle(urls, n, |u| async move {
         let r = client
-            .get(format!("{u}/v1/stats?consistency=stale"))
+            .get(format!("{u}/v1/stats"))
+            .query(&ReadOptions::stale())
             .send()
             .await
             .ok()?;

@@ -21,7 +21,6 @@
 //!   the live fleet offline at once, the leader is more likely cut off than
 //!   the agents dead; offline transitions and removals are held, an event
 //!   and a metric say so, and it releases by itself.
-
 //!
 //! The module's rooms: [`lease`] (the heartbeat table), [`sweep`] (which
 //! transitions are due), [`brake`] (holding mass expiry), `leader` (the
