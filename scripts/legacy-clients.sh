@@ -25,53 +25,6 @@ LIB_PROG=legacy-clients
 LEGACY_DIR="$REPO_ROOT/clients/legacy"
 REQUIREMENTS="$LEGACY_DIR/requirements.txt"
 VENV="${LEGACY_VENV:-/var/cache/agent-registry/venv-legacy}"
-STAMP="$VENV/.requirements.sha256"
-
-command -v python3 >/dev/null 2>&1 || die "python3 is missing (Debian: apt-get install python3 python3-venv)"
-
-venv_works() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
-}
-
-make_venv() {
-    if venv_works; then
-        return 0
-    fi
-    if [[ -e "$VENV" ]]; then
-        # Only ever delete what is recognisably a virtual environment.
-        [[ -f "$VENV/pyvenv.cfg" ]] || die "$VENV exists and is not a virtual environment; set LEGACY_VENV"
-        log "the virtual environment at $VENV no longer runs: making it again"
-        rm -rf -- "$VENV"
-    fi
-    mkdir -p "$(dirname "$VENV")"
-    log "creating the virtual environment $VENV ($(python3 --version 2>&1))"
-    if ! python3 -m venv "$VENV"; then
-        rm -rf -- "$VENV"
-        if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-            log "python3 -m venv failed: installing python3-venv"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null ||
-                { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; } ||
-                die "could not install python3-venv"
-            python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
-        else
-            die "python3 -m venv $VENV failed (Debian: apt-get install python3-venv)"
-        fi
-    fi
-}
-
-install_requirements() {
-    local want
-    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $("$VENV/bin/python" --version 2>&1)"
-    if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
-        log "requirements unchanged since the last install ($VENV)"
-        return 0
-    fi
-    log "installing clients/legacy/requirements.txt into $VENV"
-    rm -f -- "$STAMP"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS" ||
-        die "pip install -r $REQUIREMENTS failed"
-    printf '%s\n' "$want" >"$STAMP"
-}
 
 step() {
     local name="$1" t0 rc=0
@@ -86,8 +39,8 @@ step() {
     echo "<== [legacy:$name] ok ($(elapsed "$t0"))"
 }
 
-step venv make_venv
-step deps install_requirements
+step venv make_venv "$VENV" LEGACY_VENV
+step deps install_requirements "$VENV" "$REQUIREMENTS"
 step build build_registry
 REGISTRY_BIN="$(resolved_bin)"
 export REGISTRY_BIN

@@ -113,3 +113,53 @@ detect_compose() {
         return 1
     fi
 }
+
+# make_venv DIR OVERRIDE_VAR -> a working Python virtual environment at DIR
+# (made with `python3 -m venv`, installing python3-venv first when that is
+# missing and we are root). A DIR that no longer runs is made again; a DIR
+# that is not a virtual environment is never deleted (set OVERRIDE_VAR).
+make_venv() {
+    local venv="$1" override="$2"
+    command -v python3 >/dev/null 2>&1 || die "python3 is missing (Debian: apt-get install python3 python3-venv)"
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ -e "$venv" ]]; then
+        # Only ever delete what is recognisably a virtual environment.
+        [[ -f "$venv/pyvenv.cfg" ]] || die "$venv exists and is not a virtual environment; set $override"
+        log "the virtual environment at $venv no longer runs: making it again"
+        rm -rf -- "$venv"
+    fi
+    mkdir -p "$(dirname "$venv")"
+    log "creating the virtual environment $venv ($(python3 --version 2>&1))"
+    if ! python3 -m venv "$venv"; then
+        rm -rf -- "$venv"
+        if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+            log "python3 -m venv failed: installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null ||
+                { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; } ||
+                die "could not install python3-venv"
+            python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        else
+            die "python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
+        fi
+    fi
+}
+
+# install_requirements DIR REQUIREMENTS -> pip installs the requirements
+# file into the virtual environment at DIR, only when it (or the Python
+# version) changed since the last install (a hash stamp in DIR).
+install_requirements() {
+    local venv="$1" requirements="$2" stamp want
+    stamp="$venv/.requirements.sha256"
+    want="$(sha256sum "$requirements" | cut -d' ' -f1) $("$venv/bin/python" --version 2>&1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        log "requirements unchanged since the last install ($venv)"
+        return 0
+    fi
+    log "installing ${requirements#"$REPO_ROOT"/} into $venv"
+    rm -f -- "$stamp"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements" ||
+        die "pip install -r $requirements failed"
+    printf '%s\n' "$want" >"$stamp"
+}

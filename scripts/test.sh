@@ -7,6 +7,8 @@
 #   fmt      cargo fmt --all -- --check
 #   clippy   cargo clippy --release --all-targets --workspace -- -D warnings
 #   nextest  cargo nextest run --release --workspace
+#   openapi  scripts/openapi-check.sh (the generated OpenAPI document validated
+#            by openapi-spec-validator)
 #   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
 #            re-created in Python, against a real 3-node cluster)
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
@@ -50,6 +52,7 @@ stage setup "$REPO_ROOT/scripts/setup.sh"
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
 stage nextest cargo nextest run --release --workspace --no-fail-fast
+stage openapi "$REPO_ROOT/scripts/openapi-check.sh"
 stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
 
 if docker_available; then

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use registry_types::api::Stats;
 use registry_types::api::{
     AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
-    BatchHeartbeatResult, DeleteResponse, HealthUpdateRequest, HeartbeatRequest, HeartbeatResponse,
-    NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, StatusUpdateRequest,
+    BatchHeartbeatResult, ClusterInfo, DeleteResponse, HealthUpdateRequest, HeartbeatRequest,
+    HeartbeatResponse, NodeHealth, RegisterRequest, RegisterResponse, SearchResponse, Stats,
+    StatusUpdateRequest,
 };
 use registry_types::command::{Keep, RegisterCommand, Rejection};
 use registry_types::limits::{parse_agent_id, parse_status};
@@ -24,6 +24,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{limit_within, JsonBody, OptionalJsonBody, Query};
 use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
+use crate::openapi::{
+    AgentNotFound, BadRequest, BatchPayloadTooLarge, Conflict, HeartbeatAgentNotFound,
+    HeartbeatUnavailable, Internal, PayloadTooLarge, ReadUnavailable, WriteTimeout,
+    WriteUnavailable,
+};
 
 /// Default page size of listings and searches.
 pub const DEFAULT_PAGE: usize = 100;
@@ -184,7 +189,28 @@ pub async fn propose_register(node: &Node, cmd: Command) -> ApiResult<(AgentReco
     agent_result(node.propose(cmd).await?)
 }
 
-/// `POST /v1/agents`.
+/// Register an agent.
+///
+/// Creates or replaces (upserts) an agent; a write, forwarded to the leader
+/// when this node is not it. Re-registering refreshes `last_heartbeat` (a
+/// registration counts as a heartbeat); a `suspended` agent stays suspended.
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    operation_id = "registerAgent",
+    tag = "agents",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Updated an existing agent (`created: false`).", body = RegisterResponse),
+        (status = 201, description = "Created a new agent (`created: true`).", body = RegisterResponse),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn register(
     State(node): State<Node>,
     JsonBody(req): JsonBody<RegisterRequest>,
@@ -217,7 +243,23 @@ pub fn get_record(node: &Node, id: &AgentId) -> ApiResult<(AgentRecord, u64)> {
     Ok((rec, g.registry.revision()))
 }
 
-/// `GET /v1/agents/{id}`.
+/// Get one agent.
+///
+/// Counts as a discovery request.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{id}",
+    operation_id = "getAgent",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
+    responses(
+        (status = 200, description = "The agent.", body = AgentResponse),
+        (status = 404, response = AgentNotFound),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn get_agent(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -231,7 +273,24 @@ pub async fn get_agent(
     Ok(Json(AgentResponse { agent, revision }))
 }
 
-/// `DELETE /v1/agents/{id}`.
+/// Deregister an agent.
+///
+/// A write, forwarded to the leader when this node is not it.
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{id}",
+    operation_id = "deleteAgent",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    responses(
+        (status = 200, description = "Removed.", body = DeleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = AgentNotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn delete_agent(
     State(node): State<Node>,
     Path(id): Path<String>,
@@ -260,7 +319,27 @@ pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
     }
 }
 
-/// `PUT /v1/agents/{id}/status`.
+/// Set an agent's status.
+///
+/// An operator's action (e.g. `suspended`): any status of the ladder is
+/// accepted. A write.
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{id}/status",
+    operation_id = "setAgentStatus",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    request_body = StatusUpdateRequest,
+    responses(
+        (status = 200, description = "The agent after the change.", body = AgentResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = AgentNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn set_status(
     State(node): State<Node>,
     Path(id): Path<String>,
@@ -280,7 +359,26 @@ pub async fn set_status(
     }))
 }
 
-/// `PUT /v1/agents/{id}/health`.
+/// Report an agent's health, load and metrics.
+///
+/// A write (unlike a heartbeat, which carries the same report).
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{id}/health",
+    operation_id = "setAgentHealth",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    request_body = HealthUpdateRequest,
+    responses(
+        (status = 200, description = "The agent after the change.", body = AgentResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = AgentNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn set_health(
     State(node): State<Node>,
     Path(id): Path<String>,
@@ -313,7 +411,26 @@ pub async fn set_health(
     }))
 }
 
-/// `GET /v1/agents`.
+/// List agents, a page at a time.
+///
+/// Filters combine (AND). Counts as a discovery request.
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "listAgents",
+    tag = "agents",
+    params(
+        ListFilter,
+        ListPage,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "One page of agents, ordered by id.", body = AgentList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn list_agents(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -366,7 +483,25 @@ pub async fn search(
     })
 }
 
-/// `GET /v1/capabilities/search`.
+/// Search capabilities.
+///
+/// Counts as a discovery request.
+#[utoipa::path(
+    get,
+    path = "/v1/capabilities/search",
+    operation_id = "searchCapabilities",
+    tag = "discovery",
+    params(
+        SearchQuery,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "Matching capabilities, one entry per (agent, capability).", body = SearchResponse),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn search_capabilities(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -378,7 +513,20 @@ pub async fn search_capabilities(
     ))
 }
 
-/// `GET /v1/stats` (also `GET /stats`).
+/// Registry statistics.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    operation_id = "getStats",
+    tag = "discovery",
+    params(ReadOptions),
+    responses(
+        (status = 200, description = "Counts.", body = Stats),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn stats(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -391,12 +539,32 @@ pub async fn stats(
     Ok(Json(stats))
 }
 
-/// `GET /v1/cluster`: this node's view, answered locally at once.
-pub async fn cluster(State(node): State<Node>) -> Json<registry_types::api::ClusterInfo> {
+/// This node's view of the cluster.
+///
+/// Always answered locally, at once.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    operation_id = "getCluster",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "Raft role, leader, indexes and members as this node sees them.", body = ClusterInfo),
+    ),
+)]
+pub async fn cluster(State(node): State<Node>) -> Json<ClusterInfo> {
     Json(node.cluster_info())
 }
 
-/// `GET /health/live`: the process serves HTTP.
+/// Liveness: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "live",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "The process serves HTTP (`status: live`).", body = NodeHealth),
+    ),
+)]
 pub async fn live(State(node): State<Node>) -> Json<NodeHealth> {
     Json(NodeHealth {
         status: "live".into(),
@@ -406,8 +574,20 @@ pub async fn live(State(node): State<Node>) -> Json<NodeHealth> {
     })
 }
 
-/// `GET /health/ready`: the node knows a leader and has applied everything
-/// that leader had committed when asked.
+/// Readiness.
+///
+/// Ready when the node knows a leader and has applied everything that leader
+/// had committed when asked.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "ready",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "`status: ready`: a leader is known and this node has applied what it had committed.", body = NodeHealth),
+        (status = 503, description = "`status: not_ready` with a `reason` (no leader known, or the read index failed). No `Retry-After`.", body = NodeHealth),
+    ),
+)]
 pub async fn ready(State(node): State<Node>) -> Response {
     let leader = node.leader().map(|(id, _)| id);
     let reason = match leader {
@@ -433,7 +613,25 @@ pub async fn ready(State(node): State<Node>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /health/{agent_id}`.
+/// One agent's health.
+///
+/// The Dev-Tools client's `check_health`. `status` is `healthy` when the agent
+/// is active, busy or degraded, otherwise its status name; `is_healthy` says
+/// the same as a boolean. Counts as a discovery request.
+#[utoipa::path(
+    get,
+    path = "/health/{id}",
+    operation_id = "getAgentHealth",
+    tag = "discovery",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
+    responses(
+        (status = 200, description = "The agent's health.", body = AgentHealth),
+        (status = 404, response = AgentNotFound),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn agent_health(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -464,7 +662,16 @@ pub async fn agent_health(
     }))
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics of this node.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format (metric names prefixed `registry_`).", content_type = "text/plain; version=0.0.4", body = String),
+    ),
+)]
 pub async fn metrics(State(node): State<Node>) -> Response {
     (
         [(
@@ -476,10 +683,31 @@ pub async fn metrics(State(node): State<Node>) -> Response {
         .into_response()
 }
 
-/// `POST /v1/agents/{id}/heartbeat`:
-/// renews the agent's lease, optionally with a status, health, load and
-/// metrics report. Not a Raft entry: the leader keeps it in memory and
-/// checkpoints it.
+/// Heartbeat: renew an agent's lease.
+///
+/// Optionally with a status, health, load and metrics report. Not a Raft
+/// write: any node accepts it (a follower forwards it to the leader, coalesced
+/// with other heartbeats), the leader records it in memory and checkpoints it
+/// within `--checkpoint-interval-ms` (1 s); reads show it after that
+/// checkpoint. A heartbeat revives an `unhealthy` or `offline` agent to
+/// `active` (or the reported status); a `suspended` agent stays suspended.
+/// Idempotent: safe to retry.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/heartbeat",
+    operation_id = "heartbeatAgent",
+    tag = "liveness",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    request_body(content = Option<HeartbeatRequest>, description = "Optional: none, an empty body or `{}` is a plain heartbeat."),
+    responses(
+        (status = 200, description = "Recorded. Beat again after `next_heartbeat_ms`.", body = HeartbeatResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = HeartbeatAgentNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = HeartbeatUnavailable),
+    ),
+)]
 pub async fn heartbeat(
     State(node): State<Node>,
     State(liveness): State<Liveness>,
@@ -494,7 +722,29 @@ pub async fn heartbeat(
 /// Most heartbeats in one `POST /v1/heartbeats`.
 pub const MAX_BATCH_HEARTBEATS: usize = 10_000;
 
-/// `POST /v1/heartbeats`: one call renews many agents, with a result each.
+/// Heartbeats of many agents in one call.
+///
+/// For a runtime beating for all of its agents: each item is a heartbeat as
+/// `POST /v1/agents/{id}/heartbeat` takes it, with its own result. An item with
+/// a bad `agent_id`, status, score or metrics value, or an agent that is not
+/// registered, gets `ok: false` and an `error`; the others are still recorded,
+/// and the call answers 200. The whole call fails (503 `no_leader`) when the
+/// cluster cannot take heartbeats. Body limit: the larger of
+/// `--max-body-bytes` and 1 MiB.
+#[utoipa::path(
+    post,
+    path = "/v1/heartbeats",
+    operation_id = "heartbeatBatch",
+    tag = "liveness",
+    request_body = BatchHeartbeatRequest,
+    responses(
+        (status = 200, description = "One result per item, in request order.", body = BatchHeartbeatResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BatchPayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = HeartbeatUnavailable),
+    ),
+)]
 pub async fn heartbeats(
     State(node): State<Node>,
     State(liveness): State<Liveness>,

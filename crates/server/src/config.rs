@@ -128,6 +128,11 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Print the OpenAPI document of the public API (JSON) and exit,
+    /// without starting a node (what `GET /openapi.json` serves).
+    #[arg(long)]
+    pub print_openapi: bool,
 }
 
 /// A configuration error, reported before anything starts.

@@ -12,14 +12,16 @@ use axum::Json;
 
 use registry_state::discover::{normalize_all, Discover, SortBy};
 use registry_state::index::{normalize, words};
+use registry_types::api::{CapabilityList, RuntimeDetail, RuntimeList};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
 use registry_types::query::{ReadOptions, SelectQuery, SelectStrategy};
-use registry_types::{AgentRecord, AgentStatus, Command, ErrorCode, Timestamp};
+use registry_types::{AgentRecord, AgentStatus, Command, ErrorBody, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Query};
 use crate::node::Node;
+use crate::openapi::{BadRequest, Internal, PayloadTooLarge, ReadUnavailable};
 
 /// Largest `limit` of a discovery.
 pub const MAX_LIMIT: usize = 1_000;
@@ -177,7 +179,26 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
     Ok(q)
 }
 
-/// `POST /v1/discover`.
+/// Find agents, filtered and ranked.
+///
+/// By capabilities, text, tags, type and runtime, filtered by status, health
+/// and load, ranked by the `sort_by` asked for. Counts as a discovery
+/// request.
+#[utoipa::path(
+    post,
+    path = "/v1/discover",
+    operation_id = "discover",
+    tag = "discovery",
+    params(ReadOptions),
+    request_body = DiscoverRequest,
+    responses(
+        (status = 200, description = "The agents, best first.", body = DiscoverResponse),
+        (status = 413, response = PayloadTooLarge),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn discover(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -210,10 +231,28 @@ pub async fn discover(
     }))
 }
 
-/// `GET /v1/select?capability=&strategy=least_loaded|round_robin|random|best_health`:
-/// exactly one agent to send work to (active, health ≥ 0.5, load ≤ 0.8 by
-/// default; `min_health_score`, `max_load_factor` override), or 404
-/// `no_agent_available`.
+/// Exactly one agent to send work to.
+///
+/// Active, health >= 0.5 and load <= 0.8 by default (`min_health_score`,
+/// `max_load_factor` override), chosen by `strategy`. Counts as a discovery
+/// request.
+#[utoipa::path(
+    get,
+    path = "/v1/select",
+    operation_id = "selectAgent",
+    tag = "discovery",
+    params(
+        SelectQuery,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "The selected agent (active, healthy and unloaded enough).", body = AgentRecord),
+        (status = 404, description = "`no_agent_available`: no agent qualifies.", body = ErrorBody),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn select(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -279,11 +318,24 @@ pub async fn select(
         })
 }
 
-/// `GET /v1/capabilities`: every capability with its agent counts by status.
+/// Every capability with its agent counts by status.
+#[utoipa::path(
+    get,
+    path = "/v1/capabilities",
+    operation_id = "listCapabilities",
+    tag = "discovery",
+    params(ReadOptions),
+    responses(
+        (status = 200, description = "Capabilities by name.", body = CapabilityList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn capabilities(
     State(node): State<Node>,
     Query(read): Query<ReadOptions>,
-) -> ApiResult<Json<registry_types::api::CapabilityList>> {
+) -> ApiResult<Json<CapabilityList>> {
     node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::CapabilityList {
@@ -292,11 +344,24 @@ pub async fn capabilities(
     }))
 }
 
-/// `GET /v1/runtimes`: every runtime with its agent counts by status.
+/// Every runtime with its agent counts by status.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes",
+    operation_id = "listRuntimes",
+    tag = "discovery",
+    params(ReadOptions),
+    responses(
+        (status = 200, description = "Runtimes by id.", body = RuntimeList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn runtimes(
     State(node): State<Node>,
     Query(read): Query<ReadOptions>,
-) -> ApiResult<Json<registry_types::api::RuntimeList>> {
+) -> ApiResult<Json<RuntimeList>> {
     node.read_gate(&read).await?;
     let g = node.shared.read();
     Ok(Json(registry_types::api::RuntimeList {
@@ -305,13 +370,26 @@ pub async fn runtimes(
     }))
 }
 
-/// `GET /v1/runtimes/{id}`: one runtime's agents and counts; 404 `not_found`
-/// when no agent runs there.
+/// One runtime's agents and counts.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes/{id}",
+    operation_id = "getRuntime",
+    tag = "discovery",
+    params(("id" = String, Path, description = "The runtime id."), ReadOptions),
+    responses(
+        (status = 200, description = "The runtime.", body = RuntimeDetail),
+        (status = 404, description = "`not_found`: no agent runs in that runtime.", body = ErrorBody),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn runtime(
     State(node): State<Node>,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(read): Query<ReadOptions>,
-) -> ApiResult<Json<registry_types::api::RuntimeDetail>> {
+) -> ApiResult<Json<RuntimeDetail>> {
     node.read_gate(&read).await?;
     let g = node.shared.read();
     let (runtime, agents) = g.registry.runtime(&id).ok_or_else(|| {

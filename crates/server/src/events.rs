@@ -19,11 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use registry_state::index::normalize;
 use registry_types::query::{self, EventsPoll, ReadOptions};
-use registry_types::{ErrorCode, Event, EventKind, Revision};
+use registry_types::{ErrorBody, ErrorCode, Event, EventKind, Revision};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::node::Node;
+use crate::openapi::{BadRequest, Internal, ReadUnavailable};
 
 /// Longest long-poll wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -66,12 +67,16 @@ impl EventFilter {
 }
 
 /// Answer of a long poll.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventBatch {
+    /// The matching events after the starting point, oldest first (at most
+    /// 1,000); empty when the wait ended without one.
     pub events: Vec<Event>,
     /// The node's applied revision when it answered.
+    #[schema(value_type = u64)]
     pub revision: Revision,
     /// Pass as `from_revision` to continue after this batch.
+    #[schema(value_type = u64)]
     pub next_from_revision: Revision,
 }
 
@@ -132,7 +137,40 @@ fn collect(
     Ok((out, last))
 }
 
-/// `GET /v1/events?from_revision=N[&wait=30s][&type=..&agent_id=..&capability=..&runtime_id=..]`.
+/// Follow changes: server-sent events, or a long poll with `wait`.
+///
+/// Every applied change has a revision; every node serves the same events in
+/// the same order. Without `wait` the answer is a `text/event-stream` (resume
+/// with the `Last-Event-ID` header); with `wait` it is a JSON long poll that
+/// answers as soon as a matching event past the starting point exists, or
+/// when the wait ends (with an empty list). Events are kept in a bounded
+/// window (`--event-window`); a start below it gets 410 `revision_compacted`.
+/// A stream overtaken by compaction ends with an SSE `error` event carrying
+/// the same error body.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "watchEvents",
+    tag = "events",
+    params(
+        query::EventFilter,
+        EventsPoll,
+        ReadOptions,
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last event received; the stream resumes after it."),
+    ),
+    responses(
+        (status = 200, description = "A `text/event-stream` (event id = revision, event name = type, data = an `Event`), or with `wait` a JSON batch.",
+            content(
+                (String = "text/event-stream"),
+                (EventBatch = "application/json"),
+            )
+        ),
+        (status = 400, response = BadRequest),
+        (status = 410, description = "`revision_compacted`: the starting revision fell out of the event window; list again, then watch from the listing's revision + 1.", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn events(
     State(node): State<Node>,
     headers: HeaderMap,

@@ -19,7 +19,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 
-use registry_types::api::{CapabilityMatch, HeartbeatRequest, RegisterRequest};
+use registry_types::api::{CapabilityMatch, HeartbeatRequest, RegisterRequest, Stats};
 use registry_types::command::Keep;
 use registry_types::legacy::{
     DevToolsRegisterRequest, DevToolsRegisterResponse, HostPortRegisterRequest, LegacyAgent,
@@ -35,9 +35,33 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJsonBody, Query};
 use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
+use crate::openapi::{
+    AgentNotFound, BadRequest, HeartbeatAgentNotFound, HeartbeatUnavailable, Internal,
+    PayloadTooLarge, ReadUnavailable, WriteTimeout, WriteUnavailable,
+};
 
-/// `POST /register` (Dev-Tools): an upsert of id, name, base URL,
-/// capabilities, status and metadata; the rest of an existing record stays.
+/// Register an agent (Dev-Tools registry).
+///
+/// The Dev-Tools `RegistryClient`'s `register` and `update_status`: an upsert
+/// of id, name, base URL, capabilities, status and metadata; the rest of an
+/// existing record stays. Status may be `offline`. Always 200, `created`
+/// telling whether the agent is new. A write; it counts as a heartbeat. `/v1`
+/// equivalent: `POST /v1/agents`, which replaces the whole record.
+#[utoipa::path(
+    post,
+    path = "/register",
+    operation_id = "registerAgentCompat",
+    tag = "compatibility",
+    request_body = DevToolsRegisterRequest,
+    responses(
+        (status = 200, description = "Registered (created or updated).", body = DevToolsRegisterResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn register(
     State(node): State<Node>,
     JsonBody(req): JsonBody<DevToolsRegisterRequest>,
@@ -83,9 +107,27 @@ pub async fn register(
     }))
 }
 
-/// `POST /agents/register` (configurable-agents): the endpoint is
-/// `http://{host}:{port}`; capabilities and the rest of an existing record
-/// stay.
+/// Register an agent by host and port (configurable-agents registry).
+///
+/// The configurable-agents `AgentRegistryClient.register`: an upsert whose
+/// endpoint is `http://{host}:{port}`; capabilities and the rest of an
+/// existing record stay. Always 200 with the agent. A write; it counts as a
+/// heartbeat. `/v1` equivalent: `POST /v1/agents`.
+#[utoipa::path(
+    post,
+    path = "/agents/register",
+    operation_id = "registerAgentCompatAgents",
+    tag = "compatibility",
+    request_body = HostPortRegisterRequest,
+    responses(
+        (status = 200, description = "The agent as registered.", body = LegacyAgent),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn register_host_port(
     State(node): State<Node>,
     JsonBody(req): JsonBody<HostPortRegisterRequest>,
@@ -124,9 +166,28 @@ pub async fn register_host_port(
     Ok(Json(view(record)))
 }
 
-/// `POST /agents/{id}/heartbeat`: a heartbeat that also reports the agent
-/// `active` (as those registries' heartbeats did), unless its body reports
-/// another status. An operator's suspension still stands.
+/// Heartbeat (both earlier registries).
+///
+/// As `POST /v1/agents/{id}/heartbeat`, except that it also reports the agent
+/// `active` (as those registries' heartbeats did) unless its body reports
+/// another status; an operator's `suspended` (and a `deregistering` agent)
+/// stays. 404 `agent_not_found`: register again.
+#[utoipa::path(
+    post,
+    path = "/agents/{id}/heartbeat",
+    operation_id = "heartbeatAgentCompat",
+    tag = "compatibility",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    request_body(content = Option<HeartbeatRequest>, description = "Optional: none, an empty body or `{}` is a plain heartbeat."),
+    responses(
+        (status = 200, description = "Recorded. Beat again after `next_heartbeat_ms`.", body = LegacyHeartbeatResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = HeartbeatAgentNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = HeartbeatUnavailable),
+    ),
+)]
 pub async fn heartbeat(
     State(node): State<Node>,
     State(liveness): State<Liveness>,
@@ -147,11 +208,29 @@ pub async fn heartbeat(
     }))
 }
 
-/// `GET /agents`: a JSON list of every agent (optionally one `status`;
-/// with `include_dead=false` only live ones), in id order. The `/v1`
-/// filters (`capability`, `tag`, `agent_type`, `runtime_id`) and `limit`
-/// apply too. Read page by page, so the state lock is never held for the
-/// whole fleet.
+/// List agents as a bare array.
+///
+/// Every agent matching the filters (AND), ordered by id, as a JSON array (no
+/// paging: `limit` caps it); with `include_dead=false` only live ones. Read
+/// page by page, so the state lock is never held for the whole fleet. `/v1`
+/// equivalent: `GET /v1/agents` (paged, wrapped, no `include_dead`).
+#[utoipa::path(
+    get,
+    path = "/agents",
+    operation_id = "listAgentsCompat",
+    tag = "compatibility",
+    params(
+        ListFilter,
+        LegacyListOptions,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "The agents, ordered by id.", body = Vec<LegacyAgent>),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn list(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -189,7 +268,23 @@ pub async fn list(
     Ok(Json(out))
 }
 
-/// `GET /agents/{id}`: one agent (404 `agent_not_found` when unknown).
+/// Get one agent as a bare object.
+///
+/// `/v1` equivalent: `GET /v1/agents/{id}` (wrapped in `{"agent", "revision"}`).
+#[utoipa::path(
+    get,
+    path = "/agents/{id}",
+    operation_id = "getAgentCompat",
+    tag = "compatibility",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`)."), ReadOptions),
+    responses(
+        (status = 200, description = "The agent (no wrapper).", body = LegacyAgent),
+        (status = 404, response = AgentNotFound),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn get(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -202,7 +297,24 @@ pub async fn get(
     Ok(Json(view(api::get_record(&node, &id)?.0)))
 }
 
-/// `DELETE /agents/{id}` (404 `agent_not_found` when unknown).
+/// Deregister an agent (configurable-agents registry).
+///
+/// A write. `/v1` equivalent: `DELETE /v1/agents/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/agents/{id}",
+    operation_id = "deleteAgentCompat",
+    tag = "compatibility",
+    params(("id" = AgentId, Path, description = "Agent id; anything else is a 400 `invalid_argument` (field `agent_id`).")),
+    responses(
+        (status = 200, description = "Removed.", body = LegacyDeleteResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = AgentNotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn delete(
     State(node): State<Node>,
     Path(id): Path<String>,
@@ -216,9 +328,27 @@ pub async fn delete(
     }))
 }
 
-/// `GET /capabilities/search?q=`: a JSON list, one item per matching
-/// capability, of `active` agents unless `status` names another; at most
-/// `limit` (default and most: 1,000) items.
+/// Search capabilities as a bare array (Dev-Tools registry).
+///
+/// One item per matching capability (name, tags or description contain `q`,
+/// case-insensitively), of `active` agents unless `status` names another.
+/// `/v1` equivalent: `GET /v1/capabilities/search?status=active`.
+#[utoipa::path(
+    get,
+    path = "/capabilities/search",
+    operation_id = "searchCapabilitiesCompat",
+    tag = "compatibility",
+    params(
+        SearchQuery,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "The matches (no wrapper).", body = Vec<LegacySearchHit>),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn search(
     State(node): State<Node>,
     State(requests): State<DiscoveryRequests>,
@@ -235,6 +365,30 @@ pub async fn search(
     )
     .await?;
     Ok(Json(found.matches.into_iter().map(hit).collect()))
+}
+
+/// Registry statistics (the Dev-Tools client's `get_stats`).
+///
+/// Same as `GET /v1/stats`.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    operation_id = "getStatsCompat",
+    tag = "compatibility",
+    params(ReadOptions),
+    responses(
+        (status = 200, description = "Counts.", body = Stats),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
+pub async fn stats(
+    node: State<Node>,
+    requests: State<DiscoveryRequests>,
+    read: Query<ReadOptions>,
+) -> ApiResult<Json<Stats>> {
+    api::stats(node, requests, read).await
 }
 
 /// An agent as the legacy routes show it.

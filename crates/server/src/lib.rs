@@ -29,7 +29,9 @@
 //!   errors; [`error`]: the one error type of the edge, with the
 //!   conversions from the core's errors.
 //! - [`internal`]: Raft RPC and node-to-node routes (bincode).
-//! - [`openapi`]: the OpenAPI document served at `/openapi.json`.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers and
+//!   the wire types ([`public_api`] lists the routes once for both), served
+//!   at `/openapi.json` and browsable at `/docs`.
 //! - [`AppState`] gives each handler the parts it names ([`axum::extract::FromRef`]).
 
 pub mod api;
@@ -56,8 +58,11 @@ use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::post;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use registry_types::{ErrorCode, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
 
@@ -92,57 +97,61 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
 /// Largest internal request (Raft append batches, snapshot chunks).
 const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Builds the full router of a node: public API, internal routes, fallbacks
-/// and the middleware that stamps every response with the node's position.
-pub fn router(state: AppState) -> Router {
-    let node = &state.node;
-    let public = Router::new()
-        .route("/v1/agents", post(api::register).get(api::list_agents))
-        .route(
-            "/v1/agents/{id}",
-            get(api::get_agent).delete(api::delete_agent),
-        )
-        .route("/v1/agents/{id}/status", put(api::set_status))
-        .route("/v1/agents/{id}/health", put(api::set_health))
-        .route("/v1/agents/{id}/heartbeat", post(api::heartbeat))
-        .route("/agents/{id}/heartbeat", post(legacy::heartbeat))
-        .route("/v1/capabilities/search", get(api::search_capabilities))
-        .route("/v1/stats", get(api::stats))
-        .route("/v1/cluster", get(api::cluster))
-        .route("/v1/events", get(events::events))
-        .route("/v1/discover", post(discovery::discover))
-        .route("/v1/select", get(discovery::select))
-        .route("/v1/capabilities", get(discovery::capabilities))
-        .route("/v1/runtimes", get(discovery::runtimes))
-        .route("/v1/runtimes/{id}", get(discovery::runtime))
-        .route("/v1/scaling/policies", get(scaling::list_policies))
-        .route(
-            "/v1/scaling/policies/{capability}",
-            put(scaling::put_policy)
-                .get(scaling::get_policy)
-                .delete(scaling::delete_policy),
-        )
-        .route("/v1/scaling/advisories", get(scaling::advisories))
-        .route("/health/live", get(api::live))
-        .route("/health/ready", get(api::ready))
-        .route("/health/{id}", get(api::agent_health))
-        .route("/openapi.json", get(openapi::serve))
-        .route("/metrics", get(api::metrics))
+/// The public API: every public route with its OpenAPI operation, listed
+/// once. The router serves these routes and [`openapi::document`] describes
+/// them, both from this list, so the two cannot drift apart. Bodies are
+/// limited to `max_body_bytes`, except `POST /v1/heartbeats`.
+pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
+    let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::register, api::list_agents))
+        .routes(routes!(api::get_agent, api::delete_agent))
+        .routes(routes!(api::set_status))
+        .routes(routes!(api::set_health))
+        .routes(routes!(api::heartbeat))
+        .routes(routes!(legacy::heartbeat))
+        .routes(routes!(api::search_capabilities))
+        .routes(routes!(api::stats))
+        .routes(routes!(api::cluster))
+        .routes(routes!(events::events))
+        .routes(routes!(discovery::discover))
+        .routes(routes!(discovery::select))
+        .routes(routes!(discovery::capabilities))
+        .routes(routes!(discovery::runtimes))
+        .routes(routes!(discovery::runtime))
+        .routes(routes!(scaling::list_policies))
+        .routes(routes!(
+            scaling::put_policy,
+            scaling::get_policy,
+            scaling::delete_policy
+        ))
+        .routes(routes!(scaling::advisories))
+        .routes(routes!(api::live))
+        .routes(routes!(api::ready))
+        .routes(routes!(api::agent_health))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(api::metrics))
         // Routes existing agent code already calls, in its shapes.
-        .route("/register", post(legacy::register))
-        .route("/agents/register", post(legacy::register_host_port))
-        .route("/agents", get(legacy::list))
-        .route("/agents/{id}", get(legacy::get).delete(legacy::delete))
-        .route("/capabilities/search", get(legacy::search))
-        .route("/stats", get(api::stats))
-        .layer(DefaultBodyLimit::max(node.config.max_body_bytes));
+        .routes(routes!(legacy::register))
+        .routes(routes!(legacy::register_host_port))
+        .routes(routes!(legacy::list))
+        .routes(routes!(legacy::get, legacy::delete))
+        .routes(routes!(legacy::search))
+        .routes(routes!(legacy::stats))
+        .layer(DefaultBodyLimit::max(max_body_bytes));
     // A runtime beating for thousands of agents needs more than one record's
     // worth of body.
-    let batches = Router::new()
-        .route("/v1/heartbeats", post(api::heartbeats))
-        .layer(DefaultBodyLimit::max(
-            node.config.max_body_bytes.max(1024 * 1024),
-        ));
+    let batches = OpenApiRouter::new()
+        .routes(routes!(api::heartbeats))
+        .layer(DefaultBodyLimit::max(max_body_bytes.max(1024 * 1024)));
+    public.merge(batches)
+}
+
+/// Builds the full router of a node: the public API, its browsable
+/// reference (`/docs`), internal routes, fallbacks and the middleware that
+/// stamps every response with the node's position.
+pub fn router(state: AppState) -> Router {
+    let (public, _) = public_api(state.node.config.max_body_bytes).split_for_parts();
+    // Node-to-node routes: bincode bodies, not part of the public document.
     let internal = Router::new()
         .route("/internal/raft/append", post(internal::append))
         .route("/internal/raft/vote", post(internal::vote))
@@ -155,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT))
         .layer(middleware::from_fn(internal_format_guard));
     public
-        .merge(batches)
+        .merge(openapi::swagger_ui())
         .merge(internal)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -69,6 +69,10 @@ async fn shutdown_signal() {
 
 fn main() {
     let config = Config::parse();
+    if config.print_openapi {
+        println!("{}", agent_registry::openapi::document_json());
+        exit_now(0);
+    }
     init_tracing(config.log_format);
     disable_transparent_huge_pages();
     // A panic anywhere (a background task included) takes the node down

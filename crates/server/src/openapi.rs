@@ -1,12 +1,271 @@
-//! The OpenAPI document of the public API, served at `GET /openapi.json`.
+//! The OpenAPI document of the public API, generated from the code: the
+//! paths from the handlers' `#[utoipa::path]` attributes, the schemas from
+//! the wire types of `registry-types` (their `///` docs are the
+//! descriptions). [`crate::public_api`] lists every public route once, and
+//! both the router and this document are built from that list, so the
+//! document cannot drift from the router.
+//!
+//! - [`document`]: the document; `GET /openapi.json` serves it
+//!   ([`serve`]) and `agent-registry --print-openapi` prints it.
+//! - [`swagger_ui`]: a browsable reference at `/docs` (Swagger UI, its
+//!   assets embedded in the binary: nothing is fetched at run time).
+//! - The shared error answers ([`BadRequest`], [`ReadUnavailable`], ...),
+//!   referenced by the handlers' `responses(...)`. The query parameters are
+//!   the typed query structs of `registry_types::query` (`IntoParams`),
+//!   the same structs the handlers extract.
 
-use axum::Json;
-use serde_json::Value;
+use std::sync::LazyLock;
 
-/// The OpenAPI 3.0 document, embedded at build time.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{OpenApi, ToResponse};
 
-/// `GET /openapi.json`.
-pub async fn serve() -> Json<Value> {
-    Json(serde_json::from_str(OPENAPI_JSON).unwrap_or(Value::Null))
+use registry_types::query::{Consistency, SelectStrategy};
+use registry_types::{ErrorBody, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE, HEADER_REVISION};
+
+/// The title, description, tags and shared components of the document;
+/// the paths come from [`crate::public_api`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agent registry",
+        description = "Registry of AI agents and their capabilities, replicated over a 3- or \
+            5-node Raft cluster. Every node serves this API; writes are forwarded to the \
+            leader. Heartbeats are not Raft writes: any node accepts them, the leader keeps \
+            them in memory and checkpoints them every second (the `liveness` tag).\n\n\
+            Every response, errors included, carries `x-registry-revision`, \
+            `x-registry-node`, `x-registry-leader` and `x-registry-last-contact-ms`. Errors \
+            are `{\"error\": {\"code\", \"message\", \"field\"?, \"retryable\"}}` (`ErrorBody`); \
+            an unknown path answers 404 `not_found` and an unserved method 405 \
+            `method_not_allowed`. Bodies are JSON (the content type is not checked) of at \
+            most `--max-body-bytes` (64 KiB by default; `POST /v1/heartbeats`: the larger \
+            of that and 1 MiB). Reads take `consistency` and `min_revision`. See \
+            docs/api.md.",
+        license(name = "Apache-2.0"),
+    ),
+    tags(
+        (name = "agents", description = "Registration and changes (writes) and reads of one agent."),
+        (name = "liveness", description = "Heartbeats: lease renewal and self-reported status, \
+            health and load. Not Raft entries; answered by any node, recorded by the leader."),
+        (name = "discovery", description = "Listing, search, selection and statistics."),
+        (name = "events", description = "The change stream."),
+        (name = "scaling", description = "Scaling policies per capability and the advisories \
+            the registry derives from them."),
+        (name = "cluster", description = "Node and cluster health."),
+        (name = "meta", description = "API description and metrics."),
+        (name = "compatibility", description = "Routes agent code written for two earlier \
+            registries calls, in those registries' shapes: the Dev-Tools registry's \
+            `RegistryClient` and the configurable-agents `AgentRegistryClient` (docs/api.md, \
+            \"Moving from an earlier registry\")."),
+    ),
+    components(
+        // The error body, and the enums that only query parameters use
+        // (`IntoParams` refers to their schemas without adding them).
+        schemas(ErrorBody, Consistency, SelectStrategy),
+        responses(
+            BadRequest,
+            AgentNotFound,
+            Conflict,
+            PayloadTooLarge,
+            BatchPayloadTooLarge,
+            Internal,
+            ReadUnavailable,
+            WriteUnavailable,
+            WriteTimeout,
+            HeartbeatAgentNotFound,
+            HeartbeatUnavailable,
+        )
+    ),
+)]
+pub struct ApiDoc;
+
+/// The whole document: [`ApiDoc`] with every public route's operation, and
+/// the position headers on every response.
+pub fn document() -> Document {
+    // The body limits do not show in the document: any will do.
+    let mut doc = crate::public_api(0).into_openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    add_position_headers(&mut doc);
+    doc
 }
+
+/// The document as served, built once.
+static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
+    // A tree of strings, numbers and maps always serializes.
+    document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes to JSON")
+});
+
+/// The document as JSON, as `GET /openapi.json` serves it.
+pub fn document_json() -> &'static str {
+    DOCUMENT_JSON.as_str()
+}
+
+/// The OpenAPI document of this API.
+///
+/// Generated from the code that serves the routes: the same list builds the
+/// router and this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "meta",
+    responses((status = 200, description = "This OpenAPI 3.1 document.", content_type = "application/json", body = Object)),
+)]
+pub async fn serve() -> Response {
+    ([(CONTENT_TYPE, "application/json")], document_json()).into_response()
+}
+
+/// The browsable reference at `/docs` (`/docs/` and its assets), reading
+/// the document from `/openapi.json`.
+pub fn swagger_ui<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::from("/openapi.json"))
+        .into()
+}
+
+/// Adds the headers that stamp every answer with the node's position
+/// (`crate::stamp_response`) to every response of the document. They are
+/// written out on each response: utoipa's response headers cannot be
+/// references, and a pass over the JSON instead would lose the order of
+/// the properties (fields as declared).
+fn add_position_headers(doc: &mut Document) {
+    let integer = |minimum: f64, description: &str| {
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(minimum)),
+            )
+            .description(Some(description))
+            .build()
+    };
+    let headers = [
+        (
+            HEADER_REVISION,
+            integer(
+                0.0,
+                "The registry revision this node had applied when it answered.",
+            ),
+        ),
+        (HEADER_NODE, integer(1.0, "Id of the node that answered.")),
+        (
+            HEADER_LEADER,
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(
+                    "Id of the leader the answering node knows of; empty when it knows none.",
+                ))
+                .build(),
+        ),
+        (
+            HEADER_LAST_CONTACT,
+            integer(
+                -1.0,
+                "Milliseconds since the answering node last heard from its leader: 0 on the \
+                 leader, -1 when never.",
+            ),
+        ),
+    ];
+    let stamp = |response: &mut RefOr<utoipa::openapi::Response>| {
+        if let RefOr::T(r) = response {
+            for (name, header) in &headers {
+                r.headers.insert(name.to_string(), header.clone());
+            }
+        }
+    };
+    if let Some(components) = doc.components.as_mut() {
+        components.responses.values_mut().for_each(stamp);
+    }
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.responses.responses.values_mut().for_each(stamp);
+        }
+    }
+}
+
+/// `invalid_json` or `invalid_argument`: the body, a path id or a query
+/// parameter is malformed or not allowed (`field` names it when known).
+#[derive(ToResponse)]
+#[allow(dead_code)] // Documentation only: the answer is an `ApiError`.
+pub struct BadRequest(ErrorBody);
+
+/// `agent_not_found`: no agent with that id.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct AgentNotFound(ErrorBody);
+
+/// `already_exists` (`if_absent` set) or `revision_mismatch`
+/// (`expected_revision` did not match).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct Conflict(ErrorBody);
+
+/// `payload_too_large`: the body exceeds `--max-body-bytes` (64 KiB by
+/// default).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct PayloadTooLarge(ErrorBody);
+
+/// `payload_too_large`: the body exceeds the larger of `--max-body-bytes`
+/// and 1 MiB.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct BatchPayloadTooLarge(ErrorBody);
+
+/// `internal`: see the node's log.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct Internal(ErrorBody);
+
+/// `no_leader` (no read index within the read timeout) or `unavailable`
+/// (`min_revision` or the read index not applied in time). Retry, possibly
+/// on another node or with `consistency=stale`.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying (always 1).")))]
+#[allow(dead_code)]
+pub struct ReadUnavailable(ErrorBody);
+
+/// `no_leader` (no leader within the write timeout) or `unavailable` (node
+/// stopping). The write was not applied; safe to retry.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying (always 1).")))]
+#[allow(dead_code)]
+pub struct WriteUnavailable(ErrorBody);
+
+/// `timeout`: the outcome of the write is unknown (it may or may not have
+/// been applied). Read the agent before retrying a non-idempotent write.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct WriteTimeout(ErrorBody);
+
+/// `agent_not_found`: the agent is not registered: never was, or was
+/// removed (deregistered, or expired after `deregister_after_seconds` of
+/// silence). Register it again, then resume heartbeats.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct HeartbeatAgentNotFound(ErrorBody);
+
+/// `no_leader`: no leader was reachable within the write timeout (5 s).
+/// The heartbeat was not recorded; retry (heartbeats are idempotent), on
+/// any node.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying (always 1).")))]
+#[allow(dead_code)]
+pub struct HeartbeatUnavailable(ErrorBody);

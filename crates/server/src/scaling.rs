@@ -13,11 +13,14 @@ use registry_types::scaling::{
     ScalingAdvisoryList, ScalingPolicy, ScalingPolicyList, ScalingPolicyRequest,
     MAX_SCALING_POLICIES,
 };
-use registry_types::{Command, CommandResult, ErrorCode, Timestamp};
+use registry_types::{Command, CommandResult, ErrorBody, ErrorCode, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Query};
 use crate::node::Node;
+use crate::openapi::{
+    BadRequest, Internal, PayloadTooLarge, ReadUnavailable, WriteTimeout, WriteUnavailable,
+};
 
 fn capability_of(node: &Node, raw: &str) -> ApiResult<String> {
     check_capability_name("capability", raw, &node.config.limits())?;
@@ -31,8 +34,26 @@ fn policy_not_found(capability: &str) -> ApiError {
     )
 }
 
-/// `PUT /v1/scaling/policies/{capability}`: sets (creates or replaces) the
-/// policy and evaluates it at once.
+/// Set a capability's scaling policy.
+///
+/// Creates or replaces the policy and evaluates it at once (advisories it
+/// implies are in force when this answers). A write. At most 1,000 policies.
+#[utoipa::path(
+    put,
+    path = "/v1/scaling/policies/{capability}",
+    operation_id = "putScalingPolicy",
+    tag = "scaling",
+    params(("capability" = String, Path, description = "Capability name (case-insensitive).")),
+    request_body = ScalingPolicyRequest,
+    responses(
+        (status = 200, description = "The policy as stored.", body = ScalingPolicy),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn put_policy(
     State(node): State<Node>,
     Path(raw): Path<String>,
@@ -68,8 +89,25 @@ pub async fn put_policy(
     }
 }
 
-/// `DELETE /v1/scaling/policies/{capability}`: removes the policy and clears
-/// its advisories; 404 `policy_not_found` when there is none.
+/// Remove a capability's scaling policy.
+///
+/// Removes the policy and clears its advisories (each with a clearing
+/// `SCALING_ADVISORY` event). A write.
+#[utoipa::path(
+    delete,
+    path = "/v1/scaling/policies/{capability}",
+    operation_id = "deleteScalingPolicy",
+    tag = "scaling",
+    params(("capability" = String, Path, description = "Capability name (case-insensitive).")),
+    responses(
+        (status = 200, description = "The policies that remain.", body = ScalingPolicyList),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "`policy_not_found`: no scaling policy for that capability.", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, response = WriteUnavailable),
+        (status = 504, response = WriteTimeout),
+    ),
+)]
 pub async fn delete_policy(
     State(node): State<Node>,
     Path(raw): Path<String>,
@@ -93,7 +131,21 @@ pub async fn delete_policy(
     }
 }
 
-/// `GET /v1/scaling/policies/{capability}`.
+/// One capability's scaling policy.
+#[utoipa::path(
+    get,
+    path = "/v1/scaling/policies/{capability}",
+    operation_id = "getScalingPolicy",
+    tag = "scaling",
+    params(("capability" = String, Path, description = "Capability name (case-insensitive)."), ReadOptions),
+    responses(
+        (status = 200, description = "The policy.", body = ScalingPolicy),
+        (status = 404, description = "`policy_not_found`: no scaling policy for that capability.", body = ErrorBody),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn get_policy(
     State(node): State<Node>,
     Path(raw): Path<String>,
@@ -109,7 +161,20 @@ pub async fn get_policy(
         .ok_or_else(|| policy_not_found(&capability))
 }
 
-/// `GET /v1/scaling/policies`.
+/// Every scaling policy.
+#[utoipa::path(
+    get,
+    path = "/v1/scaling/policies",
+    operation_id = "listScalingPolicies",
+    tag = "scaling",
+    params(ReadOptions),
+    responses(
+        (status = 200, description = "The policies, by capability.", body = ScalingPolicyList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn list_policies(
     State(node): State<Node>,
     Query(read): Query<ReadOptions>,
@@ -122,7 +187,23 @@ pub async fn list_policies(
     }))
 }
 
-/// `GET /v1/scaling/advisories[?capability=]`: the advisories in force.
+/// The scaling advisories in force.
+#[utoipa::path(
+    get,
+    path = "/v1/scaling/advisories",
+    operation_id = "listScalingAdvisories",
+    tag = "scaling",
+    params(
+        AdvisoryFilter,
+        ReadOptions,
+    ),
+    responses(
+        (status = 200, description = "Advisories in force, by capability then action.", body = ScalingAdvisoryList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = ReadUnavailable),
+    ),
+)]
 pub async fn advisories(
     State(node): State<Node>,
     Query(filter): Query<AdvisoryFilter>,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::ids::{AgentId, Revision, Timestamp};
 use crate::names::UnknownName;
@@ -13,6 +14,10 @@ use crate::names::UnknownName;
 /// `registering → active ⇄ busy/degraded → unhealthy → offline → (removed)`;
 /// `suspended` is set by an operator only and is never overridden by
 /// heartbeats; `deregistering` is an agent announcing a graceful exit.
+/// The leader moves a silent agent down the ladder (silent for
+/// `ttl_seconds` → `unhealthy`, `offline_after_seconds` → `offline`,
+/// `deregister_after_seconds` → removed); a heartbeat or re-registration
+/// brings it back.
 ///
 /// The wire name is the snake_case variant name, exact in JSON bodies and
 /// records; parsing it from text (`FromStr`: query parameters, the command
@@ -32,6 +37,7 @@ use crate::names::UnknownName;
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(
@@ -92,23 +98,28 @@ impl AgentStatus {
 }
 
 /// One thing an agent can do.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Capability {
     /// Human-readable capability name, e.g. "Python code generation".
     pub name: String,
+    /// What the capability does, in the agent's words.
     #[serde(default)]
+    #[schema(required = true)]
     pub description: String,
     /// Free-form tags, matched case-insensitively.
     #[serde(default)]
+    #[schema(required = true)]
     pub tags: Vec<String>,
     /// The agent's own estimate of what one call costs, exactly as it sent
     /// it. Absent when unknown.
     #[serde(default)]
+    #[schema(required = true)]
     pub cost_estimate: Option<CostEstimate>,
     /// The capability's parameters as the agent described them (a JSON
     /// object: `{"language": "str"}`, a JSON schema, ...), kept verbatim and
     /// never interpreted. Empty when none were given.
     #[serde(default, deserialize_with = "null_as_empty")]
+    #[schema(required = true)]
     pub parameters: Metadata,
 }
 
@@ -146,6 +157,40 @@ impl CostEstimate {
     /// Longest text estimate accepted, in bytes.
     pub const MAX_TEXT_BYTES: usize = 256;
 }
+
+/// A number or a string (serialized by hand, so the schema is written by
+/// hand too).
+impl utoipa::PartialSchema for CostEstimate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
+                    .minimum(Some(0.0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(CostEstimate::MAX_TEXT_BYTES)),
+            )
+            .description(Some(format!(
+                "What one call of a capability costs, in the agent's own terms: a finite \
+                 number >= 0 (in the fleet's unit: credits, dollars, tokens) or text of at \
+                 most {} bytes such as \"~100 tokens\". Echoed back exactly as given (a whole \
+                 number is written without a fraction: 100, not 100.0); the registry never \
+                 interprets it.",
+                CostEstimate::MAX_TEXT_BYTES
+            )))
+            .examples([serde_json::json!("50-200 tokens per function")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CostEstimate {}
 
 /// The binary (bincode) shape of [`CostEstimate`]: an ordinary enum.
 #[derive(Serialize, Deserialize)]
@@ -225,6 +270,22 @@ impl Metadata {
     }
 }
 
+/// Any JSON object.
+impl utoipa::PartialSchema for Metadata {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(true)))
+            .description(Some(
+                "A free-form JSON object, kept verbatim; at most 16 KiB (16384 bytes) as compact JSON.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Metadata {}
+
 impl Serialize for Metadata {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -250,28 +311,43 @@ impl<'de> Deserialize<'de> for Metadata {
 }
 
 /// The replicated record of one agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentRecord {
+    /// The agent's id.
     pub agent_id: AgentId,
+    /// Display name, trimmed.
     pub name: String,
     /// Kind of agent ("llm", "tool", "orchestrator", ...), free-form.
     #[serde(default)]
+    #[schema(required = true)]
     pub agent_type: String,
     /// The runtime (host, pod, process group) the agent runs in.
     #[serde(default)]
+    #[schema(required = true)]
     pub runtime_id: String,
     /// Where the agent is reached, usually a URL.
     pub endpoint: String,
+    /// The agent's own version string, free-form.
     #[serde(default)]
+    #[schema(required = true)]
     pub version: String,
+    /// What the agent does, in its own words.
     #[serde(default)]
+    #[schema(required = true)]
     pub description: String,
+    /// What the agent can do.
     #[serde(default)]
+    #[schema(required = true)]
     pub capabilities: Vec<Capability>,
+    /// Agent-level tags, matched case-insensitively.
     #[serde(default)]
+    #[schema(required = true)]
     pub tags: Vec<String>,
+    /// Free-form JSON object the agent registered.
     #[serde(default)]
+    #[schema(required = true)]
     pub metadata: Metadata,
+    /// Where the agent stands on the liveness ladder.
     pub status: AgentStatus,
     /// 0 (dead) to 1 (perfect), reported by the agent.
     pub health_score: f64,
@@ -279,6 +355,7 @@ pub struct AgentRecord {
     pub load_factor: f64,
     /// Named figures reported by the agent (latency_ms, success_rate, ...).
     #[serde(default)]
+    #[schema(required = true)]
     pub performance_metrics: BTreeMap<String, f64>,
     /// Seconds without a heartbeat before the agent is marked unhealthy.
     pub ttl_seconds: u32,
@@ -286,16 +363,23 @@ pub struct AgentRecord {
     pub offline_after_seconds: u32,
     /// Seconds without a heartbeat before the agent is removed (0: never).
     pub deregister_after_seconds: u32,
+    /// When the agent id was (last) created.
     pub registered_at: Timestamp,
+    /// When the record last changed.
     pub updated_at: Timestamp,
+    /// The last heartbeat the replicated record holds (heartbeats are
+    /// checkpointed about once a second, so it may lag by that much).
     pub last_heartbeat: Timestamp,
     /// Revision at which this agent id was (last) created.
+    #[schema(value_type = u64)]
     pub create_revision: Revision,
     /// Revision of the last change to this record.
+    #[schema(value_type = u64)]
     pub revision: Revision,
     /// Revision of the last registration (create or re-register) of this
     /// agent. Expiry commands name it, so a re-registration that raced an
     /// expiry wins.
+    #[schema(value_type = u64)]
     pub epoch: Revision,
 }
 

@@ -3,17 +3,21 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 use crate::ids::{AgentId, NodeId, Revision, Timestamp};
 use crate::query::SortBy;
 
 /// A capability as submitted by an agent.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CapabilityInput {
+    /// Required, not blank; at most 512 bytes; trimmed.
     pub name: String,
+    /// At most 8 KiB (8192 bytes).
     #[serde(default)]
     pub description: String,
+    /// At most 64 non-blank tags of at most 512 bytes each; trimmed.
     #[serde(default)]
     pub tags: Vec<String>,
     /// A number or text, echoed back as given.
@@ -44,41 +48,70 @@ impl From<CapabilityInput> for Capability {
 /// `agent_name` and `base_url` are accepted for `name` and `endpoint`.
 /// Required-ness and limits are checked by [`RegisterRequest::validate`], so
 /// that a missing field gets a clear message naming it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    /// The agent's id (see `AgentId`). When absent, the node generates a UUID
+    /// v4 (so a retried request without an id may create a second agent).
     #[serde(default)]
     pub agent_id: Option<String>,
+    /// Display name: required (or its alias `agent_name`), not blank, at most
+    /// 512 bytes; trimmed.
     #[serde(default, alias = "agent_name")]
     pub name: Option<String>,
+    /// Where the agent is reached, usually a URL: required (or its alias
+    /// `base_url`), not blank, at most 512 bytes; trimmed.
     #[serde(default, alias = "base_url")]
     pub endpoint: Option<String>,
+    /// Kind of agent, free-form; at most 512 bytes; trimmed.
     #[serde(default)]
     pub agent_type: String,
+    /// The runtime (host, pod, process group) the agent runs in; at most 512
+    /// bytes; trimmed.
     #[serde(default)]
     pub runtime_id: String,
+    /// The agent's own version string; at most 512 bytes.
     #[serde(default)]
     pub version: String,
+    /// What the agent does; at most 8 KiB (8192 bytes).
     #[serde(default)]
     pub description: String,
+    /// What the agent can do; at most 128.
     #[serde(default)]
     pub capabilities: Vec<CapabilityInput>,
+    /// Agent-level tags: at most 64 non-blank tags of at most 512 bytes;
+    /// trimmed.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A JSON object of at most 16 KiB (16384 bytes) as compact JSON, or null;
+    /// anything else is a 400.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// Initial status the agent reports (active, busy, degraded).
     #[serde(default)]
     pub status: Option<String>,
+    /// 0 (dead) to 1 (perfect). Omitted on re-registration: kept.
     #[serde(default)]
     pub health_score: Option<f64>,
+    /// 0 (idle) to 1 (saturated). Omitted on re-registration: kept.
     #[serde(default)]
     pub load_factor: Option<f64>,
+    /// Named figures (alias `metrics`): at most 64 finite values, names at most
+    /// 512 bytes. Omitted on re-registration: kept.
     #[serde(default, alias = "metrics")]
     pub performance_metrics: Option<BTreeMap<String, f64>>,
+    /// Seconds without a heartbeat before the agent is marked unhealthy; at
+    /// least twice the election timeout. Default: the node's `--default-ttl-
+    /// seconds` (30).
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
+    /// Seconds without a heartbeat before the agent is marked offline; not less
+    /// than `ttl_seconds`. Default: the node's default (60), or `ttl_seconds`
+    /// when longer.
     #[serde(default)]
     pub offline_after_seconds: Option<u32>,
+    /// Seconds without a heartbeat before the agent is removed: 0 (never) or
+    /// not less than `offline_after_seconds`. Default: the node's default.
     #[serde(default)]
     pub deregister_after_seconds: Option<u32>,
     /// Refuse (409 `already_exists`) when the id is taken.
@@ -86,50 +119,69 @@ pub struct RegisterRequest {
     pub if_absent: bool,
     /// Refuse (409 `revision_mismatch`) unless the record is at this revision.
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     pub expected_revision: Option<Revision>,
 }
 
 /// Answer to a registration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegisterResponse {
     /// Always true on a 2xx answer; kept for clients that check it.
     pub success: bool,
+    /// The agent's id (generated when the request gave none).
     pub agent_id: AgentId,
     /// True when the agent did not exist before.
     pub created: bool,
+    /// The revision of this change.
+    #[schema(value_type = u64)]
     pub revision: Revision,
+    /// The record as it is after the registration.
     pub agent: AgentRecord,
 }
 
 /// Body of `PUT /v1/agents/{id}/status`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatusUpdateRequest {
+    /// Any status of the ladder (case-insensitive): an operator may set
+    /// `suspended`, `deregistering`, `offline`, ...
     pub status: String,
 }
 
 /// Body of `PUT /v1/agents/{id}/health`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthUpdateRequest {
+    /// 0 (dead) to 1 (perfect); omitted: kept.
     #[serde(default)]
     pub health_score: Option<f64>,
+    /// 0 (idle) to 1 (saturated); omitted: kept.
     #[serde(default)]
     pub load_factor: Option<f64>,
+    /// Merged into `performance_metrics`: at most 64 finite values in all,
+    /// names at most 512 bytes.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
 }
 
 /// Answer to a status or health update, and to `GET /v1/agents/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentResponse {
+    /// The record.
     pub agent: AgentRecord,
+    /// On a read: the registry revision it was read at; on a change: the
+    /// revision of the change.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
 /// Answer to `DELETE /v1/agents/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeleteResponse {
+    /// Always true on a 2xx answer.
     pub success: bool,
+    /// The removed agent.
     pub agent_id: AgentId,
+    /// The revision of the removal.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
@@ -138,17 +190,23 @@ pub struct DeleteResponse {
 pub use crate::query::ListFilter;
 
 /// Answer to `GET /v1/agents`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentList {
+    /// One page of agents, ordered by agent id.
     pub agents: Vec<AgentRecord>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// The registry revision the page was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
-/// How a capability matched a search.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// How a capability matched a search: `exact` (its name equals the
+/// query), `tag` (one of its tags equals or contains it), `name` (its name
+/// contains it) or `description` (its description contains it); best
+/// first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKind {
     /// The capability name equals the query.
@@ -162,24 +220,35 @@ pub enum MatchKind {
 }
 
 /// One hit of `GET /v1/capabilities/search`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CapabilityMatch {
+    /// The agent that has the capability.
     pub agent_id: AgentId,
+    /// The agent's name.
     pub agent_name: String,
+    /// The agent's status.
     pub status: AgentStatus,
+    /// The agent's endpoint.
     pub endpoint: String,
+    /// The matching capability.
     pub capability: Capability,
     /// The capability's cost estimate, as the agent gave it.
     #[serde(default)]
+    #[schema(required = true)]
     pub cost_estimate: Option<CostEstimate>,
+    /// How the capability matched.
     pub match_kind: MatchKind,
 }
 
 /// Answer to `GET /v1/capabilities/search`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
+    /// The search text, trimmed.
     pub query: String,
+    /// One item per matching capability, best matches first.
     pub matches: Vec<CapabilityMatch>,
+    /// The registry revision the search was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
@@ -190,9 +259,11 @@ pub struct SearchResponse {
 /// through Raft, so every node reports the same totals and they survive
 /// leader changes and restarts. The fields other registries report default
 /// to zero when an older server's answer lacks them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Stats {
+    /// Agents registered now, whatever their status.
     pub total_agents: u64,
+    /// Agents per status; statuses with no agent are absent.
     pub agents_by_status: BTreeMap<AgentStatus, u64>,
     /// Registrations that created an agent, ever (not decreased by removals).
     pub total_registrations: u64,
@@ -210,36 +281,46 @@ pub struct Stats {
     pub offline_agents: u64,
     /// Agents whose status is `degraded`.
     #[serde(default)]
+    #[schema(required = true)]
     pub degraded_agents: u64,
     /// Agents registered now, whatever their status (= `total_agents`).
     #[serde(default)]
+    #[schema(required = true)]
     pub registered_agents: u64,
     /// Heartbeats the leaders received, ever.
     #[serde(default)]
+    #[schema(required = true)]
     pub health_checks_performed: u64,
     /// Liveness transitions caused by missed heartbeats, ever: each step to
     /// unhealthy, to offline and each removal counts once.
     #[serde(default)]
+    #[schema(required = true)]
     pub failed_health_checks: u64,
     /// Scaling advisories that came into force, ever.
     #[serde(default)]
+    #[schema(required = true)]
     pub auto_scaling_events: u64,
     /// Same as `discovery_requests` (the name other registries report).
     #[serde(default)]
+    #[schema(required = true)]
     pub service_discovery_requests: u64,
     /// Same as `capability_distribution` (the name other registries report).
     #[serde(default)]
+    #[schema(required = true)]
     pub capabilities_distribution: BTreeMap<String, u64>,
     /// Agents per band of reported health score: `0.0-0.2`, `0.2-0.4`,
     /// `0.4-0.6`, `0.6-0.8` (each including its lower bound only) and
     /// `0.8-1.0` (both bounds). Every band is present, zero or not.
     #[serde(default)]
+    #[schema(required = true)]
     pub health_distribution: BTreeMap<String, u64>,
+    /// The registry revision the figures were read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
 /// Raft role of a node as this node sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
     Leader,
@@ -250,47 +331,73 @@ pub enum NodeRole {
 }
 
 /// A cluster member.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Member {
+    /// The member's Raft node id.
+    #[schema(value_type = u64)]
     pub node_id: NodeId,
+    /// Address (HOST:PORT) the member is reached at.
     pub addr: String,
+    /// Its role as the answering node sees it.
     pub role: NodeRole,
+    /// Whether it votes (false: a learner).
     pub voter: bool,
 }
 
 /// Answer to `GET /v1/cluster`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterInfo {
+    /// The answering node.
+    #[schema(value_type = u64)]
     pub node_id: NodeId,
+    /// Its Raft role.
     pub role: NodeRole,
+    /// The leader it knows of; null when none.
+    #[schema(required = true)]
+    #[schema(value_type = Option<u64>)]
     pub leader_id: Option<NodeId>,
+    /// That leader's address; null when none.
+    #[schema(required = true)]
     pub leader_addr: Option<String>,
+    /// Current Raft term.
     pub term: u64,
+    /// Index of the last entry of its log.
     pub last_log_index: u64,
     /// Highest log index known committed (on the leader: by quorum; on a
     /// follower: as last told by the leader, bounded by what it applied).
     pub commit_index: u64,
+    /// Index of the last entry it applied.
     pub applied_index: u64,
+    /// Last log index covered by its snapshot; null when it has none.
+    #[schema(required = true)]
     pub snapshot_index: Option<u64>,
     /// The registry revision applied on this node.
+    #[schema(value_type = u64)]
     pub revision: Revision,
+    /// Every member of the cluster.
     pub members: Vec<Member>,
     /// Milliseconds since this node last heard from its leader.
+    #[schema(required = true)]
     pub last_contact_ms: Option<u64>,
 }
 
 /// Answer to `GET /health/{agent_id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentHealth {
+    /// The agent.
     pub agent_id: AgentId,
+    /// The agent's name.
     #[serde(default)]
+    #[schema(required = true)]
     pub agent_name: String,
     /// `healthy` when the agent is active, busy or degraded; otherwise its
     /// status name (unhealthy, offline, suspended, ...).
     pub status: String,
     /// Whether `status` is `healthy`.
     #[serde(default)]
+    #[schema(required = true)]
     pub is_healthy: bool,
+    /// The agent's status on the ladder.
     pub agent_status: AgentStatus,
     /// The last heartbeat the replicated record holds (heartbeats are
     /// checkpointed about once a second, so it may lag by that much).
@@ -298,43 +405,58 @@ pub struct AgentHealth {
     /// Whole seconds from `last_heartbeat` to the answering node's clock
     /// (0 when that clock is behind).
     #[serde(default)]
+    #[schema(required = true)]
     pub seconds_since_heartbeat: u64,
+    /// 0 (dead) to 1 (perfect), as last reported.
     pub health_score: f64,
+    /// 0 (idle) to 1 (saturated), as last reported.
     pub load_factor: f64,
 }
 
 /// Answer to `GET /health/ready` and `GET /health/live`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeHealth {
+    /// `live` (`/health/live`), `ready` or `not_ready` (`/health/ready`).
     pub status: String,
+    /// The answering node.
+    #[schema(value_type = u64)]
     pub node_id: NodeId,
+    /// The leader it knows of; absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
     pub leader_id: Option<NodeId>,
+    /// Why the node is not ready (`not_ready` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// Body of `POST /v1/agents/{id}/heartbeat` (optional: an empty body is a
 /// plain heartbeat).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatRequest {
     /// What the agent reports about itself: active, busy or degraded.
     #[serde(default)]
     pub status: Option<String>,
+    /// 0 (dead) to 1 (perfect); omitted: kept.
     #[serde(default)]
     pub health_score: Option<f64>,
+    /// 0 (idle) to 1 (saturated); omitted: kept.
     #[serde(default)]
     pub load_factor: Option<f64>,
+    /// Merged into `performance_metrics`: at most 64 finite values in all,
+    /// names at most 512 bytes. Not nullable.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
 }
 
 /// Answer to a heartbeat.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatResponse {
+    /// The agent.
     pub agent_id: AgentId,
     /// The agent's status once this heartbeat is checkpointed.
     pub status: AgentStatus,
+    /// The agent's TTL: silent this long, it is marked unhealthy.
     pub ttl_seconds: u32,
     /// When to beat next, in milliseconds: about a third of the TTL, with
     /// jitter so a fleet reconnecting after a failover spreads out.
@@ -342,46 +464,61 @@ pub struct HeartbeatResponse {
     /// When the leader recorded this heartbeat (its clock). Absent from
     /// older servers' answers.
     #[serde(default)]
+    #[schema(required = true)]
     pub last_heartbeat: Timestamp,
 }
 
 /// One agent's heartbeat inside `POST /v1/heartbeats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchHeartbeatItem {
+    /// The agent's id (see `AgentId`). Required (a missing one fails the whole
+    /// call with 400); an invalid one fails this item only.
     pub agent_id: String,
+    /// The fields of a `HeartbeatRequest`, at the same level as `agent_id`.
     #[serde(flatten)]
     pub heartbeat: HeartbeatRequest,
 }
 
 /// Body of `POST /v1/heartbeats`: a runtime beating for all of its agents.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchHeartbeatRequest {
+    /// 1 to 10,000 heartbeats, one per agent.
+    #[schema(min_items = 1, max_items = 10_000)]
     pub heartbeats: Vec<BatchHeartbeatItem>,
 }
 
 /// The result of one agent's heartbeat in a batch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchHeartbeatResult {
+    /// The agent, as the request named it.
     pub agent_id: String,
+    /// Whether this heartbeat was recorded.
     pub ok: bool,
+    /// The heartbeat's answer when `ok`; null otherwise.
     #[serde(default)]
+    #[schema(required = true)]
     pub heartbeat: Option<HeartbeatResponse>,
+    /// Why it failed when not `ok`; null otherwise.
     #[serde(default)]
+    #[schema(required = true)]
     pub error: Option<crate::error::ErrorDetail>,
 }
 
 /// Answer to `POST /v1/heartbeats`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchHeartbeatResponse {
+    /// One result per heartbeat, in the order of the request.
     pub results: Vec<BatchHeartbeatResult>,
+    /// Heartbeats recorded.
     pub accepted: u64,
+    /// Heartbeats refused (each result says why).
     pub rejected: u64,
 }
 
 /// Body of `POST /v1/discover`. At least one of `capabilities`,
 /// `any_capabilities`, `text`, `tags`, `agent_type` or `runtime_id` is
 /// required.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
     /// Capability names the agent must all have (case-insensitive).
@@ -398,8 +535,10 @@ pub struct DiscoverRequest {
     /// Tags the agent must all carry (its own or one of its capabilities').
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Only agents of this type (case-insensitive).
     #[serde(default)]
     pub agent_type: Option<String>,
+    /// Only agents in this runtime (exact).
     #[serde(default)]
     pub runtime_id: Option<String>,
     /// Statuses accepted; default `["active"]`.
@@ -424,82 +563,110 @@ pub struct DiscoverRequest {
 }
 
 /// Why one agent was returned.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverExplanation {
     /// Capability names (normalized) that satisfied capability terms.
     pub matched_capabilities: Vec<String>,
     /// Words of `text` the agent carries.
     pub matched_words: Vec<String>,
+    /// Share of the text's words the agent carries (0 to 1).
     pub relevance: f64,
+    /// The ranking score: health, load and success figures combined.
     pub performance: f64,
 }
 
 /// One agent found by discovery.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverHit {
+    /// The agent found.
     pub agent: AgentRecord,
+    /// Why it was returned (with `explain`; null otherwise).
     #[serde(default)]
+    #[schema(required = true)]
     pub explanation: Option<DiscoverExplanation>,
 }
 
 /// How many candidates each filter removed (with `explain`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverFilterCounts {
     /// Agents matching the terms, before filters.
     pub candidates: u64,
+    /// Candidates whose status was not accepted.
     pub dropped_by_status: u64,
+    /// Candidates below `min_health_score`.
     pub dropped_by_health: u64,
+    /// Candidates above `max_load_factor`.
     pub dropped_by_load: u64,
     /// Agents that passed every filter (before `limit`).
     pub qualified: u64,
 }
 
 /// Answer to `POST /v1/discover`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverResponse {
+    /// The agents found, best first, at most `limit`.
     pub agents: Vec<DiscoverHit>,
     /// The order the agents are in (the request's, or the default).
     pub sort_by: SortBy,
+    /// What each filter dropped (with `explain`; null otherwise).
     #[serde(default)]
+    #[schema(required = true)]
     pub filters: Option<DiscoverFilterCounts>,
+    /// The registry revision the discovery was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
 /// One capability of `GET /v1/capabilities`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CapabilitySummary {
     /// Normalized (lower-case) capability name.
     pub name: String,
+    /// Agents that have it.
     pub agents: u64,
+    /// Those agents per status; statuses with none are absent.
     pub by_status: BTreeMap<AgentStatus, u64>,
 }
 
 /// Answer to `GET /v1/capabilities`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CapabilityList {
+    /// Every capability, by name.
     pub capabilities: Vec<CapabilitySummary>,
+    /// The registry revision the list was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
 /// One runtime and its agent counts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeSummary {
+    /// The runtime.
     pub runtime_id: String,
+    /// Agents that run there.
     pub agents: u64,
+    /// Those agents per status; statuses with none are absent.
     pub by_status: BTreeMap<AgentStatus, u64>,
 }
 
 /// Answer to `GET /v1/runtimes`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeList {
+    /// Every runtime, by id.
     pub runtimes: Vec<RuntimeSummary>,
+    /// The registry revision the list was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }
 
 /// Answer to `GET /v1/runtimes/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeDetail {
+    /// The runtime and its counts.
     pub runtime: RuntimeSummary,
+    /// Its agents, by id.
     pub agents: Vec<AgentRecord>,
+    /// The registry revision it was read at.
+    #[schema(value_type = u64)]
     pub revision: Revision,
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, Metadata};
 use crate::ids::{AgentId, Revision, Timestamp};
@@ -297,7 +298,12 @@ pub enum Rejection {
     },
 }
 
-/// Kind of a registry event.
+/// Kind of a registry event: an agent `AGENT_REGISTERED`, `AGENT_UPDATED`,
+/// `AGENT_DEREGISTERED`, `AGENT_STATUS_CHANGED` or `AGENT_EXPIRED`
+/// (removed after missed heartbeats); a runtime's first agent
+/// (`RUNTIME_JOINED`) or last one (`RUNTIME_LEFT`); the mass-expiry brake
+/// `LIVENESS_BRAKE_ENGAGED` or `LIVENESS_BRAKE_RELEASED`; a scaling
+/// advisory that came into force or cleared (`SCALING_ADVISORY`).
 ///
 /// The wire name is the SCREAMING_SNAKE_CASE variant name: exact in JSON
 /// (the event's `type`) and the server-sent event name; parsing it from text
@@ -318,6 +324,7 @@ pub enum Rejection {
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(
@@ -347,8 +354,11 @@ fn unknown_event_kind(given: &str) -> UnknownName {
     UnknownName::new::<EventKind>("event type", given)
 }
 
-/// Why a change happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a change happened: `registration`, `operator` (an API call),
+/// `agent_report` (the agent's own status or health), `deregistration`,
+/// `missed_heartbeats`, `heartbeat` (e.g. one that revived an unhealthy
+/// agent), `brake` or `scaling_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// The agent registered or re-registered.
@@ -370,31 +380,46 @@ pub enum Cause {
 }
 
 /// One entry of the event log. Every event has its own revision.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
+    /// The revision of this change (the SSE event id).
+    #[schema(value_type = u64)]
     pub revision: Revision,
+    /// What happened (the SSE event name).
     #[serde(rename = "type")]
     pub kind: EventKind,
+    /// The agent concerned; null for brake events.
+    #[schema(required = true)]
     pub agent_id: Option<AgentId>,
     /// Leader-stamped time of the command that produced the event.
     pub at: Timestamp,
+    /// Why it happened.
     pub cause: Cause,
+    /// The agent's status after the change, when it has one.
     #[serde(default)]
+    #[schema(required = true)]
     pub status: Option<AgentStatus>,
+    /// The agent's status before the change, when it had one.
     #[serde(default)]
+    #[schema(required = true)]
     pub previous_status: Option<AgentStatus>,
+    /// The agent's runtime (empty when none).
     #[serde(default)]
+    #[schema(required = true)]
     pub runtime_id: String,
     /// Human-readable detail (brake events: how many agents were held).
     #[serde(default)]
+    #[schema(required = true)]
     pub detail: String,
     /// Normalized capability names of the agent at the time of the event,
     /// so watchers can filter by capability even after the agent is gone.
     #[serde(default)]
+    #[schema(required = true)]
     pub capabilities: Vec<String>,
     /// `SCALING_ADVISORY` events: the advisory that came into force or
     /// cleared (`in_force: false`). Null on every other event.
     #[serde(default)]
+    #[schema(required = true)]
     pub advisory: Option<ScalingAdvisory>,
 }
 

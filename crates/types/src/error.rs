@@ -1,9 +1,38 @@
 //! The wire error shape shared by every endpoint: `{"error": {"code", "message"}}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// Machine-readable error codes. Each maps to one HTTP status. The wire
-/// name is the snake_case variant name (`into_str`, `Display`).
+/// Machine-readable error codes. Each maps to one HTTP status:
+///
+/// - `invalid_json` (400): the body is empty or not valid JSON.
+/// - `invalid_argument` (400): a field, path id or query parameter has a
+///   wrong type or a value that is not allowed (`field` names it).
+/// - `payload_too_large` (413): the body is larger than the node's limit
+///   (`--max-body-bytes`, 64 KiB by default; `POST /v1/heartbeats`: the
+///   larger of that and 1 MiB).
+/// - `unsupported_media_type` (415): a node-to-node body of another
+///   release's format (the public routes do not check the content type).
+/// - `agent_not_found` (404): no agent with that id (on a heartbeat: not,
+///   or no longer, registered; register it again).
+/// - `not_found` (404): no such route, or no agent runs in that runtime.
+/// - `no_agent_available` (404): `GET /v1/select` found no agent that
+///   qualifies.
+/// - `policy_not_found` (404): no scaling policy for that capability.
+/// - `method_not_allowed` (405): the route does not serve this method.
+/// - `already_exists` (409): `if_absent` was set and the agent exists.
+/// - `revision_mismatch` (409): `expected_revision` did not match.
+/// - `revision_compacted` (410): `GET /v1/events` was asked to resume from
+///   a revision the event window no longer keeps; list again.
+/// - `internal` (500): a bug or an I/O failure; details are in the node's
+///   log.
+/// - `no_leader` (503): no leader known within the write or read timeout
+///   (election in progress, no quorum). Retryable; `Retry-After: 1`.
+/// - `unavailable` (503): this node cannot serve the request right now
+///   (`min_revision` or the read index not applied in time, node
+///   stopping). Retryable; `Retry-After: 1`.
+/// - `timeout` (504): a write was sent but its outcome is unknown; read
+///   before retrying. Retryable.
 #[derive(
     Clone,
     Copy,
@@ -16,6 +45,7 @@ use serde::{Deserialize, Serialize};
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case", const_into_str)]
@@ -85,21 +115,29 @@ impl ErrorCode {
 }
 
 /// The body of every error response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
+    /// Machine-readable; match on it.
     pub code: ErrorCode,
+    /// Human-readable; not for matching.
     pub message: String,
-    /// The request field at fault, when one is.
+    /// The request field or parameter at fault, when one is, by its path
+    /// in the body (`name`, `capabilities[0].cost_estimate`, `limit`); on
+    /// the legacy routes named as those bodies call them (`agent_name`,
+    /// `base_url`, `host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Whether sending the same request again later may succeed.
+    /// Whether sending the same request again later may succeed (true for
+    /// `no_leader`, `unavailable` and `timeout`).
     #[serde(default)]
+    #[schema(required = true)]
     pub retryable: bool,
 }
 

@@ -88,6 +88,26 @@ impl<'de> Deserialize<'de> for AgentId {
     }
 }
 
+/// A string with the rules of [`AgentId::parse`] (serialized by hand, so
+/// the schema is written by hand too).
+impl utoipa::PartialSchema for AgentId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_AGENT_ID_LEN))
+            .pattern(Some(format!("^[A-Za-z0-9._:-]{{1,{MAX_AGENT_ID_LEN}}}$")))
+            .description(Some(format!(
+                "An agent id: 1 to {MAX_AGENT_ID_LEN} characters of `[A-Za-z0-9._:-]`."
+            )))
+            .examples([serde_json::json!("coder-1")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AgentId {}
+
 /// A point in wall-clock time, in milliseconds since the Unix epoch.
 ///
 /// Only the leader reads the clock; the value travels inside replicated
@@ -145,6 +165,23 @@ impl<'de> Deserialize<'de> for Timestamp {
         }
     }
 }
+
+/// An RFC 3339 string in JSON (see the `Serialize` impl).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "A point in time: RFC 3339, UTC, millisecond precision, stamped by the leader's clock.",
+            ))
+            .examples([serde_json::json!("2026-11-21T13:44:39.709Z")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,7 @@ use crate::names::UnknownName;
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(
@@ -89,7 +90,10 @@ impl Consistency {
 }
 
 /// `consistency` and `min_revision`: the options of every read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct ReadOptions {
     /// See [`Consistency`]; left out of the query when linearizable.
@@ -100,6 +104,7 @@ pub struct ReadOptions {
     /// another node). Pair it with [`Consistency::Stale`] and the revision of
     /// a previous answer for cheap read-your-writes.
     #[serde(deserialize_with = "non_negative")]
+    #[param(value_type = Option<u64>)]
     pub min_revision: Option<Revision>,
 }
 
@@ -142,6 +147,7 @@ impl ReadOptions {
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(
@@ -187,6 +193,7 @@ fn unknown_sort_order(given: &str) -> UnknownName {
     strum::IntoStaticStr,
     strum::Display,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(
@@ -219,7 +226,8 @@ fn unknown_strategy(given: &str) -> UnknownName {
 
 /// Filters of `GET /v1/agents` and `GET /agents`; empty fields match
 /// everything.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct ListFilter {
     /// Only agents in this status (any ASCII case on the wire).
@@ -237,7 +245,8 @@ pub struct ListFilter {
 }
 
 /// Paging of `GET /v1/agents`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct ListPage {
     /// Most agents in the page; the server's default (100) when absent, at
@@ -250,7 +259,8 @@ pub struct ListPage {
 
 /// The options of the legacy listing `GET /agents`, besides its
 /// [`ListFilter`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct LegacyListOptions {
     /// `false` leaves out unhealthy and offline agents; absent means `true`.
@@ -264,11 +274,13 @@ pub struct LegacyListOptions {
 
 /// A capability search (`GET /v1/capabilities/search`,
 /// `GET /capabilities/search`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct SearchQuery {
     /// What to look for in capability names, tags and descriptions;
     /// required, at most 512 bytes.
+    #[param(required = true, min_length = 1, max_length = 512)]
     pub q: Option<String>,
     /// Only agents in this status (any ASCII case on the wire).
     #[serde(deserialize_with = "parsed")]
@@ -279,23 +291,28 @@ pub struct SearchQuery {
 }
 
 /// The query of `GET /v1/select`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct SelectQuery {
     /// The capability the agent must have (exact name, case-insensitive);
     /// required.
+    #[param(required = true)]
     pub capability: Option<String>,
     /// See [`SelectStrategy`]; least loaded when absent.
     pub strategy: Option<SelectStrategy>,
     /// Lowest health score accepted, 0 to 1; 0.5 when absent.
+    #[param(minimum = 0, maximum = 1)]
     pub min_health_score: Option<f64>,
     /// Highest load factor accepted, 0 to 1; 0.8 when absent.
+    #[param(minimum = 0, maximum = 1)]
     pub max_load_factor: Option<f64>,
 }
 
 /// Which events a watcher wants (`GET /v1/events`); empty fields match
 /// everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct EventFilter {
     /// Only these kinds (any of them). On the wire one `type` parameter,
@@ -306,6 +323,7 @@ pub struct EventFilter {
         serialize_with = "comma_separated",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[param(value_type = Option<String>)]
     pub kinds: Vec<EventKind>,
     /// Only events of this agent.
     pub agent_id: Option<String>,
@@ -316,13 +334,15 @@ pub struct EventFilter {
 }
 
 /// Where `GET /v1/events` starts, and whether it answers as a long poll.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct EventsPoll {
     /// The first revision wanted (inclusive; 0 and 1 both mean the oldest
     /// kept). A `Last-Event-ID` header wins over it; without either, only
     /// changes from now on.
     #[serde(deserialize_with = "non_negative")]
+    #[param(value_type = Option<u64>)]
     pub from_revision: Option<Revision>,
     /// Answer as a JSON long poll that waits at most this long for a first
     /// event: `30s`, `500ms`, `2m` or a number of seconds, at most 60 s.
@@ -331,7 +351,8 @@ pub struct EventsPoll {
 }
 
 /// The filter of `GET /v1/scaling/advisories`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct AdvisoryFilter {
     /// Only the advisories of this capability (name, case-insensitive).

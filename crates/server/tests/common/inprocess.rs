@@ -50,8 +50,9 @@ impl InProcess {
         }
     }
 
-    /// One request through the router: status, headers and body. The
-    /// method is reqwest's (the same `http` type axum takes).
+    /// One request through the router: status, headers and body (none for
+    /// an event stream). The method is reqwest's (the same `http` type axum
+    /// takes).
     pub async fn send(&self, method: Method, path: &str, body: Option<&str>) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if body.is_some() {
@@ -68,9 +69,17 @@ impl InProcess {
             .expect("the router is infallible");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body");
+        // An event stream does not end: its body is left unread.
+        let streaming = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let bytes = if streaming {
+            axum::body::Bytes::new()
+        } else {
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .expect("body")
+        };
         Reply {
             status,
             headers,
