@@ -70,8 +70,20 @@ async fn shutdown_signal() {
 fn main() {
     let config = Config::parse();
     if config.print_openapi {
-        println!("{}", agent_registry::openapi::document_json());
-        exit_now(0);
+        // `--print-openapi | head` closes the pipe early: that ends the
+        // output, it is not a failure (println! would panic on it).
+        use std::io::Write;
+        let doc = agent_registry::openapi::document_json();
+        let mut out = std::io::stdout().lock();
+        let code = match writeln!(out, "{doc}").and_then(|()| out.flush()) {
+            Ok(()) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            Err(e) => {
+                eprintln!("agent-registry: printing the OpenAPI document: {e}");
+                1
+            }
+        };
+        exit_now(code);
     }
     init_tracing(config.log_format);
     disable_transparent_huge_pages();
