@@ -119,10 +119,6 @@ impl Liveness {
         liveness
     }
 
-    pub fn brake_engaged(&self) -> bool {
-        self.brake.lock().map(|b| b.engaged()).unwrap_or(false)
-    }
-
     /// Whether this node's liveness task runs for the current leadership:
     /// its lease table was cleared for it and deadlines have a start. A
     /// beat recorded before that would be wiped by the clear.
