@@ -87,7 +87,8 @@ start_node() {
     # The child writes its own pid (exec keeps it) and does not keep the lock fd.
     # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
     "${launcher[@]}" env -u REGISTRY_NODE_ID -u REGISTRY_LISTEN -u REGISTRY_ADVERTISE \
-        -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER NO_COLOR="${NO_COLOR:-1}" \
+        -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER -u REGISTRY_CLUSTER_SECRET_FILE \
+        -u REGISTRY_INSECURE_PEERS -u REGISTRY_PEER_LISTEN NO_COLOR="${NO_COLOR:-1}" \
         bash -c 'echo $$ >"$1"; shift; exec "$@"' start-node "$DIR/node$i.pid" "$bin" "${args[@]}" \
         </dev/null >>"$DIR/node$i.log" 2>&1 9>&- &
     deadline=$((SECONDS + 5))
@@ -215,6 +216,11 @@ cmd_up() {
     resolved_bin >"$DIR/bin"
 
     echo "$n" >"$DIR/size"
+    # The cluster secret signs every node-to-node request; kept with the
+    # cluster's data, readable by its owner only, created once.
+    if ((n > 1)) && [[ ! -s "$DIR/cluster-secret" ]]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/cluster-secret" && echo >>"$DIR/cluster-secret")
+    fi
     local initial=""
     for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((8010 + i))"; done
     for ((i = 1; i <= n; i++)); do
@@ -223,7 +229,8 @@ cmd_up() {
             printf '%s\n' --data-dir "$DIR/node1" >"$DIR/node1.args"
         else
             printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((8010 + i))" \
-                --data-dir "$DIR/node$i" --initial-cluster "$initial" >"$DIR/node$i.args"
+                --data-dir "$DIR/node$i" --initial-cluster "$initial" \
+                --cluster-secret-file "$DIR/cluster-secret" >"$DIR/node$i.args"
         fi
     done
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -118,6 +119,10 @@ class Cluster:
         # environment must not change a node behind the harness's back.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         env.setdefault("NO_COLOR", "1")
+        # Node-to-node requests are signed with a secret shared by the nodes.
+        secret = self.nodes[0].data_dir.parent.parent / "cluster-secret"
+        if not secret.exists():
+            secret.write_text(secrets.token_hex(32) + "\n")
         for n in self.nodes:
             n.data_dir.mkdir(parents=True, exist_ok=True)
             args = [
@@ -130,6 +135,8 @@ class Cluster:
                 str(n.data_dir),
                 "--initial-cluster",
                 initial,
+                "--cluster-secret-file",
+                str(secret),
                 *NODE_FLAGS,
             ]
             with n.log_path.open("ab") as log:

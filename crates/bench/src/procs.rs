@@ -256,6 +256,17 @@ impl Cluster {
             data_dirs: Vec::new(),
             dir,
         };
+        // Node-to-node requests are signed, as in production: the benchmark
+        // measures that cost too.
+        let secret = c.dir.path().join("cluster-secret");
+        std::fs::write(
+            &secret,
+            format!(
+                "{:032x}{:032x}\n",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            ),
+        )?;
         for (i, p) in ports.iter().enumerate() {
             let data = c.dir.path().join(format!("node{}", i + 1));
             let mut args: Vec<OsString> = vec![
@@ -269,6 +280,8 @@ impl Cluster {
             if size > 1 {
                 args.push("--initial-cluster".into());
                 args.push(initial.clone().into());
+                args.push("--cluster-secret-file".into());
+                args.push(secret.clone().into());
             }
             args.extend(extra.iter().map(OsString::from));
             let log = c.dir.path().join(format!("node{}.log", i + 1));

@@ -8,6 +8,8 @@
 //! - [`network`]: the HTTP client for Raft RPCs between nodes (bincode bodies
 //!   under `/internal/raft/...`) and for the internal calls the server makes
 //!   (forwarded writes, read-index requests).
+//! - [`auth`]: the signature of node-to-node requests (HMAC-SHA256 keyed
+//!   by the cluster secret), freshness and replay checks.
 //! - [`identity`]: the cluster id, created at bootstrap, kept in the data
 //!   directory and carried by every node-to-node request and snapshot.
 //! - [`shared`]: the applied state as the HTTP layer sees it: the registry
@@ -18,6 +20,7 @@
 // our helpers return what the traits require.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod identity;
 pub mod network;
 pub mod shared;
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use registry_types::{Command, CommandResult, Revision};
 
 pub use identity::{ClusterId, ClusterIdentity, IdentityError};
-pub use network::{Network, PeerClient, PeerError};
+pub use network::{Network, PeerClient, PeerError, PeerHttp};
 pub use shared::{AppliedPosition, AppliedState, SharedState};
 pub use store::{open_store, DecodeError, LogStore, StateMachineStore, StoreError, StoreOptions};
 

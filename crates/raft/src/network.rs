@@ -8,8 +8,13 @@
 //! - `POST /internal/read-index`: a follower asks the leader for a
 //!   linearizable read index;
 //! - `POST /internal/pre-vote`: a node about to stand for election asks
-//!   whether the peer would vote for it.
+//!   whether the peer would vote for it;
+//! - `POST /internal/state`: whether the peer belongs to a cluster (asked
+//!   before initializing one).
+//!
+//! Every request is signed with the cluster secret ([`crate::auth`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -26,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use registry_types::Command;
 
+use crate::auth::{self, Credentials, PeerKey, Sequence};
+use crate::identity::{ClusterId, ClusterIdentity};
 use crate::{Applied, TypeConfig, RAFT_RPC_PREFIX};
 
 /// Path of forwarded writes.
@@ -37,6 +44,8 @@ pub const FORWARD_MANY_PATH: &str = "/internal/forward-many";
 pub const READ_INDEX_PATH: &str = "/internal/read-index";
 /// Path of pre-vote requests.
 pub const PRE_VOTE_PATH: &str = "/internal/pre-vote";
+/// Path of the probe a member makes before it initializes the cluster.
+pub const PEER_STATE_PATH: &str = "/internal/state";
 /// Content type of internal bincode bodies.
 ///
 /// It names the persisted format (`FORMAT_VERSION`): the bodies carry log
@@ -94,6 +103,16 @@ pub enum PreVoteResponse {
     Refused(String),
 }
 
+/// A peer's answer to the probe a member makes before it initializes the
+/// cluster: a peer that already belongs to one means this member's data was
+/// wiped, and initializing again would fork the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// The peer's data holds a membership (it belongs to a cluster).
+    pub initialized: bool,
+    pub cluster: Option<ClusterId>,
+}
+
 /// Transport-level failure talking to a peer.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum PeerError {
@@ -111,15 +130,58 @@ pub enum PeerError {
     Other { addr: String, msg: String },
 }
 
+/// What every request to a peer is sent with: the HTTP client (its
+/// connection pool) and this node's credentials. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PeerHttp {
+    http: reqwest::Client,
+    signer: Arc<Signer>,
+}
+
+/// Signs this node's requests to its peers (see [`crate::auth`]).
+#[derive(Debug)]
+struct Signer {
+    node_id: u64,
+    /// `None` with `--insecure-peers` (and on a single node): requests then
+    /// carry the identity headers unsigned.
+    key: Option<PeerKey>,
+    cluster: ClusterIdentity,
+    seq: Sequence,
+}
+
+impl PeerHttp {
+    pub fn new(
+        http: reqwest::Client,
+        node_id: u64,
+        key: Option<PeerKey>,
+        cluster: ClusterIdentity,
+    ) -> PeerHttp {
+        PeerHttp {
+            http,
+            signer: Arc::new(Signer {
+                node_id,
+                key,
+                cluster,
+                seq: Sequence::default(),
+            }),
+        }
+    }
+
+    /// A client for the peer at `addr`.
+    pub fn peer(&self, addr: impl Into<String>) -> PeerClient {
+        PeerClient::new(self.clone(), addr)
+    }
+}
+
 /// An HTTP client for one peer. Clones share the connection pool.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    http: PeerHttp,
     addr: String,
 }
 
 impl PeerClient {
-    pub fn new(http: reqwest::Client, addr: impl Into<String>) -> Self {
+    pub fn new(http: PeerHttp, addr: impl Into<String>) -> Self {
         PeerClient {
             http,
             addr: addr.into(),
@@ -143,10 +205,30 @@ impl PeerClient {
         };
         let body = bincode::serialize(req).map_err(|e| other(e.to_string()))?;
         let url = format!("http://{}{}", self.addr, path);
-        let resp = self
+        let signer = &self.http.signer;
+        let creds = Credentials {
+            cluster: signer.cluster.get(),
+            from: signer.node_id,
+            to: self.addr.clone(),
+            timestamp_ms: auth::now_ms(),
+            seq: signer.seq.next(),
+        };
+        let mut request = self
+            .http
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, BINCODE_CONTENT_TYPE)
+            .header(auth::HEADER_FROM, creds.from)
+            .header(auth::HEADER_TO, &creds.to)
+            .header(auth::HEADER_TIMESTAMP, creds.timestamp_ms)
+            .header(auth::HEADER_SEQ, creds.seq);
+        if let Some(cluster) = creds.cluster {
+            request = request.header(auth::HEADER_CLUSTER, cluster.to_string());
+        }
+        if let Some(key) = &signer.key {
+            request = request.header(auth::HEADER_MAC, creds.sign(key, "POST", path, &body));
+        }
+        let resp = request
             .timeout(timeout)
             .body(body)
             .send()
@@ -215,6 +297,11 @@ impl PeerClient {
         self.call(READ_INDEX_PATH, &(), timeout).await
     }
 
+    /// Asks this peer whether it belongs to a cluster.
+    pub async fn state(&self, timeout: Duration) -> Result<PeerState, PeerError> {
+        self.call(PEER_STATE_PATH, &(), timeout).await
+    }
+
     /// Asks this peer whether it would vote for `req.candidate`.
     pub async fn pre_vote(
         &self,
@@ -264,7 +351,7 @@ impl PeerClient {
 /// Creates [`PeerConnection`]s for openraft.
 #[derive(Clone)]
 pub struct Network {
-    http: reqwest::Client,
+    http: PeerHttp,
     retry_unreachable: Duration,
 }
 
@@ -274,7 +361,7 @@ impl Network {
     /// with openraft's default (500 ms) a restarted follower waits that long
     /// for its leader's first word, and stays unready meanwhile. (It no
     /// longer deposes the leader: the server's pre-vote holds it back.)
-    pub fn new(http: reqwest::Client, retry_unreachable: Duration) -> Self {
+    pub fn new(http: PeerHttp, retry_unreachable: Duration) -> Self {
         Network {
             http,
             retry_unreachable,

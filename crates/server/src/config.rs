@@ -125,6 +125,35 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_BRAKE_MIN_FLEET", default_value_t = 10)]
     pub brake_min_fleet: usize,
 
+    /// File holding the cluster secret (at least 32 bytes, e.g. from
+    /// `openssl rand -hex 32`), the same on every member: every
+    /// node-to-node request is signed with it. Required by a node of a
+    /// multi-node cluster unless --insecure-peers.
+    #[arg(long, env = "REGISTRY_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Accept node-to-node requests without a signature: anyone who can
+    /// reach the port can then act as a member. For a trusted test network
+    /// only; the node says so in its log at every start and in
+    /// `GET /v1/cluster`.
+    #[arg(long, env = "REGISTRY_INSECURE_PEERS")]
+    pub insecure_peers: bool,
+
+    /// Serve the node-to-node routes (`/internal/*`) on this address only,
+    /// e.g. on a private interface; the public port then answers 404 on
+    /// them. `--initial-cluster` then lists these peer addresses.
+    #[arg(long, env = "REGISTRY_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+
+    /// Address other nodes use for this node's peer routes when
+    /// --peer-listen is set (HOST:PORT). Defaults to --peer-listen.
+    #[arg(long, env = "REGISTRY_PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
+
+    /// Largest snapshot this node accepts from a leader, in bytes.
+    #[arg(long, env = "REGISTRY_MAX_SNAPSHOT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub max_snapshot_bytes: u64,
+
     /// Log format.
     #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -152,6 +181,17 @@ pub enum ConfigError {
     Durations,
     #[error("liveness: intervals must be 10 ms to 60 s, the expiry batch 1 to 100000, the brake fraction in (0, 1]")]
     Liveness,
+    #[error(
+        "a node of a {0}-member cluster needs --cluster-secret-file (the same secret on every \
+         member, e.g. from `openssl rand -hex 32`), or --insecure-peers on a trusted test network"
+    )]
+    NoClusterSecret(usize),
+    #[error("give --cluster-secret-file or --insecure-peers, not both")]
+    SecretAndInsecure,
+    #[error("--peer-advertise needs --peer-listen")]
+    PeerAdvertise,
+    #[error("--peer-listen must differ from --listen")]
+    PeerListen,
 }
 
 impl Default for Config {
@@ -196,14 +236,35 @@ impl Config {
                 self.node_id
             )));
         }
+        if self.cluster_secret_file.is_some() && self.insecure_peers {
+            return Err(ConfigError::SecretAndInsecure);
+        }
+        if members.len() > 1 && self.cluster_secret_file.is_none() && !self.insecure_peers {
+            return Err(ConfigError::NoClusterSecret(members.len()));
+        }
+        if self.peer_advertise.is_some() && self.peer_listen.is_none() {
+            return Err(ConfigError::PeerAdvertise);
+        }
+        if self.peer_listen == Some(self.listen) {
+            return Err(ConfigError::PeerListen);
+        }
         Ok(())
     }
 
-    /// The address peers and clients use for this node.
+    /// The address clients use for this node.
     pub fn advertise_addr(&self) -> String {
         self.advertise
             .clone()
             .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The address peers use for this node: its member address.
+    pub fn peer_advertise_addr(&self) -> String {
+        match (&self.peer_advertise, self.peer_listen) {
+            (Some(a), _) => a.clone(),
+            (None, Some(l)) => l.to_string(),
+            (None, None) => self.advertise_addr(),
+        }
     }
 
     /// The initial voters, by id. Without `--initial-cluster`: this node alone.
@@ -213,7 +274,7 @@ impl Config {
             .as_deref()
             .filter(|s| !s.trim().is_empty())
         else {
-            return Ok(BTreeMap::from([(self.node_id, self.advertise_addr())]));
+            return Ok(BTreeMap::from([(self.node_id, self.peer_advertise_addr())]));
         };
         parse_members(spec).map_err(ConfigError::InitialCluster)
     }
@@ -336,5 +397,46 @@ mod tests {
             "1=a:1,2=b:2",
         ]);
         assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn a_multi_node_cluster_needs_a_secret_or_says_it_is_insecure() {
+        let cluster = ["--initial-cluster", "1=a:1,2=b:2,3=c:3"];
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["agent-registry"];
+            args.extend(cluster);
+            args.extend(extra);
+            Config::parse_from(args).check()
+        };
+        assert!(matches!(parse(&[]), Err(ConfigError::NoClusterSecret(3))));
+        parse(&["--cluster-secret-file", "/s"]).unwrap();
+        parse(&["--insecure-peers"]).unwrap();
+        assert!(matches!(
+            parse(&["--insecure-peers", "--cluster-secret-file", "/s"]),
+            Err(ConfigError::SecretAndInsecure)
+        ));
+        // The embedded single node needs none.
+        Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn the_peer_listener_gives_the_member_address() {
+        let c = Config::parse_from(["agent-registry", "--peer-listen", "10.0.0.1:7000"]);
+        c.check().unwrap();
+        assert_eq!(c.peer_advertise_addr(), "10.0.0.1:7000");
+        assert_eq!(c.members().unwrap()[&1], "10.0.0.1:7000");
+        assert_eq!(c.advertise_addr(), "127.0.0.1:8009");
+        let c = Config::parse_from([
+            "agent-registry",
+            "--peer-listen",
+            "0.0.0.0:7000",
+            "--peer-advertise",
+            "node1:7000",
+        ]);
+        assert_eq!(c.peer_advertise_addr(), "node1:7000");
+        let c = Config::parse_from(["agent-registry", "--peer-advertise", "node1:7000"]);
+        assert!(matches!(c.check(), Err(ConfigError::PeerAdvertise)));
+        let c = Config::parse_from(["agent-registry", "--peer-listen", "127.0.0.1:8009"]);
+        assert!(matches!(c.check(), Err(ConfigError::PeerListen)));
     }
 }

@@ -38,6 +38,10 @@ use registry_types::{Command, CommandResult};
 /// Rounds proposed but not yet answered. Two keep Raft busy (one being
 /// replicated while the next fills) without making rounds small.
 pub const MAX_IN_FLIGHT: usize = 2;
+/// Writes waiting for a round at most, on the leader and on a follower:
+/// beyond it a write is refused at once (503 with `Retry-After`) instead of
+/// queueing without bound. Far above what the connection cap lets in.
+pub const QUEUE_CAPACITY: usize = 16_384;
 /// Commands in one round at most.
 pub const MAX_COMMANDS: usize = 256;
 /// Encoded size of one round at most (a registration is about 0.5–2 KiB;
@@ -55,14 +59,14 @@ struct Pending {
 /// The leader's write queue. Cheap to share; the proposing task ends when
 /// the last handle is dropped.
 pub struct GroupCommit {
-    tx: mpsc::UnboundedSender<Pending>,
+    tx: mpsc::Sender<Pending>,
 }
 
 impl GroupCommit {
     /// Starts the proposing task for `raft`; `on_round` is told each
     /// round's size.
     pub fn start(raft: Raft, timeout: Duration, on_round: impl Fn(usize) + Send + 'static) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run(raft, rx, timeout, on_round));
         GroupCommit { tx }
     }
@@ -73,8 +77,16 @@ impl GroupCommit {
     pub async fn write(&self, cmd: Command, deadline: Instant) -> Result<Applied, ForwardError> {
         let (reply, rx) = oneshot::channel();
         let bytes = bincode::serialized_size(&cmd).map_or(MAX_BYTES, |n| n as usize);
-        if self.tx.send(Pending { cmd, bytes, reply }).is_err() {
-            return Err(ForwardError::Unavailable("node stopping".into()));
+        match self.tx.try_send(Pending { cmd, bytes, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ForwardError::Unavailable(format!(
+                    "the leader's write queue is full ({QUEUE_CAPACITY} writes waiting); retry shortly"
+                )))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ForwardError::Unavailable("node stopping".into()))
+            }
         }
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(result)) => result,
@@ -90,7 +102,7 @@ impl GroupCommit {
 
 async fn run(
     raft: Raft,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
+    mut rx: mpsc::Receiver<Pending>,
     timeout: Duration,
     on_round: impl Fn(usize) + Send + 'static,
 ) {
@@ -124,7 +136,7 @@ async fn run(
 /// is handed back to start the following round. `None` when the queue is
 /// closed.
 async fn next_round<T>(
-    rx: &mut mpsc::UnboundedReceiver<T>,
+    rx: &mut mpsc::Receiver<T>,
     slots: &Arc<Semaphore>,
     carry: Option<T>,
     mut fits: impl FnMut(&T) -> bool,
@@ -225,17 +237,17 @@ struct Outgoing {
 
 /// A follower's queue of writes for the leader, sent in groups.
 pub struct ForwardGroup {
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: mpsc::Sender<Outgoing>,
 }
 
 impl ForwardGroup {
     /// Starts the sending task; `on_call` is told each call's size.
     pub fn start(
-        http: reqwest::Client,
+        http: registry_raft::PeerHttp,
         timeout: Duration,
         on_call: impl Fn(usize) + Send + 'static,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run_forwarding(http, rx, timeout, on_call));
         ForwardGroup { tx }
     }
@@ -250,11 +262,21 @@ impl ForwardGroup {
             req,
             reply,
         };
-        if self.tx.send(out).is_err() {
-            return Err(PeerError::Unreachable {
+        match self.tx.try_send(out) {
+            Ok(()) => {}
+            // Not sent: the caller may retry, as with an unreachable leader.
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(PeerError::Unreachable {
                 addr,
-                msg: "node stopping".into(),
-            });
+                msg: format!(
+                    "this node's queue of writes for the leader is full ({QUEUE_CAPACITY} waiting)"
+                ),
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(PeerError::Unreachable {
+                    addr,
+                    msg: "node stopping".into(),
+                })
+            }
         }
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(res)) => res,
@@ -264,8 +286,8 @@ impl ForwardGroup {
 }
 
 async fn run_forwarding(
-    http: reqwest::Client,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    http: registry_raft::PeerHttp,
+    mut rx: mpsc::Receiver<Outgoing>,
     timeout: Duration,
     on_call: impl Fn(usize) + Send + 'static,
 ) {

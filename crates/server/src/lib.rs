@@ -49,6 +49,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod peer;
 pub mod scaling;
 
 use std::sync::Arc;
@@ -57,7 +58,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use utoipa::OpenApi;
@@ -79,13 +80,20 @@ pub struct AppState {
     pub elector: election::Elector,
     pub discovery_requests: discovery::DiscoveryRequests,
     pub round_robin: Arc<discovery::RoundRobin>,
+    /// The guard of the node-to-node routes.
+    pub peer: peer::PeerGuard,
+    /// The snapshot a leader is sending this node, chunk by chunk.
+    pub snapshot_receipt: Arc<internal::SnapshotReceipt>,
 }
 
 /// Starts a node: its core (storage, Raft, bootstrap), then what builds on
 /// it (liveness, the elector, the discovery request reports).
 pub async fn start(config: Config) -> Result<AppState, StartError> {
     let node = Node::start(config).await?;
+    let (key, mode) = node.peer_auth();
     Ok(AppState {
+        peer: peer::PeerGuard::new(node.clone(), key, mode),
+        snapshot_receipt: Arc::default(),
         liveness: liveness::Liveness::start(node.clone()),
         elector: election::Elector::start(node.clone()),
         discovery_requests: discovery::DiscoveryRequests::start(node.clone()),
@@ -93,9 +101,6 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
         node,
     })
 }
-
-/// Largest internal request (Raft append batches, snapshot chunks).
-const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The public API: every public route with its OpenAPI operation, listed
 /// once. The router serves these routes and [`openapi::document`] describes
@@ -147,25 +152,30 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
 }
 
 /// Builds the full router of a node: the public API, its browsable
-/// reference (`/docs`), internal routes, fallbacks and the middleware that
-/// stamps every response with the node's position.
+/// reference (`/docs`), the node-to-node routes unless they have a listener
+/// of their own (`--peer-listen`), fallbacks and the middleware that stamps
+/// every response with the node's position.
 pub fn router(state: AppState) -> Router {
     let (public, _) = public_api(state.node.config.max_body_bytes).split_for_parts();
-    // Node-to-node routes: bincode bodies, not part of the public document.
-    let internal = Router::new()
-        .route("/internal/raft/append", post(internal::append))
-        .route("/internal/raft/vote", post(internal::vote))
-        .route("/internal/raft/snapshot", post(internal::snapshot))
-        .route("/internal/forward", post(internal::forward))
-        .route("/internal/forward-many", post(internal::forward_many))
-        .route("/internal/read-index", post(internal::read_index))
-        .route("/internal/pre-vote", post(internal::pre_vote))
-        .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
-        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT))
-        .layer(middleware::from_fn(internal_format_guard));
-    public
-        .merge(openapi::swagger_ui())
-        .merge(internal)
+    let public = public.merge(openapi::swagger_ui());
+    let app = if state.node.config.peer_listen.is_some() {
+        public
+    } else {
+        public.merge(internal_routes(&state))
+    };
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
+            stamp_response,
+        ))
+        .with_state(state)
+}
+
+/// The router of the peer listener (`--peer-listen`): the node-to-node
+/// routes alone.
+pub fn peer_router(state: AppState) -> Router {
+    internal_routes(&state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -175,25 +185,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Refuses a node-to-node body that is not in this release's format: a
-/// peer of another release encodes entries and commands differently, and
-/// bincode would misread them rather than fail.
-async fn internal_format_guard(req: Request, next: Next) -> Response {
-    let content_type = req
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if content_type != Some(registry_raft::network::BINCODE_CONTENT_TYPE) {
-        return ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "node-to-node bodies must be {}: the sender runs a release of another format",
-                registry_raft::network::BINCODE_CONTENT_TYPE
-            ),
+/// Node-to-node routes: bincode bodies, not part of the public document,
+/// each behind the peer guard ([`peer`]), which reads the body (up to
+/// [`peer::INTERNAL_BODY_LIMIT`]) to check its signature.
+fn internal_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/internal/raft/append", post(internal::append))
+        .route("/internal/raft/vote", post(internal::vote))
+        .route("/internal/raft/snapshot", post(internal::snapshot))
+        .route("/internal/forward", post(internal::forward))
+        .route("/internal/forward-many", post(internal::forward_many))
+        .route("/internal/read-index", post(internal::read_index))
+        .route("/internal/pre-vote", post(internal::pre_vote))
+        .route(
+            registry_raft::network::PEER_STATE_PATH,
+            post(internal::state),
         )
-        .into_response();
-    }
-    next.run(req).await
+        .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
+        .layer(DefaultBodyLimit::max(peer::INTERNAL_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.peer.clone(),
+            peer::guard,
+        ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -139,6 +139,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    if config.insecure_peers {
+        warn!("--insecure-peers: node-to-node requests are not authenticated");
+    }
     info!(
         node = config.node_id,
         listen = %config.listen,
@@ -148,10 +151,44 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let state = agent_registry::start(config).await?;
     let node = state.node.clone();
-    let app = router(state);
+    // Both listeners stop on the same signal.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let peers = match node.config.peer_listen {
+        Some(addr) => {
+            let peer_listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--peer-listen): {e}"))?;
+            info!(peer_listen = %addr, "node-to-node routes on their own listener");
+            let app = agent_registry::peer_router(state.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let stop = stop.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(peer_listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
         .await?;
+    stop.cancel();
+    if let Some(peers) = peers {
+        match peers.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "peer listener"),
+            Err(e) => error!(error = %e, "peer listener task"),
+        }
+    }
     info!("http server stopped; shutting down raft");
     if let Err(e) = node.raft.shutdown().await {
         error!(error = %e, "raft shutdown");

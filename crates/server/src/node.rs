@@ -16,12 +16,14 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tracing::{info, warn};
 
+use registry_raft::auth::PeerKey;
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
-    open_store, Applied, LogStore, Network, PeerClient, PeerError, Raft, SharedState, StoreOptions,
+    open_store, Applied, ClusterIdentity, LogStore, Network, PeerClient, PeerError, PeerHttp, Raft,
+    SharedState, StoreOptions,
 };
 use registry_state::StateConfig;
-use registry_types::api::{ClusterInfo, Member, NodeRole};
+use registry_types::api::{ClusterInfo, Member, NodeRole, PeerAuthMode};
 use registry_types::{Command, CommandResult, Consistency, NodeId, ReadOptions, Timestamp};
 
 use crate::coalesce::Coalescer;
@@ -46,6 +48,10 @@ pub enum StartError {
     Initialize(#[from] RaftError<NodeId, openraft::error::InitializeError<NodeId, BasicNode>>),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("cluster identity: {0}")]
+    Identity(#[from] registry_raft::IdentityError),
+    #[error("{0}")]
+    Secret(#[from] registry_raft::auth::SecretError),
 }
 
 /// Why a write did not go through. Only [`WriteError::OutcomeUnknown`]
@@ -114,7 +120,14 @@ pub struct NodeInner {
     pub shared: SharedState,
     /// Highest committed log index this node knows of.
     committed: Arc<AtomicU64>,
-    http: reqwest::Client,
+    /// The client of every request to a peer, which signs them.
+    http: PeerHttp,
+    /// The cluster this node belongs to.
+    identity: ClusterIdentity,
+    /// The key of the cluster secret; `None` on a single node without one
+    /// and with `--insecure-peers`.
+    peer_key: Option<PeerKey>,
+    peer_auth: PeerAuthMode,
     /// When this node last received an AppendEntries (data or heartbeat)
     /// from a leader.
     last_leader_contact: Mutex<Option<Instant>>,
@@ -168,8 +181,28 @@ impl Node {
             ..Default::default()
         }
         .validate()?;
-        let listen_ip = config.listen.ip();
-        let http = peer_http_client((!listen_ip.is_unspecified()).then_some(listen_ip))?;
+        let identity = ClusterIdentity::load(&config.data_dir)?;
+        let peer_key = match &config.cluster_secret_file {
+            Some(path) => Some(PeerKey::from_file(path)?),
+            None => None,
+        };
+        let peer_auth = match (&peer_key, config.insecure_peers) {
+            (Some(_), _) => PeerAuthMode::HmacSha256,
+            (None, true) => PeerAuthMode::Insecure,
+            (None, false) => PeerAuthMode::None,
+        };
+        if peer_auth == PeerAuthMode::Insecure {
+            warn!("--insecure-peers: node-to-node requests are not authenticated; anyone who can reach the peer port can act as a member of this cluster");
+        }
+        // Peer connections leave from the address peers are served on, so
+        // that a member is recognised by its source address.
+        let peer_ip = config.peer_listen.unwrap_or(config.listen).ip();
+        let http = PeerHttp::new(
+            peer_http_client((!peer_ip.is_unspecified()).then_some(peer_ip))?,
+            config.node_id,
+            peer_key.clone(),
+            identity.clone(),
+        );
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -200,6 +233,9 @@ impl Node {
             shared,
             committed,
             http,
+            identity,
+            peer_key,
+            peer_auth,
             last_leader_contact: Mutex::new(None),
             // A read must not join a round already in flight, and every
             // read waiting shares the next one, however many.
@@ -230,22 +266,16 @@ impl Node {
     /// means this node's data was wiped: initializing again would fork it).
     async fn bootstrap(&self, members: BTreeMap<NodeId, String>) -> Result<(), StartError> {
         for (id, addr) in members.iter().filter(|(id, _)| **id != self.id) {
-            let url = format!("http://{addr}/v1/cluster?consistency=stale");
-            let probe = self
-                .http
-                .get(url)
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            if let Ok(resp) = probe {
-                if let Ok(info) = resp.json::<ClusterInfo>().await {
-                    if !info.members.is_empty() {
-                        warn!(peer = id, "peer already belongs to an initialized cluster: not initializing; waiting to be contacted by its leader");
-                        return Ok(());
-                    }
+            let probe = self.peer(addr).state(Duration::from_millis(500)).await;
+            if let Ok(state) = probe {
+                if state.initialized {
+                    warn!(peer = id, cluster = ?state.cluster, "peer already belongs to an initialized cluster: not initializing; waiting to be contacted by its leader");
+                    return Ok(());
                 }
             }
         }
+        let cluster = self.identity.get_or_create()?;
+        info!(%cluster, "cluster id");
         let nodes: BTreeMap<NodeId, BasicNode> = members
             .into_iter()
             .map(|(id, addr)| (id, BasicNode { addr }))
@@ -339,13 +369,23 @@ impl Node {
         t.map(|t| t.elapsed().as_millis() as u64)
     }
 
-    /// The HTTP client used between nodes.
-    pub fn http(&self) -> &reqwest::Client {
+    /// The client of requests to peers.
+    pub fn http(&self) -> &PeerHttp {
         &self.http
     }
 
     fn peer(&self, addr: &str) -> PeerClient {
         PeerClient::new(self.http.clone(), addr)
+    }
+
+    /// The cluster this node belongs to.
+    pub fn identity(&self) -> &ClusterIdentity {
+        &self.identity
+    }
+
+    /// The key of the cluster secret, and how peers are authenticated.
+    pub fn peer_auth(&self) -> (Option<PeerKey>, PeerAuthMode) {
+        (self.peer_key.clone(), self.peer_auth)
     }
 
     /// Proposes a command through Raft, forwarding it to the leader when
@@ -578,6 +618,8 @@ impl Node {
             revision: self.shared.position().revision,
             members,
             last_contact_ms: self.last_contact_ms(),
+            cluster_id: self.identity.get().map(|c| c.to_string()),
+            peer_auth: self.peer_auth,
         }
     }
 }

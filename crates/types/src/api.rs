@@ -379,6 +379,34 @@ pub struct ClusterInfo {
     /// Milliseconds since this node last heard from its leader.
     #[schema(required = true)]
     pub last_contact_ms: Option<u64>,
+    /// The cluster's id (created when the cluster was bootstrapped); null
+    /// on a node that has not joined one yet.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub cluster_id: Option<String>,
+    /// How this node authenticates node-to-node requests.
+    #[serde(default)]
+    pub peer_auth: PeerAuthMode,
+}
+
+/// How a node authenticates the requests of its peers.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PeerAuthMode {
+    /// Every request is signed with the cluster secret (HMAC-SHA256) and
+    /// checked for freshness, replay, membership and cluster id.
+    HmacSha256,
+    /// `--insecure-peers`: requests are not signed; membership and cluster
+    /// id are still checked, but anyone who can reach the port can claim to
+    /// be a member.
+    Insecure,
+    /// A single node without a secret: it has no peers and refuses every
+    /// node-to-node request.
+    #[default]
+    None,
 }
 
 /// Answer to `GET /health/{agent_id}`.

@@ -82,6 +82,12 @@ pub enum ErrorCode {
     RevisionCompacted,
     /// A bug or an I/O failure; details are in the node's log.
     Internal,
+    /// A node-to-node request without valid credentials (no signature, a
+    /// wrong one, a stale timestamp or a replay).
+    Unauthenticated,
+    /// A node-to-node request from a node that may not send it (not a
+    /// member, another cluster, another address).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -93,6 +99,8 @@ impl ErrorCode {
             | ErrorCode::NotFound
             | ErrorCode::NoAgentAvailable
             | ErrorCode::PolicyNotFound => 404,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::RevisionMismatch => 409,
             ErrorCode::RevisionCompacted => 410,

@@ -45,6 +45,8 @@ pub struct ProcessCluster {
     settings: NodeSettings,
     nodes: Vec<ProcNode>,
     incarnations: Incarnations,
+    /// The cluster secret file every node is given.
+    secret: PathBuf,
 }
 
 impl ProcessCluster {
@@ -62,10 +64,21 @@ impl ProcessCluster {
             });
         }
         let incarnations = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
+        // Node-to-node requests are signed, as in production.
+        let secret = dir.join("cluster-secret");
+        std::fs::write(
+            &secret,
+            format!(
+                "{:032x}{:032x}\n",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            ),
+        )?;
         Ok(ProcessCluster {
             settings,
             nodes,
             incarnations,
+            secret,
         })
     }
 
@@ -90,6 +103,7 @@ impl ProcessCluster {
         let members = self.initial_cluster();
         let addr = self.client_addr(id);
         let settings = self.settings.clone();
+        let secret = self.secret.clone();
         let node = &mut self.nodes[id as usize - 1];
         if let Some(child) = node.child.as_mut() {
             if child.try_wait()?.is_none() {
@@ -115,6 +129,8 @@ impl ProcessCluster {
             .arg(&node.data_dir)
             .arg("--initial-cluster")
             .arg(&members)
+            .arg("--cluster-secret-file")
+            .arg(&secret)
             .arg("--snapshot-logs")
             .arg(settings.snapshot_logs.to_string())
             // The liveness workload wants offline transitions of a few silent

@@ -41,7 +41,7 @@ impl From<ItemError> for ErrorBody {
 }
 
 /// Most heartbeats in one forwarded call.
-pub(super) const FORWARD_BATCH: usize = 5_000;
+pub const FORWARD_BATCH: usize = 5_000;
 
 impl Liveness {
     /// Queues a follower's heartbeat for the leader: while one call is in

@@ -46,6 +46,22 @@ impl Beat {
             metrics: req.metrics,
         })
     }
+
+    /// Checks a heartbeat that arrived already decoded (a follower's
+    /// forwarded beats) with the rules of [`Beat::from_request`].
+    pub fn check(&self, limits: &registry_types::limits::Limits) -> Result<(), ErrorBody> {
+        use registry_types::limits::{check_metrics, check_unit, invalid};
+        check_unit("health_score", self.health_score)?;
+        check_unit("load_factor", self.load_factor)?;
+        check_metrics("metrics", &self.metrics, limits)?;
+        if let Some(s) = self.status.filter(|s| !s.is_agent_reportable()) {
+            return Err(invalid(
+                "status",
+                format!("an agent may report active, busy or degraded, not {s}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the leader knows of one agent's heartbeats.

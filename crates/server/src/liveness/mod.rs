@@ -49,7 +49,7 @@ use crate::node::Node;
 
 pub use brake::{Brake, BrakeChange, BrakeDecision};
 use forward::{Item, ItemResult};
-pub use forward::{ItemError, HEARTBEATS_PATH};
+pub use forward::{ItemError, FORWARD_BATCH, HEARTBEATS_PATH};
 pub use lease::{Beat, LeaseTable};
 pub use sweep::{plan_sweep, step_for, wall_to_instant, SweepPlan};
 

@@ -198,6 +198,9 @@ pub struct Cluster {
     initial_cluster: String,
     /// Flags given to every node on every start.
     extra_args: Vec<String>,
+    /// The cluster secret every node is given (unless the test's flags
+    /// choose otherwise).
+    pub secret_path: PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -231,10 +234,18 @@ impl Cluster {
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
             .collect::<Vec<_>>()
             .join(",");
+        let secret_path = root.path().join("cluster-secret");
+        let secret = format!(
+            "{}{}\n",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        std::fs::write(&secret_path, secret).expect("write the cluster secret");
         Cluster {
             root,
             nodes,
             initial_cluster,
+            secret_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             http: http_client(),
         }
@@ -284,7 +295,14 @@ impl Cluster {
     /// Spawns node `id` (from its existing data directory, if any).
     pub fn start_node(&mut self, id: NodeId) {
         let initial_cluster = self.initial_cluster.clone();
-        let extra = self.extra_args.clone();
+        let mut extra = self.extra_args.clone();
+        let chooses_auth = extra
+            .iter()
+            .any(|a| a == "--insecure-peers" || a == "--cluster-secret-file");
+        if !chooses_auth {
+            extra.push("--cluster-secret-file".into());
+            extra.push(self.secret_path.display().to_string());
+        }
         let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
