@@ -129,6 +129,21 @@ for n in 1 2 3; do
 done
 pass "3 nodes ready $(elapsed "$up_at") after compose up"
 
+# 1b. node-to-node requests are signed with the secret compose created, and
+# all three nodes belong to one cluster
+ids=()
+for n in 1 2 3; do
+    info="$(curl -s "$(url "$n")/v1/cluster")"
+    [[ "$info" == *'"peer_auth":"hmac_sha256"'* ]] || fail "node$n does not sign node-to-node requests: $info"
+    ids+=("$(sed -n 's/.*"cluster_id":"\([^"]*\)".*/\1/p' <<<"$info")")
+done
+[[ -n "${ids[0]}" && "${ids[0]}" == "${ids[1]}" && "${ids[0]}" == "${ids[2]}" ]] ||
+    fail "the nodes do not share one cluster id: ${ids[*]}"
+code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/x-bincode; registry-format=2' \
+    --data-binary x "$(url 1)/internal/forward")"
+[[ "$code" == 401 ]] || fail "an unsigned /internal/forward got HTTP $code, not 401"
+pass "peers authenticated (hmac_sha256), one cluster id ${ids[0]}, unsigned internal request refused"
+
 # 2. write through node1, read on every node
 A="smoke-a-$RANDOM$RANDOM"
 deadline=$((SECONDS + 30))

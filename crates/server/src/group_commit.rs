@@ -265,12 +265,14 @@ impl ForwardGroup {
         match self.tx.try_send(out) {
             Ok(()) => {}
             // Not sent: the caller may retry, as with an unreachable leader.
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(PeerError::Unreachable {
-                addr,
-                msg: format!(
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(PeerError::Unreachable {
+                    addr,
+                    msg: format!(
                     "this node's queue of writes for the leader is full ({QUEUE_CAPACITY} waiting)"
                 ),
-            }),
+                })
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Err(PeerError::Unreachable {
                     addr,

@@ -467,6 +467,84 @@ pub async fn heartbeats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every body type the internal routes decode.
+    fn decode_all(bytes: &[u8]) {
+        let _ = decode::<openraft::raft::AppendEntriesRequest<TypeConfig>>(bytes);
+        let _ = decode::<openraft::raft::InstallSnapshotRequest<TypeConfig>>(bytes);
+        let _ = decode::<openraft::raft::VoteRequest<NodeId>>(bytes);
+        let _ = decode::<registry_raft::network::PreVoteRequest>(bytes);
+        let _ = decode::<ForwardRequest>(bytes);
+        let _ = decode::<Vec<ForwardRequest>>(bytes);
+        let _ = decode::<Vec<(registry_types::AgentId, crate::liveness::Beat)>>(bytes);
+    }
+
+    fn valid_bodies() -> Vec<Vec<u8>> {
+        use registry_types::{AgentId, Command, Timestamp};
+        let cmd = Command::Deregister {
+            agent_id: AgentId::parse("a-1").unwrap(),
+            now: Timestamp(7),
+        };
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(3, 2), 9);
+        vec![
+            bincode::serialize(&ForwardRequest {
+                command: cmd.clone(),
+            })
+            .unwrap(),
+            bincode::serialize(&vec![ForwardRequest {
+                command: Command::Batch(vec![cmd.clone()]),
+            }])
+            .unwrap(),
+            bincode::serialize(&openraft::raft::AppendEntriesRequest::<TypeConfig> {
+                vote: openraft::Vote::new_committed(3, 2),
+                prev_log_id: Some(log_id),
+                entries: vec![openraft::Entry {
+                    log_id,
+                    payload: EntryPayload::Normal(cmd),
+                }],
+                leader_commit: Some(log_id),
+            })
+            .unwrap(),
+            bincode::serialize(&vec![(
+                AgentId::parse("a-1").unwrap(),
+                crate::liveness::Beat::default(),
+            )])
+            .unwrap(),
+        ]
+    }
+
+    proptest! {
+        // A fuzz target for the decoding of node-to-node bodies: arbitrary
+        // bytes, and valid bodies with bytes flipped, cut or grown, never
+        // panic, overflow the stack or allocate what a length prefix
+        // claims. PROPTEST_CASES=100000 runs it longer.
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            decode_all(&bytes);
+        }
+
+        #[test]
+        fn decoding_damaged_bodies_never_panics(
+            which in 0usize..4,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut body = valid_bodies()[which].clone();
+            for (at, byte) in flips {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            decode_all(&body);
+            let n = cut.index(body.len() + 1);
+            decode_all(&body[..n]);
+            body.extend(tail);
+            decode_all(&body);
+        }
+    }
 
     #[test]
     fn snapshot_chunks_must_follow_each_other_within_the_limit() {

@@ -464,7 +464,7 @@ async fn a_member_s_credentials_with_hostile_content_are_refused_or_harmless() {
         let mut garbage: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             bincode::deserialize(&empty_snapshot(&cluster, term + 1, 3)).unwrap();
         garbage.data = vec![0xff; 64];
-        garbage.snapshot_id = "garbage".into();
+        garbage.meta.snapshot_id = "garbage".into();
         let r = as3
             .send(&addr, "/internal/raft/snapshot", bin(&garbage), |_| {})
             .await;
@@ -557,7 +557,7 @@ async fn a_member_s_credentials_with_hostile_content_are_refused_or_harmless() {
             Command::Expire {
                 entries: vec![registry_types::command::ExpireEntry {
                     agent_id: agent0.clone(),
-                    epoch: registry_types::Revision(1),
+                    epoch: 1,
                     step: registry_types::command::ExpiryStep::Remove,
                 }],
                 now: Timestamp::now(),

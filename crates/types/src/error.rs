@@ -33,6 +33,11 @@ use utoipa::ToSchema;
 ///   stopping). Retryable; `Retry-After: 1`.
 /// - `timeout` (504): a write was sent but its outcome is unknown; read
 ///   before retrying. Retryable.
+/// - `unauthenticated` (401): a node-to-node request (`/internal/*`)
+///   without a valid signature of the cluster secret, stale or replayed.
+/// - `forbidden` (403): a node-to-node request from a node that is not a
+///   member, from another address than the member's, of another cluster,
+///   or meant for another node.
 #[derive(
     Clone,
     Copy,

@@ -573,6 +573,8 @@ mod tests {
                 "timeout",
                 "revision_compacted",
                 "internal",
+                "unauthenticated",
+                "forbidden",
             ]
         );
         for &c in ErrorCode::VARIANTS {
