@@ -76,9 +76,10 @@ pub enum Command {
     /// Several client commands the leader grouped into one log entry
     /// (group commit). Applied in order, each exactly as if it were an entry
     /// of its own: its own revision, events and result. Never nested and
-    /// never holding the leader's own liveness commands: apply rejects any
-    /// item that is not [`Command::groupable`].
-    Batch(Vec<Command>),
+    /// never holding the leader's own liveness commands: decoding refuses a
+    /// batch or a `Format1` inside one (see `nesting` in this module), and
+    /// apply rejects any item that is not [`Command::groupable`].
+    Batch(#[serde(deserialize_with = "nesting::batch")] Vec<Command>),
     /// Discovery requests one node served since it last reported: the
     /// replicated `service_discovery_requests` counter. Changes no record
     /// and has no event.
@@ -87,8 +88,10 @@ pub enum Command {
     /// inner command, except that it advances no counter. Format 1 counted
     /// nothing, and replicas that restored snapshots taken at different
     /// indexes replay different stretches of the old log: counting none of
-    /// it keeps their counters equal. Only decoding old entries makes it.
-    Format1(Box<Command>),
+    /// it keeps their counters equal. Only decoding old entries makes it,
+    /// so it is outermost: decoding refuses one inside a batch or another
+    /// `Format1` (see `nesting` in this module).
+    Format1(#[serde(deserialize_with = "nesting::format1")] Box<Command>),
 }
 
 /// One agent's liveness as the leader last heard it.
@@ -422,6 +425,76 @@ impl RegisterCommand {
             ));
         }
         Ok(())
+    }
+}
+
+/// Bounded nesting when decoding: a [`Command::Batch`] or
+/// [`Command::Format1`] is decoded through these functions, which refuse
+/// the shapes no node ever writes (a batch or `Format1` inside a batch, a
+/// `Format1` inside a `Format1`) before decoding their content. Without
+/// them, the derived decoder recurses once per level, and a peer's entry
+/// of a batch nested some thousand deep overflows the stack (the process
+/// aborts; a committed entry would abort every replica on every restart).
+///
+/// The state of the decode in progress is thread-local: serde gives a
+/// `deserialize_with` function no other way to learn what encloses it. A
+/// guard restores it however the inner decode ends. Only the decoder's
+/// behaviour changes: the encoding is the derived one, byte for byte.
+pub(crate) mod nesting {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::Command;
+
+    const BATCH: u8 = 1;
+    const FORMAT1: u8 = 2;
+
+    thread_local! {
+        /// Which of `BATCH` and `FORMAT1` the value being decoded is inside.
+        static OPEN: Cell<u8> = const { Cell::new(0) };
+    }
+
+    /// Marks `flag` open until dropped, then restores what was open before.
+    struct Open(u8);
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            OPEN.with(|o| o.set(self.0));
+        }
+    }
+
+    /// Opens `flag` unless one of `refused` is already open.
+    fn open<E: serde::de::Error>(flag: u8, refused: u8, what: &str) -> Result<Open, E> {
+        let before = OPEN.with(Cell::get);
+        if before & refused != 0 {
+            return Err(E::custom(format!(
+                "{what} inside a {}: commands are never nested that way",
+                if before & BATCH != 0 {
+                    "batch"
+                } else {
+                    "format1 command"
+                }
+            )));
+        }
+        OPEN.with(|o| o.set(before | flag));
+        Ok(Open(before))
+    }
+
+    /// A batch's items (also version 1's batch: generic over the item).
+    pub(crate) fn batch<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        let _open = open::<D::Error>(BATCH, BATCH, "a batch")?;
+        Vec::<T>::deserialize(d)
+    }
+
+    /// A `Format1`'s command.
+    pub(crate) fn format1<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Command>, D::Error> {
+        let _open = open::<D::Error>(FORMAT1, BATCH | FORMAT1, "a format1 command")?;
+        Box::<Command>::deserialize(d)
     }
 }
 
