@@ -10,7 +10,7 @@ use tracing::debug;
 use registry_types::command::{
     Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Placement, Rejection,
 };
-use registry_types::limits::{check_merged_metrics, Limits};
+use registry_types::limits::{check_merged_metrics, check_metrics, Limits};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -379,13 +379,6 @@ impl RegistryState {
     fn apply_checkpoint(&mut self, entries: &[CheckpointEntry], now: Timestamp) -> CommandResult {
         let (mut applied, mut skipped) = (0u64, 0u64);
         for e in entries {
-            // A report the heartbeat path would have refused (a score out
-            // of 0..=1, NaN, too many or non-finite metrics) only comes from
-            // a faulty leader: the entry is skipped, the others apply.
-            if e.check(&Limits::DEFAULT).is_err() {
-                skipped = skipped.saturating_add(1);
-                continue;
-            }
             let Some(key) = self.agents.get(&e.agent_id).copied() else {
                 skipped = skipped.saturating_add(1);
                 continue;
@@ -397,14 +390,26 @@ impl RegistryState {
             if e.last_heartbeat > r.last_heartbeat {
                 r.last_heartbeat = e.last_heartbeat;
             }
-            Self::set_scores(&mut self.ranked, key, r, e.health_score, e.load_factor);
-            // Metrics merge; new names that would take the agent past the
-            // limit are dropped with the rest of this report's metrics (the
-            // leader checks each heartbeat against its own state, and two
-            // racing heartbeats can together overshoot). The liveness
-            // refresh itself still counts.
-            if e.check_merged_metrics(&r.performance_metrics, &Limits::DEFAULT)
-                .is_ok()
+            // The heartbeat always counts; what the heartbeat path would
+            // have refused is dropped from the report, part by part: a
+            // score outside 0..=1 (or NaN), and metrics that are not finite
+            // or would take the agent past the limit once merged. The
+            // leader checks each heartbeat alone against its own state, and
+            // the heartbeats of one interval merge into one entry, so
+            // together they can overshoot; losing the liveness refresh for
+            // it would let a live agent expire.
+            let unit = |v: Option<f64>| v.filter(|x| (0.0..=1.0).contains(x));
+            Self::set_scores(
+                &mut self.ranked,
+                key,
+                r,
+                unit(e.health_score),
+                unit(e.load_factor),
+            );
+            let limits = &Limits::DEFAULT;
+            if check_metrics("metrics", &e.metrics, limits).is_ok()
+                && e.check_merged_metrics(&r.performance_metrics, limits)
+                    .is_ok()
             {
                 for (k, v) in &e.metrics {
                     r.performance_metrics.insert(k.clone(), *v);

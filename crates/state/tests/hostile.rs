@@ -164,7 +164,7 @@ fn capabilities() -> impl Strategy<Value = Vec<Capability>> {
         // The attacker's 2,000 capabilities.
         1 => (capability(), prop::sample::select(vec![129usize, 2000])).prop_map(|(mut c, n)| {
             // Copies of a short one: 2,000 copies of 2 MiB would be 4 GiB.
-            c.description.truncate(16);
+            c.description = c.description.chars().take(16).collect();
             vec![c; n]
         }),
     ]
@@ -611,17 +611,24 @@ fn merged_metrics_stay_within_the_limit() {
     assert_eq!(r.performance_metrics.len(), 40);
     assert_eq!(r.last_heartbeat, Timestamp(50));
     assert_eq!(r.health_score, 0.25);
-    // A NaN report in a checkpoint skips that entry only.
+    // An invalid report in a checkpoint is dropped part by part; the
+    // heartbeat still counts (a live agent must not expire for it).
     let mut bad = heard("a1", 60);
     bad.health_score = Some(f64::NAN);
+    bad.load_factor = Some(0.75);
+    bad.metrics = BTreeMap::from([("x".to_string(), f64::INFINITY)]);
     let r = s.apply(14, &checkpoint(vec![bad, heard("a2", 60)], 60));
     assert_eq!(
         r,
         CommandResult::EntriesApplied {
-            applied: 1,
-            skipped: 1
+            applied: 2,
+            skipped: 0
         }
     );
-    assert_eq!(s.get(&id("a1")).unwrap().health_score, 1.0);
+    let a1 = s.get(&id("a1")).unwrap();
+    assert_eq!(a1.health_score, 1.0);
+    assert_eq!(a1.load_factor, 0.75);
+    assert!(a1.performance_metrics.is_empty());
+    assert_eq!(a1.last_heartbeat, Timestamp(60));
     assert_eq!(s.get(&id("a2")).unwrap().last_heartbeat, Timestamp(60));
 }
