@@ -281,9 +281,9 @@ impl Command {
     /// machine runs it on every command it applies. It does not look into
     /// a batch's items or a `Format1`'s command (apply checks each where
     /// it applies it; [`Command::check_content`] checks the whole), nor
-    /// into a checkpoint's entries (apply skips a bad entry, see
-    /// [`CheckpointEntry::check`], rather than losing the heartbeats of
-    /// every other agent in it).
+    /// into a checkpoint's entries (apply drops what [`CheckpointEntry::check`]
+    /// would refuse from an entry's report but keeps its heartbeat, rather
+    /// than losing the liveness of every agent in the checkpoint).
     pub fn check_fields(&self, limits: &Limits) -> Result<(), ErrorBody> {
         match self {
             Command::Register(c) => c.check(limits),
@@ -1238,6 +1238,51 @@ mod tests {
         .check_content(&l)
         .expect_err("refused");
         assert_eq!(e.error.field.as_deref(), Some("entries[0].health_score"));
+    }
+
+    #[test]
+    fn checkpoint_entries_are_checked_like_heartbeats() {
+        let l = Limits::default();
+        let entry = |health: Option<f64>, metrics: &[&str]| CheckpointEntry {
+            agent_id: AgentId::parse("a").unwrap(),
+            last_heartbeat: Timestamp(1),
+            status: None,
+            health_score: health,
+            load_factor: Some(1.0),
+            metrics: metrics.iter().map(|k| (k.to_string(), 1.0)).collect(),
+        };
+        assert_eq!(entry(Some(0.0), &["x"]).check(&l), Ok(()));
+        for (bad, field) in [
+            (entry(Some(f64::NAN), &[]), "health_score"),
+            (
+                CheckpointEntry {
+                    load_factor: Some(-1.0),
+                    ..entry(None, &[])
+                },
+                "load_factor",
+            ),
+            (
+                CheckpointEntry {
+                    metrics: BTreeMap::from([("x".to_string(), f64::INFINITY)]),
+                    ..entry(None, &[])
+                },
+                "metrics",
+            ),
+        ] {
+            let e = bad.check(&l).expect_err("refused");
+            assert_eq!(e.error.field.as_deref(), Some(field));
+        }
+        // Merging: known names are free, new ones count.
+        let existing: BTreeMap<String, f64> =
+            (0..l.max_metrics).map(|i| (format!("m{i}"), 0.0)).collect();
+        assert_eq!(
+            entry(None, &["m0", "m1"]).check_merged_metrics(&existing, &l),
+            Ok(())
+        );
+        let e = entry(None, &["m0", "new"])
+            .check_merged_metrics(&existing, &l)
+            .expect_err("one too many");
+        assert_eq!(e.error.field.as_deref(), Some("metrics"));
     }
 
     #[test]
