@@ -356,6 +356,53 @@ fn check_state(state: &RegistryState) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every command inside `cmd` (itself included, found at `at`) that breaks
+/// the rules came back `Rejected(Invalid)`, and a batch gave one result per
+/// item.
+fn rejected_where_invalid(
+    cmd: &Command,
+    at: Placement,
+    result: &CommandResult,
+) -> Result<(), TestCaseError> {
+    let bad = cmd
+        .check_placement(at)
+        .and_then(|()| cmd.check_fields(&Limits::DEFAULT))
+        .is_err();
+    if bad {
+        prop_assert!(
+            matches!(result, CommandResult::Rejected(Rejection::Invalid { .. })),
+            "{:?} gave {:?}",
+            cmd,
+            result
+        );
+        return Ok(());
+    }
+    match (cmd, result) {
+        (Command::Batch(items), CommandResult::Grouped(results)) => {
+            prop_assert_eq!(items.len(), results.len());
+            let within = Placement {
+                in_batch: true,
+                ..at
+            };
+            for (c, r) in items.iter().zip(results) {
+                rejected_where_invalid(c, within, &r.result)?;
+            }
+        }
+        (Command::Batch(_), other) => {
+            prop_assert!(false, "a valid batch gave {:?}", other);
+        }
+        (Command::Format1(inner), r) => {
+            let within = Placement {
+                in_format1: true,
+                ..at
+            };
+            rejected_where_invalid(inner, within, r)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -393,19 +440,9 @@ fn apply_is_total_and_a_rejection_changes_nothing() {
                     }
                     _ => app += 1,
                 }
-                // What breaks the API's rules is rejected, never applied.
-                let bad = cmd
-                    .check_placement(Placement::default())
-                    .and_then(|()| cmd.check_fields(&Limits::DEFAULT))
-                    .is_err();
-                if bad {
-                    prop_assert!(
-                        matches!(result, CommandResult::Rejected(Rejection::Invalid { .. })),
-                        "{:?} gave {:?}",
-                        cmd,
-                        result
-                    );
-                }
+                // What breaks the API's rules is rejected, never applied,
+                // at whatever depth.
+                rejected_where_invalid(cmd, Placement::default(), &result)?;
                 check_state(&a)?;
             }
             prop_assert!(bytes_of(&a) == bytes_of(&b), "replicas diverged");
