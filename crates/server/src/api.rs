@@ -38,7 +38,7 @@ pub fn path_id(raw: &str) -> ApiResult<AgentId> {
     parse_agent_id("agent_id", raw).map_err(ApiError::from)
 }
 
-fn rejection(r: Rejection) -> ApiError {
+pub(crate) fn rejection(r: Rejection) -> ApiError {
     match r {
         Rejection::NotFound { agent_id } => ApiError::not_found(agent_id.as_str()),
         Rejection::AlreadyExists { agent_id, revision } => ApiError::new(
@@ -55,6 +55,9 @@ fn rejection(r: Rejection) -> ApiError {
             ErrorCode::RevisionMismatch,
             format!("agent '{agent_id}' is at revision {actual}, not the expected {expected}"),
         ),
+        // The state machine refused a command that broke the API's rules
+        // (validation here normally keeps it out of the log).
+        Rejection::Invalid { field, message } => ApiError::invalid(&field, message),
     }
 }
 

@@ -85,6 +85,8 @@ pub async fn put_policy(
         CommandResult::ScalingPolicy {
             policy: Some(p), ..
         } => Ok(Json(p)),
+        // E.g. the policy limit, reached by concurrent PUTs.
+        CommandResult::Rejected(r) => Err(crate::api::rejection(r)),
         _ => Err(ApiError::internal()),
     }
 }

@@ -5,6 +5,9 @@
 //! ids arrive inside the [`Command`](registry_types::Command), stamped by the
 //! leader, so every replica that applies the same log reaches the same state
 //! and the same revision.
+//! It is also total: whatever a committed entry holds, apply never panics;
+//! a command that breaks the public API's rules is rejected
+//! (`Rejection::Invalid`) on every replica and changes nothing.
 //!
 //! - [`machine`]: the agent table, the single `apply` entry point (one
 //!   `apply_<command>` function per variant), snapshots and restore.

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use registry_types::command::{
-    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Rejection,
+    Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Placement, Rejection,
 };
+use registry_types::limits::{check_merged_metrics, check_metrics, Limits};
 use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
     Timestamp,
@@ -32,6 +33,10 @@ pub fn capability_names(record: &AgentRecord) -> Vec<String> {
     names.dedup();
     names
 }
+
+/// The most agents a registry holds at once: dense keys are `u32`, and
+/// this leaves `AgentKey::MAX` unused.
+pub const MAX_AGENT_KEY: usize = AgentKey::MAX as usize;
 
 /// Version of the [`SnapshotData`] encoding. Bump it (and keep the old shape,
 /// as [`SnapshotDataV2`], with a conversion) whenever the encoding of a
@@ -261,8 +266,30 @@ impl RegistryState {
     }
 
     /// The single entry point for changes. `log_index` is only for tracing.
+    ///
+    /// Total: whatever the command holds, this returns a result and never
+    /// panics, because a panic on a committed entry would repeat on every
+    /// replica and at every restart. A command that breaks the public API's
+    /// rules ([`Command::check_fields`] with [`Limits::DEFAULT`], the
+    /// placement rules of batches, and the checks that need the state:
+    /// merged metrics, the number of scaling policies) is
+    /// [`Rejection::Invalid`] on every replica and changes nothing.
     pub fn apply(&mut self, log_index: u64, cmd: &Command) -> CommandResult {
+        self.apply_at(log_index, cmd, Placement::default())
+    }
+
+    /// Applies `cmd` found at `at` inside its log entry. Recursion is
+    /// bounded: an item that may not sit where it is (a batch in a batch, a
+    /// `Format1` in either) is rejected before anything inside it is looked at.
+    fn apply_at(&mut self, log_index: u64, cmd: &Command, at: Placement) -> CommandResult {
         debug!(log_index, kind = cmd.kind(), "apply");
+        if let Err(e) = cmd
+            .check_placement(at)
+            .and_then(|()| cmd.check_fields(&Limits::DEFAULT))
+        {
+            debug!(log_index, kind = cmd.kind(), error = %e.error.message, "rejected as invalid");
+            return CommandResult::Rejected(Rejection::invalid(e));
+        }
         match cmd {
             Command::Register(c) => self.apply_register(c),
             Command::Deregister { agent_id, now } => self.apply_deregister(agent_id, *now),
@@ -288,7 +315,11 @@ impl RegistryState {
             }
             Command::Format1(inner) => {
                 let counters = self.counters;
-                let result = self.apply(log_index, inner);
+                let within = Placement {
+                    in_format1: true,
+                    ..at
+                };
+                let result = self.apply_at(log_index, inner, within);
                 self.counters = counters;
                 result
             }
@@ -312,18 +343,31 @@ impl RegistryState {
                 policy,
                 now,
             } => self.apply_set_scaling_policy(capability, policy.as_ref(), *now),
-            Command::Batch(cmds) => CommandResult::Grouped(
-                cmds.iter()
-                    .map(|c| {
-                        let result = self.apply(log_index, c);
-                        ItemResult {
-                            revision: self.revision,
-                            result,
-                        }
-                    })
-                    .collect(),
-            ),
+            Command::Batch(cmds) => {
+                let within = Placement {
+                    in_batch: true,
+                    ..at
+                };
+                CommandResult::Grouped(
+                    cmds.iter()
+                        .map(|c| {
+                            let result = self.apply_at(log_index, c, within);
+                            ItemResult {
+                                revision: self.revision,
+                                result,
+                            }
+                        })
+                        .collect(),
+                )
+            }
         }
+    }
+
+    /// The revision the next change takes. Saturating: 2^64 changes are
+    /// out of reach, but a restored snapshot may claim anything, and an
+    /// overflow must not panic or wrap to 0.
+    fn next_revision(&self) -> Revision {
+        self.revision.saturating_add(1)
     }
 
     /// Records heartbeats the leader received since its last checkpoint.
@@ -333,22 +377,43 @@ impl RegistryState {
     /// heartbeat, health, load) do not advance the revision: only status
     /// transitions are changes with events.
     fn apply_checkpoint(&mut self, entries: &[CheckpointEntry], now: Timestamp) -> CommandResult {
-        let (mut applied, mut skipped) = (0, 0);
+        let (mut applied, mut skipped) = (0u64, 0u64);
         for e in entries {
             let Some(key) = self.agents.get(&e.agent_id).copied() else {
-                skipped += 1;
+                skipped = skipped.saturating_add(1);
                 continue;
             };
-            let Some(r) = self.slots[key as usize].as_mut() else {
-                skipped += 1;
+            let Some(r) = self.slots.get_mut(key as usize).and_then(Option::as_mut) else {
+                skipped = skipped.saturating_add(1);
                 continue;
             };
             if e.last_heartbeat > r.last_heartbeat {
                 r.last_heartbeat = e.last_heartbeat;
             }
-            Self::set_scores(&mut self.ranked, key, r, e.health_score, e.load_factor);
-            for (k, v) in &e.metrics {
-                r.performance_metrics.insert(k.clone(), *v);
+            // The heartbeat always counts; what the heartbeat path would
+            // have refused is dropped from the report, part by part: a
+            // score outside 0..=1 (or NaN), and metrics that are not finite
+            // or would take the agent past the limit once merged. The
+            // leader checks each heartbeat alone against its own state, and
+            // the heartbeats of one interval merge into one entry, so
+            // together they can overshoot; losing the liveness refresh for
+            // it would let a live agent expire.
+            let unit = |v: Option<f64>| v.filter(|x| (0.0..=1.0).contains(x));
+            Self::set_scores(
+                &mut self.ranked,
+                key,
+                r,
+                unit(e.health_score),
+                unit(e.load_factor),
+            );
+            let limits = &Limits::DEFAULT;
+            if check_metrics("metrics", &e.metrics, limits).is_ok()
+                && e.check_merged_metrics(&r.performance_metrics, limits)
+                    .is_ok()
+            {
+                for (k, v) in &e.metrics {
+                    r.performance_metrics.insert(k.clone(), *v);
+                }
             }
             let current = r.status;
             let target = current.after_heartbeat(e.status);
@@ -360,7 +425,7 @@ impl RegistryState {
                 };
                 self.change_status(&e.agent_id, target, now, cause);
             }
-            applied += 1;
+            applied = applied.saturating_add(1);
         }
         self.evaluate_scaling(now);
         CommandResult::EntriesApplied { applied, skipped }
@@ -370,14 +435,14 @@ impl RegistryState {
     /// the agent's current one (it re-registered meanwhile), or whose step
     /// no longer fits the agent's status, is skipped.
     fn apply_expire(&mut self, entries: &[ExpireEntry], now: Timestamp) -> CommandResult {
-        let (mut applied, mut skipped) = (0, 0);
+        let (mut applied, mut skipped) = (0u64, 0u64);
         for e in entries {
             let Some(status) = self
                 .get(&e.agent_id)
                 .filter(|r| r.epoch == e.epoch)
                 .map(|r| r.status)
             else {
-                skipped += 1;
+                skipped = skipped.saturating_add(1);
                 continue;
             };
             let fits = match e.step {
@@ -395,10 +460,11 @@ impl RegistryState {
                 ExpiryStep::Remove => true,
             };
             if !fits {
-                skipped += 1;
+                skipped = skipped.saturating_add(1);
                 continue;
             }
-            self.counters.missed_heartbeat_transitions += 1;
+            self.counters.missed_heartbeat_transitions =
+                self.counters.missed_heartbeat_transitions.saturating_add(1);
             match e.step {
                 ExpiryStep::Unhealthy => {
                     self.change_status(
@@ -425,7 +491,7 @@ impl RegistryState {
                     );
                 }
             }
-            applied += 1;
+            applied = applied.saturating_add(1);
         }
         self.evaluate_scaling(now);
         CommandResult::EntriesApplied { applied, skipped }
@@ -444,7 +510,7 @@ impl RegistryState {
         } else {
             EventKind::LivenessBrakeReleased
         };
-        self.revision += 1;
+        self.revision = self.next_revision();
         self.events.push(Event {
             revision: self.revision,
             kind,
@@ -486,9 +552,9 @@ impl RegistryState {
         }
         self.index.remove(Field::Status, previous.into_str(), key);
         self.index.insert(Field::Status, status.into_str(), key);
-        let revision = self.revision + 1;
+        let revision = self.next_revision();
         let record = {
-            let r = self.slots[key as usize].as_mut()?;
+            let r = self.slots.get_mut(key as usize)?.as_mut()?;
             r.status = status;
             r.updated_at = now;
             r.revision = revision;
@@ -514,11 +580,14 @@ impl RegistryState {
         kind: EventKind,
         cause: Cause,
     ) -> Option<Revision> {
-        let key = self.agents.remove(id)?;
-        let record = self.slots[key as usize].take()?;
+        let key = *self.agents.get(id)?;
+        let record = self.slots.get_mut(key as usize)?.take()?;
+        self.agents.remove(id);
         self.unindex(key, &record);
         self.free_keys.push(key);
-        self.total_capabilities -= record.capabilities.len() as u64;
+        self.total_capabilities = self
+            .total_capabilities
+            .saturating_sub(record.capabilities.len() as u64);
         let revision = self.push_event(kind, Some(&record), Some(record.status), now, cause);
         self.runtime_left_if_empty(&record.runtime_id, now, cause);
         Some(revision)
@@ -552,11 +621,17 @@ impl RegistryState {
                 revision: r.revision,
             });
         }
+        if existing.is_none() && self.free_keys.is_empty() && self.slots.len() >= MAX_AGENT_KEY {
+            return CommandResult::Rejected(Rejection::Invalid {
+                field: "agent_id".into(),
+                message: format!("the registry holds the most agents it can ({MAX_AGENT_KEY})"),
+            });
+        }
         // The old record leaves its slot (put fills it again): no copy.
         let previous = self
             .agents
             .get(&c.agent_id)
-            .and_then(|&k| self.slots[k as usize].take());
+            .and_then(|&k| self.slots.get_mut(k as usize)?.take());
         let created = previous.is_none();
         let status = match &previous {
             // An operator's suspension outlives re-registration.
@@ -568,7 +643,7 @@ impl RegistryState {
             }),
             None => c.status.unwrap_or(AgentStatus::Active),
         };
-        let record_revision = self.revision + 1;
+        let record_revision = self.next_revision();
         // What the command does not carry, an update keeps.
         let kept = |keep: bool| previous.as_ref().filter(|_| keep);
         let profile = kept(c.keep.profile);
@@ -617,19 +692,16 @@ impl RegistryState {
             epoch: record_revision,
         };
         let kind = if created {
-            self.total_registrations += 1;
+            self.total_registrations = self.total_registrations.saturating_add(1);
             EventKind::AgentRegistered
         } else {
             EventKind::AgentUpdated
         };
         let previous_status = previous.as_ref().map(|p| p.status);
-        let key = self.put(previous, record, c.now, Cause::Registration, kind);
         // The one copy: the result for the caller. The table keeps its own.
-        let record = Box::new(
-            self.slots[key as usize]
-                .clone()
-                .expect("put fills the slot it returns"),
-        );
+        let result = Box::new(record.clone());
+        self.put(previous, record, c.now, Cause::Registration, kind);
+        let record = result;
         if let Some(prev) = previous_status.filter(|p| *p != status) {
             self.push_event(
                 EventKind::AgentStatusChanged,
@@ -679,18 +751,26 @@ impl RegistryState {
         metrics: &BTreeMap<String, f64>,
         now: Timestamp,
     ) -> CommandResult {
-        let revision = self.revision + 1;
+        let revision = self.next_revision();
         let Some(r) = self
             .agents
             .get(id)
             .copied()
-            .and_then(|k| Some((k, self.slots[k as usize].as_mut()?)))
+            .and_then(|k| Some((k, self.slots.get_mut(k as usize)?.as_mut()?)))
         else {
             return CommandResult::Rejected(Rejection::NotFound {
                 agent_id: id.clone(),
             });
         };
         let (key, r) = r;
+        // Metrics merge: repeated reports of new names must not grow a
+        // record without bound (the API checks this against its own,
+        // possibly stale, state; this is the check every replica agrees on).
+        if let Err(e) =
+            check_merged_metrics("metrics", &r.performance_metrics, metrics, &Limits::DEFAULT)
+        {
+            return CommandResult::Rejected(Rejection::invalid(e));
+        }
         Self::set_scores(&mut self.ranked, key, r, health_score, load_factor);
         for (k, v) in metrics {
             r.performance_metrics.insert(k.clone(), *v);
@@ -728,7 +808,9 @@ impl RegistryState {
         let key = match (&previous, self.agents.get(&record.agent_id).copied()) {
             (Some(prev), Some(key)) => {
                 self.unindex(key, prev);
-                self.total_capabilities -= prev.capabilities.len() as u64;
+                self.total_capabilities = self
+                    .total_capabilities
+                    .saturating_sub(prev.capabilities.len() as u64);
                 key
             }
             _ => self.allocate_key(),
@@ -742,7 +824,9 @@ impl RegistryState {
                 .get(Field::Runtime, &record.runtime_id)
                 .is_empty();
         self.index_record(key, &record);
-        self.total_capabilities += record.capabilities.len() as u64;
+        self.total_capabilities = self
+            .total_capabilities
+            .saturating_add(record.capabilities.len() as u64);
         if previous.is_none() {
             self.agents.insert(record.agent_id.clone(), key);
         }
@@ -760,17 +844,22 @@ impl RegistryState {
         if runtime_is_new {
             self.push_runtime_event(EventKind::RuntimeJoined, &record.runtime_id, now, cause);
         }
-        self.slots[key as usize] = Some(record);
+        if let Some(slot) = self.slots.get_mut(key as usize) {
+            *slot = Some(record);
+        }
         key
     }
 
     /// A free dense key (its slot is empty until the caller fills it).
+    /// Registration refuses a new agent when no key is left
+    /// ([`MAX_AGENT_KEY`]), so the conversion never truncates.
     fn allocate_key(&mut self) -> AgentKey {
         match self.free_keys.pop() {
             Some(k) => k,
             None => {
+                let key = AgentKey::try_from(self.slots.len()).unwrap_or(AgentKey::MAX);
                 self.slots.push(None);
-                (self.slots.len() - 1) as AgentKey
+                key
             }
         }
     }
@@ -819,7 +908,7 @@ impl RegistryState {
         now: Timestamp,
         cause: Cause,
     ) {
-        self.revision += 1;
+        self.revision = self.next_revision();
         self.events.push(Event {
             revision: self.revision,
             kind,
@@ -844,7 +933,7 @@ impl RegistryState {
         now: Timestamp,
         cause: Cause,
     ) -> Revision {
-        self.revision += 1;
+        self.revision = self.next_revision();
         self.events.push(Event {
             revision: self.revision,
             kind,
@@ -990,9 +1079,13 @@ impl RegistryState {
         for record in data.agents {
             let key = state.allocate_key();
             state.index_record(key, &record);
-            state.total_capabilities += record.capabilities.len() as u64;
+            state.total_capabilities = state
+                .total_capabilities
+                .saturating_add(record.capabilities.len() as u64);
             state.agents.insert(record.agent_id.clone(), key);
-            state.slots[key as usize] = Some(record);
+            if let Some(slot) = state.slots.get_mut(key as usize) {
+                *slot = Some(record);
+            }
         }
         Ok(state)
     }

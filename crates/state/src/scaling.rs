@@ -7,9 +7,10 @@
 //! so loads are summed as integers in millionths, which gives the same
 //! average whatever the order.
 
-use registry_types::command::{Cause, CommandResult, Event, EventKind};
+use registry_types::command::{Cause, CommandResult, Event, EventKind, Rejection};
 use registry_types::scaling::{
     ScalingAction, ScalingAdvisory, ScalingFigures, ScalingPolicy, ScalingPolicyRequest,
+    MAX_SCALING_POLICIES,
 };
 use registry_types::{AgentStatus, Timestamp, VariantArray};
 
@@ -22,6 +23,10 @@ const MICROS: f64 = 1_000_000.0;
 impl RegistryState {
     /// Sets or removes one capability's policy, then evaluates it at once so
     /// an operator sees its advisories without waiting for a checkpoint.
+    /// The request has passed [`ScalingPolicyRequest::validate`] (apply
+    /// checks every command's fields first); a new policy beyond
+    /// [`MAX_SCALING_POLICIES`] is rejected here, where every replica
+    /// counts the same policies.
     pub(crate) fn apply_set_scaling_policy(
         &mut self,
         capability: &str,
@@ -31,6 +36,14 @@ impl RegistryState {
         let capability = normalize(capability);
         let existed = self.scaling_policies.contains_key(&capability);
         match request {
+            Some(_) if !existed && self.scaling_policies.len() >= MAX_SCALING_POLICIES => {
+                CommandResult::Rejected(Rejection::Invalid {
+                    field: "capability".into(),
+                    message: format!(
+                        "at most {MAX_SCALING_POLICIES} scaling policies are kept; delete one first"
+                    ),
+                })
+            }
             Some(r) => {
                 let policy = ScalingPolicy {
                     capability: capability.clone(),
@@ -96,13 +109,15 @@ impl RegistryState {
             let Some(record) = self.resolve(key) else {
                 continue;
             };
-            agents += 1;
+            agents = agents.saturating_add(1);
             let reports = record.status.is_healthy();
             if reports && record.health_score >= policy.min_health {
-                serving += 1;
-                load_micros += (record.load_factor.clamp(0.0, 1.0) * MICROS).round() as u64;
+                serving = serving.saturating_add(1);
+                // `as` saturates (NaN gives 0): no overflow from a record.
+                let micros = (record.load_factor.clamp(0.0, 1.0) * MICROS).round() as u64;
+                load_micros = load_micros.saturating_add(micros);
             } else if reports || record.status == AgentStatus::Unhealthy {
-                unhealthy += 1;
+                unhealthy = unhealthy.saturating_add(1);
             }
         }
         let average_load = if serving == 0 {
@@ -122,7 +137,9 @@ impl RegistryState {
             serving,
             unhealthy,
             average_load,
-            desired_agents: wanted.clamp(policy.min_agents, policy.max_agents),
+            // Not `clamp`, which panics when min > max: apply refuses such
+            // a policy, but one restored from a snapshot is not checked.
+            desired_agents: wanted.max(policy.min_agents).min(policy.max_agents),
         }
     }
 
@@ -154,8 +171,8 @@ impl RegistryState {
             a.figures = figures.clone();
             return;
         }
-        self.revision += 1;
-        self.counters.advisories_raised += 1;
+        self.revision = self.revision.saturating_add(1);
+        self.counters.advisories_raised = self.counters.advisories_raised.saturating_add(1);
         let advisory = ScalingAdvisory {
             capability: policy.capability.clone(),
             action,
@@ -179,7 +196,7 @@ impl RegistryState {
         let Some(mut advisory) = self.advisories.remove(&(capability.to_string(), action)) else {
             return;
         };
-        self.revision += 1;
+        self.revision = self.revision.saturating_add(1);
         advisory.in_force = false;
         advisory.revision = self.revision;
         match figures {

@@ -974,6 +974,7 @@ fn same_log_same_state() {
                         Rejection::NotFound { .. } => "not found",
                         Rejection::AlreadyExists { .. } => "already exists",
                         Rejection::RevisionMismatch { .. } => "revision mismatch",
+                        Rejection::Invalid { .. } => "invalid",
                     });
                     true
                 }

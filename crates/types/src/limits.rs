@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::agent::{AgentStatus, CostEstimate};
-use crate::api::{CapabilityInput, HealthUpdateRequest, RegisterRequest};
+use crate::api::{HealthUpdateRequest, RegisterRequest};
+use crate::command::RegisterCommand;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::ids::AgentId;
 use crate::scaling::ScalingPolicyRequest;
@@ -24,16 +25,24 @@ pub struct Limits {
     pub max_metrics: usize,
 }
 
+impl Limits {
+    /// The limits every node enforces. The state machine applies them too
+    /// (see [`crate::Command::check_content`]), so they are part of the
+    /// replicated behaviour: raising or lowering one changes which logged
+    /// commands apply, and must be treated like a format change.
+    pub const DEFAULT: Limits = Limits {
+        max_capabilities: 128,
+        max_tags: 64,
+        max_metadata_bytes: 16 * 1024,
+        max_short_string: 512,
+        max_description: 8 * 1024,
+        max_metrics: 64,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_capabilities: 128,
-            max_tags: 64,
-            max_metadata_bytes: 16 * 1024,
-            max_short_string: 512,
-            max_description: 8 * 1024,
-            max_metrics: 64,
-        }
+        Limits::DEFAULT
     }
 }
 
@@ -136,35 +145,92 @@ pub fn check_merged_metrics(
     Ok(())
 }
 
-fn check_capability(i: usize, c: &CapabilityInput, limits: &Limits) -> Result<(), ErrorBody> {
+/// Checks one capability of a registration, request or command alike.
+/// `parameters`: `None` when none were given, else the size of their JSON
+/// text, or `Err` when they are not a JSON object.
+fn check_capability(
+    i: usize,
+    name: &str,
+    description: &str,
+    tags: &[String],
+    cost: Option<&CostEstimate>,
+    parameters: Option<Result<usize, ()>>,
+    limits: &Limits,
+) -> Result<(), ErrorBody> {
     let field = format!("capabilities[{i}]");
-    if c.name.trim().is_empty() {
+    if name.trim().is_empty() {
         return Err(invalid(&field, format!("{field}.name must not be empty")));
     }
-    check_len(&field, &c.name, limits.max_short_string)?;
-    check_len(&field, &c.description, limits.max_description)?;
-    check_tags(&field, &c.tags, limits)?;
-    check_cost(&format!("{field}.cost_estimate"), c.cost_estimate.as_ref())?;
-    if let Some(p) = &c.parameters {
+    check_len(&field, name, limits.max_short_string)?;
+    check_len(&field, description, limits.max_description)?;
+    check_tags(&field, tags, limits)?;
+    check_cost(&format!("{field}.cost_estimate"), cost)?;
+    if let Some(p) = parameters {
         let field = format!("{field}.parameters");
-        // `null` never gets here: it reads as no parameters.
         match p {
-            serde_json::Value::Object(obj) => {
-                let len = serde_json::to_vec(obj)
-                    .map(|v| v.len())
-                    .unwrap_or(usize::MAX);
-                if len > limits.max_metadata_bytes {
-                    return Err(invalid(
-                        &field,
-                        format!(
-                            "{field} is {len} bytes of JSON; at most {} are allowed",
-                            limits.max_metadata_bytes
-                        ),
-                    ));
-                }
-            }
-            _ => return Err(invalid(&field, format!("{field} must be a JSON object"))),
+            Ok(len) => check_json_len(&field, len, limits)?,
+            Err(()) => return Err(invalid(&field, format!("{field} must be a JSON object"))),
         }
+    }
+    Ok(())
+}
+
+/// Checks the size of a JSON object's text (metadata, parameters).
+fn check_json_len(field: &str, len: usize, limits: &Limits) -> Result<(), ErrorBody> {
+    if len > limits.max_metadata_bytes {
+        return Err(invalid(
+            field,
+            format!(
+                "{field} is {len} bytes of JSON; at most {} are allowed",
+                limits.max_metadata_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Size of a JSON object's compact text (`usize::MAX` if it cannot be
+/// written, which no limit admits).
+fn json_len(obj: &serde_json::Map<String, serde_json::Value>) -> usize {
+    serde_json::to_vec(obj)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+}
+
+/// The text fields of a registration, request or command alike: `name`
+/// and `endpoint` required and not blank, every one within its length.
+fn check_registration_text(
+    name: Option<&str>,
+    endpoint: Option<&str>,
+    agent_type: &str,
+    runtime_id: &str,
+    version: &str,
+    description: &str,
+    limits: &Limits,
+) -> Result<(), ErrorBody> {
+    match name {
+        Some(n) if !n.trim().is_empty() => check_len("name", n, limits.max_short_string)?,
+        _ => return Err(invalid("name", "name is required")),
+    }
+    match endpoint {
+        Some(e) if !e.trim().is_empty() => check_len("endpoint", e, limits.max_short_string)?,
+        _ => return Err(invalid("endpoint", "endpoint is required")),
+    }
+    check_len("agent_type", agent_type, limits.max_short_string)?;
+    check_len("runtime_id", runtime_id, limits.max_short_string)?;
+    check_len("version", version, limits.max_short_string)?;
+    check_len("description", description, limits.max_description)
+}
+
+fn check_capability_count(n: usize, limits: &Limits) -> Result<(), ErrorBody> {
+    if n > limits.max_capabilities {
+        return Err(invalid(
+            "capabilities",
+            format!(
+                "{n} capabilities given; at most {} are allowed",
+                limits.max_capabilities
+            ),
+        ));
     }
     Ok(())
 }
@@ -211,48 +277,38 @@ impl RegisterRequest {
         if let Some(id) = &self.agent_id {
             parse_agent_id("agent_id", id)?;
         }
-        match &self.name {
-            Some(n) if !n.trim().is_empty() => check_len("name", n, limits.max_short_string)?,
-            _ => return Err(invalid("name", "name is required")),
-        }
-        match &self.endpoint {
-            Some(e) if !e.trim().is_empty() => check_len("endpoint", e, limits.max_short_string)?,
-            _ => return Err(invalid("endpoint", "endpoint is required")),
-        }
-        check_len("agent_type", &self.agent_type, limits.max_short_string)?;
-        check_len("runtime_id", &self.runtime_id, limits.max_short_string)?;
-        check_len("version", &self.version, limits.max_short_string)?;
-        check_len("description", &self.description, limits.max_description)?;
-        if self.capabilities.len() > limits.max_capabilities {
-            return Err(invalid(
-                "capabilities",
-                format!(
-                    "{} capabilities given; at most {} are allowed",
-                    self.capabilities.len(),
-                    limits.max_capabilities
-                ),
-            ));
-        }
+        check_registration_text(
+            self.name.as_deref(),
+            self.endpoint.as_deref(),
+            &self.agent_type,
+            &self.runtime_id,
+            &self.version,
+            &self.description,
+            limits,
+        )?;
+        check_capability_count(self.capabilities.len(), limits)?;
         for (i, c) in self.capabilities.iter().enumerate() {
-            check_capability(i, c, limits)?;
+            // `null` never gets here: it reads as no parameters.
+            let parameters = c.parameters.as_ref().map(|p| match p {
+                serde_json::Value::Object(obj) => Ok(json_len(obj)),
+                _ => Err(()),
+            });
+            check_capability(
+                i,
+                &c.name,
+                &c.description,
+                &c.tags,
+                c.cost_estimate.as_ref(),
+                parameters,
+                limits,
+            )?;
         }
         check_tags("tags", &self.tags, limits)?;
         if let Some(m) = &self.metadata {
             let Some(obj) = m.as_object() else {
                 return Err(invalid("metadata", "metadata must be a JSON object"));
             };
-            let len = serde_json::to_vec(obj)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if len > limits.max_metadata_bytes {
-                return Err(invalid(
-                    "metadata",
-                    format!(
-                        "metadata is {len} bytes of JSON; at most {} are allowed",
-                        limits.max_metadata_bytes
-                    ),
-                ));
-            }
+            check_json_len("metadata", json_len(obj), limits)?;
         }
         check_unit("health_score", self.health_score)?;
         check_unit("load_factor", self.load_factor)?;
@@ -260,6 +316,46 @@ impl RegisterRequest {
             check_metrics("performance_metrics", m, limits)?;
         }
         parse_status("status", self.status.as_deref())?;
+        Ok(())
+    }
+}
+
+impl RegisterCommand {
+    /// Checks the command's content with the rules
+    /// [`RegisterRequest::validate`] applies to the request it is made
+    /// from (the field names are the request's). What only the request
+    /// path decides (which statuses an agent may ask for, the lease
+    /// durations against the node's election timeout) is left to
+    /// [`crate::Command::check_forwarded`].
+    pub fn check(&self, limits: &Limits) -> Result<(), ErrorBody> {
+        check_registration_text(
+            Some(&self.name),
+            Some(&self.endpoint),
+            &self.agent_type,
+            &self.runtime_id,
+            &self.version,
+            &self.description,
+            limits,
+        )?;
+        check_capability_count(self.capabilities.len(), limits)?;
+        for (i, c) in self.capabilities.iter().enumerate() {
+            check_capability(
+                i,
+                &c.name,
+                &c.description,
+                &c.tags,
+                c.cost_estimate.as_ref(),
+                Some(Ok(c.parameters.encoded_len())),
+                limits,
+            )?;
+        }
+        check_tags("tags", &self.tags, limits)?;
+        check_json_len("metadata", self.metadata.encoded_len(), limits)?;
+        check_unit("health_score", self.health_score)?;
+        check_unit("load_factor", self.load_factor)?;
+        if let Some(m) = &self.performance_metrics {
+            check_metrics("performance_metrics", m, limits)?;
+        }
         Ok(())
     }
 }

@@ -204,7 +204,9 @@ pub enum Command {
         policy: Option<ScalingPolicyRequest>,
         now: Timestamp,
     },
-    Batch(Vec<Command>),
+    /// Decoded with the current batch's nesting guard (a batch inside a
+    /// batch is refused instead of recursing): the shape is unchanged.
+    Batch(#[serde(deserialize_with = "crate::command::nesting::batch")] Vec<Command>),
 }
 
 impl From<Command> for crate::Command {
