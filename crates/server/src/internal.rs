@@ -345,23 +345,13 @@ pub async fn snapshot(
 }
 
 /// Refuses a command a follower may not forward: the leader's own liveness
-/// commands and batches.
-fn check_forwarded(_node: &Node, cmd: &registry_types::Command) -> Result<(), Response> {
-    use registry_types::Command as C;
-    match cmd {
-        C::Register(_)
-        | C::Deregister { .. }
-        | C::SetStatus { .. }
-        | C::SetHealth { .. }
-        | C::SetScalingPolicy { .. }
-        | C::CountDiscoveryRequests { .. } => Ok(()),
-        C::Checkpoint { .. } | C::Expire { .. } | C::Brake { .. } | C::Batch(_) | C::Format1(_) => {
-            Err(refused(format!(
-                "a {} command is never forwarded by a follower",
-                cmd.kind()
-            )))
-        }
-    }
+/// commands, batches and converted entries, and anything the public API
+/// would refuse (`Command::check_forwarded`), with the field named.
+fn check_forwarded(node: &Node, cmd: &registry_types::Command) -> Result<(), Response> {
+    cmd.check_forwarded(&node.config.limits()).map_err(|e| {
+        tracing::warn!(kind = cmd.kind(), error = %e.error.message, "refused a forwarded command");
+        ApiError::from(e).into_response()
+    })
 }
 
 /// A follower's forwarded write. Only applied here if this node is the
