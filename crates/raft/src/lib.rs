@@ -8,6 +8,8 @@
 //! - [`network`]: the HTTP client for Raft RPCs between nodes (bincode bodies
 //!   under `/internal/raft/...`) and for the internal calls the server makes
 //!   (forwarded writes, read-index requests).
+//! - [`frame`]: the header in front of `snapshot.bin` and of the snapshot
+//!   data sent to peers: magic, version, cluster and node id, CRC32C.
 //! - [`identity`]: the cluster id, created at bootstrap, kept in the data
 //!   directory and carried by every node-to-node request and snapshot.
 //! - [`shared`]: the applied state as the HTTP layer sees it: the registry
@@ -18,6 +20,7 @@
 // our helpers return what the traits require.
 #![allow(clippy::result_large_err)]
 
+pub mod frame;
 pub mod identity;
 pub mod network;
 pub mod shared;
@@ -32,7 +35,9 @@ use registry_types::{Command, CommandResult, Revision};
 pub use identity::{ClusterId, ClusterIdentity, IdentityError};
 pub use network::{Network, PeerClient, PeerError};
 pub use shared::{AppliedPosition, AppliedState, SharedState};
-pub use store::{open_store, DecodeError, LogStore, StateMachineStore, StoreError, StoreOptions};
+pub use store::{
+    open_store, DecodeError, Inconsistency, LogStore, StateMachineStore, StoreError, StoreOptions,
+};
 
 /// What applying one log entry produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
