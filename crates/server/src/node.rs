@@ -18,7 +18,8 @@ use tracing::{info, warn};
 
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
-    open_store, Applied, LogStore, Network, PeerClient, PeerError, Raft, SharedState, StoreOptions,
+    open_store, Applied, ClusterIdentity, LogStore, Network, PeerClient, PeerError, Raft,
+    SharedState, StoreOptions,
 };
 use registry_state::StateConfig;
 use registry_types::api::{ClusterInfo, Member, NodeRole};
@@ -34,6 +35,9 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The data directory's `cluster-id` file cannot be read.
+    #[error("cluster identity: {0}")]
+    Identity(#[from] registry_raft::IdentityError),
     #[error("storage: {0}")]
     Store(#[from] registry_raft::StoreError),
     #[error("reading the raft log: {0}")]
@@ -127,6 +131,10 @@ pub struct NodeInner {
     forwarding: ForwardGroup,
     /// The Raft log (shared with openraft), read by pre-vote.
     log_store: LogStore,
+    /// The cluster this node belongs to, as kept in the data directory:
+    /// the same handle the state-machine store checks snapshots with, so
+    /// an id adopted by one is seen by the other.
+    pub identity: ClusterIdentity,
 }
 
 impl std::ops::Deref for Node {
@@ -149,8 +157,9 @@ impl Node {
             },
             sync: true,
         };
+        let identity = ClusterIdentity::load(&config.data_dir)?;
         let (mut log_store, sm_store, shared) =
-            open_store(&config.data_dir, config.node_id, options)?;
+            open_store(&config.data_dir, config.node_id, identity.clone(), options)?;
         let pristine = log_store.is_pristine().await?;
         let committed = log_store.committed_handle();
         let (el_min, el_max) = config.election_timeout_ms();
@@ -208,6 +217,7 @@ impl Node {
             group,
             forwarding,
             log_store,
+            identity,
             config,
         }));
 
