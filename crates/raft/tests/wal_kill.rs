@@ -207,7 +207,9 @@ fn a_torn_wal_tail_drops_only_the_torn_record() {
             .open(&wal)
             .expect("open the WAL");
         f.set_len(len - cut).expect("cut the WAL");
-        let err = DB::open(&raft_db_options(), &copy).err().expect("refused");
+        let Err(err) = DB::open(&raft_db_options(), &copy) else {
+            panic!("cut {cut}: opened")
+        };
         assert!(
             err.to_string().starts_with("Corruption: "),
             "cut {cut}: {err}"
@@ -235,9 +237,9 @@ fn a_flipped_wal_byte_is_refused() {
         let mut bytes = std::fs::read(&wal).expect("read the WAL");
         bytes[at] ^= 0x04;
         std::fs::write(&wal, &bytes).expect("write the WAL");
-        let err = open_db(raft_db_options(), |o| DB::open(o, &copy))
-            .err()
-            .expect("refused");
+        let Err(err) = open_db(raft_db_options(), |o| DB::open(o, &copy)) else {
+            panic!("byte {at}: opened")
+        };
         assert!(
             err.to_string().starts_with("Corruption: "),
             "byte {at}: {err}"
