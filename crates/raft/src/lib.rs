@@ -10,6 +10,8 @@
 //!   (forwarded writes, read-index requests).
 //! - [`auth`]: the signature of node-to-node requests (HMAC-SHA256 keyed
 //!   by the cluster secret), freshness and replay checks.
+//! - [`frame`]: the header in front of `snapshot.bin` and of the snapshot
+//!   data sent to peers: magic, version, cluster and node id, CRC32C.
 //! - [`identity`]: the cluster id, created at bootstrap, kept in the data
 //!   directory and carried by every node-to-node request and snapshot.
 //! - [`shared`]: the applied state as the HTTP layer sees it: the registry
@@ -21,6 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod frame;
 pub mod identity;
 pub mod network;
 pub mod shared;
@@ -35,7 +38,9 @@ use registry_types::{Command, CommandResult, Revision};
 pub use identity::{ClusterId, ClusterIdentity, IdentityError};
 pub use network::{Network, PeerClient, PeerError, PeerHttp};
 pub use shared::{AppliedPosition, AppliedState, SharedState};
-pub use store::{open_store, DecodeError, LogStore, StateMachineStore, StoreError, StoreOptions};
+pub use store::{
+    open_store, DecodeError, Inconsistency, LogStore, StateMachineStore, StoreError, StoreOptions,
+};
 
 /// What applying one log entry produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

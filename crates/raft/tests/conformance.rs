@@ -2,7 +2,9 @@
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
-use registry_raft::{open_store, LogStore, StateMachineStore, StoreOptions, TypeConfig};
+use registry_raft::{
+    open_store, ClusterIdentity, LogStore, StateMachineStore, StoreOptions, TypeConfig,
+};
 use tempfile::TempDir;
 
 struct RocksBuilder;
@@ -17,8 +19,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBui
             sync: false,
             ..StoreOptions::default()
         };
-        let (log, sm, _shared) = open_store(dir.path(), 0, options)
-            .map_err(|e| StorageError::from(openraft::StorageIOError::write(&e)))?;
+        let (log, sm, _shared) =
+            open_store(dir.path(), 0, ClusterIdentity::ephemeral(None), options)
+                .map_err(|e| StorageError::from(openraft::StorageIOError::write(&e)))?;
         Ok((dir, log, sm))
     }
 }

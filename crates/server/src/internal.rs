@@ -283,17 +283,13 @@ impl SnapshotReceipt {
     }
 }
 
-/// Whether snapshot data decodes into a registry, as installing it will.
+/// Whether snapshot data can be installed: header, checksum, cluster id
+/// and a registry that decodes, as installing it will check.
 fn check_snapshot_data(node: &Node, data: &[u8]) -> Result<(), String> {
-    if data.is_empty() {
-        return Err("the snapshot is empty".into());
-    }
-    let decoded = registry_raft::store::decode_snapshot_data(data).map_err(|e| e.to_string())?;
     let config = registry_state::StateConfig {
         event_window: node.config.event_window,
     };
-    registry_state::RegistryState::restore(config, decoded)
-        .map(|_| ())
+    registry_raft::store::verify_snapshot_data(config, data, node.identity().get())
         .map_err(|e| e.to_string())
 }
 

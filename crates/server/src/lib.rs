@@ -14,6 +14,8 @@
 //! - [`coalesce`]: one request coalescer (read-index rounds, forwarded
 //!   heartbeats).
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
+//! - [`inspect`]: `agent-registry inspect`, a read-only report of a data
+//!   directory.
 //!
 //! Built on the core, each holding a [`Node`]:
 //! - [`liveness`]: heartbeats, checkpoints, sweeps and the brake.
@@ -43,6 +45,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod group_commit;
+pub mod inspect;
 pub mod internal;
 pub mod legacy;
 pub mod liveness;

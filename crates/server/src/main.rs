@@ -68,6 +68,9 @@ async fn shutdown_signal() {
 }
 
 fn main() {
+    if agent_registry::inspect::requested() {
+        exit_now(agent_registry::inspect::run());
+    }
     let config = Config::parse();
     if config.print_openapi {
         // `--print-openapi | head` closes the pipe early: that ends the

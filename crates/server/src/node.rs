@@ -36,6 +36,9 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The data directory's `cluster-id` file cannot be read.
+    #[error("cluster identity: {0}")]
+    Identity(#[from] registry_raft::IdentityError),
     #[error("storage: {0}")]
     Store(#[from] registry_raft::StoreError),
     #[error("reading the raft log: {0}")]
@@ -48,8 +51,6 @@ pub enum StartError {
     Initialize(#[from] RaftError<NodeId, openraft::error::InitializeError<NodeId, BasicNode>>),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("cluster identity: {0}")]
-    Identity(#[from] registry_raft::IdentityError),
     #[error("{0}")]
     Secret(#[from] registry_raft::auth::SecretError),
 }
@@ -122,8 +123,6 @@ pub struct NodeInner {
     committed: Arc<AtomicU64>,
     /// The client of every request to a peer, which signs them.
     http: PeerHttp,
-    /// The cluster this node belongs to.
-    identity: ClusterIdentity,
     /// The key of the cluster secret; `None` on a single node without one
     /// and with `--insecure-peers`.
     peer_key: Option<PeerKey>,
@@ -140,6 +139,10 @@ pub struct NodeInner {
     forwarding: ForwardGroup,
     /// The Raft log (shared with openraft), read by pre-vote.
     log_store: LogStore,
+    /// The cluster this node belongs to, as kept in the data directory:
+    /// the same handle the state-machine store checks snapshots with, so
+    /// an id adopted by one is seen by the other.
+    pub identity: ClusterIdentity,
 }
 
 impl std::ops::Deref for Node {
@@ -162,8 +165,9 @@ impl Node {
             },
             sync: true,
         };
+        let identity = ClusterIdentity::load(&config.data_dir)?;
         let (mut log_store, sm_store, shared) =
-            open_store(&config.data_dir, config.node_id, options)?;
+            open_store(&config.data_dir, config.node_id, identity.clone(), options)?;
         let pristine = log_store.is_pristine().await?;
         let committed = log_store.committed_handle();
         let (el_min, el_max) = config.election_timeout_ms();
@@ -181,7 +185,6 @@ impl Node {
             ..Default::default()
         }
         .validate()?;
-        let identity = ClusterIdentity::load(&config.data_dir)?;
         let peer_key = match &config.cluster_secret_file {
             Some(path) => Some(PeerKey::from_file(path)?),
             None => None,
@@ -233,7 +236,6 @@ impl Node {
             shared,
             committed,
             http,
-            identity,
             peer_key,
             peer_auth,
             last_leader_contact: Mutex::new(None),
@@ -244,6 +246,7 @@ impl Node {
             group,
             forwarding,
             log_store,
+            identity,
             config,
         }));
 

@@ -376,6 +376,30 @@ impl Cluster {
         status
     }
 
+    /// Waits (polling, bounded) for node `id` to exit by itself, e.g.
+    /// after refusing to start, and reaps it.
+    pub async fn wait_exit(&mut self, id: NodeId) -> ExitStatus {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let what = format!("node {id} to exit by itself");
+        let status = wait_until(&what, || {
+            let r = node
+                .child
+                .as_mut()
+                .expect("node is running")
+                .try_wait()
+                .map_err(|e| e.to_string());
+            async move {
+                match r? {
+                    Some(status) => Ok(status),
+                    None => Err("still running".to_string()),
+                }
+            }
+        })
+        .await;
+        node.child = None;
+        status
+    }
+
     /// `GET /v1/cluster` of one node.
     pub async fn info(&self, id: NodeId) -> Result<ClusterInfo, String> {
         let url = format!("{}/v1/cluster", self.url(id));
