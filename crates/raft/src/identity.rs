@@ -51,7 +51,9 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} does not hold a cluster id ({source}); restore the data directory from a peer")]
+    #[error(
+        "{path} does not hold a cluster id ({source}); restore the data directory from a peer"
+    )]
     Corrupt { path: PathBuf, source: uuid::Error },
     /// The data directory belongs to another cluster than the one named.
     #[error("this node belongs to cluster {ours}, not {theirs}")]
