@@ -393,6 +393,7 @@ pub async fn set_health(
         registry_types::limits::check_merged_metrics(
             "metrics",
             &current.performance_metrics,
+            None,
             &req.metrics,
             &limits,
         )?;

@@ -114,21 +114,32 @@ pub fn check_metrics(
     Ok(())
 }
 
-/// Checks that merging `new` metrics into an agent's `existing` ones keeps
-/// the merged set within the limit (metrics merge, so a per-request check
-/// alone would let repeated reports grow a record without bound).
+/// Checks that merging `new` metrics into an agent's `existing` ones (and
+/// the `pending` ones reported since the last checkpoint, which will be
+/// merged too) keeps the merged set within the limit: metrics merge, so a
+/// per-request check alone would let repeated reports grow a record
+/// without bound.
 pub fn check_merged_metrics(
     field: &str,
     existing: &BTreeMap<String, f64>,
+    pending: Option<&BTreeMap<String, f64>>,
     new: &BTreeMap<String, f64>,
     limits: &Limits,
 ) -> Result<(), ErrorBody> {
-    let merged = existing.len() + new.keys().filter(|k| !existing.contains_key(*k)).count();
+    let empty = BTreeMap::new();
+    let pending = pending.unwrap_or(&empty);
+    let held = |k: &String| existing.contains_key(k);
+    let merged = existing.len()
+        + pending.keys().filter(|k| !held(k)).count()
+        + new
+            .keys()
+            .filter(|k| !held(k) && !pending.contains_key(*k))
+            .count();
     if merged > limits.max_metrics {
         return Err(invalid(
             field,
             format!(
-                "the agent would hold {merged} metrics; at most {} are allowed",
+                "the agent would hold {merged} metrics (with those reported since the last checkpoint); at most {} are allowed: report fewer distinct metric names",
                 limits.max_metrics
             ),
         ));
