@@ -67,6 +67,10 @@ pub enum ForwardError {
     /// The node is shutting down or broken.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Refused before it was proposed: the command would register a new
+    /// agent beyond the leader's `--max-agents`. Nothing changed.
+    #[error("the registry holds its most agents ({max})")]
+    RegistryFull { max: u64 },
 }
 
 /// A leader's answer to a read-index request.

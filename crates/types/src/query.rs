@@ -561,6 +561,7 @@ mod tests {
                 "invalid_json",
                 "invalid_argument",
                 "payload_too_large",
+                "request_timeout",
                 "unsupported_media_type",
                 "agent_not_found",
                 "not_found",
@@ -574,6 +575,8 @@ mod tests {
                 "timeout",
                 "revision_compacted",
                 "internal",
+                "registry_full",
+                "too_many_watchers",
             ]
         );
         for &c in ErrorCode::VARIANTS {
