@@ -34,6 +34,46 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard one: each
+/// connection holds one, and RocksDB, the peers and the listener need more.
+/// Warns when even the hard limit leaves too few for `--max-connections`
+/// (the accept loop then frees idle connections when it runs out).
+fn raise_descriptor_limit(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        /// Descriptors kept for RocksDB files, peers and the listener.
+        const RESERVE: libc::rlim_t = 1_024;
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the one struct
+        // passed; no other memory is touched.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        let wanted = (max_connections as libc::rlim_t).saturating_add(RESERVE);
+        if lim.rlim_cur < wanted {
+            warn!(
+                limit = lim.rlim_cur,
+                wanted,
+                "the open-file limit is below --max-connections plus a reserve; lower --max-connections or raise the limit"
+            );
+        }
+    }
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
@@ -146,12 +186,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting"
     );
+    raise_descriptor_limit(config.max_connections);
+    let limits = agent_registry::edge::EdgeLimits::from_config(&config);
     let state = agent_registry::start(config).await?;
     let node = state.node.clone();
+    let watchers = state.watchers.clone();
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Event streams last until their clients leave: end them, or they
+        // would hold the shutdown.
+        watchers.stop();
+    };
+    agent_registry::edge::serve(listener, app, limits, shutdown).await;
     info!("http server stopped; shutting down raft");
     if let Err(e) = node.raft.shutdown().await {
         error!(error = %e, "raft shutdown");
