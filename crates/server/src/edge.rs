@@ -46,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::metrics::Metrics;
+
 /// Bounds of the accept loop, from the node's configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct EdgeLimits {
@@ -73,9 +75,10 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: EdgeLimits,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
-    let connections = Arc::new(Connections::new(limits.max_connections));
+    let connections = Arc::new(Connections::new(limits.max_connections, metrics.clone()));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -102,6 +105,10 @@ pub async fn serve(
                 max = limits.max_connections,
                 "every connection is busy: closing a new one"
             );
+            metrics
+                .http_connections_closed
+                .with_label_values(&["refused"])
+                .inc();
             drop(stream);
             continue;
         };
@@ -119,10 +126,17 @@ pub async fn serve(
             }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             tokio::select! {
                 res = conn => {
                     if let Err(e) = res {
+                        if e.is_timeout() {
+                            metrics
+                                .http_connections_closed
+                                .with_label_values(&["header_timeout"])
+                                .inc();
+                        }
                         debug!(error = %e, "connection ended");
                     }
                 }
@@ -150,6 +164,8 @@ pub async fn serve(
 /// idle one.
 struct Connections {
     max: usize,
+    /// `http_connections` and `http_connections_closed`.
+    metrics: Metrics,
     next: AtomicU64,
     /// A std `Mutex`: held for a map update or scan, never across an
     /// `.await`.
@@ -165,9 +181,10 @@ struct Open {
 }
 
 impl Connections {
-    fn new(max: usize) -> Connections {
+    fn new(max: usize, metrics: Metrics) -> Connections {
         Connections {
             max,
+            metrics,
             next: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
         }
@@ -181,7 +198,7 @@ impl Connections {
     /// (closed for it); `None` when every connection is busy.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.lock();
-        if open.len() >= self.max && !evict_oldest_idle(&mut open) {
+        if open.len() >= self.max && !self.evict_oldest_idle(&mut open) {
             return None;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +211,7 @@ impl Connections {
                 evict: evict.clone(),
             },
         );
+        self.metrics.http_connections.inc();
         Some(Slot {
             connections: self.clone(),
             id,
@@ -204,23 +222,27 @@ impl Connections {
 
     /// Closes the connection idle longest, if any (out of descriptors).
     fn evict_idle(&self) {
-        evict_oldest_idle(&mut self.lock());
+        self.evict_oldest_idle(&mut self.lock());
     }
-}
 
-/// Closes the oldest connection with no request in progress; false when
-/// there is none.
-fn evict_oldest_idle(open: &mut BTreeMap<u64, Open>) -> bool {
-    let idle = open
-        .iter()
-        .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-        .map(|(id, _)| *id);
-    match idle.and_then(|id| open.remove(&id)) {
-        Some(c) => {
-            c.evict.cancel();
-            true
+    /// Closes the oldest connection with no request in progress; false
+    /// when there is none.
+    fn evict_oldest_idle(&self, open: &mut BTreeMap<u64, Open>) -> bool {
+        let idle = open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(c) => {
+                c.evict.cancel();
+                self.metrics
+                    .http_connections_closed
+                    .with_label_values(&["evicted"])
+                    .inc();
+                true
+            }
+            None => false,
         }
-        None => false,
     }
 }
 
@@ -235,6 +257,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.connections.lock().remove(&self.id);
+        self.connections.metrics.http_connections.dec();
     }
 }
 
@@ -288,7 +311,8 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_idlest_connection_makes_room() {
-        let c = Arc::new(Connections::new(2));
+        let metrics = Metrics::new();
+        let c = Arc::new(Connections::new(2, metrics.clone()));
         let a = c.admit().expect("a");
         let b = c.admit().expect("b");
         // `a` is busy: `b`, the idle one, is closed for `c1`.
@@ -305,5 +329,13 @@ mod tests {
         assert!(a.evict.is_cancelled());
         drop(b);
         assert_eq!(c.lock().len(), 2);
+        let evicted = metrics
+            .http_connections_closed
+            .with_label_values(&["evicted"])
+            .get();
+        assert_eq!(evicted, 2);
+        // `a` and `b` are gone; `c1` and `d` are open.
+        drop(a);
+        assert_eq!(metrics.http_connections.get(), 2);
     }
 }

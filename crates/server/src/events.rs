@@ -26,6 +26,7 @@ use registry_types::{ErrorBody, ErrorCode, Event, EventKind, Revision};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::openapi::{BadRequest, Internal, WatchUnavailable};
 
@@ -50,6 +51,8 @@ pub struct WatchersInner {
     /// One permit per watcher; `--max-watchers` in all.
     slots: Arc<Semaphore>,
     max: usize,
+    /// `event_watchers` and `event_watchers_refused`.
+    metrics: Metrics,
     /// The JSON of recent events by revision, shared by every watcher:
     /// each event is encoded once, not once per watcher. A revision names
     /// one event on every node (events derive from the log), so an entry
@@ -63,10 +66,11 @@ pub struct WatchersInner {
 }
 
 impl Watchers {
-    pub fn new(max: usize) -> Watchers {
+    pub fn new(max: usize, metrics: Metrics) -> Watchers {
         Watchers(Arc::new(WatchersInner {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            metrics,
             encoded: Mutex::new(BTreeMap::new()),
             stopping: CancellationToken::new(),
         }))
@@ -74,8 +78,22 @@ impl Watchers {
 
     /// A slot for one watcher, held as long as it watches; 503
     /// `too_many_watchers` with `Retry-After` when all are taken.
-    fn admit(&self) -> ApiResult<OwnedSemaphorePermit> {
-        self.0.slots.clone().try_acquire_owned().map_err(|_| ApiError {
+    fn admit(&self) -> ApiResult<WatcherSlot> {
+        let metrics = &self.0.metrics;
+        let Ok(permit) = self.0.slots.clone().try_acquire_owned() else {
+            metrics.event_watchers_refused.inc();
+            return Err(self.full());
+        };
+        metrics.event_watchers.inc();
+        Ok(WatcherSlot {
+            _permit: permit,
+            gauge: metrics.event_watchers.clone(),
+        })
+    }
+
+    /// 503 `too_many_watchers`.
+    fn full(&self) -> ApiError {
+        ApiError {
             body: ErrorBody::new(
                 ErrorCode::TooManyWatchers,
                 format!(
@@ -84,7 +102,7 @@ impl Watchers {
                 ),
             ),
             retry_after: Some(WATCHER_RETRY_AFTER_SECS),
-        })
+        }
     }
 
     /// Watchers being served now.
@@ -112,6 +130,19 @@ impl Watchers {
             cache.pop_first();
         }
         json
+    }
+}
+
+/// One watcher's slot, given back (and counted out of `event_watchers`)
+/// when dropped.
+struct WatcherSlot {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -354,7 +385,7 @@ fn start_after(
 async fn long_poll(
     node: Node,
     watchers: Watchers,
-    _slot: OwnedSemaphorePermit,
+    _slot: WatcherSlot,
     after: Revision,
     filter: EventFilter,
     wait: Duration,
@@ -405,7 +436,7 @@ struct StreamState {
     watchers: Watchers,
     /// The stream's watcher slot, given back when the stream is dropped
     /// (the client went away, or the node is stopping).
-    _slot: OwnedSemaphorePermit,
+    _slot: WatcherSlot,
     after: Revision,
     filter: EventFilter,
     rx: tokio::sync::watch::Receiver<registry_raft::AppliedPosition>,
@@ -416,7 +447,7 @@ struct StreamState {
 fn stream(
     node: Node,
     watchers: Watchers,
-    slot: OwnedSemaphorePermit,
+    slot: WatcherSlot,
     after: Revision,
     filter: EventFilter,
 ) -> Response {

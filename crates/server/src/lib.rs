@@ -96,7 +96,7 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
         elector: election::Elector::start(node.clone()),
         discovery_requests: discovery::DiscoveryRequests::start(node.clone()),
         round_robin: Arc::default(),
-        watchers: events::Watchers::new(node.config.max_watchers),
+        watchers: events::Watchers::new(node.config.max_watchers, node.metrics.clone()),
         node,
     })
 }

@@ -198,7 +198,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         // would hold the shutdown.
         watchers.stop();
     };
-    agent_registry::edge::serve(listener, app, limits, shutdown).await;
+    let metrics = node.metrics.clone();
+    agent_registry::edge::serve(listener, app, limits, metrics, shutdown).await;
     info!("http server stopped; shutting down raft");
     if let Err(e) = node.raft.shutdown().await {
         error!(error = %e, "raft shutdown");

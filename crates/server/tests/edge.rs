@@ -213,6 +213,16 @@ async fn a_connection_flood_leaves_health_live_answering() {
             .unwrap_or_else(|e| panic!("probe {i} under the flood: {e}"));
     }
 
+    let evicted = c
+        .metric(
+            1,
+            "registry_http_connections_closed_total{reason=\"evicted\"}",
+        )
+        .await;
+    assert!(evicted >= 3 * CAP as u64, "evicted {evicted}");
+    let open = c.metric(1, "registry_http_connections").await;
+    assert!(open <= CAP as u64, "{open} connections open, cap {CAP}");
+
     eprintln!("--- the event stream was not the connection closed");
     // A client of its own: the flood may have closed the idle connections
     // of the cluster's client.
@@ -270,6 +280,11 @@ async fn watchers_are_capped() {
         assert_eq!(v["error"]["code"], "too_many_watchers", "{v}");
         assert_eq!(v["error"]["retryable"], true, "{v}");
     }
+    assert_eq!(c.metric(1, "registry_event_watchers").await, 2);
+    assert_eq!(
+        c.metric(1, "registry_event_watchers_refused_total").await,
+        2
+    );
 
     eprintln!("--- the two streams both get the next event");
     let r = post(&c.http, &format!("{base}/v1/agents"), &registration("w-1")).await;
