@@ -523,6 +523,11 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
+            // Below the nodes' default --header-read-timeout-ms (30 s), after
+            // which a node closes an idle connection: an idle pooled
+            // connection is dropped here first, never reused just as the
+            // node closes it.
+            .pool_idle_timeout(Duration::from_secs(20))
             // Cluster nodes are addressed directly; an HTTP(S)_PROXY meant
             // for the outside world must not sit between client and nodes.
             .no_proxy()

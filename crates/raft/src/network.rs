@@ -300,7 +300,10 @@ pub fn peer_http_client(
         .local_address(source)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the nodes' default --header-read-timeout-ms (30 s), after
+        // which a node closes an idle connection: a pooled connection is
+        // dropped here first, never reused just as the peer closes it.
+        .pool_idle_timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(64)
         .no_proxy()
         .build()
