@@ -462,18 +462,21 @@ impl Node {
             return Ok(None);
         };
         let max = self.config.max_agents;
-        let held = {
-            let g = self.shared.read();
-            if g.registry.get(&reg.agent_id).is_some() {
-                return Ok(None);
-            }
-            g.registry.len() as u64
-        };
+        // The slot is taken under the state's read guard: no registration
+        // can be applied (and give its slot back) between the count read
+        // and the slot taken, so each one in flight is counted in the
+        // registry or among the slots (for a moment both), never missed.
+        let g = self.shared.read();
+        if g.registry.get(&reg.agent_id).is_some() {
+            return Ok(None);
+        }
+        let held = g.registry.len() as u64;
         self.creating
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |creating| {
                 (held.saturating_add(creating) < max).then_some(creating + 1)
             })
             .map_err(|_| ForwardError::RegistryFull { max })?;
+        drop(g);
         Ok(Some(CreationSlot(&self.creating)))
     }
 
