@@ -523,6 +523,11 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
+            // Below the nodes' default --header-read-timeout-ms (30 s), after
+            // which a node closes an idle connection: an idle pooled
+            // connection is dropped here first, never reused just as the
+            // node closes it.
+            .pool_idle_timeout(Duration::from_secs(20))
             // Cluster nodes are addressed directly; an HTTP(S)_PROXY meant
             // for the outside world must not sit between client and nodes.
             .no_proxy()
@@ -895,32 +900,77 @@ impl Client {
     }
 
     /// Every capability with its agent count and counts by status
-    /// (`GET /v1/capabilities`).
+    /// (`GET /v1/capabilities`, following cursors).
     pub async fn capabilities(&self, opts: ReadOptions) -> Result<CapabilityList, ClientError> {
         Ok(self.capabilities_with_meta(opts).await?.value)
     }
 
-    /// [`Client::capabilities`] with the answer's metadata.
+    /// [`Client::capabilities`] with the last page's metadata. Pages after
+    /// the first are read with `min_revision` set to the first page's
+    /// revision, as [`Client::list_all_agents`] does.
     pub async fn capabilities_with_meta(
         &self,
         opts: ReadOptions,
     ) -> Result<Response<CapabilityList>, ClientError> {
-        let call = Call::read(&["v1", "capabilities"]).read_options(opts);
-        decode(self.execute(&call).await?)
+        let mut opts = opts;
+        let mut page = ListPage::default();
+        let mut all = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let call = Call::read(&["v1", "capabilities"])
+                .params(&page)
+                .read_options(opts);
+            let r: Response<CapabilityList> = decode(self.execute(&call).await?)?;
+            all.extend(r.value.capabilities);
+            if !next_page(&mut page, &mut opts, r.value.next_cursor, r.value.revision)? {
+                return Ok(Response {
+                    value: CapabilityList {
+                        capabilities: all,
+                        next_cursor: None,
+                        revision: r.value.revision,
+                    },
+                    meta: r.meta,
+                });
+            }
+        }
+        Err(ClientError::Decode(format!(
+            "capability listing did not end after {MAX_LIST_PAGES} pages"
+        )))
     }
 
-    /// Every runtime with its agent counts by status (`GET /v1/runtimes`).
+    /// Every runtime with its agent counts by status (`GET /v1/runtimes`,
+    /// following cursors).
     pub async fn runtimes(&self, opts: ReadOptions) -> Result<RuntimeList, ClientError> {
         Ok(self.runtimes_with_meta(opts).await?.value)
     }
 
-    /// [`Client::runtimes`] with the answer's metadata.
+    /// [`Client::runtimes`] with the last page's metadata.
     pub async fn runtimes_with_meta(
         &self,
         opts: ReadOptions,
     ) -> Result<Response<RuntimeList>, ClientError> {
-        let call = Call::read(&["v1", "runtimes"]).read_options(opts);
-        decode(self.execute(&call).await?)
+        let mut opts = opts;
+        let mut page = ListPage::default();
+        let mut all = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let call = Call::read(&["v1", "runtimes"])
+                .params(&page)
+                .read_options(opts);
+            let r: Response<RuntimeList> = decode(self.execute(&call).await?)?;
+            all.extend(r.value.runtimes);
+            if !next_page(&mut page, &mut opts, r.value.next_cursor, r.value.revision)? {
+                return Ok(Response {
+                    value: RuntimeList {
+                        runtimes: all,
+                        next_cursor: None,
+                        revision: r.value.revision,
+                    },
+                    meta: r.meta,
+                });
+            }
+        }
+        Err(ClientError::Decode(format!(
+            "runtime listing did not end after {MAX_LIST_PAGES} pages"
+        )))
     }
 
     /// One runtime's counts and agents (`GET /v1/runtimes/{id}`); 404
@@ -1205,6 +1255,28 @@ impl Client {
             body,
         })
     }
+}
+
+/// Moves a paged listing on: `Ok(false)` on the last page; otherwise sets
+/// the next `cursor` and a `min_revision` of the pages read so far (a
+/// fail-over to a lagging node cannot go back in time mid-listing).
+fn next_page(
+    page: &mut ListPage,
+    opts: &mut ReadOptions,
+    next_cursor: Option<String>,
+    revision: Revision,
+) -> Result<bool, ClientError> {
+    let Some(next) = next_cursor else {
+        return Ok(false);
+    };
+    if page.cursor.as_deref() == Some(next.as_str()) {
+        return Err(ClientError::Decode(format!(
+            "the server returned cursor '{next}' twice in a row"
+        )));
+    }
+    opts.min_revision = Some(opts.min_revision.unwrap_or(0).max(revision));
+    page.cursor = Some(next);
+    Ok(true)
 }
 
 #[cfg(test)]

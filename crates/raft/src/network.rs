@@ -76,6 +76,10 @@ pub enum ForwardError {
     /// The node is shutting down or broken.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Refused before it was proposed: the command would register a new
+    /// agent beyond the leader's `--max-agents`. Nothing changed.
+    #[error("the registry holds its most agents ({max})")]
+    RegistryFull { max: u64 },
 }
 
 /// A leader's answer to a read-index request.
@@ -383,7 +387,10 @@ pub fn peer_http_client(
         .local_address(source)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the nodes' default --header-read-timeout-ms (30 s), after
+        // which a node closes an idle connection: a pooled connection is
+        // dropped here first, never reused just as the peer closes it.
+        .pool_idle_timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(64)
         .no_proxy()
         .build()

@@ -26,7 +26,7 @@ use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 use crate::openapi::{
     AgentNotFound, BadRequest, BatchPayloadTooLarge, Conflict, HeartbeatAgentNotFound,
-    HeartbeatUnavailable, Internal, PayloadTooLarge, ReadUnavailable, WriteTimeout,
+    HeartbeatUnavailable, Internal, PayloadTooLarge, ReadUnavailable, RegistryFull, WriteTimeout,
     WriteUnavailable,
 };
 
@@ -212,6 +212,7 @@ pub async fn propose_register(node: &Node, cmd: Command) -> ApiResult<(AgentReco
         (status = 500, response = Internal),
         (status = 503, response = WriteUnavailable),
         (status = 504, response = WriteTimeout),
+        (status = 507, response = RegistryFull),
     ),
 )]
 pub async fn register(
@@ -396,6 +397,7 @@ pub async fn set_health(
         registry_types::limits::check_merged_metrics(
             "metrics",
             &current.performance_metrics,
+            None,
             &req.metrics,
             &limits,
         )?;

@@ -153,6 +153,46 @@ pub struct Config {
     /// Largest snapshot this node accepts from a leader, in bytes.
     #[arg(long, env = "REGISTRY_MAX_SNAPSHOT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub max_snapshot_bytes: u64,
+    /// Most agents the registry holds. The leader refuses a registration
+    /// of a new agent beyond it (507 `registry_full`); updates of
+    /// registered agents are still accepted.
+    #[arg(long, env = "REGISTRY_MAX_AGENTS", default_value_t = 1_000_000)]
+    pub max_agents: u64,
+
+    /// Most client and peer connections served at once. At the cap a new
+    /// connection takes the place of the one idle longest (no request in
+    /// progress, no response streaming), which is closed; when every
+    /// connection is busy the new one is closed at once.
+    #[arg(long, env = "REGISTRY_MAX_CONNECTIONS", default_value_t = 4_096)]
+    pub max_connections: usize,
+
+    /// How long a connection may take to send a request's headers, in
+    /// milliseconds, counted from the connection's start or the end of its
+    /// previous response (so it also closes idle keep-alive connections).
+    #[arg(
+        long,
+        env = "REGISTRY_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a client may take to send a request's whole body, in
+    /// milliseconds (408 `request_timeout` beyond it).
+    #[arg(long, env = "REGISTRY_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// How long a request may take from its headers to its answer, in
+    /// milliseconds (504 `timeout` beyond it). Event streams and long polls
+    /// (`GET /v1/events`) are exempt: they last by design and are bounded by
+    /// `--max-watchers` instead. Above the write and read timeouts.
+    #[arg(long, env = "REGISTRY_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
+    pub request_timeout_ms: u64,
+
+    /// Most event streams and long polls (`GET /v1/events`) served at once
+    /// (503 `too_many_watchers` with `Retry-After` beyond it). Below
+    /// `--max-connections`.
+    #[arg(long, env = "REGISTRY_MAX_WATCHERS", default_value_t = 1_024)]
+    pub max_watchers: usize,
 
     /// Log format.
     #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -192,6 +232,8 @@ pub enum ConfigError {
     PeerAdvertise,
     #[error("--peer-listen must differ from --listen")]
     PeerListen,
+    #[error("edge limits: --max-connections 2 to 1000000, --max-watchers 1 to below it, --max-agents at least 1, timeouts 100 ms to 10 min, --request-timeout-ms above the write and read timeouts")]
+    Edge,
 }
 
 impl Default for Config {
@@ -228,6 +270,18 @@ impl Config {
             && self.brake_fraction <= 1.0;
         if !liveness_ok {
             return Err(ConfigError::Liveness);
+        }
+        let timeout_ok = |ms: u64| (100..=600_000).contains(&ms);
+        let edge_ok = (2..=1_000_000).contains(&self.max_connections)
+            && self.max_watchers >= 1
+            && self.max_watchers < self.max_connections
+            && self.max_agents >= 1
+            && timeout_ok(self.header_read_timeout_ms)
+            && timeout_ok(self.body_read_timeout_ms)
+            && timeout_ok(self.request_timeout_ms)
+            && self.request_timeout_ms > self.write_timeout_ms.max(self.read_timeout_ms);
+        if !edge_ok {
+            return Err(ConfigError::Edge);
         }
         let members = self.members()?;
         if !members.contains_key(&self.node_id) {
@@ -327,6 +381,18 @@ impl Config {
         Duration::from_millis(self.read_timeout_ms)
     }
 
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     /// Input limits enforced on every request.
     pub fn limits(&self) -> Limits {
         Limits::default()
@@ -389,6 +455,16 @@ mod tests {
         assert!(parse_members("x=a:1").is_err());
         assert!(parse_members("1=a").is_err());
         assert!(parse_members("").is_err());
+        for bad in [
+            &["--max-watchers", "4096"][..],
+            &["--max-connections", "1"],
+            &["--max-agents", "0"],
+            &["--header-read-timeout-ms", "0"],
+            &["--request-timeout-ms", "5000"],
+        ] {
+            let c = Config::parse_from(["agent-registry"].iter().chain(bad));
+            assert!(matches!(c.check(), Err(ConfigError::Edge)), "{bad:?}");
+        }
         let c = Config::parse_from([
             "agent-registry",
             "--node-id",

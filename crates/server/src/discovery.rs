@@ -15,11 +15,12 @@ use registry_state::index::{normalize, words};
 use registry_types::api::{CapabilityList, RuntimeDetail, RuntimeList};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
 use registry_types::limits::{check_unit, parse_status};
-use registry_types::query::{ReadOptions, SelectQuery, SelectStrategy};
+use registry_types::query::{ListPage, ReadOptions, SelectQuery, SelectStrategy};
 use registry_types::{AgentRecord, AgentStatus, Command, ErrorBody, ErrorCode, Timestamp};
 
+use crate::api::DEFAULT_PAGE;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Query};
+use crate::extract::{limit_within, JsonBody, Query};
 use crate::node::Node;
 use crate::openapi::{BadRequest, Internal, PayloadTooLarge, ReadUnavailable};
 
@@ -318,15 +319,17 @@ pub async fn select(
         })
 }
 
-/// Every capability with its agent counts by status.
+/// Capabilities with their agent counts by status, a page at a time.
+///
+/// Ordered by name; follow `next_cursor` for the next page.
 #[utoipa::path(
     get,
     path = "/v1/capabilities",
     operation_id = "listCapabilities",
     tag = "discovery",
-    params(ReadOptions),
+    params(ListPage, ReadOptions),
     responses(
-        (status = 200, description = "Capabilities by name.", body = CapabilityList),
+        (status = 200, description = "One page of capabilities, by name.", body = CapabilityList),
         (status = 400, response = BadRequest),
         (status = 500, response = Internal),
         (status = 503, response = ReadUnavailable),
@@ -334,25 +337,33 @@ pub async fn select(
 )]
 pub async fn capabilities(
     State(node): State<Node>,
+    Query(page): Query<ListPage>,
     Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<CapabilityList>> {
+    let limit = limit_within(page.limit, DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
     node.read_gate(&read).await?;
     let g = node.shared.read();
-    Ok(Json(registry_types::api::CapabilityList {
-        capabilities: g.registry.capability_summaries(),
+    let (capabilities, next_cursor) = g
+        .registry
+        .capability_summaries(page.cursor.as_deref(), limit);
+    Ok(Json(CapabilityList {
+        capabilities,
+        next_cursor,
         revision: g.registry.revision(),
     }))
 }
 
-/// Every runtime with its agent counts by status.
+/// Runtimes with their agent counts by status, a page at a time.
+///
+/// Ordered by id; follow `next_cursor` for the next page.
 #[utoipa::path(
     get,
     path = "/v1/runtimes",
     operation_id = "listRuntimes",
     tag = "discovery",
-    params(ReadOptions),
+    params(ListPage, ReadOptions),
     responses(
-        (status = 200, description = "Runtimes by id.", body = RuntimeList),
+        (status = 200, description = "One page of runtimes, by id.", body = RuntimeList),
         (status = 400, response = BadRequest),
         (status = 500, response = Internal),
         (status = 503, response = ReadUnavailable),
@@ -360,12 +371,16 @@ pub async fn capabilities(
 )]
 pub async fn runtimes(
     State(node): State<Node>,
+    Query(page): Query<ListPage>,
     Query(read): Query<ReadOptions>,
 ) -> ApiResult<Json<RuntimeList>> {
+    let limit = limit_within(page.limit, DEFAULT_PAGE, registry_state::query::MAX_PAGE)?;
     node.read_gate(&read).await?;
     let g = node.shared.read();
-    Ok(Json(registry_types::api::RuntimeList {
-        runtimes: g.registry.runtime_summaries(),
+    let (runtimes, next_cursor) = g.registry.runtime_summaries(page.cursor.as_deref(), limit);
+    Ok(Json(RuntimeList {
+        runtimes,
+        next_cursor,
         revision: g.registry.revision(),
     }))
 }

@@ -77,7 +77,8 @@ impl From<ErrorBody> for ApiError {
 }
 
 /// A failed write as the client sees it: 503 with `Retry-After` when it
-/// certainly was not applied, 504 `timeout` when it may have been.
+/// certainly was not applied, 504 `timeout` when it may have been, 507
+/// `registry_full` for a new agent beyond `--max-agents`.
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
@@ -85,6 +86,9 @@ impl From<WriteError> for ApiError {
             WriteError::Unavailable(m) => ApiError::unavailable(m),
             WriteError::OutcomeUnknown(m) => ApiError::timeout(m),
             WriteError::Internal => ApiError::internal(),
+            e @ WriteError::RegistryFull { .. } => {
+                ApiError::new(ErrorCode::RegistryFull, e.to_string())
+            }
         }
     }
 }

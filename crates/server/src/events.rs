@@ -7,15 +7,18 @@
 //! that fell out of the window gets 410 `revision_compacted` with the current
 //! revision, so the client lists again: never a silent gap.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use registry_state::index::normalize;
 use registry_types::query::{self, EventsPoll, ReadOptions};
@@ -23,13 +26,133 @@ use registry_types::{ErrorBody, ErrorCode, Event, EventKind, Revision};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::openapi::{BadRequest, Internal, ReadUnavailable};
+use crate::openapi::{BadRequest, Internal, WatchUnavailable};
 
 /// Longest long-poll wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Most events in one long-poll answer.
 pub const MAX_BATCH: usize = 1_000;
+
+/// Seconds a watcher refused for want of a slot is asked to wait.
+pub const WATCHER_RETRY_AFTER_SECS: u64 = 5;
+
+/// Events kept encoded for watchers (see [`Watchers::encoded`]).
+const ENCODED_CACHE: usize = 4 * MAX_BATCH;
+
+/// The node's event watchers (SSE streams and long polls): a bounded number
+/// of slots, the events encoded once for all of them, and the signal that
+/// ends every stream when the node stops. Cheap to clone.
+#[derive(Clone)]
+pub struct Watchers(Arc<WatchersInner>);
+
+pub struct WatchersInner {
+    /// One permit per watcher; `--max-watchers` in all.
+    slots: Arc<Semaphore>,
+    max: usize,
+    /// `event_watchers` and `event_watchers_refused`.
+    metrics: Metrics,
+    /// The JSON of recent events by revision, shared by every watcher:
+    /// each event is encoded once, not once per watcher. A revision names
+    /// one event on every node (events derive from the log), so an entry
+    /// never goes stale; the oldest are dropped beyond [`ENCODED_CACHE`].
+    /// A std `Mutex`: held for a map lookup (and one encoding on a miss),
+    /// never across an `.await`.
+    encoded: Mutex<BTreeMap<Revision, Arc<str>>>,
+    /// Cancelled when the node stops: streams end, so that connections can
+    /// close and shutdown is not held by a watcher.
+    stopping: CancellationToken,
+}
+
+impl Watchers {
+    pub fn new(max: usize, metrics: Metrics) -> Watchers {
+        Watchers(Arc::new(WatchersInner {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            metrics,
+            encoded: Mutex::new(BTreeMap::new()),
+            stopping: CancellationToken::new(),
+        }))
+    }
+
+    /// A slot for one watcher, held as long as it watches; 503
+    /// `too_many_watchers` with `Retry-After` when all are taken.
+    fn admit(&self) -> ApiResult<WatcherSlot> {
+        let metrics = &self.0.metrics;
+        let Ok(permit) = self.0.slots.clone().try_acquire_owned() else {
+            metrics.event_watchers_refused.inc();
+            return Err(self.full());
+        };
+        metrics.event_watchers.inc();
+        Ok(WatcherSlot {
+            _permit: permit,
+            gauge: metrics.event_watchers.clone(),
+        })
+    }
+
+    /// 503 `too_many_watchers`.
+    fn full(&self) -> ApiError {
+        ApiError {
+            body: ErrorBody::new(
+                ErrorCode::TooManyWatchers,
+                format!(
+                    "this node already serves {} event streams and long polls (--max-watchers); retry later or on another node",
+                    self.0.max
+                ),
+            ),
+            retry_after: Some(WATCHER_RETRY_AFTER_SECS),
+        }
+    }
+
+    /// Watchers being served now.
+    pub fn active(&self) -> usize {
+        self.0.max - self.0.slots.available_permits()
+    }
+
+    /// Ends every event stream (the node is stopping).
+    pub fn stop(&self) {
+        self.0.stopping.cancel();
+    }
+
+    /// The JSON of `e`, encoded by the first watcher that needs it.
+    fn encoded(&self, e: &Event) -> Arc<str> {
+        let mut cache = self.0.encoded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(json) = cache.get(&e.revision) {
+            return json.clone();
+        }
+        // An `Event` is plain data: encoding it cannot fail.
+        let json: Arc<str> = serde_json::to_string(e)
+            .unwrap_or_else(|_| "null".to_string())
+            .into();
+        cache.insert(e.revision, json.clone());
+        while cache.len() > ENCODED_CACHE {
+            cache.pop_first();
+        }
+        json
+    }
+}
+
+/// One watcher's slot, given back (and counted out of `event_watchers`)
+/// when dropped.
+struct WatcherSlot {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// One event as watchers send it: its id, name and JSON.
+#[derive(Clone, Debug)]
+struct Encoded {
+    revision: Revision,
+    kind: EventKind,
+    json: Arc<str>,
+}
 
 /// Which events a watcher wants.
 #[derive(Clone, Debug, Default)]
@@ -106,14 +229,15 @@ fn compacted(node: &Node, through: Revision) -> ApiError {
     )
 }
 
-/// Events after `after` that match, at most `limit`; `Ok((events, last
-/// revision looked at))`.
+/// Events after `after` that match, at most `limit`, encoded; `Ok((events,
+/// last revision looked at))`.
 fn collect(
     node: &Node,
+    watchers: &Watchers,
     after: Revision,
     filter: &EventFilter,
     limit: usize,
-) -> ApiResult<(Vec<Event>, Revision)> {
+) -> ApiResult<(Vec<Encoded>, Revision)> {
     let g = node.shared.read();
     let events = g.registry.events();
     let batch = events
@@ -124,7 +248,11 @@ fn collect(
     for e in batch {
         last = e.revision;
         if filter.matches(e) {
-            out.push(e.clone());
+            out.push(Encoded {
+                revision: e.revision,
+                kind: e.kind,
+                json: watchers.encoded(e),
+            });
             if out.len() >= limit {
                 break;
             }
@@ -146,7 +274,12 @@ fn collect(
 /// when the wait ends (with an empty list). Events are kept in a bounded
 /// window (`--event-window`); a start below it gets 410 `revision_compacted`.
 /// A stream overtaken by compaction ends with an SSE `error` event carrying
-/// the same error body.
+/// the same error body. A node serves at most `--max-watchers` streams and
+/// long polls at once; beyond that it answers 503 `too_many_watchers` with
+/// `Retry-After`. `Last-Event-ID` or `from_revision` beyond the current
+/// revision is a 400 naming it on a linearizable read (no node has served
+/// that revision); on a stale read the watcher waits for this node to get
+/// there.
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -168,11 +301,12 @@ fn collect(
         (status = 400, response = BadRequest),
         (status = 410, description = "`revision_compacted`: the starting revision fell out of the event window; list again, then watch from the listing's revision + 1.", body = ErrorBody),
         (status = 500, response = Internal),
-        (status = 503, response = ReadUnavailable),
+        (status = 503, response = WatchUnavailable),
     ),
 )]
 pub async fn events(
     State(node): State<Node>,
+    State(watchers): State<Watchers>,
     headers: HeaderMap,
     Query(filter): Query<query::EventFilter>,
     Query(poll): Query<EventsPoll>,
@@ -200,21 +334,58 @@ pub async fn events(
         })
         .transpose()?;
     node.read_gate(&read).await?;
-    let after = match (last_event_id, poll.from_revision) {
-        (Some(id), _) => id,
-        (None, Some(from)) => from.saturating_sub(1),
-        (None, None) => node.shared.position().revision,
-    };
+    let after = start_after(
+        last_event_id,
+        poll.from_revision,
+        node.shared.position().revision,
+        read.consistency.is_linearizable(),
+    )?;
     // Check the window before answering anything.
-    collect(&node, after, &filter, 1)?;
+    collect(&node, &watchers, after, &filter, 1)?;
+    let slot = watchers.admit()?;
     match wait {
-        Some(wait) => long_poll(node, after, filter, wait).await,
-        None => Ok(stream(node, after, filter)),
+        Some(wait) => long_poll(node, watchers, slot, after, filter, wait).await,
+        None => Ok(stream(node, watchers, slot, after, filter)),
     }
+}
+
+/// The revision a watcher starts after. `Last-Event-ID` (the last event
+/// received) wins over `from_revision` (the first revision wanted); without
+/// either, from now on (`current`).
+///
+/// A start beyond `current` cannot come from this cluster on a linearizable
+/// read: the read gate has applied everything committed before the request,
+/// so every revision any node has served is at most `current`. It is refused
+/// (400, naming the header or parameter) rather than waited for, because a
+/// watcher at `u64::MAX` would wait forever. On a stale read this node may
+/// lag behind the one the client came from, so the start is kept and the
+/// watcher sees nothing until this node gets there. No arithmetic wraps.
+fn start_after(
+    last_event_id: Option<Revision>,
+    from_revision: Option<Revision>,
+    current: Revision,
+    linearizable: bool,
+) -> ApiResult<Revision> {
+    let (after, field) = match (last_event_id, from_revision) {
+        (Some(id), _) => (id, "Last-Event-ID"),
+        (None, Some(from)) => (from.saturating_sub(1), "from_revision"),
+        (None, None) => return Ok(current),
+    };
+    if linearizable && after > current {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} is beyond the registry's current revision {current}: no node has served it; list the agents again, then watch from the listing's revision + 1"
+            ),
+        ));
+    }
+    Ok(after)
 }
 
 async fn long_poll(
     node: Node,
+    watchers: Watchers,
+    _slot: WatcherSlot,
     after: Revision,
     filter: EventFilter,
     wait: Duration,
@@ -223,39 +394,68 @@ async fn long_poll(
     let mut rx = node.shared.subscribe();
     loop {
         rx.borrow_and_update();
-        let (events, last) = collect(&node, after, &filter, MAX_BATCH)?;
-        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
-            let next = events.last().map_or(last, |e| e.revision) + 1;
-            let body = EventBatch {
-                revision: node.shared.position().revision,
-                next_from_revision: next,
-                events,
-            };
-            return Ok(Json(body).into_response());
+        let (events, last) = collect(&node, &watchers, after, &filter, MAX_BATCH)?;
+        let stopping = watchers.0.stopping.is_cancelled();
+        if !events.is_empty() || stopping || tokio::time::Instant::now() >= deadline {
+            // Saturating: a stale watcher may start at `u64::MAX`.
+            let next = events.last().map_or(last, |e| e.revision).saturating_add(1);
+            return Ok(batch_response(
+                &events,
+                node.shared.position().revision,
+                next,
+            ));
         }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            continue;
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, rx.changed()) => {}
+            () = watchers.0.stopping.cancelled() => {}
         }
     }
+}
+
+/// An [`EventBatch`] as JSON, written from the shared encodings of its
+/// events (the field order of `EventBatch`).
+fn batch_response(events: &[Encoded], revision: Revision, next: Revision) -> Response {
+    let mut body =
+        String::with_capacity(64 + events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+    body.push_str("{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&e.json);
+    }
+    body.push_str(&format!(
+        "],\"revision\":{revision},\"next_from_revision\":{next}}}"
+    ));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// State of one server-sent event stream.
 struct StreamState {
     node: Node,
+    watchers: Watchers,
+    /// The stream's watcher slot, given back when the stream is dropped
+    /// (the client went away, or the node is stopping).
+    _slot: WatcherSlot,
     after: Revision,
     filter: EventFilter,
     rx: tokio::sync::watch::Receiver<registry_raft::AppliedPosition>,
-    pending: std::collections::VecDeque<Event>,
+    pending: std::collections::VecDeque<Encoded>,
     done: bool,
 }
 
-fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
+fn stream(
+    node: Node,
+    watchers: Watchers,
+    slot: WatcherSlot,
+    after: Revision,
+    filter: EventFilter,
+) -> Response {
     let rx = node.shared.subscribe();
     let state = StreamState {
         node,
+        watchers,
+        _slot: slot,
         after,
         filter,
         rx,
@@ -271,17 +471,20 @@ fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
                 let ev = SseEvent::default()
                     .id(e.revision.to_string())
                     .event(e.kind.into_str())
-                    .json_data(&e)
-                    .unwrap_or_else(|_| SseEvent::default().comment("encoding error"));
+                    .data(&*e.json);
                 return Some((Ok::<_, Infallible>(ev), st));
             }
             st.rx.borrow_and_update();
-            match collect(&st.node, st.after, &st.filter, MAX_BATCH) {
+            match collect(&st.node, &st.watchers, st.after, &st.filter, MAX_BATCH) {
                 Ok((events, last)) => {
                     st.after = last;
                     if events.is_empty() {
-                        if st.rx.changed().await.is_err() {
-                            return None;
+                        let stopping = st.watchers.0.stopping.clone();
+                        tokio::select! {
+                            changed = st.rx.changed() => if changed.is_err() {
+                                return None;
+                            },
+                            () = stopping.cancelled() => return None,
                         }
                     } else {
                         st.pending.extend(events);
@@ -307,6 +510,31 @@ fn stream(node: Node, after: Revision, filter: EventFilter) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starts_never_wrap_and_stay_within_the_registry() {
+        assert_eq!(start_after(None, None, 7, true).unwrap(), 7);
+        assert_eq!(start_after(Some(5), Some(2), 7, true).unwrap(), 5);
+        assert_eq!(start_after(None, Some(8), 7, true).unwrap(), 7);
+        assert_eq!(start_after(None, Some(0), 7, true).unwrap(), 0);
+        let e = start_after(Some(u64::MAX), None, 7, true).unwrap_err();
+        assert_eq!(e.body.error.field.as_deref(), Some("Last-Event-ID"));
+        let e = start_after(Some(8), None, 7, true).unwrap_err();
+        assert_eq!(e.body.error.field.as_deref(), Some("Last-Event-ID"));
+        let e = start_after(None, Some(9), 7, true).unwrap_err();
+        assert_eq!(e.body.error.field.as_deref(), Some("from_revision"));
+        let e = start_after(None, Some(u64::MAX), 7, true).unwrap_err();
+        assert_eq!(e.body.error.field.as_deref(), Some("from_revision"));
+        // Stale: this node may be behind; wait for it, without wrapping.
+        assert_eq!(
+            start_after(Some(u64::MAX), None, 7, false).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(
+            start_after(None, Some(u64::MAX), 7, false).unwrap(),
+            u64::MAX - 1
+        );
+    }
 
     #[test]
     fn waits_parse() {

@@ -45,9 +45,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
-/// Reads the whole body within the route's limit (413 above it).
+/// When the body of a request must have arrived, set by the edge
+/// middleware (`bound_request` in the crate root) from
+/// `--body-read-timeout-ms`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
+/// Reads the whole body within the route's limit (413 above it) and before
+/// the request's [`BodyDeadline`] (408 after it): a client sending a byte
+/// now and then cannot hold a handler.
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rej| {
+    let deadline = req.extensions().get::<BodyDeadline>().copied();
+    let read = Bytes::from_request(req, state);
+    let read = match deadline {
+        Some(BodyDeadline(at)) => tokio::time::timeout_at(at, read).await.map_err(|_| {
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time (--body-read-timeout-ms)",
+            )
+        })?,
+        None => read.await,
+    };
+    read.map_err(|rej| {
         if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,

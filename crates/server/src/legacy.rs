@@ -37,7 +37,7 @@ use crate::liveness::{Beat, Liveness};
 use crate::node::Node;
 use crate::openapi::{
     AgentNotFound, BadRequest, HeartbeatAgentNotFound, HeartbeatUnavailable, Internal,
-    PayloadTooLarge, ReadUnavailable, WriteTimeout, WriteUnavailable,
+    PayloadTooLarge, ReadUnavailable, RegistryFull, WriteTimeout, WriteUnavailable,
 };
 
 /// Register an agent (Dev-Tools registry).
@@ -60,6 +60,7 @@ use crate::openapi::{
         (status = 500, response = Internal),
         (status = 503, response = WriteUnavailable),
         (status = 504, response = WriteTimeout),
+        (status = 507, response = RegistryFull),
     ),
 )]
 pub async fn register(
@@ -126,6 +127,7 @@ pub async fn register(
         (status = 500, response = Internal),
         (status = 503, response = WriteUnavailable),
         (status = 504, response = WriteTimeout),
+        (status = 507, response = RegistryFull),
     ),
 )]
 pub async fn register_host_port(

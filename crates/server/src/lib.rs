@@ -27,6 +27,9 @@
 //! - [`api`]: public handlers; [`events`]: the change stream; [`scaling`]:
 //!   scaling policies and advisories; [`legacy`]: the routes existing agent
 //!   code calls, in the shapes of the registries it was written for.
+//! - [`edge`]: the accept loop: the connection cap, the header read
+//!   timeout and graceful shutdown; the request and body timeouts are the
+//!   router's (`bound_request`).
 //! - [`extract`]: body and query parsing that turns bad input into clear
 //!   errors; [`error`]: the one error type of the edge, with the
 //!   conversions from the core's errors.
@@ -40,6 +43,7 @@ pub mod api;
 pub mod coalesce;
 pub mod config;
 pub mod discovery;
+pub mod edge;
 pub mod election;
 pub mod error;
 pub mod events;
@@ -61,7 +65,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use utoipa::OpenApi;
@@ -87,6 +91,8 @@ pub struct AppState {
     pub peer: peer::PeerGuard,
     /// The snapshot a leader is sending this node, chunk by chunk.
     pub snapshot_receipt: Arc<internal::SnapshotReceipt>,
+    /// Event streams and long polls: their slots and shared encodings.
+    pub watchers: events::Watchers,
 }
 
 /// Starts a node: its core (storage, Raft, bootstrap), then what builds on
@@ -101,6 +107,7 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
         elector: election::Elector::start(node.clone()),
         discovery_requests: discovery::DiscoveryRequests::start(node.clone()),
         round_robin: Arc::default(),
+        watchers: events::Watchers::new(node.config.max_watchers, node.metrics.clone()),
         node,
     })
 }
@@ -170,6 +177,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.node.clone(),
+            bound_request,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
             stamp_response,
         ))
         .with_state(state)
@@ -183,9 +194,45 @@ pub fn peer_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.node.clone(),
+            bound_request,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
             stamp_response,
         ))
         .with_state(state)
+}
+
+/// Whether a request may outlast `--request-timeout-ms` by design: event
+/// streams and long polls (bounded by `--max-watchers` and the 60 s `wait`
+/// instead) and node-to-node calls (snapshots, forwarded writes, each
+/// bounded by its sender).
+fn long_lived(path: &str) -> bool {
+    path == "/v1/events" || path.starts_with("/internal/")
+}
+
+/// Bounds one request in time: its body must arrive within
+/// `--body-read-timeout-ms` (the body extractors read the deadline set
+/// here; 408 `request_timeout`), and its answer within
+/// `--request-timeout-ms` (504 `timeout`: a write cut off may or may not
+/// have been applied), unless it is [`long_lived`]. Headers are bounded by
+/// the connection (`--header-read-timeout-ms`, see [`edge`]).
+async fn bound_request(State(node): State<Node>, mut req: Request, next: Next) -> Response {
+    let config = &node.config;
+    let now = tokio::time::Instant::now();
+    req.extensions_mut().insert(crate::extract::BodyDeadline(
+        now + config.body_read_timeout(),
+    ));
+    if long_lived(req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout_at(now + config.request_timeout(), next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::timeout(
+            "the request did not complete within --request-timeout-ms; a write may or may not have been applied: read before retrying",
+        )
+        .into_response(),
+    }
 }
 
 /// Node-to-node routes: bincode bodies, not part of the public document,

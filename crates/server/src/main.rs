@@ -34,6 +34,46 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard one: each
+/// connection holds one, and RocksDB, the peers and the listener need more.
+/// Warns when even the hard limit leaves too few for `--max-connections`
+/// (the accept loop then frees idle connections when it runs out).
+fn raise_descriptor_limit(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        /// Descriptors kept for RocksDB files, peers and the listener.
+        const RESERVE: libc::rlim_t = 1_024;
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the one struct
+        // passed; no other memory is touched.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        let wanted = (max_connections as libc::rlim_t).saturating_add(RESERVE);
+        if lim.rlim_cur < wanted {
+            warn!(
+                limit = lim.rlim_cur,
+                wanted,
+                "the open-file limit is below --max-connections plus a reserve; lower --max-connections or raise the limit"
+            );
+        }
+    }
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
@@ -152,44 +192,58 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting"
     );
+    raise_descriptor_limit(config.max_connections);
+    let limits = agent_registry::edge::EdgeLimits::from_config(&config);
     let state = agent_registry::start(config).await?;
     let node = state.node.clone();
-    // Both listeners stop on the same signal.
+    // Both listeners stop on the same signal; event streams last until
+    // their clients leave, so they are ended then, or they would hold the
+    // shutdown.
     let stop = tokio_util::sync::CancellationToken::new();
+    let watchers = state.watchers.clone();
     tokio::spawn({
         let stop = stop.clone();
         async move {
             shutdown_signal().await;
+            watchers.stop();
             stop.cancel();
         }
     });
+    let metrics = node.metrics.clone();
     let peers = match node.config.peer_listen {
         Some(addr) => {
             let peer_listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--peer-listen): {e}"))?;
             info!(peer_listen = %addr, "node-to-node routes on their own listener");
-            let app = agent_registry::peer_router(state.clone())
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let stop = stop.clone();
+            let app = agent_registry::peer_router(state.clone());
+            let (limits, metrics, stop) = (limits.clone(), metrics.clone(), stop.clone());
             Some(tokio::spawn(async move {
-                axum::serve(peer_listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
+                agent_registry::edge::serve(
+                    peer_listener,
+                    app,
+                    limits,
+                    metrics,
+                    stop.cancelled_owned(),
+                )
+                .await
             }))
         }
         None => None,
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await?;
+    let app = router(state);
+    agent_registry::edge::serve(
+        listener,
+        app,
+        limits,
+        metrics,
+        stop.clone().cancelled_owned(),
+    )
+    .await;
     stop.cancel();
     if let Some(peers) = peers {
-        match peers.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!(error = %e, "peer listener"),
-            Err(e) => error!(error = %e, "peer listener task"),
+        if let Err(e) = peers.await {
+            error!(error = %e, "peer listener task");
         }
     }
     info!("http server stopped; shutting down raft");

@@ -51,6 +51,17 @@ pub struct Metrics {
     /// Leader's expiry sweeps by phase: `plan` (the pass over every record
     /// and lease) and `commit` (proposing the transitions until applied).
     pub sweep_seconds: HistogramVec,
+    /// Client and peer connections open now (at most `--max-connections`).
+    pub http_connections: IntGauge,
+    /// Connections the node closed by reason: `evicted` (the idlest, for a
+    /// new one at the cap), `refused` (a new one at the cap, every other
+    /// busy), `header_timeout` (headers not in within
+    /// `--header-read-timeout-ms`).
+    pub http_connections_closed: IntCounterVec,
+    /// Event streams and long polls served now (at most `--max-watchers`).
+    pub event_watchers: IntGauge,
+    /// Event streams and long polls refused with `too_many_watchers`.
+    pub event_watchers_refused: IntCounter,
 }
 
 impl Default for Metrics {
@@ -88,6 +99,14 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["phase"],
+        )
+        .expect("valid metric");
+        let http_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "http_connections_closed_total",
+                "Connections closed by the node, by reason (evicted, refused, header_timeout)",
+            ),
+            &["reason"],
         )
         .expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
@@ -159,6 +178,13 @@ impl Metrics {
                 "1 while the mass-expiry brake is engaged",
             ),
             sweep_seconds,
+            http_connections: gauge("http_connections", "Connections open now"),
+            http_connections_closed,
+            event_watchers: gauge("event_watchers", "Event streams and long polls served now"),
+            event_watchers_refused: counter(
+                "event_watchers_refused_total",
+                "Event streams and long polls refused (too_many_watchers)",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -186,6 +212,10 @@ impl Metrics {
             Box::new(m.expiries.clone()),
             Box::new(m.brake_engaged.clone()),
             Box::new(m.sweep_seconds.clone()),
+            Box::new(m.http_connections.clone()),
+            Box::new(m.http_connections_closed.clone()),
+            Box::new(m.event_watchers.clone()),
+            Box::new(m.event_watchers_refused.clone()),
         ];
         for c in collectors {
             // Names are fixed and distinct: registration cannot collide.

@@ -72,6 +72,10 @@ pub enum WriteError {
     /// A bug or a peer that refused the request as malformed (logged).
     #[error("internal error; see the node's log")]
     Internal,
+    /// Refused by the leader before proposing: a new agent beyond
+    /// `--max-agents`. Certainly not applied.
+    #[error("the registry holds its most agents ({max}); remove agents or raise --max-agents")]
+    RegistryFull { max: u64 },
 }
 
 impl WriteError {
@@ -143,6 +147,11 @@ pub struct NodeInner {
     /// the same handle the state-machine store checks snapshots with, so
     /// an id adopted by one is seen by the other.
     pub identity: ClusterIdentity,
+    /// Registrations of new agents this node admitted as leader and has
+    /// not yet applied: counted with the registry's agents against
+    /// `--max-agents`, so concurrent registrations (one group-commit round)
+    /// cannot together overshoot it.
+    creating: AtomicU64,
 }
 
 impl std::ops::Deref for Node {
@@ -247,6 +256,7 @@ impl Node {
             forwarding,
             log_store,
             identity,
+            creating: AtomicU64::new(0),
             config,
         }));
 
@@ -409,6 +419,9 @@ impl Node {
                     Err(ForwardError::NotLeader { .. }) => {}
                     Err(ForwardError::Unknown(m)) => return Err(WriteError::OutcomeUnknown(m)),
                     Err(ForwardError::Unavailable(m)) => return Err(WriteError::Unavailable(m)),
+                    Err(ForwardError::RegistryFull { max }) => {
+                        return Err(WriteError::RegistryFull { max })
+                    }
                 },
                 Some((_, addr)) => {
                     self.metrics.forwarded_writes.inc();
@@ -433,6 +446,9 @@ impl Node {
                         | Ok(Err(ForwardError::Unavailable(_))) => {}
                         Ok(Err(ForwardError::Unknown(m))) => {
                             return Err(WriteError::OutcomeUnknown(m))
+                        }
+                        Ok(Err(ForwardError::RegistryFull { max })) => {
+                            return Err(WriteError::RegistryFull { max })
                         }
                         // Not sent: safe to try again once a leader is known.
                         Err(PeerError::Unreachable { .. }) => {}
@@ -466,12 +482,45 @@ impl Node {
         mut cmd: Command,
         deadline: Instant,
     ) -> Result<Applied, ForwardError> {
+        // Held until the write is applied (or failed): the agent is counted
+        // by the registry from then on.
+        let _slot = self.admit(&cmd)?;
         cmd.stamp(Timestamp::now());
         if cmd.groupable() {
             return self.group.write(cmd, deadline).await;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         crate::group_commit::client_write(&self.raft, cmd, remaining).await
+    }
+
+    /// The leader's admission of a registration: one that would add an
+    /// agent beyond `--max-agents` is refused before it is proposed (and
+    /// changes nothing); re-registering an agent that exists is always
+    /// admitted. A new agent takes a slot in [`NodeInner::creating`] until
+    /// its write ends, so registrations in flight together are counted
+    /// together. Only after a change of leader can the registry overshoot,
+    /// by the registrations the old leader had in flight.
+    fn admit(&self, cmd: &Command) -> Result<Option<CreationSlot<'_>>, ForwardError> {
+        let Command::Register(reg) = cmd else {
+            return Ok(None);
+        };
+        let max = self.config.max_agents;
+        // The slot is taken under the state's read guard: no registration
+        // can be applied (and give its slot back) between the count read
+        // and the slot taken, so each one in flight is counted in the
+        // registry or among the slots (for a moment both), never missed.
+        let g = self.shared.read();
+        if g.registry.get(&reg.agent_id).is_some() {
+            return Ok(None);
+        }
+        let held = g.registry.len() as u64;
+        self.creating
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |creating| {
+                (held.saturating_add(creating) < max).then_some(creating + 1)
+            })
+            .map_err(|_| ForwardError::RegistryFull { max })?;
+        drop(g);
+        Ok(Some(CreationSlot(&self.creating)))
     }
 
     /// Waits until this node may answer a read as asked: `min_revision`
@@ -661,6 +710,16 @@ impl LeaderWait {
 }
 
 /// Member `id`'s address in the membership the metrics report.
+/// A registration of a new agent admitted by [`Node::admit`]; its slot is
+/// given back when dropped.
+struct CreationSlot<'a>(&'a AtomicU64);
+
+impl Drop for CreationSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn addr_of(m: &openraft::RaftMetrics<u64, BasicNode>, id: NodeId) -> Option<String> {
     Some(m.membership_config.membership().get_node(&id)?.addr.clone())
 }

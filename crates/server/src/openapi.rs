@@ -78,6 +78,8 @@ use registry_types::{ErrorBody, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE,
             WriteTimeout,
             HeartbeatAgentNotFound,
             HeartbeatUnavailable,
+            RegistryFull,
+            WatchUnavailable,
         )
     ),
 )]
@@ -248,6 +250,22 @@ pub struct ReadUnavailable(ErrorBody);
 #[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying (always 1).")))]
 #[allow(dead_code)]
 pub struct WriteUnavailable(ErrorBody);
+
+/// `registry_full`: the registration would add an agent beyond the
+/// node's `--max-agents`. Nothing changed; updating an agent that is
+/// already registered is still accepted.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct RegistryFull(ErrorBody);
+
+/// `too_many_watchers` (the node serves its most event streams and long
+/// polls, `--max-watchers`), `no_leader` or `unavailable` (the read index
+/// or `min_revision` not reached in time). Retry after `Retry-After`,
+/// possibly on another node.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")))]
+#[allow(dead_code)]
+pub struct WatchUnavailable(ErrorBody);
 
 /// `timeout`: the outcome of the write is unknown (it may or may not have
 /// been applied). Read the agent before retrying a non-idempotent write.

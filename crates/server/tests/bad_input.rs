@@ -15,7 +15,7 @@ mod common;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use common::{send, wait_until, Cluster, Reply};
+use common::{send, send_with_headers, wait_until, Cluster, Reply};
 
 /// The agent that bad requests aim at; it must come out of each unchanged.
 const TARGET: &str = "target-1";
@@ -75,7 +75,10 @@ fn assert_error(what: &str, r: &Reply, status: u16, code: &str, field: Option<&s
         Some(field) => assert_eq!(err["field"], field, "{what}: field: {v}"),
         None => {}
     }
-    let retryable = matches!(code, "no_leader" | "unavailable" | "timeout");
+    let retryable = matches!(
+        code,
+        "no_leader" | "unavailable" | "too_many_watchers" | "timeout"
+    );
     assert_eq!(err["retryable"], retryable, "{what}: retryable: {v}");
     for h in [
         "x-registry-revision",
@@ -118,6 +121,8 @@ struct Case {
     method: Method,
     path: String,
     body: Option<Vec<u8>>,
+    /// Extra request headers.
+    headers: Vec<(&'static str, String)>,
     want: Want,
 }
 
@@ -127,7 +132,16 @@ fn case(what: &str, method: Method, path: &str, body: Option<Value>, want: Want)
         method,
         path: path.to_string(),
         body: body.map(|v| serde_json::to_vec(&v).expect("encode")),
+        headers: Vec::new(),
         want,
+    }
+}
+
+/// `GET path` with one request header.
+fn get_with(what: &str, path: &str, header: (&'static str, &str), want: Want) -> Case {
+    Case {
+        headers: vec![(header.0, header.1.to_string())],
+        ..case(what, Method::GET, path, None, want)
     }
 }
 
@@ -138,6 +152,7 @@ fn post_raw(what: &str, body: &str, want: Want) -> Case {
         method: Method::POST,
         path: "/v1/agents".to_string(),
         body: Some(body.as_bytes().to_vec()),
+        headers: Vec::new(),
         want,
     }
 }
@@ -159,7 +174,7 @@ fn cases() -> Vec<Case> {
     let status = format!("/v1/agents/{TARGET}/status");
     let health = format!("/v1/agents/{TARGET}/health");
     let oversized = format!(
-        r#"{{"agent_id": "{TARGET}", "name": "x", "endpoint": "e", "description": "{}"}}"#,
+        r#"{{"agent_id": "{TARGET}", "name": "x", "endpoint": "http://e", "description": "{}"}}"#,
         "d".repeat(65 * 1024)
     );
     let caps_129: Vec<Value> = (0..129).map(|i| json!({"name": format!("c{i}")})).collect();
@@ -285,7 +300,42 @@ fn cases() -> Vec<Case> {
         case("health_score a string", M::PUT, &health, Some(json!({"health_score": "high"})),
              Field("health_score")),
         Case { what: "status body not JSON".into(), method: M::PUT, path: status.clone(),
-               body: Some(b"suspended".to_vec()), want: Malformed },
+               body: Some(b"suspended".to_vec()), headers: Vec::new(), want: Malformed },
+        // Ids that are path segments: `/v1/agents/..` could not name them.
+        register("agent_id '.'", json!({"agent_id": "."}), Field("agent_id")),
+        register("agent_id '..'", json!({"agent_id": ".."}), Field("agent_id")),
+        case("legacy agent_id '..'", M::POST, "/register",
+             Some(json!({"agent_id": "..", "agent_name": "x", "base_url": "http://x"})),
+             Field("agent_id")),
+        case("host-port agent_id '.'", M::POST, "/agents/register",
+             Some(json!({"agent_id": ".", "host": "h", "port": 80})), Field("agent_id")),
+        // Endpoints: absolute URLs of http, https, grpc, grpcs, ws or wss.
+        register("endpoint javascript:", json!({"endpoint": "javascript:alert(1)"}),
+                 Field("endpoint")),
+        register("endpoint not a URL", json!({"endpoint": "e"}), Field("endpoint")),
+        register("endpoint relative", json!({"endpoint": "/a2a"}), Field("endpoint")),
+        register("endpoint file:", json!({"endpoint": "file:///etc/passwd"}), Field("endpoint")),
+        register("endpoint ftp:", json!({"endpoint": "ftp://h/x"}), Field("endpoint")),
+        register("endpoint without a host", json!({"endpoint": "grpc:svc"}), Field("endpoint")),
+        case("legacy base_url javascript:", M::POST, "/register",
+             Some(json!({"agent_id": TARGET, "agent_name": "x",
+                         "base_url": "javascript:alert(1)"})),
+             Field("base_url")),
+        // Starting points beyond the registry: no wrap to 0.
+        get_with("Last-Event-ID u64::MAX", "/v1/events",
+                 ("Last-Event-ID", "18446744073709551615"), Field("Last-Event-ID")),
+        get_with("Last-Event-ID u64::MAX, long poll", "/v1/events?wait=0ms",
+                 ("Last-Event-ID", "18446744073709551615"), Field("Last-Event-ID")),
+        get_with("Last-Event-ID beyond u64", "/v1/events",
+                 ("Last-Event-ID", "18446744073709551616"), Field("Last-Event-ID")),
+        get_with("Last-Event-ID not a number", "/v1/events",
+                 ("Last-Event-ID", "x"), Field("Last-Event-ID")),
+        get_with("Last-Event-ID a billion ahead", "/v1/events?wait=0ms",
+                 ("Last-Event-ID", "1000000000"), Field("Last-Event-ID")),
+        case("from_revision u64::MAX", M::GET, "/v1/events?from_revision=18446744073709551615",
+             None, Field("from_revision")),
+        case("from_revision a billion ahead", M::GET,
+             "/v1/events?wait=0ms&from_revision=1000000000", None, Field("from_revision")),
         // Unknown agents.
         case("get unknown", M::GET, nope, None, Error(404, "agent_not_found")),
         case("stale get unknown", M::GET, &format!("{nope}?consistency=stale"), None,
@@ -354,6 +404,12 @@ fn cases() -> Vec<Case> {
         ("search unknown status", "/v1/capabilities/search?q=x&status=zzz", "status"),
         ("legacy search without q", "/capabilities/search", "q"),
         ("q over 512 bytes", &long_q, "q"),
+        ("capabilities limit 0", "/v1/capabilities?limit=0", "limit"),
+        ("capabilities limit 5000", "/v1/capabilities?limit=5000", "limit"),
+        ("capabilities limit not a number", "/v1/capabilities?limit=all", "limit"),
+        ("runtimes limit 0", "/v1/runtimes?limit=0", "limit"),
+        ("runtimes limit 5000", "/v1/runtimes?limit=5000", "limit"),
+        ("runtimes limit negative", "/v1/runtimes?limit=-1", "limit"),
     ] {
         c.push(case(what, M::GET, path, None, Field(field)));
     }
@@ -430,12 +486,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
             method,
             path,
             body,
+            headers,
             want,
         } in cases
         {
             let what = format!("{what}: {method} {path} via the {role}");
             let before = observe(&c.http, &c.url(leader)).await;
-            let r = send(&c.http, method, &format!("{base}{path}"), body)
+            let r = send_with_headers(&c.http, method, &format!("{base}{path}"), body, &headers)
                 .await
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             let (status, code, field) = want.parts();

@@ -276,7 +276,7 @@ async fn a_watcher_resumes_without_gap_and_a_compacted_start_gets_410() {
         let r = post(
             &http,
             &format!("{n1}/v1/agents"),
-            json!({"agent_id": format!("w{i}"), "name": "w", "endpoint": "e"}),
+            json!({"agent_id": format!("w{i}"), "name": "w", "endpoint": "http://e"}),
         )
         .await;
         assert_eq!(r.status, 201);
@@ -296,7 +296,7 @@ async fn a_watcher_resumes_without_gap_and_a_compacted_start_gets_410() {
     let r = post(
         &http,
         &format!("{n1}/v1/agents"),
-        json!({"agent_id": "w3", "name": "w", "endpoint": "e"}),
+        json!({"agent_id": "w3", "name": "w", "endpoint": "http://e"}),
     )
     .await;
     assert_eq!(r.status, 201);
@@ -320,7 +320,7 @@ async fn a_watcher_resumes_without_gap_and_a_compacted_start_gets_410() {
         post(
             &http,
             &format!("{n1}/v1/agents"),
-            json!({"agent_id": format!("w{i}"), "name": "w", "endpoint": "e"}),
+            json!({"agent_id": format!("w{i}"), "name": "w", "endpoint": "http://e"}),
         )
         .await;
     }

@@ -767,7 +767,7 @@ impl RegistryState {
         // record without bound (the API checks this against its own,
         // possibly stale, state; this is the check every replica agrees on).
         if let Err(e) =
-            check_merged_metrics("metrics", &r.performance_metrics, metrics, &Limits::DEFAULT)
+            check_merged_metrics("metrics", &r.performance_metrics, None, metrics, &Limits::DEFAULT)
         {
             return CommandResult::Rejected(Rejection::invalid(e));
         }

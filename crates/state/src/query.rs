@@ -228,34 +228,71 @@ impl RegistryState {
         out
     }
 
-    /// Every capability name with its agent counts by status, by name.
-    pub fn capability_summaries(&self) -> Vec<registry_types::api::CapabilitySummary> {
-        let mut out: Vec<_> = self
+    /// The keys of `field` after `cursor`, in order, at most `limit` (1 to
+    /// [`MAX_PAGE`]), and the cursor of the next page when more follow.
+    /// Only the page's keys are sorted; the rest are compared once.
+    fn key_page(
+        &self,
+        field: Field,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(&str, &Postings)>, Option<String>) {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut keys: Vec<(&str, &Postings)> = self
             .index
-            .keys_of(Field::CapabilityName)
+            .keys_of(field)
+            .filter(|(k, set)| !set.is_empty() && cursor.is_none_or(|c| *k > c))
+            .collect();
+        let more = keys.len() > limit;
+        if more {
+            keys.select_nth_unstable_by(limit, |a, b| a.0.cmp(b.0));
+            keys.truncate(limit);
+        }
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let next = if more {
+            keys.last().map(|(k, _)| k.to_string())
+        } else {
+            None
+        };
+        (keys, next)
+    }
+
+    /// One page of capability names after `cursor`, by name, with their
+    /// agent counts by status; the next page's cursor when more follow.
+    pub fn capability_summaries(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<registry_types::api::CapabilitySummary>, Option<String>) {
+        let (keys, next) = self.key_page(Field::CapabilityName, cursor, limit);
+        let page = keys
+            .into_iter()
             .map(|(name, set)| registry_types::api::CapabilitySummary {
                 name: name.to_string(),
                 agents: set.len(),
                 by_status: self.by_status(set),
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        (page, next)
     }
 
-    /// Every runtime with its agent counts by status, by id.
-    pub fn runtime_summaries(&self) -> Vec<registry_types::api::RuntimeSummary> {
-        let mut out: Vec<_> = self
-            .index
-            .keys_of(Field::Runtime)
+    /// One page of runtimes after `cursor`, by id, with their agent counts
+    /// by status; the next page's cursor when more follow.
+    pub fn runtime_summaries(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<registry_types::api::RuntimeSummary>, Option<String>) {
+        let (keys, next) = self.key_page(Field::Runtime, cursor, limit);
+        let page = keys
+            .into_iter()
             .map(|(id, set)| registry_types::api::RuntimeSummary {
                 runtime_id: id.to_string(),
                 agents: set.len(),
                 by_status: self.by_status(set),
             })
             .collect();
-        out.sort_by(|a, b| a.runtime_id.cmp(&b.runtime_id));
-        out
+        (page, next)
     }
 
     /// One runtime: its counts and its agents in id order.

@@ -659,8 +659,11 @@ pub struct CapabilitySummary {
 /// Answer to `GET /v1/capabilities`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CapabilityList {
-    /// Every capability, by name.
+    /// One page of capabilities, by name.
     pub capabilities: Vec<CapabilitySummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
     /// The registry revision the list was read at.
     #[schema(value_type = u64)]
     pub revision: Revision,
@@ -680,8 +683,11 @@ pub struct RuntimeSummary {
 /// Answer to `GET /v1/runtimes`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeList {
-    /// Every runtime, by id.
+    /// One page of runtimes, by id.
     pub runtimes: Vec<RuntimeSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
     /// The registry revision the list was read at.
     #[schema(value_type = u64)]
     pub revision: Revision,

@@ -387,7 +387,7 @@ impl CheckpointEntry {
         existing: &BTreeMap<String, f64>,
         limits: &Limits,
     ) -> Result<(), ErrorBody> {
-        check_merged_metrics("metrics", existing, &self.metrics, limits)
+        check_merged_metrics("metrics", existing, None, &self.metrics, limits)
     }
 }
 

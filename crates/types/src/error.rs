@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 /// - `invalid_json` (400): the body is empty or not valid JSON.
 /// - `invalid_argument` (400): a field, path id or query parameter has a
 ///   wrong type or a value that is not allowed (`field` names it).
+/// - `request_timeout` (408): the client did not send the whole body within
+///   the node's `--body-read-timeout-ms`.
 /// - `payload_too_large` (413): the body is larger than the node's limit
 ///   (`--max-body-bytes`, 64 KiB by default; `POST /v1/heartbeats`: the
 ///   larger of that and 1 MiB).
@@ -26,11 +28,17 @@ use utoipa::ToSchema;
 ///   a revision the event window no longer keeps; list again.
 /// - `internal` (500): a bug or an I/O failure; details are in the node's
 ///   log.
+/// - `registry_full` (507): the registration would add an agent beyond the
+///   node's `--max-agents`; nothing changed. Updating an agent that is
+///   already registered is still accepted.
 /// - `no_leader` (503): no leader known within the write or read timeout
 ///   (election in progress, no quorum). Retryable; `Retry-After: 1`.
 /// - `unavailable` (503): this node cannot serve the request right now
 ///   (`min_revision` or the read index not applied in time, node
 ///   stopping). Retryable; `Retry-After: 1`.
+/// - `too_many_watchers` (503): this node already serves its most event
+///   streams and long polls at once (`--max-watchers`). Retryable, after
+///   `Retry-After`, here or on another node.
 /// - `timeout` (504): a write was sent but its outcome is unknown; read
 ///   before retrying. Retryable.
 /// - `unauthenticated` (401): a node-to-node request (`/internal/*`)
@@ -61,6 +69,8 @@ pub enum ErrorCode {
     InvalidArgument,
     /// The body is larger than the configured limit.
     PayloadTooLarge,
+    /// The body did not arrive in time.
+    RequestTimeout,
     /// The body is not declared as JSON.
     UnsupportedMediaType,
     /// No agent with that id.
@@ -93,6 +103,10 @@ pub enum ErrorCode {
     /// A node-to-node request from a node that may not send it (not a
     /// member, another cluster, another address).
     Forbidden,
+    /// A new agent would exceed the registry's capacity (`--max-agents`).
+    RegistryFull,
+    /// The node serves its most concurrent event watchers already.
+    TooManyWatchers,
 }
 
 impl ErrorCode {
@@ -107,12 +121,14 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::AlreadyExists | ErrorCode::RevisionMismatch => 409,
             ErrorCode::RevisionCompacted => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal => 500,
-            ErrorCode::NoLeader | ErrorCode::Unavailable => 503,
+            ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::TooManyWatchers => 503,
+            ErrorCode::RegistryFull => 507,
             ErrorCode::Timeout => 504,
         }
     }
@@ -122,7 +138,10 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::Timeout
+            ErrorCode::NoLeader
+                | ErrorCode::Unavailable
+                | ErrorCode::TooManyWatchers
+                | ErrorCode::Timeout
         )
     }
 }
@@ -148,7 +167,7 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Whether sending the same request again later may succeed (true for
-    /// `no_leader`, `unavailable` and `timeout`).
+    /// `no_leader`, `unavailable`, `too_many_watchers` and `timeout`).
     #[serde(default)]
     #[schema(required = true)]
     pub retryable: bool,

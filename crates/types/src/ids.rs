@@ -14,7 +14,8 @@ pub type Revision = u64;
 /// Longest accepted agent id, in bytes.
 pub const MAX_AGENT_ID_LEN: usize = 128;
 
-/// An agent id: 1 to 128 characters of `[A-Za-z0-9._:-]`.
+/// An agent id: 1 to 128 characters of `[A-Za-z0-9._:-]`, other than `.`
+/// and `..`.
 ///
 /// Cheap to clone (shared string) because ids are held by the agent table, the
 /// indexes and the event log at once.
@@ -30,6 +31,12 @@ pub enum AgentIdError {
     TooLong,
     #[error("agent id may only contain letters, digits and . _ : -")]
     BadCharacter,
+    /// `.` and `..` are path segments, not names: in a URL path
+    /// (`/v1/agents/..`) clients and proxies resolve them to another route
+    /// before the request arrives, so such an agent could not be read or
+    /// removed.
+    #[error("agent id must not be '.' or '..'")]
+    DotSegment,
 }
 
 impl AgentId {
@@ -46,6 +53,9 @@ impl AgentId {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
         {
             return Err(AgentIdError::BadCharacter);
+        }
+        if s == "." || s == ".." {
+            return Err(AgentIdError::DotSegment);
         }
         Ok(AgentId(Arc::from(s)))
     }
@@ -97,9 +107,11 @@ impl utoipa::PartialSchema for AgentId {
             .schema_type(Type::String)
             .min_length(Some(1))
             .max_length(Some(MAX_AGENT_ID_LEN))
-            .pattern(Some(format!("^[A-Za-z0-9._:-]{{1,{MAX_AGENT_ID_LEN}}}$")))
+            .pattern(Some(format!(
+                "^(?!\\.{{1,2}}$)[A-Za-z0-9._:-]{{1,{MAX_AGENT_ID_LEN}}}$"
+            )))
             .description(Some(format!(
-                "An agent id: 1 to {MAX_AGENT_ID_LEN} characters of `[A-Za-z0-9._:-]`."
+                "An agent id: 1 to {MAX_AGENT_ID_LEN} characters of `[A-Za-z0-9._:-]`, other than `.` and `..`."
             )))
             .examples([serde_json::json!("coder-1")])
             .into()
@@ -196,6 +208,10 @@ mod tests {
         assert_eq!(AgentId::parse("é"), Err(AgentIdError::BadCharacter));
         assert!(AgentId::parse(&"x".repeat(128)).is_ok());
         assert_eq!(AgentId::parse(&"x".repeat(129)), Err(AgentIdError::TooLong));
+        assert_eq!(AgentId::parse("."), Err(AgentIdError::DotSegment));
+        assert_eq!(AgentId::parse(".."), Err(AgentIdError::DotSegment));
+        assert!(AgentId::parse("...").is_ok());
+        assert!(AgentId::parse(".a").is_ok());
     }
 
     #[test]

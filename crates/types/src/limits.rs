@@ -123,24 +123,67 @@ pub fn check_metrics(
     Ok(())
 }
 
-/// Checks that merging `new` metrics into an agent's `existing` ones keeps
-/// the merged set within the limit (metrics merge, so a per-request check
-/// alone would let repeated reports grow a record without bound).
+/// Checks that merging `new` metrics into an agent's `existing` ones (and
+/// the `pending` ones reported since the last checkpoint, which will be
+/// merged too) keeps the merged set within the limit: metrics merge, so a
+/// per-request check alone would let repeated reports grow a record
+/// without bound.
 pub fn check_merged_metrics(
     field: &str,
     existing: &BTreeMap<String, f64>,
+    pending: Option<&BTreeMap<String, f64>>,
     new: &BTreeMap<String, f64>,
     limits: &Limits,
 ) -> Result<(), ErrorBody> {
-    let merged = existing.len() + new.keys().filter(|k| !existing.contains_key(*k)).count();
+    let empty = BTreeMap::new();
+    let pending = pending.unwrap_or(&empty);
+    let held = |k: &String| existing.contains_key(k);
+    let merged = existing.len()
+        + pending.keys().filter(|k| !held(k)).count()
+        + new
+            .keys()
+            .filter(|k| !held(k) && !pending.contains_key(*k))
+            .count();
     if merged > limits.max_metrics {
         return Err(invalid(
             field,
             format!(
-                "the agent would hold {merged} metrics; at most {} are allowed",
+                "the agent would hold {merged} metrics (with those reported since the last checkpoint); at most {} are allowed: report fewer distinct metric names",
                 limits.max_metrics
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Schemes an agent endpoint may use: what callers dial (HTTP, gRPC,
+/// WebSocket, each plain or over TLS). Anything else (`javascript:`,
+/// `file:`, `data:`) is refused: endpoints are handed to every client that
+/// discovers the agent, some of which render or follow them.
+pub const ENDPOINT_SCHEMES: [&str; 6] = ["http", "https", "grpc", "grpcs", "ws", "wss"];
+
+/// Checks an endpoint: an absolute URL with a host, of a scheme among
+/// [`ENDPOINT_SCHEMES`], at most `max_short_string` bytes.
+pub fn check_endpoint(field: &str, endpoint: &str, limits: &Limits) -> Result<(), ErrorBody> {
+    check_len(field, endpoint, limits.max_short_string)?;
+    let allowed = ENDPOINT_SCHEMES.join(", ");
+    let url = url::Url::parse(endpoint.trim()).map_err(|e| {
+        invalid(
+            field,
+            format!("{field} must be an absolute URL ({allowed}): {e}"),
+        )
+    })?;
+    if !ENDPOINT_SCHEMES.contains(&url.scheme()) {
+        return Err(invalid(
+            field,
+            format!(
+                "{field} must use one of the schemes {allowed}, not '{}'",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(field, format!("{field} must name a host")));
     }
     Ok(())
 }
@@ -286,6 +329,11 @@ impl RegisterRequest {
             &self.description,
             limits,
         )?;
+        // The scheme rule holds at the edge, where requests arrive, and not
+        // in apply: entries an earlier release accepted must replay alike.
+        if let Some(e) = &self.endpoint {
+            check_endpoint("endpoint", e, limits)?;
+        }
         check_capability_count(self.capabilities.len(), limits)?;
         for (i, c) in self.capabilities.iter().enumerate() {
             // `null` never gets here: it reads as no parameters.
@@ -447,11 +495,43 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_are_absolute_urls_of_known_schemes() {
+        let l = Limits::default();
+        for ok in [
+            "http://x",
+            "https://a.example:8443/a2a",
+            "grpc://10.0.0.1:50051",
+            "grpcs://svc.internal",
+            "ws://[::1]:9000/socket",
+            "wss://h/x?y=1",
+            " HTTP://Upper.case ",
+        ] {
+            assert!(check_endpoint("endpoint", ok, &l).is_ok(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "e",
+            "/relative/path",
+            "file:///etc/passwd",
+            "data:text/html,x",
+            "ftp://h",
+            "unix:/run/a.sock",
+            "grpc:no-host",
+            "http://",
+        ] {
+            let e = check_endpoint("endpoint", bad, &l).unwrap_err();
+            assert_eq!(e.error.field.as_deref(), Some("endpoint"), "{bad}");
+        }
+        let long = format!("http://h/{}", "p".repeat(600));
+        assert!(check_endpoint("endpoint", &long, &l).is_err());
+    }
+
+    #[test]
     fn cost_estimates_are_non_negative_numbers_or_bounded_text() {
         let l = Limits::default();
         let with_cost = |cost: &str| {
             req(&format!(
-                r#"{{"name":"a","endpoint":"e","capabilities":[{{"name":"c","cost_estimate":{cost}}}]}}"#
+                r#"{{"name":"a","endpoint":"http://e","capabilities":[{{"name":"c","cost_estimate":{cost}}}]}}"#
             ))
         };
         let longest = format!("\"{}\"", "x".repeat(CostEstimate::MAX_TEXT_BYTES));
@@ -490,7 +570,7 @@ mod tests {
         let l = Limits::default();
         let with = |params: &str| {
             req(&format!(
-                r#"{{"name":"a","endpoint":"e","capabilities":[{{"name":"c","parameters":{params}}}]}}"#
+                r#"{{"name":"a","endpoint":"http://e","capabilities":[{{"name":"c","parameters":{params}}}]}}"#
             ))
         };
         for ok in ["null", "{}", r#"{"language": "str"}"#] {
@@ -515,7 +595,7 @@ mod tests {
         let l = Limits::default();
         let caps: Vec<String> = (0..129).map(|i| format!(r#"{{"name":"c{i}"}}"#)).collect();
         let r = req(&format!(
-            r#"{{"name":"a","endpoint":"e","capabilities":[{}]}}"#,
+            r#"{{"name":"a","endpoint":"http://e","capabilities":[{}]}}"#,
             caps.join(",")
         ));
         assert_eq!(
@@ -524,7 +604,7 @@ mod tests {
         );
         let tags: Vec<String> = (0..65).map(|i| format!("\"t{i}\"")).collect();
         let r = req(&format!(
-            r#"{{"name":"a","endpoint":"e","tags":[{}]}}"#,
+            r#"{{"name":"a","endpoint":"http://e","tags":[{}]}}"#,
             tags.join(",")
         ));
         assert_eq!(
@@ -533,33 +613,33 @@ mod tests {
         );
         let big = "x".repeat(17 * 1024);
         let r = req(&format!(
-            r#"{{"name":"a","endpoint":"e","metadata":{{"k":"{big}"}}}}"#
+            r#"{{"name":"a","endpoint":"http://e","metadata":{{"k":"{big}"}}}}"#
         ));
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("metadata")
         );
-        let r = req(r#"{"name":"a","endpoint":"e","metadata":[1]}"#);
+        let r = req(r#"{"name":"a","endpoint":"http://e","metadata":[1]}"#);
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("metadata")
         );
-        let r = req(r#"{"name":"a","endpoint":"e","health_score":1.5}"#);
+        let r = req(r#"{"name":"a","endpoint":"http://e","health_score":1.5}"#);
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("health_score")
         );
-        let r = req(r#"{"name":"a","endpoint":"e","load_factor":-0.1}"#);
+        let r = req(r#"{"name":"a","endpoint":"http://e","load_factor":-0.1}"#);
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("load_factor")
         );
-        let r = req(r#"{"name":"a","endpoint":"e","status":"sleeping"}"#);
+        let r = req(r#"{"name":"a","endpoint":"http://e","status":"sleeping"}"#);
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("status")
         );
-        let r = req(r#"{"agent_id":"a b","name":"a","endpoint":"e"}"#);
+        let r = req(r#"{"agent_id":"a b","name":"a","endpoint":"http://e"}"#);
         assert_eq!(
             r.validate(&l).unwrap_err().error.field.as_deref(),
             Some("agent_id")

@@ -6,7 +6,8 @@
 //! - [`SortBy`]: how discovery orders what qualifies; [`SelectStrategy`]: how
 //!   `GET /v1/select` picks one agent.
 //! - One struct per group of query parameters: [`ListFilter`] and
-//!   [`ListPage`] (`GET /v1/agents`), [`LegacyListOptions`] (`GET /agents`),
+//!   [`ListPage`] (`GET /v1/agents`; [`ListPage`] also pages
+//!   `GET /v1/capabilities` and `GET /v1/runtimes`), [`LegacyListOptions`] (`GET /agents`),
 //!   [`SearchQuery`] (capability searches), [`SelectQuery`],
 //!   [`EventFilter`] and [`EventsPoll`] (`GET /v1/events`),
 //!   [`AdvisoryFilter`] (`GET /v1/scaling/advisories`). A route takes
@@ -249,8 +250,8 @@ pub struct ListFilter {
 #[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct ListPage {
-    /// Most agents in the page; the server's default (100) when absent, at
-    /// most its maximum (1,000).
+    /// Most entries (agents, capabilities, runtimes) in the page; the
+    /// server's default (100) when absent, at most its maximum (1,000).
     #[serde(deserialize_with = "non_negative")]
     pub limit: Option<u64>,
     /// The previous page's `next_cursor`: the page starts after it.
@@ -560,6 +561,7 @@ mod tests {
                 "invalid_json",
                 "invalid_argument",
                 "payload_too_large",
+                "request_timeout",
                 "unsupported_media_type",
                 "agent_not_found",
                 "not_found",
@@ -575,6 +577,8 @@ mod tests {
                 "internal",
                 "unauthenticated",
                 "forbidden",
+                "registry_full",
+                "too_many_watchers",
             ]
         );
         for &c in ErrorCode::VARIANTS {

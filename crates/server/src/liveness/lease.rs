@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use registry_types::api::HeartbeatRequest;
 use registry_types::command::CheckpointEntry;
+use registry_types::limits::{check_merged_metrics, Limits};
 use registry_types::{AgentId, AgentStatus, ErrorBody, Timestamp};
 
 const SHARDS: usize = 16;
@@ -101,14 +102,30 @@ impl LeaseTable {
 
     /// Records a heartbeat. Returns the status reported by the agent since
     /// the last checkpoint (this beat's, or an earlier one's), if any.
+    ///
+    /// Refuses (field `metrics`, nothing recorded) a beat whose metrics,
+    /// merged with the agent's `held` ones (its record's) and those of the
+    /// beats pending since the last checkpoint, would exceed
+    /// `limits.max_metrics`: the checkpoint merges all of them into the
+    /// record, so a check of each beat alone would let one batch of
+    /// heartbeats for one agent grow its record without bound.
     pub fn beat(
         &self,
         id: &AgentId,
         beat: Beat,
+        held: &BTreeMap<String, f64>,
+        limits: &Limits,
         now: Instant,
         wall: Timestamp,
-    ) -> Option<AgentStatus> {
+    ) -> Result<Option<AgentStatus>, ErrorBody> {
         let mut shard = self.shard(id);
+        if !beat.metrics.is_empty() {
+            let pending = shard
+                .get(id)
+                .and_then(|l| l.pending.as_ref())
+                .map(|p| &p.metrics);
+            check_merged_metrics("metrics", held, pending, &beat.metrics, limits)?;
+        }
         let lease = shard.entry(id.clone()).or_insert_with(|| Lease {
             last_seen: now,
             last_seen_wall: wall,
@@ -127,7 +144,7 @@ impl LeaseTable {
             p.load_factor = beat.load_factor;
         }
         p.metrics.extend(beat.metrics);
-        p.status
+        Ok(p.status)
     }
 
     /// When this leader last heard from `id`.

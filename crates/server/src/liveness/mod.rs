@@ -198,7 +198,12 @@ impl Liveness {
             ));
         }
         let limits = self.node.config.limits();
-        let (current, ttl) = {
+        let wall = Timestamp::now();
+        // The state's read guard is held while the lease shard is locked
+        // (the order every path takes them in: state, then lease shard), so
+        // the metrics limit is checked against the record as it is and the
+        // beats pending for it at once.
+        let (current, ttl, reported) = {
             let g = self.node.shared.read();
             let r = g.registry.get(id).ok_or_else(|| {
                 ErrorBody::new(
@@ -206,16 +211,16 @@ impl Liveness {
                     format!("agent '{id}' is not registered; register it again"),
                 )
             })?;
-            registry_types::limits::check_merged_metrics(
-                "metrics",
+            let reported = self.leases.beat(
+                id,
+                beat,
                 &r.performance_metrics,
-                &beat.metrics,
                 &limits,
+                Instant::now(),
+                wall,
             )?;
-            (r.status, r.ttl_seconds)
+            (r.status, r.ttl_seconds, reported)
         };
-        let wall = Timestamp::now();
-        let reported = self.leases.beat(id, beat, Instant::now(), wall);
         let status = current.after_heartbeat(reported);
         self.node.metrics.heartbeats.inc();
         self.heartbeats_since_checkpoint

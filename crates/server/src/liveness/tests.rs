@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use registry_types::api::HeartbeatRequest;
 use registry_types::command::ExpiryStep;
+use registry_types::limits::Limits;
 use registry_types::{AgentRecord, AgentStatus};
 
 use super::*;
@@ -98,22 +99,29 @@ async fn leases_record_and_drain_merged_reports() {
     let table = LeaseTable::default();
     let id = AgentId::parse("x").unwrap();
     let t = Instant::now();
-    table.beat(
-        &id,
-        Beat {
-            health_score: Some(0.5),
-            ..Beat::default()
-        },
-        t,
-        Timestamp(1),
-    );
+    let (none, limits) = (BTreeMap::new(), Limits::default());
+    table
+        .beat(
+            &id,
+            Beat {
+                health_score: Some(0.5),
+                ..Beat::default()
+            },
+            &none,
+            &limits,
+            t,
+            Timestamp(1),
+        )
+        .unwrap();
     tokio::time::advance(Duration::from_secs(1)).await;
     let beat = Beat {
         status: Some(AgentStatus::Busy),
         metrics: BTreeMap::from([("q".into(), 3.0)]),
         ..Beat::default()
     };
-    table.beat(&id, beat, Instant::now(), Timestamp(2));
+    table
+        .beat(&id, beat, &none, &limits, Instant::now(), Timestamp(2))
+        .unwrap();
     assert_eq!(table.last_seen(&id), Some(Instant::now()));
     let drained = table.drain_pending();
     assert_eq!(drained.len(), 1);
@@ -122,6 +130,66 @@ async fn leases_record_and_drain_merged_reports() {
     assert_eq!(drained[0].status, Some(AgentStatus::Busy));
     assert!(table.drain_pending().is_empty(), "drained once");
     assert!(table.last_seen(&id).is_some(), "the lease itself stays");
+}
+
+/// Metrics merge across the beats between two checkpoints: the merged
+/// set (record, pending beats, this beat) is what the limit bounds, or one
+/// batch of heartbeats for one agent would grow its record without bound.
+#[tokio::test(start_paused = true)]
+async fn merged_metrics_of_pending_beats_are_bounded() {
+    let table = LeaseTable::default();
+    let id = AgentId::parse("x").unwrap();
+    let limits = Limits::default();
+    let metrics = |from: usize, n: usize| -> BTreeMap<String, f64> {
+        (from..from + n).map(|i| (format!("m{i}"), 1.0)).collect()
+    };
+    let beat = |m| Beat {
+        metrics: m,
+        ..Beat::default()
+    };
+    let held = metrics(0, 10);
+    let now = Instant::now();
+    let max = limits.max_metrics;
+    // Record (10) + 50 new: 60, within 64.
+    table
+        .beat(
+            &id,
+            beat(metrics(10, 50)),
+            &held,
+            &limits,
+            now,
+            Timestamp(1),
+        )
+        .unwrap();
+    // 60 + 5 new names: 65, refused, and nothing of it recorded.
+    let e = table
+        .beat(&id, beat(metrics(60, 5)), &held, &limits, now, Timestamp(2))
+        .unwrap_err();
+    assert_eq!(e.error.field.as_deref(), Some("metrics"));
+    // Known names only update values: accepted.
+    table
+        .beat(&id, beat(metrics(0, 60)), &held, &limits, now, Timestamp(3))
+        .unwrap();
+    // Up to the limit exactly.
+    table
+        .beat(&id, beat(metrics(60, 4)), &held, &limits, now, Timestamp(4))
+        .unwrap();
+    let drained = table.drain_pending();
+    let mut merged = held.clone();
+    merged.extend(drained[0].metrics.clone());
+    assert_eq!(merged.len(), max);
+    // After the checkpoint the record holds them: the same bound applies.
+    let e = table
+        .beat(
+            &id,
+            beat(metrics(100, 1)),
+            &merged,
+            &limits,
+            now,
+            Timestamp(5),
+        )
+        .unwrap_err();
+    assert_eq!(e.error.field.as_deref(), Some("metrics"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -194,7 +262,16 @@ async fn only_live_agents_leaving_count_for_the_brake() {
     );
     // A lease heard just now outweighs the old checkpoint.
     let leases = LeaseTable::default();
-    leases.beat(&live.agent_id, Beat::default(), now, wall_now);
+    leases
+        .beat(
+            &live.agent_id,
+            Beat::default(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            now,
+            wall_now,
+        )
+        .unwrap();
     let plan = plan_sweep(
         [&live].into_iter(),
         &leases,

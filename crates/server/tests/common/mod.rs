@@ -122,7 +122,21 @@ pub async fn send(
     url: &str,
     body: Option<Vec<u8>>,
 ) -> Result<Reply, String> {
+    send_with_headers(http, method, url, body, &[]).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with_headers(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, String)],
+) -> Result<Reply, String> {
     let mut req = http.request(method.clone(), url);
+    for (name, value) in headers {
+        req = req.header(*name, value.as_str());
+    }
     if let Some(b) = body {
         req = req.header("content-type", "application/json").body(b);
     }
