@@ -11,6 +11,11 @@
 //! rules of the public API, and internal-only commands are never taken from
 //! a peer.
 
+// The checks below answer the refusal itself (`Result<_, Response>`), which
+// the handler returns as is: the error path is the cold one, and a smaller
+// error type would only be turned into the same response one call later.
+#![allow(clippy::result_large_err)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

@@ -217,7 +217,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--peer-listen): {e}"))?;
             info!(peer_listen = %addr, "node-to-node routes on their own listener");
             let app = agent_registry::peer_router(state.clone());
-            let (limits, metrics, stop) = (limits.clone(), metrics.clone(), stop.clone());
+            let (metrics, stop) = (metrics.clone(), stop.clone());
             Some(tokio::spawn(async move {
                 agent_registry::edge::serve(
                     peer_listener,

@@ -275,6 +275,15 @@ async fn converged(cluster: &Cluster) -> String {
     .await
 }
 
+/// A way to get credentials wrong: what, who signs, how the credentials
+/// are changed after signing's inputs are set, and the status expected.
+type Case = (
+    &'static str,
+    Forger,
+    Box<dyn Fn(&mut Credentials) + Send + Sync>,
+    u16,
+);
+
 fn localhost() -> IpAddr {
     "127.0.0.1".parse().unwrap()
 }
@@ -300,12 +309,7 @@ async fn requests_without_valid_credentials_are_refused_and_change_nothing() {
     let wrong_key = PeerKey::from_secret(b"not the secret of this cluster, but long enough");
 
     let valid = Forger::new(Some(key.clone()), Some(ours), 2, localhost());
-    let cases: Vec<(
-        &str,
-        Forger,
-        Box<dyn Fn(&mut Credentials) + Send + Sync>,
-        u16,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no signature",
             Forger::new(None, Some(ours), 2, localhost()),

@@ -766,9 +766,13 @@ impl RegistryState {
         // Metrics merge: repeated reports of new names must not grow a
         // record without bound (the API checks this against its own,
         // possibly stale, state; this is the check every replica agrees on).
-        if let Err(e) =
-            check_merged_metrics("metrics", &r.performance_metrics, None, metrics, &Limits::DEFAULT)
-        {
+        if let Err(e) = check_merged_metrics(
+            "metrics",
+            &r.performance_metrics,
+            None,
+            metrics,
+            &Limits::DEFAULT,
+        ) {
             return CommandResult::Rejected(Rejection::invalid(e));
         }
         Self::set_scores(&mut self.ranked, key, r, health_score, load_factor);
