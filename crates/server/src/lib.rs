@@ -173,23 +173,19 @@ pub fn router(state: AppState) -> Router {
     } else {
         public.merge(internal_routes(&state))
     };
-    app.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.node.clone(),
-            bound_request,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.node.clone(),
-            stamp_response,
-        ))
-        .with_state(state)
+    finish(app, state)
 }
 
 /// The router of the peer listener (`--peer-listen`): the node-to-node
 /// routes alone.
 pub fn peer_router(state: AppState) -> Router {
-    internal_routes(&state)
+    finish(internal_routes(&state), state)
+}
+
+/// What every listener's router ends with: the fallbacks, the time bounds
+/// of a request and the stamp of the node's position on every response.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
