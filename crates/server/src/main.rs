@@ -182,9 +182,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    if config.insecure_peers {
-        warn!("--insecure-peers: node-to-node requests are not authenticated");
-    }
     info!(
         node = config.node_id,
         listen = %config.listen,
