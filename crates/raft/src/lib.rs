@@ -10,6 +10,8 @@
 //!   (forwarded writes, read-index requests).
 //! - [`auth`]: the signature of node-to-node requests (HMAC-SHA256 keyed
 //!   by the cluster secret), freshness and replay checks.
+//! - [`disk`]: free space on the data directory against a floor; what the
+//!   node refuses, and how the store waits, when the disk is full.
 //! - [`frame`]: the header in front of `snapshot.bin` and of the snapshot
 //!   data sent to peers: magic, version, cluster and node id, CRC32C.
 //! - [`identity`]: the cluster id, created at bootstrap, kept in the data
@@ -23,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod disk;
 pub mod frame;
 pub mod identity;
 pub mod network;
@@ -35,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use registry_types::{Command, CommandResult, Revision};
 
+pub use disk::{DiskSpace, DiskStatus};
 pub use identity::{ClusterId, ClusterIdentity, IdentityError};
 pub use network::{Network, PeerClient, PeerError, PeerHttp};
 pub use shared::{AppliedPosition, AppliedState, SharedState};

@@ -80,6 +80,16 @@ pub enum ForwardError {
     /// agent beyond the leader's `--max-agents`. Nothing changed.
     #[error("the registry holds its most agents ({max})")]
     RegistryFull { max: u64 },
+    /// Refused before it was proposed: the leader's disk is short of
+    /// space (below `--min-free-disk-mb`, or a write failed for want of
+    /// space). Nothing changed.
+    #[error(
+        "the leader's disk is short of space ({free_bytes} bytes free, {min_free_bytes} kept free)"
+    )]
+    NoSpace {
+        free_bytes: u64,
+        min_free_bytes: u64,
+    },
 }
 
 /// A leader's answer to a read-index request.
@@ -337,7 +347,12 @@ impl PeerClient {
             .call(&path, req, option.hard_ttl())
             .await
             .map_err(|e| match e {
-            PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            // A peer busy for a while (503: short of disk space) is treated
+            // as unreachable: openraft then waits `retry_unreachable`
+            // before trying it again, instead of at once.
+            PeerError::Unreachable { .. } | PeerError::Refused { status: 503, .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
             PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
                 action: kind,
                 id: 0,

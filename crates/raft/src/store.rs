@@ -81,6 +81,7 @@ use registry_state::{
     RegistryState, RestoreError, SnapshotData, SnapshotDataV2, StateConfig, SNAPSHOT_FORMAT_VERSION,
 };
 
+use crate::disk::{is_no_space_io, is_no_space_rocksdb, DiskSpace};
 use crate::frame::{self, CrcWriter, FrameError, FrameKind, SnapshotHeader, HEADER_LEN};
 use crate::identity::{ClusterId, ClusterIdentity, IdentityError};
 use crate::shared::{AppliedPosition, AppliedState, SharedState};
@@ -294,6 +295,11 @@ pub struct StoreOptions {
     pub state: StateConfig,
     /// fsync the WAL before confirming a log write. Only tests turn it off.
     pub sync: bool,
+    /// The data directory's free space: with it, a write that fails for
+    /// want of space waits for space instead of failing (which openraft
+    /// treats as fatal), and no snapshot is written without room for it.
+    /// Without it (tests), such a write fails.
+    pub disk: Option<DiskSpace>,
 }
 
 impl Default for StoreOptions {
@@ -301,6 +307,7 @@ impl Default for StoreOptions {
         StoreOptions {
             state: StateConfig::default(),
             sync: true,
+            disk: None,
         }
     }
 }
@@ -536,6 +543,8 @@ pub struct LogStore {
     committed: Arc<AtomicU64>,
     /// The latest appended entries, decoded.
     recent: Arc<std::sync::Mutex<RecentEntries>>,
+    /// Free space of the data directory (see [`StoreOptions::disk`]).
+    disk: Option<DiskSpace>,
 }
 
 /// The tail of the log, kept decoded in memory.
@@ -646,6 +655,22 @@ pub struct StateMachineStore {
     identity: ClusterIdentity,
     /// This node's id, stamped on the snapshots it writes.
     node_id: u64,
+    /// Free space of the data directory (see [`StoreOptions::disk`]).
+    disk: Option<DiskSpace>,
+    /// The snapshot in `snapshot.bin` (what a build that cannot be
+    /// written answers instead) and the time before which no build is
+    /// tried again after one failed for want of space.
+    kept: Arc<std::sync::Mutex<KeptSnapshot>>,
+}
+
+/// What the state-machine store knows of `snapshot.bin` without reading it.
+#[derive(Default)]
+struct KeptSnapshot {
+    meta: Option<SnapshotMeta<u64, openraft::BasicNode>>,
+    /// Its size in bytes: what the next one needs, about.
+    bytes: u64,
+    /// No build is tried before this, after one found no space.
+    retry_at: Option<std::time::Instant>,
 }
 
 /// Opens (or creates) the storage of node `node_id` under `dir`.
@@ -775,7 +800,13 @@ pub fn open_store(
         options.sync,
         wal_syncs.clone(),
         wal_synced_appends.clone(),
+        options.disk.clone(),
     )?;
+    let kept = KeptSnapshot {
+        meta: snapshot.as_ref().map(|s| s.stored.meta.clone()),
+        bytes: std::fs::metadata(&snapshot_path).map_or(0, |m| m.len()),
+        retry_at: None,
+    };
     let log = LogStore {
         db,
         sync: options.sync,
@@ -784,6 +815,7 @@ pub fn open_store(
         wal_synced_appends,
         committed: Arc::new(AtomicU64::new(committed)),
         recent: Default::default(),
+        disk: options.disk.clone(),
     };
     let sm = StateMachineStore {
         shared: shared.clone(),
@@ -792,6 +824,8 @@ pub fn open_store(
         built: Arc::new(AtomicU64::new(0)),
         identity,
         node_id,
+        disk: options.disk,
+        kept: Arc::new(std::sync::Mutex::new(kept)),
     };
     Ok((log, sm, shared))
 }
@@ -944,6 +978,90 @@ pub fn check_consistency(
     Ok(())
 }
 
+/// A RocksDB write that failed for want of space, waiting for space: the
+/// node is marked short of space (it proposes and accepts no new entries)
+/// and the write is tried again, 50 ms after the first failure doubling to
+/// 1 s, until it succeeds. Failing instead would be fatal for openraft, and
+/// a node that exits on a full disk restarts onto the same full disk;
+/// waiting, the node stays up, serves reads, and resumes by itself when
+/// space is freed (RocksDB clears its own error then). Once waiting, any
+/// error is waited on while the disk is short of space, or for a minute
+/// after: RocksDB's own recovery reports its progress as other errors.
+struct SpaceWait<'a> {
+    what: &'static str,
+    disk: Option<&'a DiskSpace>,
+    started: Option<std::time::Instant>,
+    space_back: Option<std::time::Instant>,
+    pause: std::time::Duration,
+    warned: std::time::Instant,
+}
+
+impl<'a> SpaceWait<'a> {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+    const MOST: std::time::Duration = std::time::Duration::from_secs(1);
+    /// How long other errors are still waited on after the disk has room.
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new(what: &'static str, disk: Option<&'a DiskSpace>) -> Self {
+        SpaceWait {
+            what,
+            disk,
+            started: None,
+            space_back: None,
+            pause: Self::FIRST,
+            warned: std::time::Instant::now(),
+        }
+    }
+
+    /// After a failed attempt: how long to wait before the next one, or
+    /// `None` when the error is to be reported.
+    fn pause(&mut self, e: &dyn std::fmt::Display, no_space: bool) -> Option<std::time::Duration> {
+        let disk = self.disk?;
+        let now = std::time::Instant::now();
+        if no_space {
+            disk.note_no_space();
+            self.space_back = None;
+        } else {
+            self.started?;
+            if disk.is_short() {
+                self.space_back = None;
+            } else if now.duration_since(*self.space_back.get_or_insert(now)) > Self::GRACE {
+                return None;
+            }
+        }
+        match self.started {
+            None => {
+                self.started = Some(now);
+                disk.waiting_writes(1);
+                warn!(write = self.what, error = %e, "no space left for a write: waiting for space (reads go on)");
+            }
+            Some(since)
+                if now.duration_since(self.warned) >= std::time::Duration::from_secs(30) =>
+            {
+                self.warned = now;
+                warn!(write = self.what, error = %e, waited_s = now.duration_since(since).as_secs(), "still waiting for disk space");
+            }
+            Some(_) => {}
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Self::MOST);
+        Some(pause)
+    }
+}
+
+impl Drop for SpaceWait<'_> {
+    fn drop(&mut self) {
+        if let (Some(since), Some(disk)) = (self.started, self.disk) {
+            disk.waiting_writes(-1);
+            info!(
+                write = self.what,
+                waited_ms = since.elapsed().as_millis() as u64,
+                "write done after waiting for disk space"
+            );
+        }
+    }
+}
+
 /// Starts the WAL flusher thread: it waits for one pending append, takes
 /// every other one already queued, syncs the WAL once and confirms them all
 /// in order. It ends when every `LogStore` clone is dropped.
@@ -957,6 +1075,7 @@ fn spawn_flusher(
     sync: bool,
     syncs: Arc<AtomicU64>,
     covered: Arc<AtomicU64>,
+    disk: Option<DiskSpace>,
 ) -> Result<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
     std::thread::Builder::new()
@@ -967,7 +1086,18 @@ fn spawn_flusher(
                 batch.extend(rx.try_iter());
                 let res = match (sync, db.upgrade()) {
                     (false, _) => Ok(()),
-                    (true, Some(db)) => db.flush_wal(true).map_err(|e| e.to_string()),
+                    (true, Some(db)) => {
+                        let mut waiting = SpaceWait::new("WAL sync", disk.as_ref());
+                        loop {
+                            match db.flush_wal(true) {
+                                Ok(()) => break Ok(()),
+                                Err(e) => match waiting.pause(&e, is_no_space_rocksdb(&e)) {
+                                    Some(pause) => std::thread::sleep(pause),
+                                    None => break Err(e.to_string()),
+                                },
+                            }
+                        }
+                    }
                     (true, None) => Err("the log store is closed".to_string()),
                 };
                 syncs.fetch_add(1, Ordering::Relaxed);
@@ -1207,15 +1337,35 @@ fn write_snapshot_file(
     snap: &StoredSnapshot,
 ) -> std::io::Result<()> {
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let written = write_snapshot_tmp(&tmp, cluster_id, node_id, snap);
+    if written.is_err() {
+        // Not left to fill the disk: the next attempt writes it anew.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn write_snapshot_tmp(
+    tmp: &Path,
+    cluster_id: Option<ClusterId>,
+    node_id: u64,
+    snap: &StoredSnapshot,
+) -> std::io::Result<()> {
     {
         // Streamed: a snapshot is hundreds of MB at 100,000 agents and need
         // not exist twice in memory. The header comes first but depends on
         // the body: a placeholder is written, then the body (checksummed
         // on its way out), then the header over the placeholder.
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::File::create(tmp)?;
         f.write_all(&[0; HEADER_LEN])?;
         let mut w = CrcWriter::new(std::io::BufWriter::new(f));
-        encode_into(&mut w, snap).map_err(std::io::Error::other)?;
+        encode_into(&mut w, snap).map_err(|e| match *e {
+            // Kept as it is: a full disk is told apart by its error code.
+            bincode::ErrorKind::Io(io) => io,
+            other => std::io::Error::other(other),
+        })?;
         let (buf, body_crc, body_len) = w.finish();
         let mut f = buf.into_inner().map_err(|e| e.into_error())?;
         let header = SnapshotHeader {
@@ -1228,8 +1378,7 @@ fn write_snapshot_file(
         f.write_all(&header.encode(FrameKind::File))?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    Ok(())
 }
 
 impl LogStore {
@@ -1259,16 +1408,37 @@ impl LogStore {
         v.map(|v| decode(&v).map_err(read_logs_err)).transpose()
     }
 
-    fn put_meta<T: Serialize>(
+    /// Runs the RocksDB write `op` until it succeeds, waiting for space
+    /// while it fails for want of it (see [`SpaceWait`]).
+    async fn write_waiting<T>(
         &self,
-        key: &[u8],
-        v: &T,
-        subject: ErrorSubject<u64>,
-    ) -> Result<(), StorageError<u64>> {
-        let bytes = encode(v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.db
-            .put_cf_opt(self.cf_meta(), key, bytes, &self.write_opts())
-            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+        what: &'static str,
+        mut op: impl FnMut() -> Result<T, rocksdb::Error>,
+    ) -> Result<T, rocksdb::Error> {
+        let mut waiting = SpaceWait::new(what, self.disk.as_ref());
+        loop {
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(e) => match waiting.pause(&e, is_no_space_rocksdb(&e)) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Whether a failed write that may be skipped (it only saves work at the
+    /// next start) failed for want of space: then it is skipped, and the
+    /// node is marked short of space.
+    fn skippable(&self, what: &str, e: &rocksdb::Error) -> bool {
+        match &self.disk {
+            Some(disk) if is_no_space_rocksdb(e) => {
+                disk.note_no_space();
+                warn!(write = what, error = %e, "no space left: skipped (it only saves work at the next start)");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Highest committed log index this node knows of.
@@ -1362,7 +1532,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.put_meta(KEY_VOTE, vote, ErrorSubject::Vote)
+        let bytes = encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let wo = self.write_opts();
+        self.write_waiting("vote", || {
+            self.db.put_cf_opt(self.cf_meta(), KEY_VOTE, &bytes, &wo)
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
@@ -1375,9 +1551,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not synced: losing the latest committed id only means re-applying
         // a little less on restart; openraft learns it again from the leader.
         let bytes = encode(&c).map_err(write_logs_err)?;
-        self.db
-            .put_cf(self.cf_meta(), KEY_COMMITTED, bytes)
-            .map_err(write_logs_err)
+        match self.db.put_cf(self.cf_meta(), KEY_COMMITTED, bytes) {
+            Err(e) if !self.skippable("committed log id", &e) => Err(write_logs_err(e)),
+            _ => Ok(()),
+        }
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
@@ -1393,23 +1570,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
         let mut kept = Vec::new();
         for entry in entries {
             let bytes = encode(&entry).map_err(write_logs_err)?;
-            batch.put_cf(self.cf_log(), id_key(entry.log_id.index), &bytes);
-            kept.push((entry, bytes.len()));
+            kept.push((entry, bytes));
         }
         // Written without a sync; the flusher confirms the append to
         // openraft only after the WAL holding it has been synced.
-        let res = self.db.write(batch);
+        let res = self
+            .write_waiting("log append", || {
+                let mut batch = WriteBatch::default();
+                for (entry, bytes) in &kept {
+                    batch.put_cf(self.cf_log(), id_key(entry.log_id.index), bytes);
+                }
+                self.db.write(batch)
+            })
+            .await;
         debug!(entries = kept.len(), ok = res.is_ok(), "log append");
         match res {
             Ok(()) => {
                 {
                     let mut recent = self.recent();
-                    for (entry, size) in kept {
-                        recent.push(entry, size);
+                    for (entry, bytes) in kept {
+                        recent.push(entry, bytes.len());
                     }
                 }
                 if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
@@ -1431,26 +1614,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.recent().truncate(log_id.index);
         let from = id_key(log_id.index);
         let to = id_key(u64::MAX);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf_log(), from, to);
-        // delete_range excludes its end key.
-        batch.delete_cf(self.cf_log(), to);
-        self.db
-            .write_opt(batch, &self.write_opts())
-            .map_err(write_logs_err)
+        let wo = self.write_opts();
+        self.write_waiting("log truncation", || {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(self.cf_log(), from, to);
+            // delete_range excludes its end key.
+            batch.delete_cf(self.cf_log(), to);
+            self.db.write_opt(batch, &wo)
+        })
+        .await
+        .map_err(write_logs_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
         debug!(%log_id, "purge log upto");
         self.recent().purge(log_id.index);
         // Record the purge point first: a crash in between leaves extra
-        // entries below it, which are ignored, never a hole above it.
-        self.put_meta(KEY_PURGED, &log_id, ErrorSubject::Logs)?;
+        // entries below it, which are ignored, never a hole above it. A
+        // purge without space is skipped (the entries stay until the next
+        // one): the log read at the next start is then longer, never
+        // shorter.
+        let bytes = encode(&log_id).map_err(write_logs_err)?;
+        let wo = self.write_opts();
+        if let Err(e) = self.db.put_cf_opt(self.cf_meta(), KEY_PURGED, bytes, &wo) {
+            return if self.skippable("log purge", &e) {
+                Ok(())
+            } else {
+                Err(write_logs_err(e))
+            };
+        }
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf_log(), id_key(0), id_key(log_id.index + 1));
-        self.db
-            .write_opt(batch, &self.write_opts())
-            .map_err(write_logs_err)
+        match self.db.write_opt(batch, &wo) {
+            Err(e) if !self.skippable("log purge", &e) => Err(write_logs_err(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1461,8 +1659,57 @@ impl StateMachineStore {
     }
 }
 
+impl StateMachineStore {
+    fn kept(&self) -> std::sync::MutexGuard<'_, KeptSnapshot> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a build answers when it writes nothing: the snapshot already in
+    /// `snapshot.bin` (none: an empty meta). openraft keeps the snapshot it
+    /// has when a build answers one no newer, purges nothing, and builds
+    /// again later.
+    fn kept_snapshot(kept: &KeptSnapshot) -> Snapshot<TypeConfig> {
+        Snapshot {
+            meta: kept.meta.clone().unwrap_or_default(),
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        }
+    }
+
+    /// Whether a build is to be skipped for want of space: the node is
+    /// short of space, there is no room for a new snapshot about the size
+    /// of the last one beside it (the old one is replaced only once the
+    /// new one is written), or a build found no space less than
+    /// [`Self::BUILD_RETRY`] ago.
+    fn no_room_to_build(&self) -> Option<Snapshot<TypeConfig>> {
+        let disk = self.disk.as_ref()?;
+        let mut kept = self.kept();
+        let now = std::time::Instant::now();
+        if kept.retry_at.is_some_and(|at| now < at) {
+            return Some(Self::kept_snapshot(&kept));
+        }
+        let need = kept.bytes.saturating_add(kept.bytes / 4);
+        if disk.has_room_for(need) {
+            return None;
+        }
+        warn!(
+            free_mb = disk.free() >> 20,
+            need_mb = need >> 20,
+            min_free_mb = disk.min_free() >> 20,
+            "no room for a snapshot: keeping the one there is, and the log"
+        );
+        kept.retry_at = Some(now + Self::BUILD_RETRY);
+        Some(Self::kept_snapshot(&kept))
+    }
+
+    /// How long after a build that found no space the next one is tried.
+    const BUILD_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        if let Some(kept) = self.no_room_to_build() {
+            return Ok(kept);
+        }
         // Capture state, applied id and membership together under one lock
         // so they describe the same point of the log.
         // Encoded straight from the tables, into a buffer of the exact size
@@ -1499,7 +1746,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let dir = self.dir.clone();
         let (cluster_id, node_id) = (self.identity.get(), self.node_id);
-        let stored = tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             // The checksum of hundreds of MB is not computed on the runtime.
             frame::seal_data(&mut stored.data, cluster_id, node_id);
             write_snapshot_file(&dir, cluster_id, node_id, &stored).map(|_| stored)
@@ -1511,14 +1758,29 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 ErrorVerb::Write,
                 e,
             )
-        })?
-        .map_err(|e| {
-            io_err(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-                e,
-            )
         })?;
+        let stored = match (written, &self.disk) {
+            (Ok(stored), _) => stored,
+            (Err(e), Some(disk)) if is_no_space_io(&e) => {
+                disk.note_no_space();
+                warn!(snapshot = %meta.snapshot_id, error = %e, "no space for the snapshot: keeping the one there is, and the log");
+                let mut kept = self.kept();
+                kept.retry_at = Some(std::time::Instant::now() + Self::BUILD_RETRY);
+                return Ok(Self::kept_snapshot(&kept));
+            }
+            (Err(e), _) => {
+                return Err(io_err(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                    e,
+                ))
+            }
+        };
+        *self.kept() = KeptSnapshot {
+            meta: Some(meta.clone()),
+            bytes: stored.data.len() as u64,
+            retry_at: None,
+        };
         info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), agents, "built snapshot");
         Ok(Snapshot {
             meta,
@@ -1622,18 +1884,37 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Adopts the id on a node that has none yet: the first change.
             self.identity.check(theirs).map_err(refuse_cluster)?;
         }
-        let stored = StoredSnapshot {
+        let bytes_len = bytes.len() as u64;
+        let stored = Arc::new(StoredSnapshot {
             meta: meta.clone(),
             data: bytes,
-        };
-        let dir = self.dir.clone();
+        });
         let (cluster_id, node_id) = (self.identity.get(), self.node_id);
-        tokio::task::spawn_blocking(move || {
-            write_snapshot_file(&dir, cluster_id, node_id, &stored)
-        })
-        .await
-        .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?
-        .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
+        // The leader sends a snapshot only once the node has room for it
+        // (the peer routes refuse its chunks otherwise); should the disk
+        // fill up meanwhile, the install waits for space (see `SpaceWait`).
+        let mut waiting = SpaceWait::new("snapshot install", self.disk.as_ref());
+        loop {
+            let (dir, stored) = (self.dir.clone(), stored.clone());
+            let written = tokio::task::spawn_blocking(move || {
+                write_snapshot_file(&dir, cluster_id, node_id, &stored)
+            })
+            .await
+            .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
+            match written {
+                Ok(()) => break,
+                Err(e) => match waiting.pause(&e, is_no_space_io(&e)) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(io_err(subject(), ErrorVerb::Write, e)),
+                },
+            }
+        }
+        drop(waiting);
+        *self.kept() = KeptSnapshot {
+            meta: Some(meta.clone()),
+            bytes: bytes_len,
+            retry_at: None,
+        };
         let pos = {
             let mut g = self.shared.write();
             g.registry = registry;

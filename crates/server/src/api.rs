@@ -678,6 +678,7 @@ pub async fn agent_health(
     ),
 )]
 pub async fn metrics(State(node): State<Node>) -> Response {
+    node.metrics.observe_disk(&node.disk.status());
     (
         [(
             axum::http::header::CONTENT_TYPE,

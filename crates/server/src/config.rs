@@ -159,6 +159,14 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_MAX_AGENTS", default_value_t = 1_000_000)]
     pub max_agents: u64,
 
+    /// Disk space kept free on the data directory's file system, in MiB.
+    /// Below it the node refuses writes (507 `no_space`) and takes no new
+    /// log entries or snapshots, while reads and heartbeats go on; it
+    /// resumes by itself once space is freed. 0 turns the floor off (a
+    /// write that finds the disk full still waits instead of failing).
+    #[arg(long, env = "REGISTRY_MIN_FREE_DISK_MB", default_value_t = 256)]
+    pub min_free_disk_mb: u64,
+
     /// Most client and peer connections served at once. At the cap a new
     /// connection takes the place of the one idle longest (no request in
     /// progress, no response streaming), which is closed; when every
@@ -371,6 +379,11 @@ impl Config {
     /// Grace a new leader gives every deadline: one election timeout.
     pub fn lease_grace(&self) -> Duration {
         Duration::from_millis(self.election_timeout_ms().1)
+    }
+
+    /// `--min-free-disk-mb` in bytes.
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.min_free_disk_mb.saturating_mul(1 << 20)
     }
 
     pub fn write_timeout(&self) -> Duration {

@@ -78,7 +78,8 @@ impl From<ErrorBody> for ApiError {
 
 /// A failed write as the client sees it: 503 with `Retry-After` when it
 /// certainly was not applied, 504 `timeout` when it may have been, 507
-/// `registry_full` for a new agent beyond `--max-agents`.
+/// `registry_full` for a new agent beyond `--max-agents`, 507 `no_space`
+/// (with `Retry-After`) while the leader's disk is short of space.
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
@@ -89,6 +90,10 @@ impl From<WriteError> for ApiError {
             e @ WriteError::RegistryFull { .. } => {
                 ApiError::new(ErrorCode::RegistryFull, e.to_string())
             }
+            e @ WriteError::NoSpace { .. } => ApiError {
+                body: ErrorBody::new(ErrorCode::NoSpace, e.to_string()),
+                retry_after: Some(5),
+            },
         }
     }
 }

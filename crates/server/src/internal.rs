@@ -29,8 +29,9 @@ use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use openraft::error::{InstallSnapshotError, RaftError};
 use registry_raft::network::{ForwardError, ForwardRequest, PeerState, BINCODE_CONTENT_TYPE};
-use registry_raft::{LogId, TypeConfig};
+use registry_raft::{DiskSpace, LogId, TypeConfig};
 use registry_types::{ErrorCode, NodeId};
 
 use crate::election::Elector;
@@ -158,6 +159,18 @@ pub async fn append(
     if let Err(e) = checked {
         return e;
     }
+    // Entries are not taken without disk room for them: the leader tries
+    // again later (it treats the 503 as a node out of reach for a moment).
+    // Heartbeats (no entries) still count, so the node keeps its leader.
+    if !req.entries.is_empty() && node.disk.is_short() {
+        node.touch_leader_contact();
+        return busy(format!(
+            "node {} is short of disk space ({} MiB free, {} MiB kept free): no new log entries until space is freed",
+            node.id,
+            node.disk.free() >> 20,
+            node.disk.min_free() >> 20
+        ));
+    }
     let res = node.raft.append_entries(req).await;
     if res.as_ref().is_ok_and(|r| r.is_success()) {
         node.touch_leader_contact();
@@ -221,26 +234,53 @@ pub async fn state(State(node): State<Node>) -> Response {
     })
 }
 
-/// The snapshot being received from a leader, kept here as well as by
-/// openraft: chunks must follow each other from offset 0 (openraft writes a
-/// chunk at the offset it names, so a chunk far beyond the data received
-/// made it allocate what the sender chose), the whole stays within
-/// `--max-snapshot-bytes`, and the data must decode into a registry before
-/// the last chunk reaches openraft, for which a snapshot it cannot install
-/// is a fatal storage error. Keeping a copy doubles the memory a snapshot
-/// install takes, for its duration.
-#[derive(Default)]
-pub struct SnapshotReceipt(Mutex<Option<Receiving>>);
+/// The snapshot being received from a leader, written to a file in the
+/// data directory (`snapshot.recv`) chunk by chunk, never into a buffer
+/// sized by the sender. Chunks must follow each other from offset 0, the
+/// whole must stay within `--max-snapshot-bytes`, and each chunk needs disk
+/// room for it (503 otherwise: the leader tries again later, from 0). When
+/// the last chunk is in, the data is read back once, verified (checksum,
+/// cluster id, a registry that decodes) and only then handed to openraft as
+/// a whole, for which a snapshot it cannot install is a fatal storage
+/// error.
+pub struct SnapshotReceipt {
+    path: std::path::PathBuf,
+    disk: DiskSpace,
+    slot: Mutex<Option<Receiving>>,
+}
 
 struct Receiving {
     id: String,
-    data: Vec<u8>,
+    file: std::fs::File,
+    received: u64,
+}
+
+/// Why a chunk was not taken.
+#[derive(Debug, PartialEq)]
+enum ChunkRefused {
+    /// Not the chunk expected, or beyond the size limit.
+    Invalid(String),
+    /// No disk room for it; the leader may try again later.
+    NoSpace(String),
 }
 
 impl SnapshotReceipt {
-    /// Checks a chunk against what was received and takes its bytes;
-    /// answers the whole data when it is the last one. A refused chunk
-    /// drops what was received: the leader starts again from offset 0.
+    /// A receipt writing to `dir/snapshot.recv`; a file left there by an
+    /// earlier process is removed.
+    pub fn new(dir: &std::path::Path, disk: DiskSpace) -> Self {
+        let path = dir.join("snapshot.recv");
+        let _ = std::fs::remove_file(&path);
+        SnapshotReceipt {
+            path,
+            disk,
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// Checks a chunk against what was received and writes it; answers the
+    /// whole data, read back from the file, when it is the last one. A
+    /// refused chunk drops what was received: the leader starts again from
+    /// offset 0. Blocking (file I/O).
     fn take(
         &self,
         id: &str,
@@ -248,43 +288,95 @@ impl SnapshotReceipt {
         chunk: &[u8],
         done: bool,
         max: u64,
-    ) -> Result<Option<Vec<u8>>, String> {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Result<Option<Vec<u8>>, ChunkRefused> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let res = self.take_locked(&mut slot, id, offset, chunk, done, max);
+        if !matches!(res, Ok(None)) {
+            // Refused or complete: nothing is kept on disk.
+            *slot = None;
+            let _ = std::fs::remove_file(&self.path);
+        }
+        res
+    }
+
+    fn take_locked(
+        &self,
+        slot: &mut Option<Receiving>,
+        id: &str,
+        offset: u64,
+        chunk: &[u8],
+        done: bool,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, ChunkRefused> {
+        use std::io::{Read, Seek, Write};
+        let invalid = |m: String| Err(ChunkRefused::Invalid(m));
         let mut current = match slot.take() {
             Some(r) if r.id == id && offset != 0 => r,
             _ if offset == 0 => Receiving {
                 id: id.to_string(),
-                data: Vec::new(),
+                file: std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map_err(|e| self.io_refusal(id, e))?,
+                received: 0,
             },
             other => {
-                let expected = other.filter(|r| r.id == id).map_or(0, |r| r.data.len());
-                return Err(format!(
+                let expected = other.filter(|r| r.id == id).map_or(0, |r| r.received);
+                return invalid(format!(
                     "snapshot {id}: chunk at offset {offset}, expected {expected}"
                 ));
             }
         };
-        let received = current.data.len() as u64;
+        let received = current.received;
         if offset != received {
-            return Err(format!(
+            return invalid(format!(
                 "snapshot {id}: chunk at offset {offset}, expected {received}"
             ));
         }
-        if received.saturating_add(chunk.len() as u64) > max {
-            return Err(format!(
+        let len = chunk.len() as u64;
+        if received.saturating_add(len) > max {
+            return invalid(format!(
                 "snapshot {id} is larger than the limit of {max} bytes (--max-snapshot-bytes)"
             ));
         }
-        current.data.extend_from_slice(chunk);
-        if done {
-            return Ok(Some(current.data));
+        if !self.disk.has_room_for(len) {
+            return Err(ChunkRefused::NoSpace(format!(
+                "snapshot {id}: no disk room for it ({} MiB free, {} MiB kept free)",
+                self.disk.free() >> 20,
+                self.disk.min_free() >> 20
+            )));
         }
-        *slot = Some(current);
-        Ok(None)
+        current
+            .file
+            .write_all(chunk)
+            .map_err(|e| self.io_refusal(id, e))?;
+        current.received += len;
+        if !done {
+            *slot = Some(current);
+            return Ok(None);
+        }
+        // Read back once, sized by what was written here (within the
+        // limit), not by anything the sender claims.
+        let mut data = Vec::with_capacity(current.received as usize);
+        current
+            .file
+            .rewind()
+            .and_then(|()| current.file.read_to_end(&mut data))
+            .map_err(|e| self.io_refusal(id, e))?;
+        Ok(Some(data))
     }
 
-    /// Forgets the snapshot being received (openraft refused a chunk).
-    fn reset(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn io_refusal(&self, id: &str, e: std::io::Error) -> ChunkRefused {
+        let message = format!("snapshot {id}: {}: {e}", self.path.display());
+        if registry_raft::disk::is_no_space_io(&e) {
+            self.disk.note_no_space();
+            ChunkRefused::NoSpace(message)
+        } else {
+            ChunkRefused::Invalid(message)
+        }
     }
 }
 
@@ -296,6 +388,14 @@ fn check_snapshot_data(node: &Node, data: &[u8]) -> Result<(), String> {
     };
     registry_raft::store::verify_snapshot_data(config, data, node.identity().get())
         .map_err(|e| e.to_string())
+}
+
+/// A refusal the sender may try again later (503): this node is short of
+/// disk space.
+fn busy(message: impl Into<String>) -> Response {
+    let message = message.into();
+    tracing::warn!(reason = %message, "refused a node-to-node request for now");
+    ApiError::unavailable(message).into_response()
 }
 
 pub async fn snapshot(
@@ -315,33 +415,58 @@ pub async fn snapshot(
     if let Err(e) = checked {
         return e;
     }
-    let whole = match receipt.take(
-        &req.meta.snapshot_id,
-        req.offset,
-        &req.data,
-        req.done,
-        node.config.max_snapshot_bytes,
-    ) {
-        Ok(whole) => whole,
-        Err(why) => return refused(why),
-    };
-    if let Some(data) = whole {
-        let checking = node.clone();
-        let verdict = tokio::task::spawn_blocking(move || check_snapshot_data(&checking, &data))
-            .await
-            .unwrap_or_else(|e| Err(format!("checking the snapshot: {e}")));
-        if let Err(why) = verdict {
-            return refused(format!(
-                "snapshot {} from node {} cannot be installed: {why}",
-                req.meta.snapshot_id, caller.0
-            ));
-        }
-    }
     node.touch_leader_contact();
-    let res = node.raft.install_snapshot(req).await;
-    if res.is_err() {
-        receipt.reset();
+    // As openraft answers a chunk: with this node's vote, taking nothing
+    // from a leader whose vote is behind it (the leader then steps down).
+    let vote = node.raft.metrics().borrow().vote;
+    let answer = openraft::raft::InstallSnapshotResponse { vote };
+    if req.vote < vote {
+        return encode(&Ok::<_, RaftError<NodeId, InstallSnapshotError>>(answer));
     }
+    let openraft::raft::InstallSnapshotRequest {
+        vote: leader_vote,
+        meta,
+        offset,
+        data,
+        done,
+    } = req;
+    let (taking, id, max) = (
+        receipt.clone(),
+        meta.snapshot_id.clone(),
+        node.config.max_snapshot_bytes,
+    );
+    let taken = tokio::task::spawn_blocking(move || taking.take(&id, offset, &data, done, max))
+        .await
+        .unwrap_or_else(|e| Err(ChunkRefused::Invalid(format!("writing the chunk: {e}"))));
+    let whole = match taken {
+        Ok(None) => {
+            return encode(&Ok::<_, RaftError<NodeId, InstallSnapshotError>>(answer));
+        }
+        Ok(Some(whole)) => whole,
+        Err(ChunkRefused::Invalid(why)) => return refused(why),
+        Err(ChunkRefused::NoSpace(why)) => return busy(why),
+    };
+    let checking = node.clone();
+    let (verdict, whole) =
+        tokio::task::spawn_blocking(move || (check_snapshot_data(&checking, &whole), whole))
+            .await
+            .unwrap_or_else(|e| (Err(format!("checking the snapshot: {e}")), Vec::new()));
+    if let Err(why) = verdict {
+        return refused(format!(
+            "snapshot {} from node {} cannot be installed: {why}",
+            meta.snapshot_id, caller.0
+        ));
+    }
+    let snapshot = openraft::Snapshot {
+        meta,
+        snapshot: Box::new(std::io::Cursor::new(whole)),
+    };
+    let res = node
+        .raft
+        .install_full_snapshot(leader_vote, snapshot)
+        .await
+        .map(|r| openraft::raft::InstallSnapshotResponse { vote: r.vote })
+        .map_err(RaftError::<NodeId, InstallSnapshotError>::Fatal);
     encode(&res)
 }
 
@@ -537,9 +662,50 @@ mod tests {
         }
     }
 
+    fn receipt(min_free: u64) -> (tempfile::TempDir, SnapshotReceipt) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = SnapshotReceipt::new(dir.path(), DiskSpace::new(dir.path(), min_free));
+        (dir, r)
+    }
+
+    #[test]
+    fn snapshot_chunks_go_to_a_file_and_leave_nothing_behind() {
+        let (dir, r) = receipt(0);
+        let file = dir.path().join("snapshot.recv");
+        std::fs::write(&file, b"left by an earlier process").unwrap();
+        let r2 = SnapshotReceipt::new(dir.path(), r.disk.clone());
+        assert!(!file.exists(), "a leftover is removed at start");
+        assert_eq!(r2.take("a", 0, b"01234", false, 100), Ok(None));
+        assert_eq!(std::fs::read(&file).unwrap(), b"01234");
+        assert_eq!(
+            r2.take("a", 5, b"56789", true, 100),
+            Ok(Some(b"0123456789".to_vec()))
+        );
+        assert!(!file.exists(), "removed once read back");
+        assert_eq!(r2.take("b", 0, b"01234", false, 100), Ok(None));
+        assert!(r2.take("b", 7, b"x", false, 100).is_err());
+        assert!(!file.exists(), "removed on a refusal");
+    }
+
+    #[test]
+    fn a_chunk_without_disk_room_is_refused_for_now() {
+        let (dir, r) = receipt(u64::MAX);
+        let refused = r.take("a", 0, b"01234", false, 100);
+        assert!(
+            matches!(refused, Err(ChunkRefused::NoSpace(_))),
+            "{refused:?}"
+        );
+        assert!(!dir.path().join("snapshot.recv").exists());
+        // An invalid chunk is invalid whatever the disk.
+        assert!(matches!(
+            r.take("a", 3, b"x", false, 100),
+            Err(ChunkRefused::Invalid(_))
+        ));
+    }
+
     #[test]
     fn snapshot_chunks_must_follow_each_other_within_the_limit() {
-        let r = SnapshotReceipt::default();
+        let (_dir, r) = receipt(0);
         assert_eq!(r.take("a", 0, b"0123456789", false, 100), Ok(None));
         assert_eq!(r.take("a", 10, b"0123456789", false, 100), Ok(None));
         assert!(r.take("a", 30, b"x", false, 100).is_err(), "a gap");

@@ -102,7 +102,10 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
     let (key, mode) = node.peer_auth();
     Ok(AppState {
         peer: peer::PeerGuard::new(node.clone(), key, mode),
-        snapshot_receipt: Arc::default(),
+        snapshot_receipt: Arc::new(internal::SnapshotReceipt::new(
+            &node.config.data_dir,
+            node.disk.clone(),
+        )),
         liveness: liveness::Liveness::start(node.clone()),
         elector: election::Elector::start(node.clone()),
         discovery_requests: discovery::DiscoveryRequests::start(node.clone()),

@@ -62,6 +62,18 @@ pub struct Metrics {
     pub event_watchers: IntGauge,
     /// Event streams and long polls refused with `too_many_watchers`.
     pub event_watchers_refused: IntCounter,
+    /// Bytes free on the data directory's file system.
+    pub disk_free_bytes: IntGauge,
+    /// Bytes the node keeps free (`--min-free-disk-mb`).
+    pub disk_min_free_bytes: IntGauge,
+    /// 1 while the node is short of disk space (writes refused).
+    pub disk_no_space: IntGauge,
+    /// Store writes that failed for want of space.
+    pub disk_no_space_errors: IntCounter,
+    /// Store writes waiting for space now.
+    pub disk_waiting_writes: IntGauge,
+    /// Writes refused with `no_space`.
+    pub writes_refused_no_space: IntCounter,
 }
 
 impl Default for Metrics {
@@ -185,6 +197,30 @@ impl Metrics {
                 "event_watchers_refused_total",
                 "Event streams and long polls refused (too_many_watchers)",
             ),
+            disk_free_bytes: gauge(
+                "disk_free_bytes",
+                "Bytes free on the data directory's file system",
+            ),
+            disk_min_free_bytes: gauge(
+                "disk_min_free_bytes",
+                "Bytes the node keeps free (--min-free-disk-mb)",
+            ),
+            disk_no_space: gauge(
+                "disk_no_space",
+                "1 while the node is short of disk space and refuses writes",
+            ),
+            disk_no_space_errors: counter(
+                "disk_no_space_errors_total",
+                "Store writes that failed for want of disk space",
+            ),
+            disk_waiting_writes: gauge(
+                "disk_waiting_writes",
+                "Store writes waiting for disk space now",
+            ),
+            writes_refused_no_space: counter(
+                "writes_refused_no_space_total",
+                "Writes refused by this node as leader for want of disk space",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -216,6 +252,12 @@ impl Metrics {
             Box::new(m.http_connections_closed.clone()),
             Box::new(m.event_watchers.clone()),
             Box::new(m.event_watchers_refused.clone()),
+            Box::new(m.disk_free_bytes.clone()),
+            Box::new(m.disk_min_free_bytes.clone()),
+            Box::new(m.disk_no_space.clone()),
+            Box::new(m.disk_no_space_errors.clone()),
+            Box::new(m.disk_waiting_writes.clone()),
+            Box::new(m.writes_refused_no_space.clone()),
         ];
         for c in collectors {
             // Names are fixed and distinct: registration cannot collide.
@@ -244,6 +286,18 @@ impl Metrics {
             .set(i64::from(m.current_leader == Some(m.id)));
         self.registry_revision.set(revision as i64);
         self.registry_agents.set(agents as i64);
+    }
+
+    /// Refreshes the disk gauges.
+    pub fn observe_disk(&self, d: &registry_raft::DiskStatus) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.disk_free_bytes.set(gauge(d.free_bytes));
+        self.disk_min_free_bytes.set(gauge(d.min_free_bytes));
+        self.disk_no_space.set(i64::from(d.no_space));
+        self.disk_waiting_writes.set(gauge(d.waiting_writes));
+        let seen = self.disk_no_space_errors.get();
+        self.disk_no_space_errors
+            .inc_by(d.no_space_errors.saturating_sub(seen));
     }
 
     /// The Prometheus text exposition.

@@ -19,11 +19,11 @@ use tracing::{info, warn};
 use registry_raft::auth::PeerKey;
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
-    open_store, Applied, ClusterIdentity, LogStore, Network, PeerClient, PeerError, PeerHttp, Raft,
-    SharedState, StoreOptions,
+    open_store, Applied, ClusterIdentity, DiskSpace, LogStore, Network, PeerClient, PeerError,
+    PeerHttp, Raft, SharedState, StoreError, StoreOptions,
 };
 use registry_state::StateConfig;
-use registry_types::api::{ClusterInfo, Member, NodeRole, PeerAuthMode};
+use registry_types::api::{ClusterInfo, DiskInfo, Member, NodeRole, PeerAuthMode};
 use registry_types::{Command, CommandResult, Consistency, NodeId, ReadOptions, Timestamp};
 
 use crate::coalesce::Coalescer;
@@ -76,6 +76,17 @@ pub enum WriteError {
     /// `--max-agents`. Certainly not applied.
     #[error("the registry holds its most agents ({max}); remove agents or raise --max-agents")]
     RegistryFull { max: u64 },
+    /// Refused by the leader before proposing: its disk is short of space.
+    /// Certainly not applied.
+    #[error(
+        "no space: the leader's disk has {} MiB free and keeps {} MiB free (--min-free-disk-mb); writes are refused until space is freed, reads and heartbeats are still served",
+        free_bytes >> 20,
+        min_free_bytes >> 20
+    )]
+    NoSpace {
+        free_bytes: u64,
+        min_free_bytes: u64,
+    },
 }
 
 impl WriteError {
@@ -147,6 +158,10 @@ pub struct NodeInner {
     /// the same handle the state-machine store checks snapshots with, so
     /// an id adopted by one is seen by the other.
     pub identity: ClusterIdentity,
+    /// Free space of the data directory: below `--min-free-disk-mb` this
+    /// node proposes nothing and takes no new log entries or snapshots
+    /// (see `registry_raft::disk`).
+    pub disk: DiskSpace,
     /// Registrations of new agents this node admitted as leader and has
     /// not yet applied: counted with the registry's agents against
     /// `--max-agents`, so concurrent registrations (one group-commit round)
@@ -168,11 +183,18 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, StartError> {
         config.check()?;
         let members = config.members()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let disk = DiskSpace::new(&config.data_dir, config.min_free_disk_bytes());
+        disk.spawn_sampler(Duration::from_secs(1));
         let options = StoreOptions {
             state: StateConfig {
                 event_window: config.event_window,
             },
             sync: true,
+            disk: Some(disk.clone()),
         };
         let identity = ClusterIdentity::load(&config.data_dir)?;
         let (mut log_store, sm_store, shared) =
@@ -256,6 +278,7 @@ impl Node {
             forwarding,
             log_store,
             identity,
+            disk,
             creating: AtomicU64::new(0),
             config,
         }));
@@ -305,6 +328,50 @@ impl Node {
         }
     }
 
+    /// Gives a cluster without an id one: a cluster bootstrapped by a
+    /// release before cluster ids has none, and its first leader after the
+    /// upgrade asks its peers for theirs (one may have adopted an id from an
+    /// earlier leader) and adopts the first it hears of, or else creates
+    /// one. The followers adopt it from the leader's next request.
+    ///
+    /// Should that leader stop before any follower has adopted its new id
+    /// and another leader create a second one, the first node is refused
+    /// by the others when it returns ("belongs to cluster ..."); remove
+    /// its `cluster-id` file while it is stopped and it adopts the others'.
+    async fn name_unnamed_cluster(&self) {
+        let peers: Vec<(NodeId, String)> = {
+            let m = self.raft.metrics().borrow().clone();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect()
+        };
+        for (peer, addr) in peers {
+            let Ok(state) = self.peer(&addr).state(Duration::from_millis(500)).await else {
+                continue;
+            };
+            if let Some(cluster) = state.cluster {
+                match self.identity.adopt(cluster) {
+                    Ok(()) => info!(%cluster, peer, "adopted the cluster id a peer holds"),
+                    Err(e) => warn!(error = %e, "cannot keep the cluster id"),
+                }
+                return;
+            }
+        }
+        if !self.is_leader() || self.identity.get().is_some() {
+            return;
+        }
+        match self.identity.get_or_create() {
+            Ok(cluster) => info!(
+                %cluster,
+                "this cluster had no id (bootstrapped by a release without one): created one; the followers adopt it"
+            ),
+            Err(e) => warn!(error = %e, "cannot keep the cluster id"),
+        }
+    }
+
     /// Keeps gauges current and logs leadership changes; aborts the process
     /// if Raft stops with a fatal error (a node must not stay half alive).
     fn spawn_watchers(&self) {
@@ -328,6 +395,10 @@ impl Node {
                     info!(term = m.current_term, leader = ?m.current_leader, state = ?m.state, "leader changed");
                     node.metrics.leader_changes.inc();
                     leader = m.current_leader;
+                    if leader == Some(node.id) && node.identity.get().is_none() {
+                        let naming = node.clone();
+                        tokio::spawn(async move { naming.name_unnamed_cluster().await });
+                    }
                 }
                 node.metrics.observe_raft(
                     &m,
@@ -422,6 +493,15 @@ impl Node {
                     Err(ForwardError::RegistryFull { max }) => {
                         return Err(WriteError::RegistryFull { max })
                     }
+                    Err(ForwardError::NoSpace {
+                        free_bytes,
+                        min_free_bytes,
+                    }) => {
+                        return Err(WriteError::NoSpace {
+                            free_bytes,
+                            min_free_bytes,
+                        })
+                    }
                 },
                 Some((_, addr)) => {
                     self.metrics.forwarded_writes.inc();
@@ -449,6 +529,15 @@ impl Node {
                         }
                         Ok(Err(ForwardError::RegistryFull { max })) => {
                             return Err(WriteError::RegistryFull { max })
+                        }
+                        Ok(Err(ForwardError::NoSpace {
+                            free_bytes,
+                            min_free_bytes,
+                        })) => {
+                            return Err(WriteError::NoSpace {
+                                free_bytes,
+                                min_free_bytes,
+                            })
                         }
                         // Not sent: safe to try again once a leader is known.
                         Err(PeerError::Unreachable { .. }) => {}
@@ -482,6 +571,15 @@ impl Node {
         mut cmd: Command,
         deadline: Instant,
     ) -> Result<Applied, ForwardError> {
+        // Nothing is proposed without disk space for it: the entry would be
+        // acknowledged by followers and then wait for this node's disk.
+        if self.disk.is_short() {
+            self.metrics.writes_refused_no_space.inc();
+            return Err(ForwardError::NoSpace {
+                free_bytes: self.disk.free(),
+                min_free_bytes: self.disk.min_free(),
+            });
+        }
         // Held until the write is applied (or failed): the agent is counted
         // by the registry from then on.
         let _slot = self.admit(&cmd)?;
@@ -672,6 +770,14 @@ impl Node {
             last_contact_ms: self.last_contact_ms(),
             cluster_id: self.identity.get().map(|c| c.to_string()),
             peer_auth: self.peer_auth,
+            disk: {
+                let d = self.disk.status();
+                DiskInfo {
+                    free_bytes: d.free_bytes,
+                    min_free_bytes: d.min_free_bytes,
+                    no_space: d.no_space,
+                }
+            },
         }
     }
 }

@@ -702,3 +702,42 @@ fn a_multi_node_cluster_refuses_to_start_without_a_secret() {
     assert!(!status.success());
     assert!(stderr.contains("/nonexistent/secret"), "{stderr}");
 }
+
+/// A cluster bootstrapped by a release without cluster ids has none in any
+/// data directory: after the upgrade its leader gives it one, every node
+/// adopts it, and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_without_an_id_gets_one_after_an_upgrade() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    register_agents(&cluster, 3).await;
+    let before = converged(&cluster).await;
+    let original = cluster_id(&cluster, 1).await;
+    // What the previous release left: the same data without `cluster-id`.
+    for id in cluster.ids() {
+        cluster.terminate(id).await;
+        std::fs::remove_file(cluster.node(id).data_dir.join("cluster-id")).unwrap();
+    }
+    for id in cluster.ids() {
+        cluster.start_node(id);
+    }
+    cluster.wait_leader(&cluster.ids()).await;
+    let named = wait_until("every node to hold the same new cluster id", || async {
+        let mut ids = BTreeSet::new();
+        for id in cluster.ids() {
+            ids.insert(cluster.info(id).await?.cluster_id);
+        }
+        match ids.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(one)] => Ok(one.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_ne!(named, original.to_string(), "a new id, not the lost one");
+    for id in cluster.ids() {
+        let kept = std::fs::read_to_string(cluster.node(id).data_dir.join("cluster-id")).unwrap();
+        assert_eq!(kept.trim(), named, "node {id} keeps it");
+    }
+    assert_eq!(converged(&cluster).await, before);
+    register_agents(&cluster, 4).await;
+    assert!(converged(&cluster).await.contains("agent-3"));
+}

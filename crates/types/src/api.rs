@@ -387,6 +387,24 @@ pub struct ClusterInfo {
     /// How this node authenticates node-to-node requests.
     #[serde(default)]
     pub peer_auth: PeerAuthMode,
+    /// This node's data directory disk.
+    #[serde(default)]
+    pub disk: DiskInfo,
+}
+
+/// Free space of a node's data directory, against the floor it keeps free.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskInfo {
+    /// Bytes free on the data directory's file system (last sampled, once a
+    /// second).
+    pub free_bytes: u64,
+    /// Bytes the node keeps free (`--min-free-disk-mb`).
+    pub min_free_bytes: u64,
+    /// The node is short of space: below the floor, or a write failed for
+    /// want of space and the disk has not had room since. As leader it
+    /// refuses writes with 507 `no_space`; as follower it takes no new log
+    /// entries (the leader retries them). Reads and heartbeats go on.
+    pub no_space: bool,
 }
 
 /// How a node authenticates the requests of its peers.

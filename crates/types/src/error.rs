@@ -107,6 +107,9 @@ pub enum ErrorCode {
     RegistryFull,
     /// The node serves its most concurrent event watchers already.
     TooManyWatchers,
+    /// The leader's disk is short of space: writes are refused until space
+    /// is freed (reads and heartbeats are still served).
+    NoSpace,
 }
 
 impl ErrorCode {
@@ -128,7 +131,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal => 500,
             ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::TooManyWatchers => 503,
-            ErrorCode::RegistryFull => 507,
+            ErrorCode::RegistryFull | ErrorCode::NoSpace => 507,
             ErrorCode::Timeout => 504,
         }
     }
@@ -142,6 +145,7 @@ impl ErrorCode {
                 | ErrorCode::Unavailable
                 | ErrorCode::TooManyWatchers
                 | ErrorCode::Timeout
+                | ErrorCode::NoSpace
         )
     }
 }

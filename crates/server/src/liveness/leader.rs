@@ -172,6 +172,11 @@ impl Liveness {
 
     /// Proposes one checkpoint of the heartbeats received since the last.
     async fn checkpoint(&self) {
+        // Deferred while the disk is short of space: the heartbeats stay
+        // pending (and the leases in memory) until it can be written.
+        if self.node.disk.is_short() {
+            return;
+        }
         let entries = self.leases.drain_pending();
         if entries.is_empty() && !self.scaling_needs_evaluation() {
             return;
@@ -236,6 +241,12 @@ impl Liveness {
         let Some(since) = self.since.lock().ok().and_then(|s| *s) else {
             return;
         };
+        // Deferred while the disk is short of space: no transition could
+        // be committed. Agents stay as they are until space is freed; then
+        // the next sweep expires whoever is due.
+        if self.node.disk.is_short() {
+            return;
+        }
         let now = Instant::now();
         let wall_now = Timestamp::now();
         let grace = self.node.config.lease_grace();
