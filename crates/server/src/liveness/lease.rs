@@ -174,6 +174,19 @@ impl LeaseTable {
         out
     }
 
+    /// How many agents have a lease.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether no agent has a lease.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets everything (on gaining or losing leadership).
     pub fn clear(&self) {
         for shard in &self.shards {

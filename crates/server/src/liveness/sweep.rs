@@ -56,6 +56,10 @@ pub struct SweepPlan {
     /// Entries that take a live (not yet offline) agent offline or remove
     /// it: what the brake weighs against the live fleet.
     pub leaving_live_fleet: usize,
+    /// Records that had a lease when planned. When it is the number of
+    /// leases, every lease belongs to a registered agent and there are no
+    /// stale leases to drop (see `LeaseTable::retain`).
+    pub leased: usize,
 }
 
 pub fn plan_sweep<'a>(
@@ -69,9 +73,9 @@ pub fn plan_sweep<'a>(
     let mut out = SweepPlan::default();
     for r in records {
         let checkpointed = wall_to_instant(r.last_heartbeat, wall_now, now);
-        let last_seen = leases
-            .last_seen(&r.agent_id)
-            .map_or(checkpointed, |l| l.max(checkpointed));
+        let leased = leases.last_seen(&r.agent_id);
+        out.leased += usize::from(leased.is_some());
+        let last_seen = leased.map_or(checkpointed, |l| l.max(checkpointed));
         if let Some(step) = step_for(r, last_seen, now, since, grace) {
             if step != ExpiryStep::Unhealthy && r.status != AgentStatus::Offline {
                 out.leaving_live_fleet += 1;

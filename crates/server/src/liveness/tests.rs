@@ -281,6 +281,19 @@ async fn only_live_agents_leaving_count_for_the_brake() {
         Duration::ZERO,
     );
     assert!(plan.entries.is_empty(), "{plan:?}");
+    assert_eq!((plan.leased, leases.len()), (1, 1), "every lease matched");
+    // A lease whose agent is not among the records is not matched: the
+    // sweep then drops the stale ones (`LeaseTable::retain`).
+    let plan = plan_sweep(
+        [&offline].into_iter(),
+        &leases,
+        now,
+        wall_now,
+        t0,
+        Duration::ZERO,
+    );
+    assert_eq!(plan.leased, 0);
+    assert!(leases.len() > plan.leased);
 }
 
 #[test]
