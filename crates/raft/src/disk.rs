@@ -89,6 +89,13 @@ impl DiskSpace {
         self.inner.short.load(Ordering::Acquire) || self.waiting() > 0
     }
 
+    /// Whether the disk itself is short: below the floor, or a write failed
+    /// for want of space and no sample has found room since (writes
+    /// waiting for space aside).
+    pub fn below_floor(&self) -> bool {
+        self.inner.short.load(Ordering::Acquire)
+    }
+
     /// Store writes waiting for space now.
     pub fn waiting(&self) -> u64 {
         self.inner.waiting.load(Ordering::Acquire).max(0) as u64

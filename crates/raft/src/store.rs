@@ -1023,7 +1023,7 @@ impl<'a> SpaceWait<'a> {
             self.space_back = None;
         } else {
             self.started?;
-            if disk.is_short() {
+            if disk.below_floor() {
                 self.space_back = None;
             } else if now.duration_since(*self.space_back.get_or_insert(now)) > Self::GRACE {
                 return None;
@@ -2006,6 +2006,40 @@ mod tests {
         assert_eq!(indexes(r.get(&(6..), 6)), None);
         assert_eq!(indexes(r.get(&(20..), 20)), Some(vec![20]));
         assert_eq!(r.bytes, 10);
+    }
+
+    #[test]
+    fn a_write_waits_for_space_only_once_it_met_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        // Without a disk to watch, nothing waits.
+        assert_eq!(SpaceWait::new("test", None).pause(&"full", true), None);
+        let disk = DiskSpace::new(dir.path(), 0);
+        {
+            let mut w = SpaceWait::new("test", Some(&disk));
+            // Another error before any no-space one is reported at once.
+            assert_eq!(w.pause(&"io error", false), None);
+            assert!(!disk.is_short());
+            // A full disk: wait, doubling, marked short meanwhile.
+            let ms = std::time::Duration::from_millis;
+            assert_eq!(w.pause(&"No space left on device", true), Some(ms(50)));
+            assert!(disk.is_short());
+            assert_eq!(disk.waiting(), 1);
+            assert_eq!(disk.status().no_space_errors, 1);
+            // Once waiting, other errors (RocksDB recovering) are waited
+            // on while the disk is short, and the pause grows to 1 s.
+            assert_eq!(w.pause(&"recovery in progress", false), Some(ms(100)));
+            for _ in 0..6 {
+                w.pause(&"No space left on device", true);
+            }
+            assert_eq!(w.pause(&"No space left on device", true), Some(ms(1000)));
+            // A sample that finds room clears the floor, not the waiting
+            // write: the node stays short until the write is through.
+            disk.sample();
+            assert!(disk.is_short());
+            assert!(w.pause(&"recovery in progress", false).is_some());
+        }
+        assert_eq!(disk.waiting(), 0, "a finished write stops waiting");
+        assert!(!disk.is_short());
     }
 
     #[test]

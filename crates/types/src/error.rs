@@ -31,6 +31,10 @@ use utoipa::ToSchema;
 /// - `registry_full` (507): the registration would add an agent beyond the
 ///   node's `--max-agents`; nothing changed. Updating an agent that is
 ///   already registered is still accepted.
+/// - `no_space` (507): the leader's disk is short of space
+///   (`--min-free-disk-mb`); nothing changed. Reads and heartbeats are
+///   still served; writes resume by themselves once space is freed.
+///   Retryable, after `Retry-After: 5`.
 /// - `no_leader` (503): no leader known within the write or read timeout
 ///   (election in progress, no quorum). Retryable; `Retry-After: 1`.
 /// - `unavailable` (503): this node cannot serve the request right now

@@ -579,6 +579,7 @@ mod tests {
                 "forbidden",
                 "registry_full",
                 "too_many_watchers",
+                "no_space",
             ]
         );
         for &c in ErrorCode::VARIANTS {
