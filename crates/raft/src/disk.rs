@@ -125,6 +125,15 @@ impl DiskSpace {
         }
     }
 
+    /// "N MiB free, M MiB kept free", for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} MiB free, {} MiB kept free",
+            self.free() >> 20,
+            self.min_free() >> 20
+        )
+    }
+
     /// Whether `bytes` more can be written and leave the floor free.
     pub fn has_room_for(&self, bytes: u64) -> bool {
         !self.is_short() && self.free() >= self.min_free().saturating_add(bytes)

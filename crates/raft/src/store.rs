@@ -1353,32 +1353,29 @@ fn write_snapshot_tmp(
     node_id: u64,
     snap: &StoredSnapshot,
 ) -> std::io::Result<()> {
-    {
-        // Streamed: a snapshot is hundreds of MB at 100,000 agents and need
-        // not exist twice in memory. The header comes first but depends on
-        // the body: a placeholder is written, then the body (checksummed
-        // on its way out), then the header over the placeholder.
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(&[0; HEADER_LEN])?;
-        let mut w = CrcWriter::new(std::io::BufWriter::new(f));
-        encode_into(&mut w, snap).map_err(|e| match *e {
-            // Kept as it is: a full disk is told apart by its error code.
-            bincode::ErrorKind::Io(io) => io,
-            other => std::io::Error::other(other),
-        })?;
-        let (buf, body_crc, body_len) = w.finish();
-        let mut f = buf.into_inner().map_err(|e| e.into_error())?;
-        let header = SnapshotHeader {
-            cluster_id,
-            node_id,
-            body_len,
-            body_crc,
-        };
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(&header.encode(FrameKind::File))?;
-        f.sync_all()?;
-    }
-    Ok(())
+    // Streamed: a snapshot is hundreds of MB at 100,000 agents and need
+    // not exist twice in memory. The header comes first but depends on
+    // the body: a placeholder is written, then the body (checksummed
+    // on its way out), then the header over the placeholder.
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(&[0; HEADER_LEN])?;
+    let mut w = CrcWriter::new(std::io::BufWriter::new(f));
+    encode_into(&mut w, snap).map_err(|e| match *e {
+        // Kept as it is: a full disk is told apart by its error code.
+        bincode::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(other),
+    })?;
+    let (buf, body_crc, body_len) = w.finish();
+    let mut f = buf.into_inner().map_err(|e| e.into_error())?;
+    let header = SnapshotHeader {
+        cluster_id,
+        node_id,
+        body_len,
+        body_crc,
+    };
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&header.encode(FrameKind::File))?;
+    f.sync_all()
 }
 
 impl LogStore {

@@ -165,10 +165,9 @@ pub async fn append(
     if !req.entries.is_empty() && node.disk.is_short() {
         node.touch_leader_contact();
         return busy(format!(
-            "node {} is short of disk space ({} MiB free, {} MiB kept free): no new log entries until space is freed",
+            "node {} is short of disk space ({}): no new log entries until space is freed",
             node.id,
-            node.disk.free() >> 20,
-            node.disk.min_free() >> 20
+            node.disk.describe()
         ));
     }
     let res = node.raft.append_entries(req).await;
@@ -344,9 +343,8 @@ impl SnapshotReceipt {
         }
         if !self.disk.has_room_for(len) {
             return Err(ChunkRefused::NoSpace(format!(
-                "snapshot {id}: no disk room for it ({} MiB free, {} MiB kept free)",
-                self.disk.free() >> 20,
-                self.disk.min_free() >> 20
+                "snapshot {id}: no disk room for it ({})",
+                self.disk.describe()
             )));
         }
         current

@@ -134,6 +134,36 @@ async fn agents_on(c: &Cluster, node: NodeId) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
+/// Waits until node `node` reports `no_space` as `short`.
+async fn wait_no_space(c: &Cluster, node: NodeId, short: bool, what: &str) {
+    wait_until(what, || async {
+        let info = c.info(node).await?;
+        if info.disk.no_space == short {
+            Ok(())
+        } else {
+            Err(format!("{:?}", info.disk))
+        }
+    })
+    .await;
+}
+
+/// Waits until node `node` lists exactly the `acknowledged` agents (sorted).
+async fn wait_holds(c: &Cluster, node: NodeId, acknowledged: &[String], what: &str) {
+    wait_until(what, || async {
+        let held = agents_on(c, node).await?;
+        if held == acknowledged {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {} agents: {held:?}",
+                held.len(),
+                acknowledged.len()
+            ))
+        }
+    })
+    .await;
+}
+
 fn assert_never_restarted(c: &Cluster, pids: &[(NodeId, Option<u32>)]) {
     for (id, pid) in pids {
         let node = c.node(*id);
@@ -168,15 +198,7 @@ async fn a_leader_below_the_floor_refuses_writes_serves_reads_and_heartbeats_and
 
     // Below the floor.
     let ballast = fill(&c.node(leader).data_dir, 24 * MIB);
-    wait_until("the leader to report no_space", || async {
-        let info = c.info(leader).await?;
-        if info.disk.no_space {
-            Ok(())
-        } else {
-            Err(format!("{:?}", info.disk))
-        }
-    })
-    .await;
+    wait_no_space(&c, leader, true, "the leader to report no_space").await;
     assert_eq!(c.metric(leader, "registry_disk_no_space").await, 1);
 
     // Writes are refused, sent to the leader or through a follower, and
@@ -228,15 +250,7 @@ async fn a_leader_below_the_floor_refuses_writes_serves_reads_and_heartbeats_and
     assert!(!c.info(leader).await.unwrap().disk.no_space);
     for node in &ids {
         let what = format!("node {node} to hold every acknowledged agent");
-        wait_until(&what, || async {
-            let held = agents_on(&c, *node).await?;
-            if held == acknowledged {
-                Ok(())
-            } else {
-                Err(format!("{held:?}"))
-            }
-        })
-        .await;
+        wait_holds(&c, *node, &acknowledged, &what).await;
     }
     assert_never_restarted(&c, &pids);
 }
@@ -264,15 +278,7 @@ async fn a_follower_whose_disk_fills_up_stays_up_and_catches_up() {
         assert_eq!(r.status, 201, "{}", r.text);
         acknowledged.push(id);
     }
-    wait_until("the full follower to report no_space", || async {
-        let info = c.info(follower).await?;
-        if info.disk.no_space {
-            Ok(())
-        } else {
-            Err(format!("{:?}", info.disk))
-        }
-    })
-    .await;
+    wait_no_space(&c, follower, true, "the full follower to report no_space").await;
     assert!(
         c.metric(follower, "registry_disk_no_space_errors_total")
             .await
@@ -283,37 +289,19 @@ async fn a_follower_whose_disk_fills_up_stays_up_and_catches_up() {
 
     std::fs::remove_file(&ballast).unwrap();
     let what = format!("node {follower} to catch up after space was freed");
-    wait_until(&what, || async {
-        let held = agents_on(&c, follower).await?;
-        if held == acknowledged {
-            Ok(())
-        } else {
-            Err(format!("{} of {} agents", held.len(), acknowledged.len()))
-        }
-    })
-    .await;
-    wait_until("the follower to leave no_space", || async {
-        let info = c.info(follower).await?;
-        if info.disk.no_space {
-            Err(format!("{:?}", info.disk))
-        } else {
-            Ok(())
-        }
-    })
-    .await;
+    wait_holds(&c, follower, &acknowledged, &what).await;
+    wait_no_space(&c, follower, false, "the follower to leave no_space").await;
     // And it takes new entries again.
     let r = register(&c, leader, "after").await;
     assert_eq!(r.status, 201, "{}", r.text);
     acknowledged.push("after".to_string());
     acknowledged.sort();
-    wait_until("the follower to apply the next write", || async {
-        let held = agents_on(&c, follower).await?;
-        if held == acknowledged {
-            Ok(())
-        } else {
-            Err(format!("{} of {} agents", held.len(), acknowledged.len()))
-        }
-    })
+    wait_holds(
+        &c,
+        follower,
+        &acknowledged,
+        "the follower to apply the next write",
+    )
     .await;
     assert_never_restarted(&c, &pids);
 }
