@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs a local registry cluster of 1, 3 or 5 nodes as plain processes.
 #
-#   scripts/cluster.sh up [1|3|5]   build (release) and start; waits until every node is ready
+#   scripts/cluster.sh up [1|3|5] [--secure]
+#                                   build (release) and start; waits until every node is ready.
+#                                   --secure: access control on (--auth on); the admin token
+#                                   is created in $REGISTRY_CLUSTER_DIR/admin-token
 #   scripts/cluster.sh status       role, term, leader and applied index of each node
 #   scripts/cluster.sh down         SIGTERM every node (SIGKILL after REGISTRY_STOP_TIMEOUT)
 #   scripts/cluster.sh kill N       SIGKILL node N (crash it)
@@ -155,6 +158,14 @@ print_nodes() {
     [[ -n "$leader" ]] || echo "  (no leader known yet)"
 }
 
+# Sends the admin token of a secure cluster with this script's requests.
+use_admin_token() {
+    if [[ -s "$DIR/admin-token" ]]; then
+        REGISTRY_TOKEN="$(head -n1 "$DIR/admin-token")"
+        AUTH_HEADER=(-H "Authorization: Bearer $REGISTRY_TOKEN")
+    fi
+}
+
 print_hint() {
     local u1 u2 ctl
     u1="$(node_url 1)"
@@ -174,6 +185,14 @@ Try it:
 Manage it:
   scripts/cluster.sh status | kill N | restart N | logs N | down | clean
 EOF
+    if [[ -s "$DIR/admin-token" ]]; then
+        cat <<EOF
+Access control is on: the admin token is in $DIR/admin-token
+  export REGISTRY_TOKEN=\$(cat $DIR/admin-token)
+  curl -H "Authorization: Bearer \$REGISTRY_TOKEN" $u1/v1/agents
+  $ctl token create --name team-a --role agent --agents 'team-a-*'
+EOF
+    fi
 }
 
 endpoints() {
@@ -189,7 +208,13 @@ lock() {
 }
 
 cmd_up() {
-    local n="${1:-3}" i running=() stopped=() existing
+    local n=3 secure=0 arg i running=() stopped=() existing
+    for arg in "$@"; do
+        case "$arg" in
+            --secure) secure=1 ;;
+            *) n="$arg" ;;
+        esac
+    done
     [[ "$n" =~ ^(1|3|5)$ ]] || die "cluster size must be 1, 3 or 5, got '$n'"
     lock
     existing="$(size)"
@@ -221,16 +246,28 @@ cmd_up() {
     if ((n > 1)) && [[ ! -s "$DIR/cluster-secret" ]]; then
         (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/cluster-secret" && echo >>"$DIR/cluster-secret")
     fi
+    # --secure: the first admin token's secret, created once, given to
+    # every node (the leader creates that token); this script then sends it.
+    local -a auth=()
+    if ((secure)); then
+        if [[ ! -s "$DIR/admin-token" ]]; then
+            (umask 077 && printf 'areg_%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >"$DIR/admin-token")
+        fi
+        auth=(--auth on --bootstrap-token-file "$DIR/admin-token")
+    elif [[ -s "$DIR/admin-token" ]]; then
+        die "$DIR holds a secure cluster (admin-token): run scripts/cluster.sh up $n --secure, or clean first"
+    fi
+    use_admin_token
     local initial=""
     for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((8010 + i))"; done
     for ((i = 1; i <= n; i++)); do
         if ((n == 1)); then
             # The binary's defaults (node 1, 127.0.0.1:8009), data under the cluster dir.
-            printf '%s\n' --data-dir "$DIR/node1" >"$DIR/node1.args"
+            printf '%s\n' --data-dir "$DIR/node1" "${auth[@]}" >"$DIR/node1.args"
         else
             printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((8010 + i))" \
                 --data-dir "$DIR/node$i" --initial-cluster "$initial" \
-                --cluster-secret-file "$DIR/cluster-secret" >"$DIR/node$i.args"
+                --cluster-secret-file "$DIR/cluster-secret" "${auth[@]}" >"$DIR/node$i.args"
         fi
     done
 
@@ -362,6 +399,7 @@ cmd_logs() {
 
 cmd="${1:-}"
 shift || true
+use_admin_token
 case "$cmd" in
     up) cmd_up "$@" ;;
     status) cmd_status ;;

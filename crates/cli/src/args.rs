@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use registry_client::types::auth::Role;
 use registry_client::types::{AgentStatus, EventKind, SortBy, VariantArray};
 use registry_client::SelectStrategy;
 
@@ -116,6 +117,50 @@ pub(crate) enum Command {
     /// (Ctrl-C). Resumes on another node when one fails, without gap or
     /// duplicate.
     Watch(WatchArgs),
+    /// Manage access tokens (needs an admin token under --auth on).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it with its secret (shown this once).
+    Create(TokenCreateArgs),
+    /// List tokens (metadata only: secrets are never kept).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id: once this returns, no write made with it
+    /// succeeds.
+    Revoke {
+        /// The token's id (tok_...), not its secret.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// A name for people: who or what holds it. Unique.
+    #[arg(long)]
+    pub(crate) name: String,
+    /// admin, operator, agent or reader.
+    #[arg(long)]
+    pub(crate) role: Role,
+    /// Agent tokens: an agent id or id prefix (team-a-*) they may change;
+    /// repeatable.
+    #[arg(long, value_name = "ID_OR_PREFIX")]
+    pub(crate) agents: Vec<String>,
+    /// Agent tokens: a runtime whose agents they may change; repeatable.
+    #[arg(long, value_name = "RUNTIME")]
+    pub(crate) runtimes: Vec<String>,
+    /// When the token stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) expires_at: Option<String>,
+    /// Print only the secret (for scripts: `TOKEN=$(registryctl token create ... --quiet)`).
+    #[arg(long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -150,8 +150,75 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Watch(args) => return watch(&client, args, opts).await,
+        Command::Token(cmd) => token(&client, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `registryctl token create|list|revoke`.
+async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
+    use registry_client::types::auth::{CreateTokenRequest, TokenScope};
+    use registry_client::types::Timestamp;
+    match cmd {
+        TokenCommand::Create(args) => {
+            let expires_at = match args.expires_at.as_deref() {
+                Some(t) => Some(Timestamp::parse_rfc3339(t).with_context(|| {
+                    format!(
+                        "--expires-at: '{t}' is not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z)"
+                    )
+                })?),
+                None => None,
+            };
+            let scope =
+                (!args.agents.is_empty() || !args.runtimes.is_empty()).then(|| TokenScope {
+                    agents: args.agents,
+                    runtimes: args.runtimes,
+                });
+            let created = client
+                .create_token(&CreateTokenRequest {
+                    name: args.name,
+                    role: args.role,
+                    scope,
+                    expires_at,
+                })
+                .await?;
+            if args.quiet {
+                print_text(&format!("{}\n", created.token))?;
+            } else {
+                print_json(&created)?;
+            }
+        }
+        TokenCommand::List { json: true } => print_json(&client.list_tokens().await?)?,
+        TokenCommand::List { json: false } => {
+            let list = client.list_tokens().await?;
+            let mut rows = vec![["ID", "NAME", "ROLE", "SCOPE", "EXPIRES", "CREATED_BY"]
+                .map(String::from)
+                .to_vec()];
+            for t in &list.tokens {
+                let scope: Vec<String> = t
+                    .scope
+                    .agents
+                    .iter()
+                    .cloned()
+                    .chain(t.scope.runtimes.iter().map(|r| format!("runtime:{r}")))
+                    .collect();
+                rows.push(vec![
+                    t.id.to_string(),
+                    t.name.clone(),
+                    t.role.to_string(),
+                    scope.join(","),
+                    t.expires_at
+                        .map_or_else(|| "never".into(), |e| e.to_rfc3339()),
+                    t.created_by
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |a| a.name.clone()),
+                ]);
+            }
+            print_text(&table::render(&rows))?;
+        }
+        TokenCommand::Revoke { id } => print_json(&client.revoke_token(&id).await?)?,
+    }
+    Ok(())
 }
 
 /// The discovery request the flags describe.

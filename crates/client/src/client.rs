@@ -636,6 +636,34 @@ impl Client {
         Ok(decode(self.execute(&call).await?)?.value)
     }
 
+    // ----- tokens (admin) -----
+
+    /// Creates a token (`POST /v1/auth/tokens`); the answer holds its
+    /// secret, which the registry does not keep.
+    pub async fn create_token(
+        &self,
+        req: &registry_types::auth::CreateTokenRequest,
+    ) -> Result<registry_types::auth::CreateTokenResponse, ClientError> {
+        let call = Call::write(Method::POST, &["v1", "auth", "tokens"], Some(req))?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// Lists the tokens, without secrets (`GET /v1/auth/tokens`).
+    pub async fn list_tokens(&self) -> Result<registry_types::auth::TokenList, ClientError> {
+        let call = Call::read(&["v1", "auth", "tokens"]);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// Revokes a token by id (`DELETE /v1/auth/tokens/{id}`); once this
+    /// answers, no write made with it succeeds.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+    ) -> Result<registry_types::auth::RevokeTokenResponse, ClientError> {
+        let call = Call::write::<()>(Method::DELETE, &["v1", "auth", "tokens", id], None)?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
     // ----- liveness (idempotent writes) -----
 
     /// Renews an agent's lease (`POST /v1/agents/{id}/heartbeat`), reporting

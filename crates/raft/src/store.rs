@@ -78,7 +78,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use registry_state::{
-    RegistryState, RestoreError, SnapshotData, SnapshotDataV2, StateConfig, SNAPSHOT_FORMAT_VERSION,
+    RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotDataV3, StateConfig,
+    SNAPSHOT_FORMAT_VERSION,
 };
 
 use crate::disk::{is_no_space_io, is_no_space_rocksdb, DiskSpace};
@@ -205,7 +206,7 @@ pub enum DecodeError {
     MissingSnapshotFormat(#[source] bincode::Error),
     /// The snapshot's format number is not one this build reads: a later
     /// release wrote it, or the bytes are not a snapshot.
-    #[error("snapshot format {found} is not supported (this build reads 2 and {supported})")]
+    #[error("snapshot format {found} is not supported (this build reads 2, 3 and {supported})")]
     UnsupportedSnapshotFormat {
         /// The format number the data starts with.
         found: u32,
@@ -449,13 +450,15 @@ impl Persisted for Entry {
     }
 }
 
-/// Decodes a snapshot's state-machine data of the current format or of
-/// format 2 (written by releases whose log format was 1), told apart by the
+/// Decodes a snapshot's state-machine data of the current format, of
+/// format 3 (before access control) or of format 2 (written by releases
+/// whose log format was 1), told apart by the
 /// `format_version` field every format starts with.
 pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
     let format: u32 = bincode::deserialize(bytes).map_err(DecodeError::MissingSnapshotFormat)?;
     let data = match format {
         SNAPSHOT_FORMAT_VERSION => bincode::deserialize(bytes),
+        3 => bincode::deserialize::<SnapshotDataV3>(bytes).map(SnapshotData::from),
         2 => bincode::deserialize::<SnapshotDataV2>(bytes).map(SnapshotData::from),
         found => {
             return Err(DecodeError::UnsupportedSnapshotFormat {
@@ -2190,6 +2193,77 @@ mod tests {
         assert_eq!(state.revision(), 11);
     }
 
+    /// Snapshot data of format 3, as the release before access control
+    /// wrote it: one agent and one event, without who made them.
+    fn snapshot_v3() -> SnapshotDataV3 {
+        let record = registry_types::v3::AgentRecord {
+            agent_id: AgentId::parse("a-1").unwrap(),
+            name: "a".into(),
+            agent_type: "llm".into(),
+            runtime_id: "rt".into(),
+            endpoint: "http://a:1".into(),
+            version: "1".into(),
+            description: String::new(),
+            capabilities: vec![],
+            tags: vec![],
+            metadata: Default::default(),
+            status: registry_types::AgentStatus::Active,
+            health_score: 1.0,
+            load_factor: 0.0,
+            performance_metrics: Default::default(),
+            ttl_seconds: 30,
+            offline_after_seconds: 60,
+            deregister_after_seconds: 300,
+            registered_at: Timestamp(5),
+            updated_at: Timestamp(5),
+            last_heartbeat: Timestamp(5),
+            create_revision: 1,
+            revision: 1,
+            epoch: 1,
+        };
+        let event = registry_types::v3::Event {
+            revision: 1,
+            kind: registry_types::EventKind::AgentRegistered,
+            agent_id: Some(record.agent_id.clone()),
+            at: Timestamp(5),
+            cause: registry_types::command::Cause::Registration,
+            status: Some(registry_types::AgentStatus::Active),
+            previous_status: None,
+            runtime_id: "rt".into(),
+            detail: String::new(),
+            capabilities: vec![],
+            advisory: None,
+        };
+        SnapshotDataV3 {
+            format_version: 3,
+            revision: 1,
+            total_registrations: 1,
+            agents: vec![record],
+            events_compacted_through: 0,
+            events: vec![event],
+            brake_engaged: false,
+            scaling_policies: vec![],
+            advisories: vec![],
+            counters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn decode_snapshot_data_reads_format_3_without_actors_or_tokens() {
+        let bytes = bincode::serialize(&snapshot_v3()).unwrap();
+        let data = decode_snapshot_data(&bytes).unwrap();
+        assert_eq!(data.format_version, SNAPSHOT_FORMAT_VERSION);
+        assert_eq!(data.agents.len(), 1);
+        assert_eq!(data.agents[0].endpoint, "http://a:1");
+        assert_eq!(data.agents[0].registered_by, None);
+        assert_eq!(data.events.len(), 1);
+        assert_eq!(data.events[0].actor, None);
+        assert!(data.tokens.is_empty());
+        let state = restore_snapshot(StateConfig::default(), &bytes).unwrap();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state.tokens().count(), 0);
+    }
+
     #[test]
     fn decode_snapshot_data_refuses_what_it_cannot_read() {
         // Too short for the format number.
@@ -2216,7 +2290,7 @@ mod tests {
             assert_eq!(
                 err.to_string(),
                 format!(
-                    "snapshot format {found} is not supported (this build reads 2 and {SNAPSHOT_FORMAT_VERSION})"
+                    "snapshot format {found} is not supported (this build reads 2, 3 and {SNAPSHOT_FORMAT_VERSION})"
                 )
             );
         }

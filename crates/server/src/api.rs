@@ -19,6 +19,7 @@ use registry_types::{
     AgentId, AgentRecord, AgentStatus, Command, CommandResult, ErrorCode, Metadata, Timestamp,
 };
 
+use crate::auth::{authorize, authorize_heartbeat, Caller};
 use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{limit_within, JsonBody, OptionalJsonBody, Query};
@@ -58,6 +59,17 @@ pub(crate) fn rejection(r: Rejection) -> ApiError {
         // The state machine refused a command that broke the API's rules
         // (validation here normally keeps it out of the log).
         Rejection::Invalid { field, message } => ApiError::invalid(&field, message),
+        Rejection::TokenExists { name } => {
+            ApiError::invalid("name", format!("a token named '{name}' exists already"))
+                .with_code(ErrorCode::AlreadyExists)
+        }
+        Rejection::TokenNotFound { id } => {
+            ApiError::new(ErrorCode::TokenNotFound, format!("no token with id '{id}'"))
+        }
+        Rejection::Unauthenticated { message } => {
+            ApiError::new(ErrorCode::Unauthenticated, message)
+        }
+        Rejection::Forbidden { message } => ApiError::new(ErrorCode::Forbidden, message),
     }
 }
 
@@ -68,7 +80,8 @@ fn agent_result(result: CommandResult) -> ApiResult<(AgentRecord, bool)> {
         CommandResult::Removed { .. }
         | CommandResult::EntriesApplied { .. }
         | CommandResult::ScalingPolicy { .. }
-        | CommandResult::Grouped(_) => Err(ApiError::internal()),
+        | CommandResult::Grouped(_)
+        | CommandResult::Token { .. } => Err(ApiError::internal()),
     }
 }
 
@@ -188,8 +201,12 @@ pub fn register_command(
 
 /// Proposes a registration; the agent as it is after it, and whether it
 /// was created.
-pub async fn propose_register(node: &Node, cmd: Command) -> ApiResult<(AgentRecord, bool)> {
-    agent_result(node.propose(cmd).await?)
+pub async fn propose_register(
+    node: &Node,
+    caller: &Caller,
+    cmd: Command,
+) -> ApiResult<(AgentRecord, bool)> {
+    agent_result(node.propose(authorize(node, caller, cmd)?).await?)
 }
 
 /// Register an agent.
@@ -217,10 +234,11 @@ pub async fn propose_register(node: &Node, cmd: Command) -> ApiResult<(AgentReco
 )]
 pub async fn register(
     State(node): State<Node>,
+    caller: Caller,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Response> {
     let cmd = register_command(&node, req, RegisterRules::V1)?;
-    let (record, created) = propose_register(&node, cmd).await?;
+    let (record, created) = propose_register(&node, &caller, cmd).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -297,19 +315,20 @@ pub async fn get_agent(
 )]
 pub async fn delete_agent(
     State(node): State<Node>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeleteResponse>> {
-    Ok(Json(deregister(&node, &id).await?))
+    Ok(Json(deregister(&node, &caller, &id).await?))
 }
 
 /// Removes an agent through Raft.
-pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
+pub async fn deregister(node: &Node, caller: &Caller, id: &str) -> ApiResult<DeleteResponse> {
     let agent_id = path_id(id)?;
     let cmd = Command::Deregister {
         agent_id,
         now: Timestamp::now(),
     };
-    match node.propose(cmd).await? {
+    match node.propose(authorize(node, caller, cmd)?).await? {
         CommandResult::Removed { agent_id, revision } => Ok(DeleteResponse {
             success: true,
             agent_id,
@@ -319,7 +338,8 @@ pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
         CommandResult::Agent { .. }
         | CommandResult::EntriesApplied { .. }
         | CommandResult::ScalingPolicy { .. }
-        | CommandResult::Grouped(_) => Err(ApiError::internal()),
+        | CommandResult::Grouped(_)
+        | CommandResult::Token { .. } => Err(ApiError::internal()),
     }
 }
 
@@ -346,6 +366,7 @@ pub async fn deregister(node: &Node, id: &str) -> ApiResult<DeleteResponse> {
 )]
 pub async fn set_status(
     State(node): State<Node>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<StatusUpdateRequest>,
 ) -> ApiResult<Json<AgentResponse>> {
@@ -356,7 +377,7 @@ pub async fn set_status(
         status,
         now: Timestamp::now(),
     };
-    let (agent, _) = agent_result(node.propose(cmd).await?)?;
+    let (agent, _) = agent_result(node.propose(authorize(&node, &caller, cmd)?).await?)?;
     Ok(Json(AgentResponse {
         revision: agent.revision,
         agent,
@@ -385,6 +406,7 @@ pub async fn set_status(
 )]
 pub async fn set_health(
     State(node): State<Node>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<HealthUpdateRequest>,
 ) -> ApiResult<Json<AgentResponse>> {
@@ -409,7 +431,7 @@ pub async fn set_health(
         metrics: req.metrics,
         now: Timestamp::now(),
     };
-    let (agent, _) = agent_result(node.propose(cmd).await?)?;
+    let (agent, _) = agent_result(node.propose(authorize(&node, &caller, cmd)?).await?)?;
     Ok(Json(AgentResponse {
         revision: agent.revision,
         agent,
@@ -716,12 +738,14 @@ pub async fn metrics(State(node): State<Node>) -> Response {
 )]
 pub async fn heartbeat(
     State(node): State<Node>,
+    caller: Caller,
     State(liveness): State<Liveness>,
     Path(id): Path<String>,
     OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let id = path_id(&id)?;
-    let beat = Beat::from_request(req, &node.config.limits())?;
+    let mut beat = Beat::from_request(req, &node.config.limits())?;
+    beat.token = authorize_heartbeat(&node, &caller, &id)?;
     Ok(Json(liveness.heartbeat(id, beat).await?))
 }
 
@@ -753,6 +777,7 @@ pub const MAX_BATCH_HEARTBEATS: usize = 10_000;
 )]
 pub async fn heartbeats(
     State(node): State<Node>,
+    caller: Caller,
     State(liveness): State<Liveness>,
     JsonBody(req): JsonBody<BatchHeartbeatRequest>,
 ) -> ApiResult<Json<BatchHeartbeatResponse>> {
@@ -765,12 +790,20 @@ pub async fn heartbeats(
             ),
         ));
     }
+    // A caller who may send no heartbeat at all is refused as a whole; one
+    // whose scope leaves out some agents gets those items refused.
+    crate::auth::may_heartbeat(&node, &caller)?;
     let limits = node.config.limits();
     let mut results: Vec<Option<BatchHeartbeatResult>> = Vec::with_capacity(req.heartbeats.len());
     let mut valid = Vec::new();
     for (i, item) in req.heartbeats.into_iter().enumerate() {
         let parsed = parse_agent_id("agent_id", &item.agent_id)
-            .and_then(|id| Beat::from_request(item.heartbeat, &limits).map(|b| (id, b)));
+            .and_then(|id| Beat::from_request(item.heartbeat, &limits).map(|b| (id, b)))
+            .map_err(ApiError::from)
+            .and_then(|(id, mut b)| {
+                b.token = authorize_heartbeat(&node, &caller, &id)?;
+                Ok((id, b))
+            });
         match parsed {
             Ok(v) => {
                 valid.push((i, v));
@@ -780,7 +813,7 @@ pub async fn heartbeats(
                 agent_id: item.agent_id,
                 ok: false,
                 heartbeat: None,
-                error: Some(e.error),
+                error: Some(e.body.error),
             })),
         }
     }

@@ -17,6 +17,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether requests must carry a token (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Every caller may do everything; changes are attributed to
+    /// `anonymous`.
+    Off,
+    /// Callers present a token (`Authorization: Bearer ...`); a caller
+    /// without one gets what the `--anonymous-*` settings give.
+    On,
+}
+
+/// What a caller without a token may read under `--auth on`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AnonymousRole {
+    /// Nothing but the open routes (health probes, metrics, the API
+    /// document).
+    None,
+    /// Every read, as a `reader` token.
+    Reader,
+}
+
 /// An agent registry node.
 ///
 /// With no flags: a single-node cluster, node id 1, listening on
@@ -202,6 +223,43 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_MAX_WATCHERS", default_value_t = 1_024)]
     pub max_watchers: usize,
 
+    /// Access control: `off` (every caller may do everything, as in etcd
+    /// and Consul by default) or `on` (requests carry a token; see
+    /// docs/operations.md, "Access control").
+    #[arg(long, env = "REGISTRY_AUTH", value_enum, default_value_t = AuthMode::Off)]
+    pub auth: AuthMode,
+
+    /// File holding the first admin token's secret (at least 32
+    /// characters, e.g. `areg_` and `openssl rand -hex 32`). The leader
+    /// creates that token whenever the registry holds no admin token: when
+    /// the cluster is initialized, or to recover from losing them all. Give
+    /// the same file to every node. Required with `--auth on` by the node
+    /// that initializes a cluster.
+    #[arg(long, env = "REGISTRY_BOOTSTRAP_TOKEN_FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
+
+    /// With `--auth on`: what a caller without a token may read.
+    #[arg(long, env = "REGISTRY_ANONYMOUS_ROLE", value_enum, default_value_t = AnonymousRole::None)]
+    pub anonymous_role: AnonymousRole,
+
+    /// With `--auth on`: the agents a caller without a token may register,
+    /// beat for, update and deregister, as an agent token's scope: agent
+    /// ids and id prefixes (`legacy-*`), comma-separated. Keeps unmodified
+    /// agent code working on that prefix. Empty: none.
+    #[arg(long, env = "REGISTRY_ANONYMOUS_AGENT_SCOPE", value_delimiter = ',')]
+    pub anonymous_agent_scope: Vec<String>,
+
+    /// With `--auth on`: serve `/metrics` to callers without a token (the
+    /// default: Prometheus scrapers rarely carry one). `false`: it needs a
+    /// token of any role.
+    #[arg(long, env = "REGISTRY_OPEN_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub open_metrics: bool,
+
+    /// With `--auth on`: serve `/health/live` and `/health/ready` to
+    /// callers without a token (the default: probes rarely carry one).
+    #[arg(long, env = "REGISTRY_OPEN_HEALTH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub open_health: bool,
+
     /// Log format.
     #[arg(long, env = "REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -240,6 +298,8 @@ pub enum ConfigError {
     PeerAdvertise,
     #[error("--peer-listen must differ from --listen")]
     PeerListen,
+    #[error("--anonymous-agent-scope: {0}")]
+    AnonymousScope(String),
     #[error("edge limits: --max-connections 2 to 1000000, --max-watchers 1 to below it, --max-agents at least 1, timeouts 100 ms to 10 min, --request-timeout-ms above the write and read timeouts")]
     Edge,
 }
@@ -310,7 +370,23 @@ impl Config {
         if self.peer_listen == Some(self.listen) {
             return Err(ConfigError::PeerListen);
         }
+        self.anonymous_scope()
+            .check("anonymous_agent_scope")
+            .map_err(|e| ConfigError::AnonymousScope(e.error.message))?;
         Ok(())
+    }
+
+    /// `--anonymous-agent-scope` as a token scope.
+    pub fn anonymous_scope(&self) -> registry_types::auth::TokenScope {
+        registry_types::auth::TokenScope {
+            agents: self
+                .anonymous_agent_scope
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            runtimes: Vec::new(),
+        }
     }
 
     /// The address clients use for this node.

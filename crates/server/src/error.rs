@@ -65,6 +65,13 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.body.error.code
     }
+
+    /// The same error under another code (and that code's retryability).
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.body.error.code = code;
+        self.body.error.retryable = code.retryable();
+        self
+    }
 }
 
 impl From<ErrorBody> for ApiError {
@@ -120,6 +127,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: how to authenticate.
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="agent-registry""#),
+            );
         }
         resp
     }

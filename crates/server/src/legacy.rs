@@ -30,6 +30,7 @@ use registry_types::query::{LegacyListOptions, ListFilter, ReadOptions, SearchQu
 use registry_types::{AgentId, AgentRecord, AgentStatus};
 
 use crate::api::{self, RegisterRules};
+use crate::auth::Caller;
 use crate::discovery::DiscoveryRequests;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJsonBody, Query};
@@ -65,6 +66,7 @@ use crate::openapi::{
 )]
 pub async fn register(
     State(node): State<Node>,
+    caller: Caller,
     JsonBody(req): JsonBody<DevToolsRegisterRequest>,
 ) -> ApiResult<Json<DevToolsRegisterResponse>> {
     let agent_id = required_id(req.agent_id)?;
@@ -98,7 +100,7 @@ pub async fn register(
             "base_url",
         )
     })?;
-    let (record, created) = api::propose_register(&node, cmd).await?;
+    let (record, created) = api::propose_register(&node, &caller, cmd).await?;
     Ok(Json(DevToolsRegisterResponse {
         status: "registered".to_string(),
         agent_id: record.agent_id,
@@ -132,6 +134,7 @@ pub async fn register(
 )]
 pub async fn register_host_port(
     State(node): State<Node>,
+    caller: Caller,
     JsonBody(req): JsonBody<HostPortRegisterRequest>,
 ) -> ApiResult<Json<LegacyAgent>> {
     let agent_id = required_id(req.agent_id)?;
@@ -164,7 +167,7 @@ pub async fn register_host_port(
     };
     let cmd = api::register_command(&node, v1, rules)
         .map_err(|e| rename_field(rename_field(e, "name", "agent_name"), "endpoint", "host"))?;
-    let (record, _) = api::propose_register(&node, cmd).await?;
+    let (record, _) = api::propose_register(&node, &caller, cmd).await?;
     Ok(Json(view(record)))
 }
 
@@ -192,6 +195,7 @@ pub async fn register_host_port(
 )]
 pub async fn heartbeat(
     State(node): State<Node>,
+    caller: Caller,
     State(liveness): State<Liveness>,
     Path(id): Path<String>,
     OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
@@ -199,6 +203,7 @@ pub async fn heartbeat(
     let id = api::path_id(&id)?;
     let mut beat = Beat::from_request(req, &node.config.limits())?;
     beat.status = beat.status.or(Some(AgentStatus::Active));
+    beat.token = crate::auth::authorize_heartbeat(&node, &caller, &id)?;
     let hb = liveness.heartbeat(id, beat).await?;
     Ok(Json(LegacyHeartbeatResponse {
         status: "ok".to_string(),
@@ -319,9 +324,10 @@ pub async fn get(
 )]
 pub async fn delete(
     State(node): State<Node>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<LegacyDeleteResponse>> {
-    let done = api::deregister(&node, &id).await?;
+    let done = api::deregister(&node, &caller, &id).await?;
     Ok(Json(LegacyDeleteResponse {
         status: "deleted".to_string(),
         agent_id: done.agent_id,

@@ -27,6 +27,8 @@
 //! - [`api`]: public handlers; [`events`]: the change stream; [`scaling`]:
 //!   scaling policies and advisories; [`legacy`]: the routes existing agent
 //!   code calls, in the shapes of the registries it was written for.
+//! - [`auth`]: who is calling (tokens, the anonymous caller) and what
+//!   they may do; the token routes.
 //! - [`edge`]: the accept loop: the connection cap, the header read
 //!   timeout and graceful shutdown; the request and body timeouts are the
 //!   router's (`bound_request`).
@@ -40,6 +42,7 @@
 //! - [`AppState`] gives each handler the parts it names ([`axum::extract::FromRef`]).
 
 pub mod api;
+pub mod auth;
 pub mod coalesce;
 pub mod config;
 pub mod discovery;
@@ -140,7 +143,14 @@ parts_from_ref!(
 /// Starts a node: its core (storage, Raft, bootstrap), then what builds on
 /// it (liveness, the elector, the discovery request reports).
 pub async fn start(config: Config) -> Result<AppState, StartError> {
+    let bootstrap = match &config.bootstrap_token_file {
+        Some(path) => Some(auth::BootstrapToken::load(path).map_err(StartError::Auth)?),
+        None => None,
+    };
     let node = Node::start(config).await?;
+    if let Some(token) = bootstrap {
+        token.spawn(node.clone());
+    }
     let (key, mode) = node.peer_auth();
     Ok(AppState(Arc::new(AppParts {
         peer: peer::PeerGuard::new(node.clone(), key, mode),
@@ -197,6 +207,8 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(legacy::get, legacy::delete))
         .routes(routes!(legacy::search))
         .routes(routes!(legacy::stats))
+        .routes(routes!(auth::create_token, auth::list_tokens))
+        .routes(routes!(auth::revoke_token))
         .layer(DefaultBodyLimit::max(max_body_bytes));
     // A runtime beating for thousands of agents needs more than one record's
     // worth of body.
@@ -212,7 +224,12 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
 /// every response with the node's position.
 pub fn router(state: AppState) -> Router {
     let (public, _) = public_api(state.node.config.max_body_bytes).split_for_parts();
-    let public = public.merge(openapi::swagger_ui());
+    let public = public
+        .merge(openapi::swagger_ui())
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
+            auth::authenticate,
+        ));
     let app = if state.node.config.peer_listen.is_some() {
         public
     } else {

@@ -189,6 +189,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting"
     );
+    match config.auth {
+        agent_registry::config::AuthMode::Off if !config.listen.ip().is_loopback() => warn!(
+            listen = %config.listen,
+            "--auth off on a non-loopback address: anyone who can reach this port can register, change and remove any agent; see docs/operations.md, \"Access control\""
+        ),
+        agent_registry::config::AuthMode::Off => {}
+        agent_registry::config::AuthMode::On => info!(
+            anonymous_role = ?config.anonymous_role,
+            anonymous_agent_scope = ?config.anonymous_agent_scope,
+            "access control on: requests carry tokens"
+        ),
+    }
     raise_descriptor_limit(config.max_connections);
     let limits = agent_registry::edge::EdgeLimits::from_config(&config);
     let state = agent_registry::start(config).await?;

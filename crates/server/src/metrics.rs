@@ -74,6 +74,9 @@ pub struct Metrics {
     pub disk_waiting_writes: IntGauge,
     /// Writes refused with `no_space`.
     pub writes_refused_no_space: IntCounter,
+    /// Requests refused by access control, by reason (no_token,
+    /// unknown_token, expired_token, forbidden).
+    pub auth_refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -117,6 +120,14 @@ impl Metrics {
             Opts::new(
                 "http_connections_closed_total",
                 "Connections closed by the node, by reason (evicted, refused, header_timeout)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let auth_refused = IntCounterVec::new(
+            Opts::new(
+                "auth_refused_total",
+                "Requests refused by access control, by reason (no_token, unknown_token, expired_token, forbidden)",
             ),
             &["reason"],
         )
@@ -221,6 +232,7 @@ impl Metrics {
                 "writes_refused_no_space_total",
                 "Writes refused by this node as leader for want of disk space",
             ),
+            auth_refused,
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -258,6 +270,7 @@ impl Metrics {
             Box::new(m.disk_no_space_errors.clone()),
             Box::new(m.disk_waiting_writes.clone()),
             Box::new(m.writes_refused_no_space.clone()),
+            Box::new(m.auth_refused.clone()),
         ];
         for c in collectors {
             // Names are fixed and distinct: registration cannot collide.

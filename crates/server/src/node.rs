@@ -53,6 +53,10 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error("{0}")]
     Secret(#[from] registry_raft::auth::SecretError),
+    /// Access control cannot work as configured (`--auth on` without a
+    /// way to an admin token, an unreadable bootstrap token).
+    #[error("access control: {0}")]
+    Auth(String),
 }
 
 /// Why a write did not go through. Only [`WriteError::OutcomeUnknown`]
@@ -284,6 +288,7 @@ impl Node {
         }));
 
         let lowest = members.keys().next().copied();
+        node.check_admin_token(pristine && lowest == Some(node.id))?;
         if pristine && lowest == Some(node.id) {
             node.bootstrap(members).await?;
         } else if pristine {
@@ -296,6 +301,40 @@ impl Node {
         }
         node.spawn_watchers();
         Ok(node)
+    }
+
+    /// Under `--auth on` without `--bootstrap-token-file`: refuses to start
+    /// a node that would leave the cluster without an admin token, which
+    /// nobody could then create: the node that initializes a cluster, and
+    /// a node whose registry holds data but no admin token (auth turned on
+    /// for an existing cluster). A fresh node joining a cluster learns the
+    /// tokens from its leader.
+    fn check_admin_token(&self, initializes: bool) -> Result<(), StartError> {
+        let config = &self.config;
+        if config.auth == crate::config::AuthMode::Off || config.bootstrap_token_file.is_some() {
+            return Ok(());
+        }
+        let (has_admin, has_data) = {
+            let g = self.shared.read();
+            (
+                g.registry.has_admin_token(Timestamp::now()),
+                g.registry.revision() > 0,
+            )
+        };
+        if has_admin {
+            return Ok(());
+        }
+        if initializes {
+            return Err(StartError::Auth(
+                "--auth on: this node initializes the cluster, and the first admin token comes from --bootstrap-token-file; give it (the same file to every node)".into(),
+            ));
+        }
+        if has_data {
+            return Err(StartError::Auth(
+                "--auth on: this node's registry holds no admin token, so nobody could create one; give --bootstrap-token-file (the leader then creates that admin token)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Initializes the cluster, unless a peer already reports one (which
@@ -599,7 +638,7 @@ impl Node {
     /// together. Only after a change of leader can the registry overshoot,
     /// by the registrations the old leader had in flight.
     fn admit(&self, cmd: &Command) -> Result<Option<CreationSlot<'_>>, ForwardError> {
-        let Command::Register(reg) = cmd else {
+        let Command::Register(reg) = cmd.inner() else {
             return Ok(None);
         };
         let max = self.config.max_agents;

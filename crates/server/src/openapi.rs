@@ -57,6 +57,7 @@ use registry_types::{ErrorBody, HEADER_LAST_CONTACT, HEADER_LEADER, HEADER_NODE,
             the registry derives from them."),
         (name = "cluster", description = "Node and cluster health."),
         (name = "meta", description = "API description and metrics."),
+        (name = "auth", description = "Tokens (`--auth on`): create, list, revoke. Admin only."),
         (name = "compatibility", description = "Routes agent code written for two earlier \
             registries calls, in those registries' shapes: the Dev-Tools registry's \
             `RegistryClient` and the configurable-agents `AgentRegistryClient` (docs/api.md, \
@@ -91,8 +92,99 @@ pub fn document() -> Document {
     // The body limits do not show in the document: any will do.
     let mut doc = crate::public_api(0).into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    add_security(&mut doc);
     add_position_headers(&mut doc);
     doc
+}
+
+/// Declares the bearer token scheme and, on every operation, what it asks
+/// of its caller under `--auth on` ([`crate::auth::need`]): its security
+/// requirement, the role it needs (`x-required-role`) and its 401 and 403
+/// answers. Health probes and metrics take a token or none (both are open
+/// by default).
+fn add_security(doc: &mut Document) {
+    use crate::auth::{need, Need};
+    use utoipa::openapi::extensions::ExtensionsBuilder;
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    let mut bearer = Http::new(HttpAuthScheme::Bearer);
+    bearer.description = Some(
+        "A token of the registry (`areg_...`), under `--auth on`. Roles: admin, operator, \
+         agent (with a scope of agents), reader. See docs/operations.md, \"Access control\"."
+            .into(),
+    );
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    let error = |description: &str| {
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build()
+    };
+    let unauthenticated = error(
+        "`unauthenticated` (auth on): no token where one is needed, or an unknown, revoked or \
+         expired one. Carries `WWW-Authenticate: Bearer`.",
+    );
+    let forbidden =
+        error("`forbidden` (auth on): the token's role or scope does not allow this; the message says what was refused.");
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("DELETE", &mut item.delete),
+            ("HEAD", &mut item.head),
+        ];
+        for (method, op) in operations {
+            let Some(op) = op.as_mut() else { continue };
+            let method = axum::http::Method::from_bytes(method.as_bytes()).unwrap_or_default();
+            let (role, security) = match need(&method, path) {
+                Need::Open => continue,
+                Need::Health | Need::Metrics => (
+                    "none (a token of any role with --open-health/--open-metrics false)",
+                    vec![
+                        SecurityRequirement::default(),
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    ],
+                ),
+                Need::Read => (
+                    "reader (any token; none with --anonymous-role reader)",
+                    vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
+                ),
+                Need::Write => (
+                    "agent (its scope), operator or admin, as the change needs",
+                    vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
+                ),
+                Need::Admin => (
+                    "admin",
+                    vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
+                ),
+            };
+            op.security = Some(security);
+            let extensions = ExtensionsBuilder::new()
+                .add("x-required-role", role)
+                .build();
+            op.extensions
+                .get_or_insert_with(Default::default)
+                .merge(extensions);
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| RefOr::T(unauthenticated.clone()));
+            if !matches!(need(&method, path), Need::Health | Need::Metrics) {
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| RefOr::T(forbidden.clone()));
+            }
+        }
+    }
 }
 
 /// The document as served, built once.

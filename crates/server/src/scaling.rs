@@ -15,6 +15,7 @@ use registry_types::scaling::{
 };
 use registry_types::{Command, CommandResult, ErrorBody, ErrorCode, Timestamp};
 
+use crate::auth::{authorize, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Query};
 use crate::node::Node;
@@ -56,6 +57,7 @@ fn policy_not_found(capability: &str) -> ApiError {
 )]
 pub async fn put_policy(
     State(node): State<Node>,
+    caller: Caller,
     Path(raw): Path<String>,
     JsonBody(req): JsonBody<ScalingPolicyRequest>,
 ) -> ApiResult<Json<ScalingPolicy>> {
@@ -81,7 +83,7 @@ pub async fn put_policy(
         policy: Some(req),
         now: Timestamp::now(),
     };
-    match node.propose(cmd).await? {
+    match node.propose(authorize(&node, &caller, cmd)?).await? {
         CommandResult::ScalingPolicy {
             policy: Some(p), ..
         } => Ok(Json(p)),
@@ -112,6 +114,7 @@ pub async fn put_policy(
 )]
 pub async fn delete_policy(
     State(node): State<Node>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<ScalingPolicyList>> {
     let capability = capability_of(&node, &raw)?;
@@ -120,7 +123,7 @@ pub async fn delete_policy(
         policy: None,
         now: Timestamp::now(),
     };
-    match node.propose(cmd).await? {
+    match node.propose(authorize(&node, &caller, cmd)?).await? {
         CommandResult::ScalingPolicy { existed: true, .. } => {
             let g = node.shared.read();
             Ok(Json(ScalingPolicyList {

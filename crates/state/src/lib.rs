@@ -30,6 +30,6 @@ pub mod scaling;
 
 pub use events::EventLog;
 pub use machine::{
-    Counters, RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotView, StateConfig,
-    SNAPSHOT_FORMAT_VERSION,
+    Counters, RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotDataV3,
+    SnapshotView, StateConfig, SNAPSHOT_FORMAT_VERSION,
 };

@@ -16,6 +16,7 @@ use registry_types::{
     Timestamp,
 };
 
+use registry_types::auth::{permits, Actor, Existing, Rights, TokenId, TokenRecord, MAX_TOKENS};
 use registry_types::scaling::{ScalingAction, ScalingAdvisory, ScalingPolicy};
 
 use crate::events::EventLog;
@@ -41,7 +42,7 @@ pub const MAX_AGENT_KEY: usize = AgentKey::MAX as usize;
 /// Version of the [`SnapshotData`] encoding. Bump it (and keep the old shape,
 /// as [`SnapshotDataV2`], with a conversion) whenever the encoding of a
 /// record, event or command changes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 /// Why [`RegistryState::restore`] refused a snapshot.
 ///
@@ -122,6 +123,13 @@ pub struct RegistryState {
     /// Advisories in force, by capability and action.
     pub(crate) advisories: BTreeMap<(String, ScalingAction), ScalingAdvisory>,
     pub(crate) counters: Counters,
+    /// Tokens by id.
+    pub(crate) tokens: BTreeMap<TokenId, TokenRecord>,
+    /// Token id by the SHA-256 of its secret. Derived: rebuilt on restore.
+    token_hashes: std::collections::HashMap<[u8; 32], TokenId>,
+    /// Whom the events of the command being applied are attributed to
+    /// (see [`Event::actor`]): set around a client change only.
+    acting: Option<Actor>,
     config: StateConfig,
 }
 
@@ -138,6 +146,41 @@ pub struct SnapshotData {
     pub scaling_policies: Vec<ScalingPolicy>,
     pub advisories: Vec<ScalingAdvisory>,
     pub counters: Counters,
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// A snapshot of format 3 (before access control): records without
+/// `registered_by`, events without `actor`, and no tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDataV3 {
+    pub format_version: u32,
+    pub revision: Revision,
+    pub total_registrations: u64,
+    pub agents: Vec<registry_types::v3::AgentRecord>,
+    pub events_compacted_through: Revision,
+    pub events: Vec<registry_types::v3::Event>,
+    pub brake_engaged: bool,
+    pub scaling_policies: Vec<ScalingPolicy>,
+    pub advisories: Vec<ScalingAdvisory>,
+    pub counters: Counters,
+}
+
+impl From<SnapshotDataV3> for SnapshotData {
+    fn from(d: SnapshotDataV3) -> Self {
+        SnapshotData {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            revision: d.revision,
+            total_registrations: d.total_registrations,
+            agents: d.agents.into_iter().map(Into::into).collect(),
+            events_compacted_through: d.events_compacted_through,
+            events: d.events.into_iter().map(Into::into).collect(),
+            brake_engaged: d.brake_engaged,
+            scaling_policies: d.scaling_policies,
+            advisories: d.advisories,
+            counters: d.counters,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// A snapshot of format 2 (written by releases whose Raft format was 1):
@@ -149,7 +192,7 @@ pub struct SnapshotDataV2 {
     pub total_registrations: u64,
     pub agents: Vec<registry_types::v1::AgentRecord>,
     pub events_compacted_through: Revision,
-    pub events: Vec<Event>,
+    pub events: Vec<registry_types::v3::Event>,
     pub brake_engaged: bool,
     pub scaling_policies: Vec<ScalingPolicy>,
     pub advisories: Vec<ScalingAdvisory>,
@@ -163,12 +206,13 @@ impl From<SnapshotDataV2> for SnapshotData {
             total_registrations: d.total_registrations,
             agents: d.agents.into_iter().map(Into::into).collect(),
             events_compacted_through: d.events_compacted_through,
-            events: d.events,
+            events: d.events.into_iter().map(Into::into).collect(),
             brake_engaged: d.brake_engaged,
             scaling_policies: d.scaling_policies,
             advisories: d.advisories,
             // Not counted before format 3.
             counters: Counters::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -192,6 +236,7 @@ pub struct SnapshotView<'a> {
     pub scaling_policies: Vec<&'a ScalingPolicy>,
     pub advisories: Vec<&'a ScalingAdvisory>,
     pub counters: Counters,
+    pub tokens: Vec<&'a TokenRecord>,
 }
 
 impl Default for RegistryState {
@@ -216,6 +261,9 @@ impl RegistryState {
             scaling_policies: BTreeMap::new(),
             advisories: BTreeMap::new(),
             counters: Counters::default(),
+            tokens: BTreeMap::new(),
+            token_hashes: std::collections::HashMap::new(),
+            acting: None,
             config,
         }
     }
@@ -290,6 +338,24 @@ impl RegistryState {
             debug!(log_index, kind = cmd.kind(), error = %e.error.message, "rejected as invalid");
             return CommandResult::Rejected(Rejection::invalid(e));
         }
+        if cmd.is_client_change() && !at.in_authorized {
+            // Without a token: an anonymous caller, or any caller while
+            // auth is off.
+            return self.acting_as(Some(Actor::anonymous()), |s| s.dispatch(log_index, cmd, at));
+        }
+        self.dispatch(log_index, cmd, at)
+    }
+
+    /// Runs `f` with the events it makes attributed to `actor`.
+    fn acting_as<R>(&mut self, actor: Option<Actor>, f: impl FnOnce(&mut Self) -> R) -> R {
+        let before = std::mem::replace(&mut self.acting, actor);
+        let result = f(self);
+        self.acting = before;
+        result
+    }
+
+    /// Applies a checked command.
+    fn dispatch(&mut self, log_index: u64, cmd: &Command, at: Placement) -> CommandResult {
         match cmd {
             Command::Register(c) => self.apply_register(c),
             Command::Deregister { agent_id, now } => self.apply_deregister(agent_id, *now),
@@ -343,6 +409,11 @@ impl RegistryState {
                 policy,
                 now,
             } => self.apply_set_scaling_policy(capability, policy.as_ref(), *now),
+            Command::CreateToken(t) => self.apply_create_token(t),
+            Command::RevokeToken { id, .. } => self.apply_revoke_token(id),
+            Command::Authorized { token, command } => {
+                self.apply_authorized(log_index, token, command, at)
+            }
             Command::Batch(cmds) => {
                 let within = Placement {
                     in_batch: true,
@@ -529,6 +600,7 @@ impl RegistryState {
             },
             capabilities: Vec::new(),
             advisory: None,
+            actor: None,
         });
         CommandResult::EntriesApplied {
             applied: 1,
@@ -690,6 +762,7 @@ impl RegistryState {
                 .map_or(record_revision, |p| p.create_revision),
             revision: record_revision,
             epoch: record_revision,
+            registered_by: self.acting.clone(),
         };
         let kind = if created {
             self.total_registrations = self.total_registrations.saturating_add(1);
@@ -925,6 +998,7 @@ impl RegistryState {
             detail: String::new(),
             capabilities: Vec::new(),
             advisory: None,
+            actor: self.acting.clone(),
         });
     }
 
@@ -950,6 +1024,7 @@ impl RegistryState {
             detail: String::new(),
             capabilities: record.map(capability_names).unwrap_or_default(),
             advisory: None,
+            actor: self.acting.clone(),
         });
         self.revision
     }
@@ -1028,6 +1103,7 @@ impl RegistryState {
             scaling_policies: v.scaling_policies.into_iter().cloned().collect(),
             advisories: v.advisories.into_iter().cloned().collect(),
             counters: v.counters,
+            tokens: v.tokens.into_iter().cloned().collect(),
         }
     }
 
@@ -1045,6 +1121,7 @@ impl RegistryState {
             scaling_policies: self.scaling_policies.values().collect(),
             advisories: self.advisories.values().collect(),
             counters: self.counters,
+            tokens: self.tokens.values().collect(),
         }
     }
 
@@ -1079,6 +1156,10 @@ impl RegistryState {
             .into_iter()
             .map(|a| ((a.capability.clone(), a.action), a))
             .collect();
+        for t in data.tokens {
+            state.token_hashes.insert(t.secret_sha256, t.id.clone());
+            state.tokens.insert(t.id.clone(), t);
+        }
         state.slots.reserve_exact(data.agents.len());
         for record in data.agents {
             let key = state.allocate_key();
@@ -1092,6 +1173,142 @@ impl RegistryState {
             }
         }
         Ok(state)
+    }
+
+    /// A token by id.
+    pub fn token(&self, id: &TokenId) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    /// The token whose secret has this SHA-256.
+    pub fn token_by_hash(&self, sha256: &[u8; 32]) -> Option<&TokenRecord> {
+        self.tokens.get(self.token_hashes.get(sha256)?)
+    }
+
+    /// Every token, by id.
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenRecord> {
+        self.tokens.values()
+    }
+
+    /// Whether an admin token that has not expired at `now` exists.
+    pub fn has_admin_token(&self, now: Timestamp) -> bool {
+        self.tokens
+            .values()
+            .any(|t| t.role == registry_types::auth::Role::Admin && !t.expired_at(now))
+    }
+
+    /// What the access rules need of an agent as it is now.
+    pub fn existing(&self, id: &AgentId) -> Option<Existing<'_>> {
+        self.get(id).map(|r| Existing {
+            runtime_id: &r.runtime_id,
+            status: r.status,
+        })
+    }
+
+    /// A client change made with `token`: refused on every replica alike
+    /// when the token is gone (revoked), expired at the command's time, or
+    /// does not allow the change on the state as it is here; otherwise
+    /// applied with its events attributed to the token.
+    fn apply_authorized(
+        &mut self,
+        log_index: u64,
+        token: &TokenId,
+        cmd: &Command,
+        at: Placement,
+    ) -> CommandResult {
+        let now = cmd.now();
+        let Some(t) = self.tokens.get(token) else {
+            return CommandResult::Rejected(Rejection::Unauthenticated {
+                message: format!("token {token} does not exist (it was revoked)"),
+            });
+        };
+        if t.expired_at(now) {
+            return CommandResult::Rejected(Rejection::Unauthenticated {
+                message: format!(
+                    "token {token} expired at {}",
+                    t.expires_at.unwrap_or_default().to_rfc3339()
+                ),
+            });
+        }
+        let existing = cmd.agent_id().and_then(|id| self.existing(id));
+        if let Err(message) = permits(Rights::of(t), cmd, existing) {
+            return CommandResult::Rejected(Rejection::Forbidden { message });
+        }
+        let actor = Actor::token(t);
+        let within = Placement {
+            in_authorized: true,
+            ..at
+        };
+        self.acting_as(Some(actor), |s| s.apply_at(log_index, cmd, within))
+    }
+
+    fn apply_create_token(&mut self, t: &TokenRecord) -> CommandResult {
+        let refuse = |field: &str, message: String| {
+            CommandResult::Rejected(Rejection::Invalid {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.tokens.len() >= MAX_TOKENS {
+            return refuse(
+                "name",
+                format!(
+                    "the registry holds the most tokens it can ({MAX_TOKENS}): revoke some first"
+                ),
+            );
+        }
+        if self.tokens.values().any(|other| other.name == t.name) {
+            return CommandResult::Rejected(Rejection::TokenExists {
+                name: t.name.clone(),
+            });
+        }
+        if self.tokens.contains_key(&t.id) {
+            return refuse("id", format!("token id {} is taken", t.id));
+        }
+        if self.token_hashes.contains_key(&t.secret_sha256) {
+            return refuse("token", "another token has this secret".into());
+        }
+        let mut record = t.clone();
+        // A token's creator is the token that authorized the command; an
+        // unwrapped one comes from a node, which says whom it made it for.
+        if let Some(actor) = self.acting.as_ref().filter(|a| a.token_id.is_some()) {
+            record.created_by = Some(actor.clone());
+        }
+        let info = Box::new(record.info());
+        self.token_hashes
+            .insert(record.secret_sha256, record.id.clone());
+        self.tokens.insert(record.id.clone(), record);
+        CommandResult::Token {
+            info,
+            revoked: false,
+        }
+    }
+
+    fn apply_revoke_token(&mut self, id: &TokenId) -> CommandResult {
+        let Some(t) = self.tokens.get(id) else {
+            return CommandResult::Rejected(Rejection::TokenNotFound { id: id.clone() });
+        };
+        let admins = self
+            .tokens
+            .values()
+            .filter(|t| t.role == registry_types::auth::Role::Admin)
+            .count();
+        if t.role == registry_types::auth::Role::Admin && admins == 1 {
+            return CommandResult::Rejected(Rejection::Invalid {
+                field: "id".into(),
+                message: format!(
+                    "token {id} is the last admin token: create another admin token before revoking it"
+                ),
+            });
+        }
+        let Some(t) = self.tokens.remove(id) else {
+            return CommandResult::Rejected(Rejection::TokenNotFound { id: id.clone() });
+        };
+        self.token_hashes.remove(&t.secret_sha256);
+        CommandResult::Token {
+            info: Box::new(t.info()),
+            revoked: true,
+        }
     }
 
     /// The configuration this state was built with.

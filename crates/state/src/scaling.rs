@@ -226,6 +226,8 @@ impl RegistryState {
             ),
             capabilities: vec![advisory.capability.clone()],
             advisory: Some(advisory.clone()),
+            // The registry's own decision, whoever's change triggered it.
+            actor: None,
         });
     }
 }

@@ -922,12 +922,36 @@ fn a_format_2_snapshot_converts_with_numbers_kept_and_counters_zero() {
             })
             .collect(),
         events_compacted_through: current.events_compacted_through,
-        events: current.events.clone(),
+        events: current.events.iter().map(v3_event).collect(),
         brake_engaged: current.brake_engaged,
         scaling_policies: current.scaling_policies.clone(),
         advisories: current.advisories.clone(),
     };
-    assert_eq!(SnapshotData::from(old), current);
+    // Format 2 knew nothing of who made a change.
+    let mut expected = current.clone();
+    expected
+        .agents
+        .iter_mut()
+        .for_each(|r| r.registered_by = None);
+    expected.events.iter_mut().for_each(|e| e.actor = None);
+    assert_eq!(SnapshotData::from(old), expected);
+}
+
+/// An event as formats 2 and 3 stored it.
+fn v3_event(e: &registry_types::Event) -> registry_types::v3::Event {
+    registry_types::v3::Event {
+        revision: e.revision,
+        kind: e.kind,
+        agent_id: e.agent_id.clone(),
+        at: e.at,
+        cause: e.cause,
+        status: e.status,
+        previous_status: e.previous_status,
+        runtime_id: e.runtime_id.clone(),
+        detail: e.detail.clone(),
+        capabilities: e.capabilities.clone(),
+        advisory: e.advisory.clone(),
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use registry_state::{RegistryState, SnapshotData, StateConfig};
 use registry_types::api::ListFilter;
+use registry_types::auth::{Role, TokenId, TokenRecord, TokenScope};
 use registry_types::command::{
     Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Keep, RegisterCommand, Rejection,
 };
@@ -191,6 +192,40 @@ enum Op {
         held: u8,
         fleet: u8,
     },
+    /// Creates token `slot` (id, name and secret by slot, so a second
+    /// creation of a slot is refused) with a role, a scope for agent
+    /// tokens and maybe an expiry `expires_in` ms from now.
+    CreateToken {
+        slot: usize,
+        role: usize,
+        scope: TokenScopeOf,
+        expires_in: Option<u16>,
+    },
+    RevokeToken {
+        slot: usize,
+    },
+    /// The client changes of `op`, made with token `slot` (existing or
+    /// not, revoked, expired, in scope or not).
+    Authorized {
+        slot: usize,
+        op: Box<Op>,
+    },
+}
+
+/// An agent token's scope in the generators.
+#[derive(Clone, Debug)]
+enum TokenScopeOf {
+    /// Ids starting with the prefix of an agent name (`a3*`, `c1*`).
+    Prefix(usize),
+    /// One runtime.
+    Runtime(usize),
+}
+
+/// Token slots of the generators.
+const TOKEN_SLOTS: usize = 4;
+
+fn token_id(slot: usize) -> TokenId {
+    TokenId::parse(&format!("tok_{slot}")).expect("valid id")
 }
 
 /// Which agent a liveness entry names.
@@ -394,12 +429,31 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(target, step, shape)| Op::RaceExpire { target, step, shape }),
         2 => (any::<bool>(), any::<u8>(), any::<u8>())
             .prop_map(|(engaged, held, fleet)| Op::Brake { engaged, held, fleet }),
+        2 => (
+            0..TOKEN_SLOTS,
+            0..Role::VARIANTS.len(),
+            prop_oneof![
+                (0..HOT_IDS + COLD_IDS).prop_map(TokenScopeOf::Prefix),
+                (1..RUNTIMES.len()).prop_map(TokenScopeOf::Runtime),
+            ],
+            prop::option::weighted(0.3, any::<u16>()),
+        )
+            .prop_map(|(slot, role, scope, expires_in)| Op::CreateToken { slot, role, scope, expires_in }),
+        1 => (0..TOKEN_SLOTS).prop_map(|slot| Op::RevokeToken { slot }),
+    ]
+}
+
+/// An operation, or a client operation made with a token.
+fn op_maybe_authorized() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => op(),
+        1 => (0..TOKEN_SLOTS, op()).prop_map(|(slot, op)| Op::Authorized { slot, op: Box::new(op) }),
     ]
 }
 
 /// A random sequence: operations, each with a time step in milliseconds.
 fn ops(max: usize) -> impl Strategy<Value = Vec<(Op, u16)>> {
-    prop::collection::vec((op(), 1u16..2000), 0..max)
+    prop::collection::vec((op_maybe_authorized(), 1u16..2000), 0..max)
 }
 
 fn metadata(i: usize) -> Metadata {
@@ -463,7 +517,45 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
     let mut out = Vec::new();
     for (op, step) in ops {
         now += i64::from(*step);
+        let (op, token) = match op {
+            Op::Authorized { slot, op } => (&**op, Some(token_id(*slot))),
+            op => (op, None),
+        };
         let cmds: Vec<Command> = match op {
+            Op::Authorized { .. } => unreachable!("the generator never nests them"),
+            Op::CreateToken {
+                slot,
+                role,
+                scope,
+                expires_in,
+            } => {
+                let role = Role::VARIANTS[*role];
+                let scope = match (role, scope) {
+                    (Role::Agent, TokenScopeOf::Prefix(i)) => TokenScope {
+                        agents: vec![format!("{}*", &agent_name(*i)[..2])],
+                        runtimes: vec![],
+                    },
+                    (Role::Agent, TokenScopeOf::Runtime(i)) => TokenScope {
+                        agents: vec![],
+                        runtimes: vec![RUNTIMES[*i].to_string()],
+                    },
+                    _ => TokenScope::default(),
+                };
+                vec![Command::CreateToken(Box::new(TokenRecord {
+                    id: token_id(*slot),
+                    name: format!("token {slot}"),
+                    role,
+                    scope,
+                    expires_at: expires_in.map(|ms| Timestamp(now + i64::from(ms))),
+                    secret_sha256: [*slot as u8; 32],
+                    created_at: Timestamp(now),
+                    created_by: None,
+                }))]
+            }
+            Op::RevokeToken { slot } => vec![Command::RevokeToken {
+                id: token_id(*slot),
+                now: Timestamp(now),
+            }],
             Op::Register {
                 agent,
                 shape,
@@ -610,6 +702,13 @@ fn commands(ops: &[(Op, u16)]) -> Vec<Command> {
             }],
         };
         for c in cmds {
+            let c = match &token {
+                Some(t) if c.is_client_change() => Command::Authorized {
+                    token: t.clone(),
+                    command: Box::new(c),
+                },
+                _ => c,
+            };
             scratch.apply(0, &c);
             out.push(c);
         }
@@ -975,8 +1074,21 @@ fn same_log_same_state() {
                         Rejection::AlreadyExists { .. } => "already exists",
                         Rejection::RevisionMismatch { .. } => "revision mismatch",
                         Rejection::Invalid { .. } => "invalid",
+                        Rejection::TokenExists { .. } => "token exists",
+                        Rejection::TokenNotFound { .. } => "token not found",
+                        Rejection::Unauthenticated { .. } => "unauthenticated",
+                        Rejection::Forbidden { .. } => "forbidden",
                     });
                     true
+                }
+                CommandResult::Token { revoked, .. } => {
+                    coverage.hit(if *revoked {
+                        "token revoked"
+                    } else {
+                        "token created"
+                    });
+                    prop_assert_eq!(a.revision(), before.revision);
+                    false
                 }
                 CommandResult::Agent { record, .. } => record.revision <= before.revision,
                 CommandResult::Removed { .. } => false,
@@ -1025,8 +1137,27 @@ fn same_log_same_state() {
                     CommandResult::EntriesApplied { .. } => coverage.hit("batch without effect"),
                     _ => coverage.hit("same-status no-op"),
                 }
-            } else if !matches!(cmd, Command::Checkpoint { .. }) {
+            } else if !matches!(cmd, Command::Checkpoint { .. })
+                && !matches!(ra, CommandResult::Token { .. })
+            {
                 prop_assert!(a.revision() > before.revision);
+            }
+            if let (
+                Command::Authorized { token, .. },
+                CommandResult::Agent { .. } | CommandResult::Removed { .. },
+            ) = (cmd, &ra)
+            {
+                coverage.hit("authorized change");
+                // Its events name the token.
+                let events = a
+                    .events()
+                    .since(before.revision, usize::MAX)
+                    .expect("window");
+                prop_assert!(events.iter().all(|e| e
+                    .actor
+                    .as_ref()
+                    .and_then(|x| x.token_id.as_ref())
+                    == Some(token)));
             }
             for o in &model.outcomes {
                 coverage.hit(match o {
@@ -1130,6 +1261,13 @@ fn same_log_same_state() {
             "already exists",
             "revision mismatch",
             "same-status no-op",
+            "token created",
+            "token revoked",
+            "token exists",
+            "token not found",
+            "unauthenticated",
+            "forbidden",
+            "authorized change",
             "expected revision accepted",
             "re-registration",
             "moved off a runtime",

@@ -381,6 +381,12 @@ pub struct AgentRecord {
     /// expiry wins.
     #[schema(value_type = u64)]
     pub epoch: Revision,
+    /// Who made the last registration (create or re-register): a token or
+    /// `anonymous`. Null for agents registered before the registry
+    /// recorded it.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub registered_by: Option<crate::auth::Actor>,
 }
 
 impl AgentRecord {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, Metadata};
+use crate::auth::{Actor, TokenId, TokenRecord};
 use crate::error::ErrorBody;
 use crate::ids::{AgentId, Revision, Timestamp};
 use crate::limits::{
@@ -92,6 +93,25 @@ pub enum Command {
     /// so it is outermost: decoding refuses one inside a batch or another
     /// `Format1` (see `nesting` in this module).
     Format1(#[serde(deserialize_with = "nesting::format1")] Box<Command>),
+    /// Create a token (its secret's hash only). Unwrapped: a node's own,
+    /// from `--bootstrap-token-file`, or made while auth is off; otherwise
+    /// inside an [`Command::Authorized`] of an admin token.
+    CreateToken(Box<TokenRecord>),
+    /// Revoke a token: from this entry on, every command it authorizes is
+    /// refused on every replica.
+    RevokeToken { id: TokenId, now: Timestamp },
+    /// A client change made with a token. Applying it checks first that
+    /// the token exists, has not expired at the command's time and allows
+    /// the change on the state as it is ([`crate::auth::permits`]); the
+    /// change's events name the token as their actor. A client change
+    /// without this wrapper was made anonymously (or with auth off). Holds
+    /// a client change only ([`Command::is_client_change`]): never a batch,
+    /// a `Format1` or another `Authorized` (decoding refuses those shapes).
+    Authorized {
+        token: TokenId,
+        #[serde(deserialize_with = "nesting::authorized")]
+        command: Box<Command>,
+    },
 }
 
 /// One agent's liveness as the leader last heard it.
@@ -144,6 +164,9 @@ impl Command {
             | Command::CountDiscoveryRequests { now, .. } => *now,
             Command::Batch(cmds) => cmds.last().map_or(Timestamp(0), Command::now),
             Command::Format1(c) => c.now(),
+            Command::CreateToken(t) => t.created_at,
+            Command::RevokeToken { now, .. } => *now,
+            Command::Authorized { command, .. } => command.now(),
         }
     }
 
@@ -163,6 +186,9 @@ impl Command {
             | Command::CountDiscoveryRequests { now, .. } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
             Command::Format1(c) => c.stamp(at),
+            Command::CreateToken(t) => t.created_at = at,
+            Command::RevokeToken { now, .. } => *now = at,
+            Command::Authorized { command, .. } => command.stamp(at),
         }
     }
 
@@ -180,13 +206,37 @@ impl Command {
             Command::Batch(_) => "batch",
             Command::CountDiscoveryRequests { .. } => "count_discovery_requests",
             Command::Format1(_) => "format1",
+            Command::CreateToken(_) => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::Authorized { .. } => "authorized",
         }
     }
 
-    /// Whether the leader may group this command with others into one
-    /// [`Command::Batch`] entry: client changes only. The leader's liveness
-    /// commands are already batches and are proposed on their own.
-    pub fn groupable(&self) -> bool {
+    /// What the command does, for refusals: "register agents", ...
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::Register(_) => "register agents",
+            Command::Deregister { .. } => "deregister agents",
+            Command::SetStatus { .. } => "change an agent's status",
+            Command::SetHealth { .. } => "report an agent's health",
+            Command::SetScalingPolicy { .. } => "change scaling policies",
+            Command::CreateToken(_) => "create tokens",
+            Command::RevokeToken { .. } => "revoke tokens",
+            Command::Authorized { command, .. } => command.action(),
+            Command::Checkpoint { .. }
+            | Command::Expire { .. }
+            | Command::Brake { .. }
+            | Command::Batch(_)
+            | Command::CountDiscoveryRequests { .. }
+            | Command::Format1(_) => "make the registry's own changes",
+        }
+    }
+
+    /// Whether a caller of the API makes this command (so that a token may
+    /// authorize it): agent changes, scaling policies and tokens. The
+    /// leader's liveness commands, batches, converted entries and the
+    /// nodes' request counts are the registry's own.
+    pub fn is_client_change(&self) -> bool {
         matches!(
             self,
             Command::Register(_)
@@ -194,8 +244,48 @@ impl Command {
                 | Command::SetStatus { .. }
                 | Command::SetHealth { .. }
                 | Command::SetScalingPolicy { .. }
-                | Command::CountDiscoveryRequests { .. }
+                | Command::CreateToken(_)
+                | Command::RevokeToken { .. }
         )
+    }
+
+    /// The command a client change carries: itself, or what an
+    /// [`Command::Authorized`] wraps.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Authorized { command, .. } => command,
+            c => c,
+        }
+    }
+
+    /// The agent a client change is about (through an `Authorized`).
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        match self.inner() {
+            Command::Register(c) => Some(&c.agent_id),
+            Command::Deregister { agent_id, .. }
+            | Command::SetStatus { agent_id, .. }
+            | Command::SetHealth { agent_id, .. } => Some(agent_id),
+            _ => None,
+        }
+    }
+
+    /// The token that authorized the command, if one did.
+    pub fn token(&self) -> Option<&TokenId> {
+        match self {
+            Command::Authorized { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Whether the leader may group this command with others into one
+    /// [`Command::Batch`] entry: client changes only. The leader's liveness
+    /// commands are already batches and are proposed on their own.
+    pub fn groupable(&self) -> bool {
+        match self {
+            Command::CountDiscoveryRequests { .. } => true,
+            Command::Authorized { command, .. } => command.is_client_change(),
+            c => c.is_client_change(),
+        }
     }
 }
 
@@ -213,6 +303,8 @@ pub struct Placement {
     pub in_batch: bool,
     /// Inside a [`Command::Format1`].
     pub in_format1: bool,
+    /// Inside a [`Command::Authorized`].
+    pub in_authorized: bool,
 }
 
 impl Command {
@@ -242,8 +334,8 @@ impl Command {
                 ),
             ));
         }
-        self.check_fields(limits)?;
-        match self {
+        self.check_content(limits)?;
+        match self.inner() {
             Command::Register(c) => c.check_request_rules(),
             Command::SetHealth {
                 health_score,
@@ -270,8 +362,20 @@ impl Command {
                 format!("a {} command cannot be an item of a batch", self.kind()),
             ));
         }
-        if at.in_format1 && matches!(self, Command::Format1(_)) {
-            return Err(invalid("command", "a format1 command inside another one"));
+        if at.in_format1 && matches!(self, Command::Format1(_) | Command::Authorized { .. }) {
+            return Err(invalid(
+                "command",
+                format!("a {} command inside a format1 one", self.kind()),
+            ));
+        }
+        if at.in_authorized && !self.is_client_change() {
+            return Err(invalid(
+                "command",
+                format!(
+                    "a {} command is not a change a token authorizes",
+                    self.kind()
+                ),
+            ));
         }
         Ok(())
     }
@@ -305,6 +409,7 @@ impl Command {
                     .as_ref()
                     .map_or(Ok(()), ScalingPolicyRequest::validate)
             }
+            Command::CreateToken(t) => t.check(),
             Command::CountDiscoveryRequests { count, .. }
                 if *count == 0 || *count > MAX_DISCOVERY_COUNT =>
             {
@@ -320,7 +425,9 @@ impl Command {
             | Command::Brake { .. }
             | Command::CountDiscoveryRequests { .. }
             | Command::Batch(_)
-            | Command::Format1(_) => Ok(()),
+            | Command::Format1(_)
+            | Command::RevokeToken { .. }
+            | Command::Authorized { .. } => Ok(()),
         }
     }
 
@@ -354,6 +461,13 @@ impl Command {
                 limits,
                 Placement {
                     in_format1: true,
+                    ..at
+                },
+            ),
+            Command::Authorized { command, .. } => command.check_content_at(
+                limits,
+                Placement {
+                    in_authorized: true,
                     ..at
                 },
             ),
@@ -449,6 +563,7 @@ pub(crate) mod nesting {
 
     const BATCH: u8 = 1;
     const FORMAT1: u8 = 2;
+    const AUTHORIZED: u8 = 4;
 
     thread_local! {
         /// Which of `BATCH` and `FORMAT1` the value being decoded is inside.
@@ -470,7 +585,9 @@ pub(crate) mod nesting {
         if before & refused != 0 {
             return Err(E::custom(format!(
                 "{what} inside a {}: commands are never nested that way",
-                if before & BATCH != 0 {
+                if before & AUTHORIZED != 0 {
+                    "authorized command"
+                } else if before & BATCH != 0 {
                     "batch"
                 } else {
                     "format1 command"
@@ -487,13 +604,19 @@ pub(crate) mod nesting {
         D: Deserializer<'de>,
         T: Deserialize<'de>,
     {
-        let _open = open::<D::Error>(BATCH, BATCH, "a batch")?;
+        let _open = open::<D::Error>(BATCH, BATCH | AUTHORIZED, "a batch")?;
         Vec::<T>::deserialize(d)
     }
 
     /// A `Format1`'s command.
     pub(crate) fn format1<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Command>, D::Error> {
-        let _open = open::<D::Error>(FORMAT1, BATCH | FORMAT1, "a format1 command")?;
+        let _open = open::<D::Error>(FORMAT1, BATCH | FORMAT1 | AUTHORIZED, "a format1 command")?;
+        Box::<Command>::deserialize(d)
+    }
+
+    /// An `Authorized`'s command.
+    pub(crate) fn authorized<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Command>, D::Error> {
+        let _open = open::<D::Error>(AUTHORIZED, FORMAT1 | AUTHORIZED, "an authorized command")?;
         Box::<Command>::deserialize(d)
     }
 }
@@ -578,6 +701,11 @@ pub enum CommandResult {
     /// A [`Command::Batch`] (commands the leader grouped into one entry):
     /// each command's result, in order.
     Grouped(Vec<ItemResult>),
+    /// A token created or revoked (`revoked`), as listings show it.
+    Token {
+        info: Box<crate::auth::TokenInfo>,
+        revoked: bool,
+    },
 }
 
 /// One command's outcome inside a [`Command::Batch`].
@@ -615,6 +743,23 @@ pub enum Rejection {
         /// (`min_agents`, `capabilities[3]`, `metrics`), or `command`.
         field: String,
         /// What is wrong with it.
+        message: String,
+    },
+    /// A token of that name exists already.
+    TokenExists {
+        name: String,
+    },
+    /// No token with that id.
+    TokenNotFound {
+        id: TokenId,
+    },
+    /// The token that authorized the command was revoked, or had expired
+    /// by the command's time.
+    Unauthenticated {
+        message: String,
+    },
+    /// The token does not allow the command on the state as it is.
+    Forbidden {
         message: String,
     },
 }
@@ -752,6 +897,12 @@ pub struct Event {
     #[serde(default)]
     #[schema(required = true)]
     pub advisory: Option<ScalingAdvisory>,
+    /// Who made the change: a token (id and name) or `anonymous` (every
+    /// caller while auth is off). Null for the registry's own changes:
+    /// expiry, the brake, scaling advisories, heartbeats.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub actor: Option<Actor>,
 }
 
 #[cfg(test)]

@@ -101,10 +101,14 @@ pub enum ErrorCode {
     RevisionCompacted,
     /// A bug or an I/O failure; details are in the node's log.
     Internal,
-    /// A node-to-node request without valid credentials (no signature, a
-    /// wrong one, a stale timestamp or a replay).
+    /// No valid credentials: a request without a token where one is needed,
+    /// an unknown, revoked or expired token; or a node-to-node request
+    /// without a valid signature (a wrong one, a stale timestamp, a
+    /// replay). Answered with `WWW-Authenticate`.
     Unauthenticated,
-    /// A node-to-node request from a node that may not send it (not a
+    /// The caller is known but may not do this: a token whose role or
+    /// scope does not allow it (the message names what was refused); or a
+    /// node-to-node request from a node that may not send it (not a
     /// member, another cluster, another address).
     Forbidden,
     /// A new agent would exceed the registry's capacity (`--max-agents`).
@@ -114,6 +118,8 @@ pub enum ErrorCode {
     /// The leader's disk is short of space: writes are refused until space
     /// is freed (reads and heartbeats are still served).
     NoSpace,
+    /// No token with that id.
+    TokenNotFound,
 }
 
 impl ErrorCode {
@@ -124,7 +130,8 @@ impl ErrorCode {
             ErrorCode::AgentNotFound
             | ErrorCode::NotFound
             | ErrorCode::NoAgentAvailable
-            | ErrorCode::PolicyNotFound => 404,
+            | ErrorCode::PolicyNotFound
+            | ErrorCode::TokenNotFound => 404,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,

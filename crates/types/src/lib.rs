@@ -18,14 +18,18 @@
 //! - [`scaling`]: scaling policies and advisories.
 //! - [`legacy`]: bodies of the routes existing agent code calls, in the
 //!   shapes of the registries it was written for.
+//! - [`auth`]: roles, token scopes and records, the actor of a change, and
+//!   what each role may do.
 //! - [`v1`]: the persisted shapes of format version 1, frozen, and their
-//!   conversion to the current types.
+//!   conversion to the current types; [`v3`]: records and events as
+//!   snapshots of format 3 held them.
 
 // Types that travel inside Raft entries and snapshots are encoded with bincode,
 // which is not self-describing: they must never use `skip_serializing_if`
 // (a skipped field shifts every field after it). `tests/bincode.rs` checks it.
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -35,6 +39,7 @@ pub mod names;
 pub mod query;
 pub mod scaling;
 pub mod v1;
+pub mod v3;
 
 pub use agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
 pub use command::{Command, CommandResult, Event, EventKind, ItemResult};

@@ -16,7 +16,8 @@
 //!   converted entry is wrapped in `Format1`.
 //!
 //! Types that did not change (ids, statuses, metadata, checkpoint and
-//! expiry entries, scaling policies, events) are used as they are. Never
+//! expiry entries, scaling policies) are used as they are; events as
+//! [`crate::v3`] froze them. Never
 //! edit the shapes below: they are what is on disk.
 
 use std::collections::BTreeMap;
@@ -107,6 +108,7 @@ impl From<AgentRecord> for crate::AgentRecord {
             create_revision: r.create_revision,
             revision: r.revision,
             epoch: r.epoch,
+            registered_by: None,
         }
     }
 }

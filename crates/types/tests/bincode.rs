@@ -103,6 +103,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
         detail: String::new(),
         capabilities: vec![],
         advisory: None,
+        actor: None,
     });
     roundtrip(&Event {
         revision: 4,
@@ -116,6 +117,10 @@ fn events_roundtrip_with_and_without_optional_fields() {
         detail: String::new(),
         capabilities: vec!["python".into(), "trading".into()],
         advisory: None,
+        actor: Some(registry_types::auth::Actor {
+            token_id: Some(registry_types::auth::TokenId::bootstrap()),
+            name: "oncall".into(),
+        }),
     });
     roundtrip(&Event {
         revision: 5,
@@ -143,6 +148,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
             since: Timestamp(5),
             revision: 5,
         }),
+        actor: Some(registry_types::auth::Actor::anonymous()),
     });
     roundtrip(&Command::SetScalingPolicy {
         capability: "trading".into(),

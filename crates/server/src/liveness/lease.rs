@@ -20,6 +20,10 @@ pub struct Beat {
     pub health_score: Option<f64>,
     pub load_factor: Option<f64>,
     pub metrics: BTreeMap<String, f64>,
+    /// The token it was sent with (`--auth on`): the leader checks it
+    /// against its own token table before recording the beat. Not kept
+    /// with the pending report.
+    pub token: Option<registry_types::auth::TokenId>,
 }
 
 impl Beat {
@@ -45,6 +49,7 @@ impl Beat {
             health_score: req.health_score,
             load_factor: req.load_factor,
             metrics: req.metrics,
+            token: None,
         })
     }
 

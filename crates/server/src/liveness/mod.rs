@@ -211,6 +211,29 @@ impl Liveness {
                     format!("agent '{id}' is not registered; register it again"),
                 )
             })?;
+            // The token the beat was sent with, checked against this
+            // leader's table: a revoked one is gone from it once the
+            // revocation has answered.
+            if let Some(token) = &beat.token {
+                let t = g.registry.token(token).ok_or_else(|| {
+                    ErrorBody::new(
+                        ErrorCode::Unauthenticated,
+                        format!("token {token} does not exist (it was revoked)"),
+                    )
+                })?;
+                if t.expired_at(wall) {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Unauthenticated,
+                        format!("token {token} has expired"),
+                    ));
+                }
+                registry_types::auth::permits_heartbeat(
+                    registry_types::auth::Rights::of(t),
+                    id,
+                    &r.runtime_id,
+                )
+                .map_err(|m| ErrorBody::new(ErrorCode::Forbidden, m))?;
+            }
             let reported = self.leases.beat(
                 id,
                 beat,

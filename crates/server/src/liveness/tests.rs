@@ -32,6 +32,7 @@ fn record(status: AgentStatus, ttl: u32, offline: u32, dereg: u32) -> AgentRecor
         create_revision: 1,
         revision: 1,
         epoch: 1,
+        registered_by: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use registry_types::auth::{permits, Actor, Existing, Rights, Role, TokenId, TokenRecord};
 use registry_types::command::{
     Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Rejection,
 };
@@ -30,6 +31,10 @@ pub struct Model {
     /// What each entry of the last applied batch command did, in entry order
     /// (empty after any other command).
     pub outcomes: Vec<Outcome>,
+    /// Tokens by id.
+    pub tokens: BTreeMap<TokenId, TokenRecord>,
+    /// Whom the events of the client change being applied name.
+    acting: Option<Actor>,
 }
 
 /// The rule one batch entry took.
@@ -150,6 +155,7 @@ impl Model {
                 })
                 .unwrap_or_default(),
             advisory: None,
+            actor: self.acting.clone(),
         });
     }
 
@@ -167,6 +173,7 @@ impl Model {
             detail: String::new(),
             capabilities: Vec::new(),
             advisory: None,
+            actor: self.acting.clone(),
         });
     }
 
@@ -302,6 +309,7 @@ impl Model {
             detail: brake_detail(held, fleet),
             capabilities: Vec::new(),
             advisory: None,
+            actor: None,
         });
         CommandResult::EntriesApplied {
             applied: 1,
@@ -309,9 +317,108 @@ impl Model {
         }
     }
 
+    /// Applies `cmd`; a client change without a token is anonymous.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        if cmd.is_client_change() && self.acting.is_none() {
+            self.acting = Some(Actor::anonymous());
+            let result = self.apply_command(cmd);
+            self.acting = None;
+            return result;
+        }
+        self.apply_command(cmd)
+    }
+
+    fn apply_command(&mut self, cmd: &Command) -> CommandResult {
         self.outcomes.clear();
         match cmd {
+            // The token must exist, be unexpired at the command's time and
+            // allow the change on the agent as it is.
+            Command::Authorized { token, command } => {
+                let now = command.now();
+                let Some(t) = self.tokens.get(token).cloned() else {
+                    return CommandResult::Rejected(Rejection::Unauthenticated {
+                        message: format!("token {token} does not exist (it was revoked)"),
+                    });
+                };
+                if t.expires_at.is_some_and(|e| now >= e) {
+                    return CommandResult::Rejected(Rejection::Unauthenticated {
+                        message: format!(
+                            "token {token} expired at {}",
+                            t.expires_at.unwrap_or_default().to_rfc3339()
+                        ),
+                    });
+                }
+                let existing = command
+                    .agent_id()
+                    .and_then(|id| self.agents.get(id))
+                    .map(|r| Existing {
+                        runtime_id: &r.runtime_id,
+                        status: r.status,
+                    });
+                if let Err(message) = permits(Rights::of(&t), command, existing) {
+                    return CommandResult::Rejected(Rejection::Forbidden { message });
+                }
+                self.acting = Some(Actor::token(&t));
+                let result = self.apply_command(command);
+                self.acting = None;
+                result
+            }
+            Command::CreateToken(t) => {
+                if self.tokens.values().any(|o| o.name == t.name) {
+                    return CommandResult::Rejected(Rejection::TokenExists {
+                        name: t.name.clone(),
+                    });
+                }
+                if self.tokens.contains_key(&t.id) {
+                    return CommandResult::Rejected(Rejection::Invalid {
+                        field: "id".into(),
+                        message: format!("token id {} is taken", t.id),
+                    });
+                }
+                if self
+                    .tokens
+                    .values()
+                    .any(|o| o.secret_sha256 == t.secret_sha256)
+                {
+                    return CommandResult::Rejected(Rejection::Invalid {
+                        field: "token".into(),
+                        message: "another token has this secret".into(),
+                    });
+                }
+                let mut t = (**t).clone();
+                if let Some(a) = self.acting.as_ref().filter(|a| a.token_id.is_some()) {
+                    t.created_by = Some(a.clone());
+                }
+                let info = Box::new(t.info());
+                self.tokens.insert(t.id.clone(), t);
+                CommandResult::Token {
+                    info,
+                    revoked: false,
+                }
+            }
+            Command::RevokeToken { id, .. } => {
+                let Some(t) = self.tokens.get(id) else {
+                    return CommandResult::Rejected(Rejection::TokenNotFound { id: id.clone() });
+                };
+                let admins = self
+                    .tokens
+                    .values()
+                    .filter(|t| t.role == Role::Admin)
+                    .count();
+                if t.role == Role::Admin && admins == 1 {
+                    return CommandResult::Rejected(Rejection::Invalid {
+                        field: "id".into(),
+                        message: format!(
+                            "token {id} is the last admin token: create another admin token before revoking it"
+                        ),
+                    });
+                }
+                let t = self.tokens.remove(id).expect("present");
+                CommandResult::Token {
+                    info: Box::new(t.info()),
+                    revoked: true,
+                }
+            }
             Command::Checkpoint {
                 entries,
                 heartbeats,
@@ -435,6 +542,7 @@ impl Model {
                     create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
                     revision: rev,
                     epoch: rev,
+                    registered_by: self.acting.clone(),
                 };
                 let new_rt =
                     !record.runtime_id.is_empty() && !self.runtime_used(&record.runtime_id);
