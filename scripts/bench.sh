@@ -4,7 +4,9 @@
 #   scripts/bench.sh [all|<scenario>[,<scenario>...]] [--quick] [extra flags]
 #
 # Scenarios: ceiling, register, heartbeat, discover, mixed, expiry, failover,
-# footprint (docs/benchmarks.md says what each measures on both sides).
+# footprint (docs/benchmarks.md says what each measures on both sides), and
+# security: the registry against itself with auth off and auth on (no etcd);
+# `all` runs every scenario, then security.
 # Each one starts a fresh 3-node registry cluster and then a fresh 3-node etcd
 # cluster on this machine (registry on 127.0.0.1:27310-27313, etcd clients on
 # 23791-23793, peers on 23801-23803), one after the other, with the same client
@@ -83,9 +85,19 @@ fi
 
 start="$(now)"
 set +e
-"$bench" compare "$scenario" "${quick[@]}" --out-dir "$out" \
-    --registry-bin "$(resolved_bin)" --etcd-bin "$ETCD_BIN" "${svg[@]}" "${extra[@]}"
-rc=$?
+if [[ "$scenario" == security ]]; then
+    "$bench" security "${quick[@]}" --out-dir "$out" --registry-bin "$(resolved_bin)" "${extra[@]}"
+    rc=$?
+else
+    "$bench" compare "$scenario" "${quick[@]}" --out-dir "$out" \
+        --registry-bin "$(resolved_bin)" --etcd-bin "$ETCD_BIN" "${svg[@]}" "${extra[@]}"
+    rc=$?
+    if [[ "$scenario" == all && $rc == 0 ]]; then
+        log "security: the registry with auth off and on"
+        "$bench" security "${quick[@]}" --out-dir "$out" --registry-bin "$(resolved_bin)"
+        rc=$?
+    fi
+fi
 set -e
 log "finished in $(elapsed "$start") (exit $rc); results in $out"
 exit "$rc"

@@ -162,7 +162,6 @@ print_nodes() {
 use_admin_token() {
     if [[ -s "$DIR/admin-token" ]]; then
         REGISTRY_TOKEN="$(head -n1 "$DIR/admin-token")"
-        AUTH_HEADER=(-H "Authorization: Bearer $REGISTRY_TOKEN")
     fi
 }
 

@@ -67,12 +67,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# request METHOD URL [JSON] -> sets CODE, body in $BODY
+# request METHOD URL [JSON] -> sets CODE, body in $BODY. Sends the admin
+# token once it has been read from the secrets volume (TOKEN).
+TOKEN=""
 request() {
-    local -a data=()
+    local -a data=() auth=()
     [[ $# -ge 3 ]] && data=(-H 'content-type: application/json' --data "$3")
+    [[ -n "$TOKEN" ]] && auth=(-H "authorization: Bearer $TOKEN")
     CODE="$(curl -s -L -o "$BODY" -w '%{http_code}' --connect-timeout 2 --max-time 10 \
-        -X "$1" "${data[@]+"${data[@]}"}" "$2" 2>/dev/null || true)"
+        -X "$1" "${auth[@]+"${auth[@]}"}" "${data[@]+"${data[@]}"}" "$2" 2>/dev/null || true)"
     [[ -n "$CODE" ]] || CODE=000
 }
 
@@ -129,11 +132,25 @@ for n in 1 2 3; do
 done
 pass "3 nodes ready $(elapsed "$up_at") after compose up"
 
-# 1b. node-to-node requests are signed with the secret compose created, and
+# 1b. access control is on: anonymous writes are refused, the admin token
+# compose created in the secrets volume works
+request POST "$(url 1)/v1/agents" "$(agent_json "smoke-anon-$RANDOM")"
+[[ "$CODE" == 401 ]] || fail "an anonymous registration got HTTP $CODE, not 401: $(head -c 300 "$BODY")"
+TOKEN="$("${DC[@]}" exec -T node1 /bin/busybox cat /run/registry/admin-token | tr -d '\r\n')"
+[[ "$TOKEN" == areg_* ]] || fail "no admin token in the secrets volume (read '${TOKEN:0:8}...')"
+deadline=$((SECONDS + 30))
+until request GET "$(url 1)/v1/auth/tokens" && [[ "$CODE" == 200 ]]; do
+    ((SECONDS < deadline)) || fail "the admin token is not accepted: GET /v1/auth/tokens answered $CODE: $(head -c 300 "$BODY")"
+    sleep 0.5
+done
+pass "auth on: anonymous write refused (401), admin token from the secrets volume accepted"
+
+# 1c. node-to-node requests are signed with the secret compose created, and
 # all three nodes belong to one cluster
 ids=()
 for n in 1 2 3; do
-    info="$(curl -s "$(url "$n")/v1/cluster")"
+    request GET "$(url "$n")/v1/cluster"
+    info="$(cat "$BODY")"
     [[ "$info" == *'"peer_auth":"hmac_sha256"'* ]] || fail "node$n does not sign node-to-node requests: $info"
     ids+=("$(sed -n 's/.*"cluster_id":"\([^"]*\)".*/\1/p' <<<"$info")")
 done

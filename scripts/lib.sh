@@ -61,21 +61,20 @@ resolved_bin() {
 
 # http_code URL -> prints the HTTP status ("000" when nothing answered).
 http_code() {
+    local -a auth=()
+    [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
     curl -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" \
-        "${AUTH_HEADER[@]}" "$1" 2>/dev/null || true
+        "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null || true
 }
 
 # http_get URL -> prints the body; fails unless the status is 2xx.
+# Both send REGISTRY_TOKEN, when set, as a bearer token (a cluster with
+# --auth on).
 http_get() {
-    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${AUTH_HEADER[@]}" "$1" 2>/dev/null
+    local -a auth=()
+    [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
+    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null
 }
-
-# The bearer token http_code and http_get send: REGISTRY_TOKEN when set
-# (a cluster with --auth on), nothing otherwise.
-AUTH_HEADER=()
-if [[ -n "${REGISTRY_TOKEN:-}" ]]; then
-    AUTH_HEADER=(-H "Authorization: Bearer $REGISTRY_TOKEN")
-fi
 
 # json_field FIELD < json -> prints the top-level field (empty when absent or
 # null; nested: "a.b"). Never fails on bad input.

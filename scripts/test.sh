@@ -9,6 +9,8 @@
 #   nextest  cargo nextest run --release --workspace
 #   openapi  scripts/openapi-check.sh (the generated OpenAPI document validated
 #            by openapi-spec-validator)
+#   apifuzz  scripts/api-fuzz.sh (schemathesis against a node's /openapi.json,
+#            auth off and on: no 5xx, no panic)
 #   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
 #            re-created in Python, against a real 3-node cluster)
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
@@ -53,6 +55,7 @@ stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
 stage nextest cargo nextest run --release --workspace --no-fail-fast
 stage openapi "$REPO_ROOT/scripts/openapi-check.sh"
+stage apifuzz "$REPO_ROOT/scripts/api-fuzz.sh"
 stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
 
 if docker_available; then

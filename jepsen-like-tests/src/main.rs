@@ -96,6 +96,11 @@ struct RunArgs {
     /// Event watchers.
     #[arg(long, default_value_t = 2)]
     watchers: u32,
+    /// Run the nodes with access control on (`--auth on`); the workload
+    /// sends the bootstrap admin token. The compose target follows
+    /// docker-compose.yml, which turns it on.
+    #[arg(long)]
+    auth: bool,
 }
 
 /// `15s`, `500ms`, `2m`, or a bare number of seconds.
@@ -197,6 +202,7 @@ fn plan(args: &RunArgs) -> Result<Vec<RunConfig>, String> {
                 clients: args.clients,
                 heartbeat_agents: args.heartbeat_agents,
                 watchers: args.watchers,
+                auth: args.auth,
             });
         }
     }

@@ -137,6 +137,34 @@ enum Cmd {
         #[arg(long)]
         work_dir: Option<std::path::PathBuf>,
     },
+    /// What access control costs: register, heartbeat and discover on fresh
+    /// 3-node registry clusters with auth off and with auth on (tokens),
+    /// one after the other in one run (see docs/benchmarks.md).
+    Security {
+        /// Small numbers (1,000 agents, 3 s per step) to prove the harness
+        /// works.
+        #[arg(long)]
+        quick: bool,
+        /// Fleet size (default 100,000; quick 1,000).
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Seconds per heartbeat and discover measurement (default 15;
+        /// quick 3).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Client connections per measurement.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Directory for security.json and security.md.
+        #[arg(long, default_value = "bench-results")]
+        out_dir: std::path::PathBuf,
+        /// The node binary (default: $CARGO_TARGET_DIR/release/agent-registry).
+        #[arg(long)]
+        registry_bin: Option<std::path::PathBuf>,
+        /// Parent of the clusters' data directories (default: the temp dir).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
     /// Rebuild the table and the chart from the `summary.json` of one or
     /// more `compare` runs (e.g. a full run plus a rerun of one scenario):
     /// for each scenario, the rows of the last file that has it.
@@ -581,6 +609,12 @@ async fn failover(
 
 /// Runs the comparison; Ctrl-C or SIGTERM drops the running scenario, whose
 /// clusters then kill their processes and remove their directories.
+/// `$CARGO_TARGET_DIR/release/agent-registry`.
+fn default_registry_bin() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+    std::path::PathBuf::from(target).join("release/agent-registry")
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn compare_cmd(
     scenario: String,
@@ -596,10 +630,7 @@ async fn compare_cmd(
     work_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<serde_json::Value> {
     let agents = agents.unwrap_or(if quick { 1_000 } else { 100_000 });
-    let registry_bin = registry_bin.unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-        std::path::PathBuf::from(target).join("release/agent-registry")
-    });
+    let registry_bin = registry_bin.unwrap_or_else(default_registry_bin);
     let cfg = compare::Config {
         quick,
         agents,
@@ -808,6 +839,45 @@ async fn main() -> anyhow::Result<()> {
                 work_dir,
             )
             .await?
+        }
+        Cmd::Security {
+            quick,
+            agents,
+            seconds,
+            concurrency,
+            out_dir,
+            registry_bin,
+            work_dir,
+        } => {
+            let agents = agents.unwrap_or(if quick { 1_000 } else { 100_000 });
+            let cfg = compare::Config {
+                quick,
+                agents,
+                small_agents: (agents / 10).max(1),
+                concurrency,
+                seconds: seconds.unwrap_or(if quick { 3 } else { 15 }),
+                mixed_seconds: 0,
+                trials: 0,
+                mixed_discover_rate: 0.0,
+                registry_bin: registry_bin.unwrap_or_else(default_registry_bin),
+                etcd_bin: std::path::PathBuf::new(),
+                work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
+            };
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
+            let out = tokio::select! {
+                r = compare::security::security(&cfg) => r?,
+                s = shutdown_signal() => bail!("stopped by {s}: clusters removed"),
+            };
+            let table = compare::security::markdown(&out);
+            println!("\n{table}");
+            std::fs::write(out_dir.join("security.md"), &table)?;
+            let v = serde_json::to_value(&out)?;
+            std::fs::write(
+                out_dir.join("security.json"),
+                serde_json::to_vec_pretty(&v)?,
+            )?;
+            v
         }
         Cmd::Load {
             agents,

@@ -31,6 +31,22 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "REVISION")]
     pub(crate) min_revision: Option<u64>,
 
+    /// Access token (`areg_...`), sent as `Authorization: Bearer` when the
+    /// cluster runs with `--auth on`.
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true, global = true)]
+    pub(crate) token: Option<String>,
+
+    /// Read the access token from this file instead (e.g. the cluster's
+    /// admin-token file).
+    #[arg(
+        long,
+        env = "REGISTRY_TOKEN_FILE",
+        global = true,
+        conflicts_with = "token",
+        value_name = "PATH"
+    )]
+    pub(crate) token_file: Option<PathBuf>,
+
     /// Timeout of one request to one node, in milliseconds.
     #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
     pub(crate) timeout_ms: u64,

@@ -13,17 +13,33 @@ use registry_client::types::api::{
     ListFilter, RegisterRequest,
 };
 use registry_client::types::{AgentStatus, ErrorCode};
-use registry_client::{Client, ClientError, Consistency, ReadOptions, Response, WatchOptions};
+use registry_client::{
+    BearerToken, Client, ClientError, Consistency, ReadOptions, Response, WatchOptions,
+};
 use serde_json::json;
 
 use crate::args::*;
 use crate::exit::*;
 use crate::table;
 
+/// The token from `--token` or `--token-file`, if either is given.
+fn cli_token(cli: &Cli) -> anyhow::Result<Option<BearerToken>> {
+    let secret = match (&cli.token, &cli.token_file) {
+        (Some(secret), _) => secret.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --token-file {}: {e}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(BearerToken::new(&secret)?))
+}
+
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::builder(cli.nodes.clone())
-        .request_timeout(Duration::from_millis(cli.timeout_ms))
-        .build()?;
+    let mut builder =
+        Client::builder(cli.nodes.clone()).request_timeout(Duration::from_millis(cli.timeout_ms));
+    if let Some(token) = cli_token(&cli)? {
+        builder = builder.token(token);
+    }
+    let client = builder.build()?;
     let opts = ReadOptions {
         consistency: if cli.stale {
             Consistency::Stale
@@ -170,7 +186,7 @@ async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let scope =
-                (!args.agents.is_empty() || !args.runtimes.is_empty()).then(|| TokenScope {
+                (!args.agents.is_empty() || !args.runtimes.is_empty()).then_some(TokenScope {
                     agents: args.agents,
                     runtimes: args.runtimes,
                 });

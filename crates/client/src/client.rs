@@ -520,7 +520,18 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &config.token {
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.secret()))
+                    .map_err(|_| {
+                        ClientError::InvalidConfig("token is not a header value".into())
+                    })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers.clone())
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             // Below the nodes' default --header-read-timeout-ms (30 s), after
@@ -534,6 +545,7 @@ impl Client {
             .build()
             .map_err(|e| ClientError::InvalidConfig(describe(&e)))?;
         let streams = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .no_proxy()
             .build()

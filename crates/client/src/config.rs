@@ -33,6 +33,43 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Ceiling of the backoff, and of a server's `Retry-After`. Default 1 s.
     pub backoff_max: Duration,
+    /// Sent as `Authorization: Bearer <token>` on every request, when the
+    /// cluster runs with `--auth on`. `None` calls anonymously.
+    pub token: Option<BearerToken>,
+}
+
+/// An access token's secret (`areg_...`). Its `Debug` shows only the first
+/// characters, so a logged configuration does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Takes a secret as given (surrounding whitespace, as read from a file,
+    /// is dropped). Refuses one that cannot go into an HTTP header.
+    pub fn new(secret: &str) -> Result<BearerToken, ClientError> {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(ClientError::InvalidConfig("token is empty".to_string()));
+        }
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClientError::InvalidConfig(
+                "token must be printable ASCII without spaces".to_string(),
+            ));
+        }
+        Ok(BearerToken(secret.to_string()))
+    }
+
+    /// The secret itself.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.0.chars().take(8).collect();
+        write!(f, "BearerToken({shown}...)")
+    }
 }
 
 impl Default for ClientConfig {
@@ -43,6 +80,7 @@ impl Default for ClientConfig {
             max_attempts: None,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
+            token: None,
         }
     }
 }
@@ -172,6 +210,12 @@ impl ClientBuilder {
         self
     }
 
+    /// See [`ClientConfig::token`]: every request carries this secret.
+    pub fn token(mut self, token: BearerToken) -> Self {
+        self.config.token = Some(token);
+        self
+    }
+
     /// Checks the configuration and the node URLs and builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
         Client::from_parts(self.nodes, self.config)
@@ -221,6 +265,18 @@ mod tests {
                 matches!(c.check(), Err(ClientError::InvalidConfig(_))),
                 "{c:?} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_and_not_shown_by_debug() {
+        let t = BearerToken::new(" areg_0123456789abcdef\n").unwrap();
+        assert_eq!(t.secret(), "areg_0123456789abcdef");
+        let shown = format!("{t:?}");
+        assert!(shown.contains("areg_012"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        for bad in ["", "  ", "areg_ x", "areg_\u{e9}"] {
+            assert!(BearerToken::new(bad).is_err(), "{bad:?} accepted");
         }
     }
 

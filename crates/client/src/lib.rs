@@ -93,7 +93,7 @@ pub mod session;
 pub mod watch;
 
 pub use client::{Client, Readiness};
-pub use config::{ClientBuilder, ClientConfig};
+pub use config::{BearerToken, ClientBuilder, ClientConfig};
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, Response, ResponseMeta, SelectStrategy};
 pub use session::{

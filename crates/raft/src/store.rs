@@ -2249,15 +2249,17 @@ mod tests {
     }
 
     #[test]
-    fn decode_snapshot_data_reads_format_3_without_actors_or_tokens() {
+    fn decode_snapshot_data_reads_format_3_with_anonymous_actors_and_no_tokens() {
         let bytes = bincode::serialize(&snapshot_v3()).unwrap();
         let data = decode_snapshot_data(&bytes).unwrap();
         assert_eq!(data.format_version, SNAPSHOT_FORMAT_VERSION);
         assert_eq!(data.agents.len(), 1);
         assert_eq!(data.agents[0].endpoint, "http://a:1");
-        assert_eq!(data.agents[0].registered_by, None);
+        // Every caller was anonymous before access control.
+        let anonymous = Some(registry_types::auth::Actor::anonymous());
+        assert_eq!(data.agents[0].registered_by, anonymous);
         assert_eq!(data.events.len(), 1);
-        assert_eq!(data.events[0].actor, None);
+        assert_eq!(data.events[0].actor, anonymous, "a registration's event");
         assert!(data.tokens.is_empty());
         let state = restore_snapshot(StateConfig::default(), &bytes).unwrap();
         assert_eq!(state.len(), 1);

@@ -234,8 +234,28 @@ pub async fn authenticate(State(node): State<Node>, mut req: Request, next: Next
         node.metrics.auth_refused.with_label_values(&[reason]).inc();
         return e.into_response();
     }
+    let token = match &caller {
+        Caller::Token(t) => Some(t.id.clone()),
+        Caller::Anonymous => None,
+    };
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    let response = next.run(req).await;
+    // A read waited for its read index inside the handler: the token table
+    // is now at least as new as that index, so a revocation that returned
+    // before the read began is seen here, on every node.
+    match token {
+        Some(id) if need == Need::Read => match node.shared.read().registry.token(&id) {
+            Some(t) if !t.expired_at(Timestamp::now()) => response,
+            _ => {
+                node.metrics
+                    .auth_refused
+                    .with_label_values(&["unknown_token"])
+                    .inc();
+                unauthenticated("the token was revoked or expired").into_response()
+            }
+        },
+        _ => response,
+    }
 }
 
 /// Checks a change against the caller's rights on this node's state and

@@ -309,6 +309,9 @@ impl Node {
     /// a node whose registry holds data but no admin token (auth turned on
     /// for an existing cluster). A fresh node joining a cluster learns the
     /// tokens from its leader.
+    // StartError holds openraft's errors by value (200 bytes); it is
+    // returned once, at start, not on a hot path.
+    #[allow(clippy::result_large_err)]
     fn check_admin_token(&self, initializes: bool) -> Result<(), StartError> {
         let config = &self.config;
         if config.auth == crate::config::AuthMode::Off || config.bootstrap_token_file.is_some() {

@@ -52,14 +52,34 @@ fn numbers_as_floats(v: &Value) -> Value {
 }
 
 /// The old answer as this release writes it: every capability gains an
-/// empty `parameters`.
+/// empty `parameters`, and every record was registered by an anonymous
+/// caller (there was no other before access control).
 fn with_parameters(mut agents: Value) -> Value {
     for a in agents.as_array_mut().expect("agents array") {
         for c in a["capabilities"].as_array_mut().expect("capabilities") {
             c["parameters"] = json!({});
         }
+        a["registered_by"] = json!({"token_id": null, "name": "anonymous"});
     }
     agents
+}
+
+/// The old events as this release writes them: a registration, removal or
+/// status change names an anonymous actor; the registry's own changes and
+/// an agent's reports none.
+fn with_actors(mut events: Vec<Value>) -> Vec<Value> {
+    for e in &mut events {
+        let anonymous = matches!(
+            e["cause"].as_str(),
+            Some("registration" | "deregistration" | "operator")
+        );
+        e["actor"] = if anonymous {
+            json!({"token_id": null, "name": "anonymous"})
+        } else {
+            Value::Null
+        };
+    }
+    events
 }
 
 /// The events of a raw server-sent-events capture, in order.
@@ -154,7 +174,7 @@ async fn a_node_reads_what_the_previous_release_wrote() {
     let events = batch["events"].as_array().expect("events").clone();
     assert_eq!(
         numbers_as_floats(&Value::Array(events[..old_events.len()].to_vec())),
-        numbers_as_floats(&Value::Array(old_events))
+        numbers_as_floats(&Value::Array(with_actors(old_events)))
     );
 
     eprintln!("--- write in the new format, restart, and read both");

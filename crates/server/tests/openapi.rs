@@ -45,6 +45,8 @@ const ROUTES: &[(&str, &[&str])] = &[
         &["get", "put", "delete"],
     ),
     ("/v1/scaling/advisories", &["get"]),
+    ("/v1/auth/tokens", &["get", "post"]),
+    ("/v1/auth/tokens/{id}", &["delete"]),
     ("/health/live", &["get"]),
     ("/health/ready", &["get"]),
     ("/health/{id}", &["get"]),

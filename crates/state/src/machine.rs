@@ -347,6 +347,21 @@ impl RegistryState {
     }
 
     /// Runs `f` with the events it makes attributed to `actor`.
+    /// The actor of an event with `cause` made now: the caller behind the
+    /// command being applied; none for the registry's own changes, and none
+    /// for an agent's health or load report made without a token (the
+    /// agent is the event's subject already). The second rule is what lets
+    /// a snapshot of the release before access control convert exactly
+    /// (`registry_types::v3`): there, a report carried by heartbeats and
+    /// one made through the API look alike.
+    fn actor_of(&self, cause: Cause) -> Option<Actor> {
+        match &self.acting {
+            _ if cause.by_registry() => None,
+            Some(a) if a.token_id.is_none() && cause == Cause::AgentReport => None,
+            acting => acting.clone(),
+        }
+    }
+
     fn acting_as<R>(&mut self, actor: Option<Actor>, f: impl FnOnce(&mut Self) -> R) -> R {
         let before = std::mem::replace(&mut self.acting, actor);
         let result = f(self);
@@ -998,7 +1013,7 @@ impl RegistryState {
             detail: String::new(),
             capabilities: Vec::new(),
             advisory: None,
-            actor: self.acting.clone(),
+            actor: self.actor_of(cause),
         });
     }
 
@@ -1024,7 +1039,7 @@ impl RegistryState {
             detail: String::new(),
             capabilities: record.map(capability_names).unwrap_or_default(),
             advisory: None,
-            actor: self.acting.clone(),
+            actor: self.actor_of(cause),
         });
         self.revision
     }

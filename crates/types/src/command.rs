@@ -855,6 +855,28 @@ pub enum Cause {
     ScalingPolicy,
 }
 
+impl Cause {
+    /// Whether the registry itself made the change (liveness, the brake, a
+    /// scaling policy's evaluation) rather than a caller: its events carry
+    /// no `actor`, whatever command's apply produced them.
+    pub fn by_registry(self) -> bool {
+        matches!(
+            self,
+            Cause::MissedHeartbeats | Cause::Heartbeat | Cause::Brake | Cause::ScalingPolicy
+        )
+    }
+
+    /// Whether an event with this cause names an anonymous actor when no
+    /// token made the change: registrations, removals and status changes
+    /// do; the registry's own changes and an agent's own reports do not.
+    pub fn names_anonymous(self) -> bool {
+        matches!(
+            self,
+            Cause::Registration | Cause::Deregistration | Cause::Operator
+        )
+    }
+}
+
 /// One entry of the event log. Every event has its own revision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {

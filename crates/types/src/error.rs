@@ -21,6 +21,8 @@ use utoipa::ToSchema;
 /// - `no_agent_available` (404): `GET /v1/select` found no agent that
 ///   qualifies.
 /// - `policy_not_found` (404): no scaling policy for that capability.
+/// - `token_not_found` (404): no access token with that id (revoked
+///   already, or never created).
 /// - `method_not_allowed` (405): the route does not serve this method.
 /// - `already_exists` (409): `if_absent` was set and the agent exists.
 /// - `revision_mismatch` (409): `expected_revision` did not match.

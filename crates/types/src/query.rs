@@ -580,6 +580,7 @@ mod tests {
                 "registry_full",
                 "too_many_watchers",
                 "no_space",
+                "token_not_found",
             ]
         );
         for &c in ErrorCode::VARIANTS {

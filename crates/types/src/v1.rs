@@ -108,7 +108,8 @@ impl From<AgentRecord> for crate::AgentRecord {
             create_revision: r.create_revision,
             revision: r.revision,
             epoch: r.epoch,
-            registered_by: None,
+            // Every caller was anonymous before access control (see v3.rs).
+            registered_by: Some(crate::auth::Actor::anonymous()),
         }
     }
 }
@@ -439,6 +440,7 @@ mod tests {
         let back = serde_json::to_value(&n).unwrap();
         let mut old = serde_json::to_value(&r).unwrap();
         old["capabilities"][0]["parameters"] = serde_json::json!({});
+        old["registered_by"] = serde_json::json!({"token_id": null, "name": "anonymous"});
         assert_eq!(back, old, "every field carried over, numbers as numbers");
     }
 }

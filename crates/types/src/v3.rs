@@ -4,9 +4,14 @@
 //! Releases before access control wrote snapshots of format 3 (and format
 //! 2, whose events had this shape too): records without `registered_by`
 //! and events without `actor`. A node of this release reads them and
-//! converts them with the `From` impls below (nothing is known of who made
-//! those changes: both are null); it writes only the current format. Never
-//! edit the shapes below: they are what is on disk.
+//! converts them with the `From` impls below; it writes only the current
+//! format. Before access control every caller was anonymous, so a record's
+//! `registered_by` and the `actor` of a registration, removal or status
+//! change become `anonymous`, and other events (the registry's own, an
+//! agent's reports: told apart by their cause) have none: exactly what this
+//! release's apply gives the same commands when it replays them from the
+//! log, so a node that loaded the snapshot and one that replayed the log
+//! agree. Never edit the shapes below: they are what is on disk.
 
 use std::collections::BTreeMap;
 
@@ -71,7 +76,7 @@ impl From<AgentRecord> for crate::AgentRecord {
             create_revision: r.create_revision,
             revision: r.revision,
             epoch: r.epoch,
-            registered_by: None,
+            registered_by: Some(crate::auth::Actor::anonymous()),
         }
     }
 }
@@ -106,7 +111,10 @@ impl From<Event> for crate::Event {
             detail: e.detail,
             capabilities: e.capabilities,
             advisory: e.advisory,
-            actor: None,
+            actor: e
+                .cause
+                .names_anonymous()
+                .then(crate::auth::Actor::anonymous),
         }
     }
 }

@@ -35,9 +35,17 @@ pub struct ClusterView {
 
 /// Builds the one HTTP client of the run. Its connections come from
 /// 127.0.0.1 so that the iptables rules (on 127.0.1.x sources) never
-/// touch client traffic.
-pub fn http_client(bind_loopback: bool) -> reqwest::Client {
+/// touch client traffic. With `token`, every request carries it.
+pub fn http_client(bind_loopback: bool, token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+            .expect("a generated token is a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let mut b = reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(Duration::from_secs(1))
         .pool_idle_timeout(Duration::from_secs(10))
         .no_proxy();

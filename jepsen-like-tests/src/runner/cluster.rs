@@ -27,6 +27,8 @@ pub struct NodeSettings {
     pub base_port: u16,
     /// `--snapshot-logs`: small, so runs exercise snapshots.
     pub snapshot_logs: u64,
+    /// Run the nodes with `--auth on` and a bootstrap admin token.
+    pub auth: bool,
 }
 
 /// The incarnation of each node (index = id - 1), shared with the sampler.
@@ -47,6 +49,8 @@ pub struct ProcessCluster {
     incarnations: Incarnations,
     /// The cluster secret file every node is given.
     secret: PathBuf,
+    /// With auth on: the bootstrap admin token's file and secret.
+    admin_token: Option<(PathBuf, String)>,
 }
 
 impl ProcessCluster {
@@ -74,12 +78,30 @@ impl ProcessCluster {
                 rand::random::<u128>()
             ),
         )?;
+        let admin_token = if settings.auth {
+            let path = dir.join("admin-token");
+            let token = format!(
+                "areg_{:032x}{:032x}",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            );
+            std::fs::write(&path, format!("{token}\n"))?;
+            Some((path, token))
+        } else {
+            None
+        };
         Ok(ProcessCluster {
             settings,
             nodes,
             incarnations,
             secret,
+            admin_token,
         })
+    }
+
+    /// The admin token the clients send, with auth on.
+    pub fn token(&self) -> Option<String> {
+        self.admin_token.as_ref().map(|(_, t)| t.clone())
     }
 
     pub fn client_addr(&self, id: u64) -> String {
@@ -104,6 +126,7 @@ impl ProcessCluster {
         let addr = self.client_addr(id);
         let settings = self.settings.clone();
         let secret = self.secret.clone();
+        let token_file = self.admin_token.as_ref().map(|(path, _)| path.clone());
         let node = &mut self.nodes[id as usize - 1];
         if let Some(child) = node.child.as_mut() {
             if child.try_wait()?.is_none() {
@@ -138,6 +161,15 @@ impl ProcessCluster {
             // (which has its own tests).
             .arg("--brake-min-fleet")
             .arg("100000")
+            .args(match &token_file {
+                Some(path) => vec![
+                    "--auth".into(),
+                    "on".into(),
+                    "--bootstrap-token-file".into(),
+                    path.clone().into_os_string(),
+                ],
+                None => vec![],
+            })
             .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
@@ -234,6 +266,8 @@ pub struct ComposeCluster {
     ports: Vec<u16>,
     incarnations: Incarnations,
     containers: Vec<String>,
+    /// The admin token from the `secrets` volume, read after `up`.
+    admin_token: Option<String>,
 }
 
 impl ComposeCluster {
@@ -272,6 +306,7 @@ impl ComposeCluster {
             ports,
             incarnations: Arc::new((0..n).map(|_| AtomicU32::new(1)).collect()),
             containers: Vec::new(),
+            admin_token: None,
         })
     }
 
@@ -326,7 +361,23 @@ impl ComposeCluster {
             }
             self.containers.push(id);
         }
+        // docker-compose.yml runs with auth on unless REGISTRY_AUTH=off; its
+        // init-secrets service wrote the first admin token.
+        let token = self.compose_cmd(&[
+            "exec",
+            "-T",
+            "node1",
+            "/bin/busybox",
+            "cat",
+            "/run/registry/admin-token",
+        ])?;
+        self.admin_token = Some(token.trim().to_string()).filter(|t| !t.is_empty());
         Ok(())
+    }
+
+    /// The admin token the clients send.
+    pub fn token(&self) -> Option<String> {
+        self.admin_token.clone()
     }
 
     fn container(&self, id: u64) -> &str {
@@ -423,6 +474,14 @@ impl Cluster {
         match self {
             Cluster::Process(c) => c.incarnations(),
             Cluster::Compose(c) => c.incarnations(),
+        }
+    }
+
+    /// The admin token to send, when the nodes run with auth on.
+    pub fn token(&self) -> Option<String> {
+        match self {
+            Cluster::Process(c) => c.token(),
+            Cluster::Compose(c) => c.token(),
         }
     }
 

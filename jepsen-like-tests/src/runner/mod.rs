@@ -72,6 +72,9 @@ pub struct RunConfig {
     /// Heartbeat agents (each its own client).
     pub heartbeat_agents: usize,
     pub watchers: u32,
+    /// Nodes run with `--auth on`; the workload sends an admin token (the
+    /// compose target follows docker-compose.yml, which turns auth on).
+    pub auth: bool,
 }
 
 /// `--snapshot-logs` of the nodes: small so that every run builds
@@ -155,6 +158,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
                 bin: cfg.bin.clone(),
                 base_port: cfg.base_port,
                 snapshot_logs: snapshot_logs(&cfg.nemeses),
+                auth: cfg.auth,
             };
             let mut c = ProcessCluster::new(settings, cfg.nodes, &cfg.dir)?;
             for id in 1..=cfg.nodes {
@@ -209,7 +213,7 @@ async fn drive(
     let urls: Vec<String> = (1..=cfg.nodes)
         .map(|id| format!("http://{}", cluster.client_addr(id)))
         .collect();
-    let http = api::http_client(cfg.target == Target::Process);
+    let http = api::http_client(cfg.target == Target::Process, cluster.token().as_deref());
 
     info!("--- waiting for a leader and every node ready");
     wait_converged(&http, &urls, Duration::from_secs(90)).await?;

@@ -28,6 +28,7 @@ mod footprint;
 mod heartbeat;
 mod mixed;
 mod register;
+pub mod security;
 
 use ceiling::ceiling;
 use discover::discover;

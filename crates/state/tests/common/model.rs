@@ -155,8 +155,24 @@ impl Model {
                 })
                 .unwrap_or_default(),
             advisory: None,
-            actor: self.acting.clone(),
+            actor: self.actor(cause),
         });
+    }
+
+    /// Who an event names: the token behind the change; `anonymous` for a
+    /// registration, removal or status change without one; nobody for the
+    /// registry's own changes or an agent's report without a token.
+    fn actor(&self, cause: Cause) -> Option<Actor> {
+        let acting = self.acting.clone()?;
+        match cause {
+            Cause::Registration | Cause::Deregistration | Cause::Operator => Some(acting),
+            Cause::AgentReport if acting.token_id.is_some() => Some(acting),
+            Cause::AgentReport
+            | Cause::MissedHeartbeats
+            | Cause::Heartbeat
+            | Cause::Brake
+            | Cause::ScalingPolicy => None,
+        }
     }
 
     fn runtime_event(&mut self, kind: EventKind, rt: &str, at: Timestamp, cause: Cause) {
@@ -173,7 +189,7 @@ impl Model {
             detail: String::new(),
             capabilities: Vec::new(),
             advisory: None,
-            actor: self.acting.clone(),
+            actor: self.actor(cause),
         });
     }
 
