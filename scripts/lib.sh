@@ -62,13 +62,27 @@ resolved_bin() {
 # http_code URL -> prints the HTTP status ("000" when nothing answered).
 http_code() {
     curl -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" \
-        "${AUTH_HEADER[@]}" "$1" 2>/dev/null || true
+        "${CACERT_ARGS[@]}" "${AUTH_HEADER[@]}" "$1" 2>/dev/null || true
 }
 
 # http_get URL -> prints the body; fails unless the status is 2xx.
 http_get() {
-    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${AUTH_HEADER[@]}" "$1" 2>/dev/null
+    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${CACERT_ARGS[@]}" \
+        "${AUTH_HEADER[@]}" "$1" 2>/dev/null
 }
+
+# use_cacert FILE -> http_code and http_get trust the CA in FILE (for
+# https nodes with a private CA); an empty FILE: the system's roots only.
+use_cacert() {
+    CACERT="${1:-}"
+    CACERT_ARGS=()
+    if [[ -n "$CACERT" ]]; then
+        CACERT_ARGS=(--cacert "$CACERT")
+    fi
+}
+# CACERT (or REGISTRY_CACERT, as the client and registryctl read it) when
+# set.
+use_cacert "${CACERT:-${REGISTRY_CACERT:-}}"
 
 # The bearer token http_code and http_get send: REGISTRY_TOKEN when set
 # (a cluster with --auth on), nothing otherwise.
