@@ -21,9 +21,12 @@ use crate::exit::*;
 use crate::table;
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::builder(cli.nodes.clone())
-        .request_timeout(Duration::from_millis(cli.timeout_ms))
-        .build()?;
+    let mut builder =
+        Client::builder(cli.nodes.clone()).request_timeout(Duration::from_millis(cli.timeout_ms));
+    if let Some(ca) = &cli.cacert {
+        builder = builder.ca_cert(ca);
+    }
+    let client = builder.build()?;
     let opts = ReadOptions {
         consistency: if cli.stale {
             Consistency::Stale
@@ -170,7 +173,7 @@ async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let scope =
-                (!args.agents.is_empty() || !args.runtimes.is_empty()).then(|| TokenScope {
+                (!args.agents.is_empty() || !args.runtimes.is_empty()).then_some(TokenScope {
                     agents: args.agents,
                     runtimes: args.runtimes,
                 });

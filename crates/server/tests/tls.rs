@@ -217,6 +217,28 @@ async fn the_public_api_over_tls_serves_clients_of_its_ca_only() {
     .expect("read over TLS");
     assert_eq!(r.status, 200, "{r:?}");
 
+    eprintln!("--- the Rust client, given the CA file, reads it too; given another, it is refused");
+    let client = cluster.client(&[1]);
+    let agent = client
+        .get_agent("tls-agent", Default::default())
+        .await
+        .expect("the client over TLS");
+    assert_eq!(agent.agent_id.as_str(), "tls-agent");
+    let other_file = write_ca(&dir, "other", &other);
+    let wrong = registry_client::Client::builder(vec![url.clone()])
+        .ca_cert(&other_file)
+        .max_attempts(1)
+        .build()
+        .expect("client");
+    let refused = wrong
+        .get_agent("tls-agent", Default::default())
+        .await
+        .expect_err("served a client that trusts another CA");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+
     eprintln!("--- a client of another CA is refused in the handshake");
     let refused = live_with(&other, &url).await;
     assert!(

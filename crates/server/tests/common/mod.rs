@@ -346,10 +346,12 @@ impl Cluster {
 
     /// A fail-over client over the given nodes, in that order.
     pub fn client(&self, ids: &[NodeId]) -> Client {
-        Client::builder(ids.iter().map(|id| self.url(*id)).collect())
-            .request_timeout(Duration::from_secs(10))
-            .build()
-            .expect("client")
+        let mut builder = Client::builder(ids.iter().map(|id| self.url(*id)).collect())
+            .request_timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.ca_file {
+            builder = builder.ca_cert(ca);
+        }
+        builder.build().expect("client")
     }
 
     /// Spawns node `id` (from its existing data directory, if any).
