@@ -280,14 +280,14 @@ impl PeerClient {
         if e.is_connect() {
             PeerError::Unreachable {
                 addr,
-                msg: e.to_string(),
+                msg: with_causes(&e),
             }
         } else if e.is_timeout() {
             PeerError::Timeout { addr }
         } else {
             PeerError::Other {
                 addr,
-                msg: e.to_string(),
+                msg: with_causes(&e),
             }
         }
     }
@@ -373,6 +373,19 @@ impl PeerClient {
         })?;
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
     }
+}
+
+/// An error with its causes: reqwest's own text ("error sending request")
+/// hides why, e.g. a peer certificate of another CA.
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Creates [`PeerConnection`]s for openraft.
