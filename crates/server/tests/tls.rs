@@ -672,3 +672,84 @@ async fn a_peer_listener_requires_the_client_certificate_in_the_handshake() {
     assert!(info.term < 1_000_000);
     assert_eq!(info.peer_auth, PeerAuthMode::MutualTls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_with_certificates_its_peers_would_refuse() {
+    let public_ca = Ca::new("public CA");
+    let peer_ca = Ca::new("peer CA");
+    let mut cluster = Cluster::new(1, &[]);
+    let dir = cluster.dir().to_path_buf();
+    let (cert, key) = write_pair(&dir, "public", &public_ca.issue("node-1"));
+    let (peer_cert, peer_key) = write_pair(&dir, "peer", &peer_ca.issue("node-1"));
+    let peer_ca_file = write_ca(&dir, "peer-ca", &peer_ca);
+    let peer_flags = [
+        "--peer-tls-cert-file",
+        peer_cert.to_str().unwrap(),
+        "--peer-tls-key-file",
+        peer_key.to_str().unwrap(),
+        "--peer-tls-ca-file",
+        peer_ca_file.to_str().unwrap(),
+    ];
+
+    eprintln!(
+        "--- one listener for clients and peers, a public certificate the peer CA did not issue"
+    );
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+    ];
+    args.extend(peer_flags);
+    cluster.set_node_args(1, &args);
+    cluster.start_node(1);
+    let status = cluster.wait_exit(1).await;
+    assert!(!status.success());
+    let log = cluster.node(1).log_since_last_start();
+    assert!(
+        log.contains("--peer-tls-ca-file") && log.contains("127.0.0.1"),
+        "{log}"
+    );
+
+    eprintln!("--- a peer certificate of another CA than --peer-tls-ca-file");
+    let foreign_ca_file = write_ca(&dir, "public-ca", &public_ca);
+    let mut args = peer_flags.to_vec();
+    args[5] = foreign_ca_file.to_str().unwrap();
+    cluster.set_node_args(1, &args);
+    cluster.start_node(1);
+    assert!(!cluster.wait_exit(1).await.success());
+    let log = cluster.node(1).log_since_last_start();
+    assert!(log.contains("UnknownIssuer"), "{log}");
+
+    eprintln!("--- a missing key file is named");
+    let missing = dir.join("no-such.key");
+    cluster.set_node_args(
+        1,
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            missing.to_str().unwrap(),
+        ],
+    );
+    cluster.start_node(1);
+    assert!(!cluster.wait_exit(1).await.success());
+    let log = cluster.node(1).log_since_last_start();
+    assert!(
+        log.contains("--tls-key-file") && log.contains("no-such.key"),
+        "{log}"
+    );
+
+    eprintln!("--- the same files in their places start");
+    let mut args = vec![
+        "--tls-cert-file",
+        peer_cert.to_str().unwrap(),
+        "--tls-key-file",
+        peer_key.to_str().unwrap(),
+    ];
+    args.extend(peer_flags);
+    cluster.set_node_args(1, &args);
+    cluster.use_tls(&peer_ca_file);
+    cluster.start_node(1);
+    cluster.wait_ready(1).await;
+}
