@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs a local registry cluster of 1, 3 or 5 nodes as plain processes.
 #
-#   scripts/cluster.sh up [1|3|5] [--secure]
+#   scripts/cluster.sh up [1|3|5] [--secure] [--tls]
 #                                   build (release) and start; waits until every node is ready.
 #                                   --secure: access control on (--auth on); the admin token
 #                                   is created in $REGISTRY_CLUSTER_DIR/admin-token
+#                                   --tls: a CA and node certificates (openssl) in
+#                                   $REGISTRY_CLUSTER_DIR/tls; the API over https and mutual
+#                                   TLS between nodes (instead of the cluster secret)
 #   scripts/cluster.sh status       role, term, leader and applied index of each node
 #   scripts/cluster.sh down         SIGTERM every node (SIGKILL after REGISTRY_STOP_TIMEOUT)
 #   scripts/cluster.sh kill N       SIGKILL node N (crash it)
@@ -16,6 +19,7 @@
 # the binary's defaults (node id 1 on 127.0.0.1:8009). Files live under
 # REGISTRY_CLUSTER_DIR (default: .cluster in the repository):
 #   node<i>/ data   node<i>.log   node<i>.pid   node<i>.args (the flags, one a line)
+#   tls/ ca.pem ca.key node<i>.crt node<i>.key (with --tls)   scheme (http or https)
 #
 # Environment: REGISTRY_CLUSTER_DIR, REGISTRY_BIN (use this binary, no build),
 # REGISTRY_READY_TIMEOUT (s, default 90), REGISTRY_STOP_TIMEOUT (s, default 20),
@@ -37,7 +41,45 @@ usage() {
 
 size() { cat "$DIR/size" 2>/dev/null || echo 0; }
 node_port() { if [[ "$(size)" == 1 ]]; then echo 8009; else echo $((8010 + $1)); fi; }
-node_url() { echo "http://127.0.0.1:$(node_port "$1")"; }
+scheme() { cat "$DIR/scheme" 2>/dev/null || echo http; }
+node_url() { echo "$(scheme)://127.0.0.1:$(node_port "$1")"; }
+
+# With --tls: the script's own requests trust the cluster's CA.
+use_cluster_cacert() {
+    if [[ "$(scheme)" == https ]]; then
+        use_cacert "$DIR/tls/ca.pem"
+    fi
+}
+
+# Makes the cluster's CA and one certificate per node (for 127.0.0.1 and
+# localhost, good as server and as client: a node shows it to clients and
+# to its peers), once; kept with the cluster's data.
+make_certificates() {
+    local n="$1" i dir="$DIR/tls"
+    command -v openssl >/dev/null 2>&1 || die "--tls needs openssl"
+    mkdir -p "$dir"
+    if [[ ! -s "$dir/ca.pem" ]]; then
+        (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
+            -subj "/CN=agent-registry local cluster CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null) ||
+            die "openssl could not make the CA"
+        rm -f "$dir"/node*.crt
+    fi
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
+        "basicConstraints=CA:FALSE" >"$dir/node.ext"
+    for ((i = 1; i <= n; i++)); do
+        [[ -s "$dir/node$i.crt" ]] && continue
+        (umask 077 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/node$i.key" -out "$dir/node$i.csr" -subj "/CN=node$i" 2>/dev/null &&
+            openssl x509 -req -in "$dir/node$i.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+                -CAcreateserial -days 825 -extfile "$dir/node.ext" -out "$dir/node$i.crt" 2>/dev/null) ||
+            die "openssl could not make node $i's certificate"
+        rm -f "$dir/node$i.csr"
+    done
+}
 
 # Prints the pid of node $1 when it is running (and is an agent-registry process).
 node_pid() {
@@ -91,7 +133,9 @@ start_node() {
     # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
     "${launcher[@]}" env -u REGISTRY_NODE_ID -u REGISTRY_LISTEN -u REGISTRY_ADVERTISE \
         -u REGISTRY_DATA_DIR -u REGISTRY_INITIAL_CLUSTER -u REGISTRY_CLUSTER_SECRET_FILE \
-        -u REGISTRY_INSECURE_PEERS -u REGISTRY_PEER_LISTEN NO_COLOR="${NO_COLOR:-1}" \
+        -u REGISTRY_INSECURE_PEERS -u REGISTRY_PEER_LISTEN -u REGISTRY_TLS_CERT_FILE \
+        -u REGISTRY_TLS_KEY_FILE -u REGISTRY_PEER_TLS_CERT_FILE -u REGISTRY_PEER_TLS_KEY_FILE \
+        -u REGISTRY_PEER_TLS_CA_FILE NO_COLOR="${NO_COLOR:-1}" \
         bash -c 'echo $$ >"$1"; shift; exec "$@"' start-node "$DIR/node$i.pid" "$bin" "${args[@]}" \
         </dev/null >>"$DIR/node$i.log" 2>&1 9>&- &
     deadline=$((SECONDS + 5))
@@ -174,10 +218,11 @@ print_hint() {
     cat <<EOF
 
 Try it:
-  curl -s -X POST $u1/v1/agents -H 'content-type: application/json' \\
+  curl -s${CACERT:+ --cacert $CACERT} -X POST $u1/v1/agents -H 'content-type: application/json' \\
        -d '{"agent_id":"a1","name":"demo","endpoint":"http://127.0.0.1:9000","capabilities":[{"name":"python"}]}'
-  curl -s $u2/v1/agents/a1
-  export REGISTRY_NODES=$(endpoints)
+  curl -s${CACERT:+ --cacert $CACERT} $u2/v1/agents/a1
+  export REGISTRY_NODES=$(endpoints)${CACERT:+
+  export REGISTRY_CACERT=$CACERT}
   $ctl register --id a2 --name demo2 --endpoint http://127.0.0.1:9001 --capability python
   $ctl get a2
   $ctl cluster
@@ -188,7 +233,7 @@ EOF
         cat <<EOF
 Access control is on: the admin token is in $DIR/admin-token
   export REGISTRY_TOKEN=\$(cat $DIR/admin-token)
-  curl -H "Authorization: Bearer \$REGISTRY_TOKEN" $u1/v1/agents
+  curl${CACERT:+ --cacert $CACERT} -H "Authorization: Bearer \$REGISTRY_TOKEN" $u1/v1/agents
   $ctl token create --name team-a --role agent --agents 'team-a-*'
 EOF
     fi
@@ -207,10 +252,11 @@ lock() {
 }
 
 cmd_up() {
-    local n=3 secure=0 arg i running=() stopped=() existing
+    local n=3 secure=0 tls=0 arg i running=() stopped=() existing
     for arg in "$@"; do
         case "$arg" in
             --secure) secure=1 ;;
+            --tls) tls=1 ;;
             *) n="$arg" ;;
         esac
     done
@@ -240,9 +286,17 @@ cmd_up() {
     resolved_bin >"$DIR/bin"
 
     echo "$n" >"$DIR/size"
+    if ((tls)); then
+        make_certificates "$n"
+        echo https >"$DIR/scheme"
+    else
+        echo http >"$DIR/scheme"
+    fi
+    use_cluster_cacert
     # The cluster secret signs every node-to-node request; kept with the
-    # cluster's data, readable by its owner only, created once.
-    if ((n > 1)) && [[ ! -s "$DIR/cluster-secret" ]]; then
+    # cluster's data, readable by its owner only, created once. With --tls
+    # mutual TLS authenticates the nodes instead.
+    if ((n > 1 && !tls)) && [[ ! -s "$DIR/cluster-secret" ]]; then
         (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/cluster-secret" && echo >>"$DIR/cluster-secret")
     fi
     # --secure: the first admin token's secret, created once, given to
@@ -259,14 +313,22 @@ cmd_up() {
     use_admin_token
     local initial=""
     for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((8010 + i))"; done
+    local -a tls_args peers
     for ((i = 1; i <= n; i++)); do
+        tls_args=()
+        peers=(--cluster-secret-file "$DIR/cluster-secret")
+        if ((tls)); then
+            tls_args=(--tls-cert-file "$DIR/tls/node$i.crt" --tls-key-file "$DIR/tls/node$i.key")
+            peers=(--peer-tls-cert-file "$DIR/tls/node$i.crt" --peer-tls-key-file "$DIR/tls/node$i.key"
+                --peer-tls-ca-file "$DIR/tls/ca.pem")
+        fi
         if ((n == 1)); then
             # The binary's defaults (node 1, 127.0.0.1:8009), data under the cluster dir.
-            printf '%s\n' --data-dir "$DIR/node1" "${auth[@]}" >"$DIR/node1.args"
+            printf '%s\n' --data-dir "$DIR/node1" "${auth[@]}" "${tls_args[@]}" >"$DIR/node1.args"
         else
             printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((8010 + i))" \
                 --data-dir "$DIR/node$i" --initial-cluster "$initial" \
-                --cluster-secret-file "$DIR/cluster-secret" "${auth[@]}" >"$DIR/node$i.args"
+                "${peers[@]}" "${auth[@]}" "${tls_args[@]}" >"$DIR/node$i.args"
         fi
     done
 
@@ -360,7 +422,7 @@ cmd_clean() {
     for i in "$DIR"/node[0-9]*; do
         [[ -e "$i" ]] && rm -rf -- "$i"
     done
-    rm -f -- "$DIR/size" "$DIR/bin"
+    rm -f -- "$DIR/size" "$DIR/bin" "$DIR/scheme"
     echo "cluster: cleaned $DIR"
 }
 
@@ -399,6 +461,7 @@ cmd_logs() {
 cmd="${1:-}"
 shift || true
 use_admin_token
+use_cluster_cacert
 case "$cmd" in
     up) cmd_up "$@" ;;
     status) cmd_status ;;

@@ -64,7 +64,7 @@ http_code() {
     local -a auth=()
     [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
     curl -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" \
-        "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null || true
+        "${CACERT_ARGS[@]+"${CACERT_ARGS[@]}"}" "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null || true
 }
 
 # http_get URL -> prints the body; fails unless the status is 2xx.
@@ -73,8 +73,22 @@ http_code() {
 http_get() {
     local -a auth=()
     [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
-    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null
+    curl -sf --connect-timeout 1 --max-time "${HTTP_TIMEOUT:-2}" "${CACERT_ARGS[@]+"${CACERT_ARGS[@]}"}" \
+        "${auth[@]+"${auth[@]}"}" "$1" 2>/dev/null
 }
+
+# use_cacert FILE -> http_code and http_get trust the CA in FILE (for
+# https nodes with a private CA); an empty FILE: the system's roots only.
+use_cacert() {
+    CACERT="${1:-}"
+    CACERT_ARGS=()
+    if [[ -n "$CACERT" ]]; then
+        CACERT_ARGS=(--cacert "$CACERT")
+    fi
+}
+# CACERT (or REGISTRY_CACERT, as the client and registryctl read it) when
+# set.
+use_cacert "${CACERT:-${REGISTRY_CACERT:-}}"
 
 # json_field FIELD < json -> prints the top-level field (empty when absent or
 # null; nested: "a.b"). Never fails on bad input.

@@ -8,6 +8,7 @@
 #   libclang-dev             bindgen of the rocksdb crate (librocksdb-sys)
 #   build-essential          C/C++ compiler for RocksDB (skipped when g++ and make exist)
 #   curl                     the scripts talk HTTP with it
+#   openssl                  scripts/cluster.sh up --tls makes its CA and certificates
 #   busybox-static           shell and wget inside the locally built docker image
 #   etcd-server etcd-client  the benchmark compares the registry with etcd
 #   iptables iproute2        network fault injection in the chaos tests
@@ -32,7 +33,7 @@ have_compiler() {
 }
 
 missing=()
-for pkg in libclang-dev build-essential curl busybox-static etcd-server etcd-client iptables iproute2; do
+for pkg in libclang-dev build-essential curl openssl busybox-static etcd-server etcd-client iptables iproute2; do
     if [[ "$pkg" == build-essential ]] && have_compiler; then
         continue
     fi

@@ -51,6 +51,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
     pub(crate) timeout_ms: u64,
 
+    /// PEM file of the CA that issued the nodes' certificates (https nodes
+    /// with a private CA), trusted besides the system's roots.
+    #[arg(long, env = "REGISTRY_CACERT", global = true, value_name = "PATH")]
+    pub(crate) cacert: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -39,6 +39,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(token) = cli_token(&cli)? {
         builder = builder.token(token);
     }
+    if let Some(ca) = &cli.cacert {
+        builder = builder.ca_cert(ca);
+    }
     let client = builder.build()?;
     let opts = ReadOptions {
         consistency: if cli.stale {

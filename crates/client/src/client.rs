@@ -366,6 +366,18 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// A short account of a reqwest error: what failed, the URL, and the root
 /// cause ("Connection refused (os error 111)", "operation timed out"), which
 /// reqwest's own message buries under generic layers.
+/// The CA certificates of a PEM file ([`ClientConfig::ca_cert`]).
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let invalid =
+        |why: String| ClientError::InvalidConfig(format!("CA file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(describe(&e)))?;
+    if certs.is_empty() {
+        return Err(invalid("no PEM certificate in it".to_string()));
+    }
+    Ok(certs)
+}
+
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut root: Option<String> = None;
     let mut source = std::error::Error::source(e);
@@ -520,6 +532,16 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
+        let roots = match &config.ca_cert {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let trusting = |mut builder: reqwest::ClientBuilder| {
+            for cert in &roots {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+            builder
+        };
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &config.token {
             let mut value =
@@ -530,7 +552,7 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = trusting(reqwest::Client::builder())
             .default_headers(headers.clone())
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
@@ -544,7 +566,7 @@ impl Client {
             .no_proxy()
             .build()
             .map_err(|e| ClientError::InvalidConfig(describe(&e)))?;
-        let streams = reqwest::Client::builder()
+        let streams = trusting(reqwest::Client::builder())
             .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .no_proxy()

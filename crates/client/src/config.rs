@@ -1,5 +1,7 @@
-//! Client configuration: timeouts, attempt budget and backoff.
+//! Client configuration: timeouts, attempt budget, backoff and the CA
+//! trusted for `https` nodes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -33,6 +35,11 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Ceiling of the backoff, and of a server's `Retry-After`. Default 1 s.
     pub backoff_max: Duration,
+    /// A PEM file of CA certificates trusted for `https` nodes besides the
+    /// system's roots: the private CA of a cluster's certificates
+    /// (`registryctl --cacert`, `REGISTRY_CACERT`). Read when the client is
+    /// built.
+    pub ca_cert: Option<PathBuf>,
     /// Sent as `Authorization: Bearer <token>` on every request, when the
     /// cluster runs with `--auth on`. `None` calls anonymously.
     pub token: Option<BearerToken>,
@@ -81,6 +88,7 @@ impl Default for ClientConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             token: None,
+            ca_cert: None,
         }
     }
 }
@@ -216,6 +224,13 @@ impl ClientBuilder {
         self
     }
 
+    /// See [`ClientConfig::ca_cert`]: `https` nodes may present a
+    /// certificate of the CA in this PEM file.
+    pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ca_cert = Some(path.into());
+        self
+    }
+
     /// Checks the configuration and the node URLs and builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
         Client::from_parts(self.nodes, self.config)
@@ -278,6 +293,31 @@ mod tests {
         for bad in ["", "  ", "areg_ x", "areg_\u{e9}"] {
             assert!(BearerToken::new(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let build = |path: &std::path::Path| {
+            Client::builder(vec!["https://127.0.0.1:1".into()])
+                .ca_cert(path)
+                .build()
+        };
+        let missing = std::env::temp_dir().join("registry-client-test-no-such-ca.pem");
+        assert!(matches!(
+            build(&missing),
+            Err(ClientError::InvalidConfig(m)) if m.contains("CA file")
+        ));
+        let dir = std::env::temp_dir().join(format!("registry-client-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let refused = build(&garbage);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(&refused, Err(ClientError::InvalidConfig(m)) if m.contains("no PEM certificate")),
+            "{:?}",
+            refused.err()
+        );
     }
 
     #[test]

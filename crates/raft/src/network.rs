@@ -12,7 +12,9 @@
 //! - `POST /internal/state`: whether the peer belongs to a cluster (asked
 //!   before initializing one).
 //!
-//! Every request is signed with the cluster secret ([`crate::auth`]).
+//! Every request is signed with the cluster secret ([`crate::auth`]), and
+//! under mutual TLS between nodes sent over https with the node's
+//! certificate ([`peer_http_client`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,6 +151,8 @@ pub enum PeerError {
 #[derive(Clone, Debug)]
 pub struct PeerHttp {
     http: reqwest::Client,
+    /// `https` under mutual TLS between nodes, else `http`.
+    scheme: &'static str,
     signer: Arc<Signer>,
 }
 
@@ -164,14 +168,18 @@ struct Signer {
 }
 
 impl PeerHttp {
+    /// `http` from [`peer_http_client`]; `scheme` is `https` when it was
+    /// given a TLS configuration.
     pub fn new(
         http: reqwest::Client,
+        scheme: &'static str,
         node_id: u64,
         key: Option<PeerKey>,
         cluster: ClusterIdentity,
     ) -> PeerHttp {
         PeerHttp {
             http,
+            scheme,
             signer: Arc::new(Signer {
                 node_id,
                 key,
@@ -218,7 +226,7 @@ impl PeerClient {
             msg,
         };
         let body = bincode::serialize(req).map_err(|e| other(e.to_string()))?;
-        let url = format!("http://{}{}", self.addr, path);
+        let url = format!("{}://{}{}", self.http.scheme, self.addr, path);
         let signer = &self.http.signer;
         let creds = Credentials {
             cluster: signer.cluster.get(),
@@ -272,14 +280,14 @@ impl PeerClient {
         if e.is_connect() {
             PeerError::Unreachable {
                 addr,
-                msg: e.to_string(),
+                msg: with_causes(&e),
             }
         } else if e.is_timeout() {
             PeerError::Timeout { addr }
         } else {
             PeerError::Other {
                 addr,
-                msg: e.to_string(),
+                msg: with_causes(&e),
             }
         }
     }
@@ -367,6 +375,19 @@ impl PeerClient {
     }
 }
 
+/// An error with its causes: reqwest's own text ("error sending request")
+/// hides why, e.g. a peer certificate of another CA.
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Creates [`PeerConnection`]s for openraft.
 #[derive(Clone)]
 pub struct Network {
@@ -395,10 +416,19 @@ impl Network {
 /// between nodes on distinct addresses of one host (127.0.1.1, 127.0.1.2, ...)
 /// carries each node's own source address and a firewall rule can cut one
 /// link (the chaos tests rely on it). `None` lets the OS choose.
+///
+/// `tls`, under mutual TLS between nodes: the configuration of every
+/// connection (the node's certificate, the peer CA as the only trust
+/// anchor, never the system's roots); the peers' URLs are then `https`.
 pub fn peer_http_client(
     source: Option<std::net::IpAddr>,
+    tls: Option<rustls::ClientConfig>,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    let builder = match tls {
+        Some(tls) => reqwest::Client::builder().use_preconfigured_tls(tls),
+        None => reqwest::Client::builder(),
+    };
+    builder
         .local_address(source)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))

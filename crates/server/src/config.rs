@@ -171,6 +171,40 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_PEER_ADVERTISE")]
     pub peer_advertise: Option<String>,
 
+    /// PEM certificate chain (the node's certificate first) of the public
+    /// API: with --tls-key-file, clients connect over https. Read again on
+    /// SIGHUP and when the file changes.
+    #[arg(long, env = "REGISTRY_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert-file.
+    #[arg(long, env = "REGISTRY_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM certificate chain this node presents to its peers, as server
+    /// and as client (mutual TLS between nodes, with --peer-tls-key-file
+    /// and --peer-tls-ca-file). It must be valid for the host of the
+    /// node's peer address (an IP address or DNS name in its subject
+    /// alternative names). Authenticates peers instead of, or besides,
+    /// --cluster-secret-file.
+    #[arg(long, env = "REGISTRY_PEER_TLS_CERT_FILE")]
+    pub peer_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --peer-tls-cert-file.
+    #[arg(long, env = "REGISTRY_PEER_TLS_KEY_FILE")]
+    pub peer_tls_key_file: Option<PathBuf>,
+
+    /// PEM certificate(s) of the CA that issues the members' peer
+    /// certificates: the only issuer trusted for node-to-node connections,
+    /// both ways. Read at start only.
+    #[arg(long, env = "REGISTRY_PEER_TLS_CA_FILE")]
+    pub peer_tls_ca_file: Option<PathBuf>,
+
+    /// How often the certificate and key files are checked for a change
+    /// (then read again), in milliseconds; 0: only on SIGHUP.
+    #[arg(long, env = "REGISTRY_TLS_RELOAD_INTERVAL_MS", default_value_t = 5_000)]
+    pub tls_reload_interval_ms: u64,
+
     /// Largest snapshot this node accepts from a leader, in bytes.
     #[arg(long, env = "REGISTRY_MAX_SNAPSHOT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub max_snapshot_bytes: u64,
@@ -289,9 +323,28 @@ pub enum ConfigError {
     Liveness,
     #[error(
         "a node of a {0}-member cluster needs --cluster-secret-file (the same secret on every \
-         member, e.g. from `openssl rand -hex 32`), or --insecure-peers on a trusted test network"
+         member, e.g. from `openssl rand -hex 32`) or mutual TLS between nodes \
+         (--peer-tls-cert-file, --peer-tls-key-file, --peer-tls-ca-file), or --insecure-peers \
+         on a trusted test network"
     )]
     NoClusterSecret(usize),
+    #[error("--tls-cert-file and --tls-key-file go together: give both or neither")]
+    TlsPair,
+    #[error(
+        "--peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file go together: give all \
+         three or none"
+    )]
+    PeerTlsFiles,
+    #[error("give the --peer-tls-* files or --insecure-peers, not both")]
+    PeerTlsAndInsecure,
+    #[error(
+        "--tls-cert-file without --peer-listen puts the node-to-node routes of this {0}-member \
+         cluster behind TLS: give the --peer-tls-* files too (mutual TLS between nodes), or \
+         --peer-listen (the peers' own port)"
+    )]
+    PeersBehindTls(usize),
+    #[error("--tls-reload-interval-ms must be 0 (SIGHUP only) or 100 to 3600000")]
+    TlsReloadInterval,
     #[error("give --cluster-secret-file or --insecure-peers, not both")]
     SecretAndInsecure,
     #[error("--peer-advertise needs --peer-listen")]
@@ -361,8 +414,42 @@ impl Config {
         if self.cluster_secret_file.is_some() && self.insecure_peers {
             return Err(ConfigError::SecretAndInsecure);
         }
-        if members.len() > 1 && self.cluster_secret_file.is_none() && !self.insecure_peers {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        let peer_files = [
+            &self.peer_tls_cert_file,
+            &self.peer_tls_key_file,
+            &self.peer_tls_ca_file,
+        ]
+        .iter()
+        .filter(|f| f.is_some())
+        .count();
+        if peer_files != 0 && peer_files != 3 {
+            return Err(ConfigError::PeerTlsFiles);
+        }
+        if self.peer_tls() && self.insecure_peers {
+            return Err(ConfigError::PeerTlsAndInsecure);
+        }
+        if members.len() > 1
+            && self.cluster_secret_file.is_none()
+            && !self.peer_tls()
+            && !self.insecure_peers
+        {
             return Err(ConfigError::NoClusterSecret(members.len()));
+        }
+        // Peers would dial a TLS listener with no means to trust it.
+        if members.len() > 1
+            && self.tls_cert_file.is_some()
+            && self.peer_listen.is_none()
+            && !self.peer_tls()
+        {
+            return Err(ConfigError::PeersBehindTls(members.len()));
+        }
+        if self.tls_reload_interval_ms != 0
+            && !(100..=3_600_000).contains(&self.tls_reload_interval_ms)
+        {
+            return Err(ConfigError::TlsReloadInterval);
         }
         if self.peer_advertise.is_some() && self.peer_listen.is_none() {
             return Err(ConfigError::PeerAdvertise);
@@ -374,6 +461,21 @@ impl Config {
             .check("anonymous_agent_scope")
             .map_err(|e| ConfigError::AnonymousScope(e.error.message))?;
         Ok(())
+    }
+
+    /// Whether nodes authenticate each other with mutual TLS (the
+    /// `--peer-tls-*` files, all three once checked).
+    pub fn peer_tls(&self) -> bool {
+        self.peer_tls_cert_file.is_some()
+            && self.peer_tls_key_file.is_some()
+            && self.peer_tls_ca_file.is_some()
+    }
+
+    /// How often certificate files are checked for a change; `None`: on
+    /// SIGHUP only.
+    pub fn tls_reload_interval(&self) -> Option<Duration> {
+        (self.tls_reload_interval_ms > 0)
+            .then(|| Duration::from_millis(self.tls_reload_interval_ms))
     }
 
     /// `--anonymous-agent-scope` as a token scope.
@@ -582,6 +684,90 @@ mod tests {
         ));
         // The embedded single node needs none.
         Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn tls_files_come_in_complete_sets() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["agent-registry"];
+            args.extend(extra);
+            Config::parse_from(args).check()
+        };
+        parse(&["--tls-cert-file", "/c", "--tls-key-file", "/k"]).unwrap();
+        for half in [&["--tls-cert-file", "/c"][..], &["--tls-key-file", "/k"]] {
+            assert!(matches!(parse(half), Err(ConfigError::TlsPair)), "{half:?}");
+        }
+        let peer = [
+            "--peer-tls-cert-file",
+            "/pc",
+            "--peer-tls-key-file",
+            "/pk",
+            "--peer-tls-ca-file",
+            "/ca",
+        ];
+        parse(&peer).unwrap();
+        for missing in 0..3 {
+            let mut partial = peer.to_vec();
+            partial.drain(missing * 2..missing * 2 + 2);
+            assert!(
+                matches!(parse(&partial), Err(ConfigError::PeerTlsFiles)),
+                "{partial:?}"
+            );
+        }
+        let mut insecure = peer.to_vec();
+        insecure.push("--insecure-peers");
+        assert!(matches!(
+            parse(&insecure),
+            Err(ConfigError::PeerTlsAndInsecure)
+        ));
+        assert!(matches!(
+            parse(&["--tls-reload-interval-ms", "10"]),
+            Err(ConfigError::TlsReloadInterval)
+        ));
+        parse(&["--tls-reload-interval-ms", "0"]).unwrap();
+        assert_eq!(
+            Config::parse_from(["agent-registry", "--tls-reload-interval-ms", "0"])
+                .tls_reload_interval(),
+            None
+        );
+    }
+
+    #[test]
+    fn peer_mutual_tls_may_replace_the_cluster_secret() {
+        let cluster = ["--initial-cluster", "1=a:1,2=b:2,3=c:3"];
+        let peer = [
+            "--peer-tls-cert-file",
+            "/pc",
+            "--peer-tls-key-file",
+            "/pk",
+            "--peer-tls-ca-file",
+            "/ca",
+        ];
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["agent-registry"];
+            args.extend(cluster);
+            args.extend(extra);
+            Config::parse_from(args).check()
+        };
+        // mTLS alone, or with the secret as well.
+        parse(&peer).unwrap();
+        let mut both = peer.to_vec();
+        both.extend(["--cluster-secret-file", "/s"]);
+        parse(&both).unwrap();
+        // A public certificate on the shared listener: peers need mTLS to
+        // reach it, or a port of their own.
+        let public = ["--tls-cert-file", "/c", "--tls-key-file", "/k"];
+        let mut secret_only = public.to_vec();
+        secret_only.extend(["--cluster-secret-file", "/s"]);
+        assert!(matches!(
+            parse(&secret_only),
+            Err(ConfigError::PeersBehindTls(3))
+        ));
+        secret_only.extend(["--peer-listen", "127.0.0.1:7000"]);
+        parse(&secret_only).unwrap();
+        let mut with_mtls = public.to_vec();
+        with_mtls.extend(peer);
+        parse(&with_mtls).unwrap();
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //!   connection (a request being handled, an event stream) is never
 //!   closed for a newcomer. When every connection is busy, the newcomer is
 //!   closed.
+//! - With TLS (see [`crate::tls`]) a connection's handshake runs in its own
+//!   task, after it took a slot, and must end within the header read
+//!   timeout: a client that stalls in the handshake holds an idle slot (one
+//!   a newcomer may take) for no longer than one that stalls in its
+//!   headers.
 //! - On shutdown the listener closes, idle connections close, requests in
 //!   progress finish (bounded by `--request-timeout-ms`), and event streams
 //!   end (the caller stops the watchers).
@@ -30,6 +35,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,11 +48,13 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::tls::ClientCertificate;
 
 /// Bounds of the accept loop, from the node's configuration.
 #[derive(Clone, Copy, Debug)]
@@ -69,11 +77,51 @@ impl EdgeLimits {
     }
 }
 
+/// The service of one connection: each request is handed its peer
+/// address and, on TLS with a client certificate, [`ClientCertificate`]
+/// (the peer guard reads both), and keeps the connection busy until its
+/// response ends.
+fn service(
+    app: Router,
+    remote: SocketAddr,
+    certified: Option<ClientCertificate>,
+    busy: Arc<AtomicUsize>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<TrackedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<TrackedBody>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let busy = Busy::new(busy.clone());
+        let app = app.clone();
+        async move {
+            let mut req = req.map(Body::new);
+            // The peer guard checks that a member's request comes from
+            // that member's address, and under peer mTLS on a certified
+            // connection.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(remote));
+            if let Some(c) = certified {
+                req.extensions_mut().insert(c);
+            }
+            let resp = match app.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _busy: busy }))
+        }
+    })
+}
+
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves,
-/// then closes gracefully (see the module notes).
+/// then closes gracefully (see the module notes). With `tls`, every
+/// connection first completes a TLS handshake, within the header read
+/// timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     limits: EdgeLimits,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
@@ -112,29 +160,55 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let busy = slot.busy.clone();
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let busy = Busy::new(busy.clone());
-            let app = app.clone();
-            async move {
-                let mut req = req.map(Body::new);
-                // The peer guard checks that a member's request comes from
-                // that member's address.
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(remote));
-                let resp = match app.oneshot(req).await {
-                    Ok(resp) => resp,
-                    Err(never) => match never {},
-                };
-                Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _busy: busy }))
-            }
-        });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         let metrics = metrics.clone();
+        let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
+            let served = async {
+                let Some(tls) = tls else {
+                    let service = service(app, remote, None, slot.busy.clone());
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    return watcher.watch(conn).await;
+                };
+                // The handshake is bounded like a request's headers: a
+                // client that stalls in it holds its slot no longer (and
+                // meanwhile the slot is idle, so a newcomer may take it).
+                let stream = match tokio::time::timeout(header_read_timeout, tls.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        metrics
+                            .http_connections_closed
+                            .with_label_values(&["tls_handshake"])
+                            .inc();
+                        debug!(%remote, error = %e, "TLS handshake failed");
+                        return Ok(());
+                    }
+                    Err(_) => {
+                        metrics
+                            .http_connections_closed
+                            .with_label_values(&["tls_handshake"])
+                            .inc();
+                        debug!(%remote, "TLS handshake not done within the header read timeout");
+                        return Ok(());
+                    }
+                };
+                let certified = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty())
+                    .then_some(ClientCertificate);
+                let service = service(app, remote, certified, slot.busy.clone());
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                watcher.watch(conn).await
+            };
             tokio::select! {
-                res = conn => {
+                res = served => {
                     if let Err(e) = res {
                         if e.is_timeout() {
                             metrics

@@ -36,6 +36,9 @@
 //!   errors; [`error`]: the one error type of the edge, with the
 //!   conversions from the core's errors.
 //! - [`internal`]: Raft RPC and node-to-node routes (bincode).
+//! - [`tls`]: TLS on the listeners and mutual TLS between nodes: the
+//!   certificates, their reload, the acceptors and the peer client's
+//!   configuration.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers and
 //!   the wire types ([`public_api`] lists the routes once for both), served
 //!   at `/openapi.json` and browsable at `/docs`.
@@ -61,6 +64,7 @@ pub mod node;
 pub mod openapi;
 pub mod peer;
 pub mod scaling;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,6 +152,8 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
         None => None,
     };
     let node = Node::start(config).await?;
+    node.tls
+        .spawn_reloader(node.config.tls_reload_interval(), node.metrics.clone());
     if let Some(token) = bootstrap {
         token.spawn(node.clone());
     }

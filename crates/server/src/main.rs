@@ -219,6 +219,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let metrics = node.metrics.clone();
+    let public_tls = node.tls.public_acceptor()?;
+    let peer_tls = node.tls.peer_acceptor()?;
+    info!(
+        public = if public_tls.is_some() { "https" } else { "http" },
+        peers = node.tls.peer_scheme(),
+        peer_auth = %node.peer_auth().1,
+        "listeners"
+    );
     let peers = match node.config.peer_listen {
         Some(addr) => {
             let peer_listener = TcpListener::bind(addr)
@@ -231,6 +239,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 agent_registry::edge::serve(
                     peer_listener,
                     app,
+                    peer_tls,
                     limits,
                     metrics,
                     stop.cancelled_owned(),
@@ -244,6 +253,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     agent_registry::edge::serve(
         listener,
         app,
+        public_tls,
         limits,
         metrics,
         stop.clone().cancelled_owned(),

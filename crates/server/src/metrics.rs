@@ -56,8 +56,15 @@ pub struct Metrics {
     /// Connections the node closed by reason: `evicted` (the idlest, for a
     /// new one at the cap), `refused` (a new one at the cap, every other
     /// busy), `header_timeout` (headers not in within
-    /// `--header-read-timeout-ms`).
+    /// `--header-read-timeout-ms`), `tls_handshake` (a TLS handshake that
+    /// failed, e.g. a client certificate from another CA, or did not end
+    /// within `--header-read-timeout-ms`).
     pub http_connections_closed: IntCounterVec,
+    /// Certificates read again (SIGHUP or a changed file), by certificate
+    /// (`public`, `peer`).
+    pub tls_reloads: IntCounterVec,
+    /// Reloads that failed, the previous certificate kept, by certificate.
+    pub tls_reload_failures: IntCounterVec,
     /// Event streams and long polls served now (at most `--max-watchers`).
     pub event_watchers: IntGauge,
     /// Event streams and long polls refused with `too_many_watchers`.
@@ -119,9 +126,25 @@ impl Metrics {
         let http_connections_closed = IntCounterVec::new(
             Opts::new(
                 "http_connections_closed_total",
-                "Connections closed by the node, by reason (evicted, refused, header_timeout)",
+                "Connections closed by the node, by reason (evicted, refused, header_timeout, tls_handshake)",
             ),
             &["reason"],
+        )
+        .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tls_reloads_total",
+                "TLS certificates read again (SIGHUP or a changed file), by certificate (public, peer)",
+            ),
+            &["certificate"],
+        )
+        .expect("valid metric");
+        let tls_reload_failures = IntCounterVec::new(
+            Opts::new(
+                "tls_reload_failures_total",
+                "TLS certificate reloads that failed (the previous certificate kept), by certificate (public, peer)",
+            ),
+            &["certificate"],
         )
         .expect("valid metric");
         let auth_refused = IntCounterVec::new(
@@ -203,6 +226,8 @@ impl Metrics {
             sweep_seconds,
             http_connections: gauge("http_connections", "Connections open now"),
             http_connections_closed,
+            tls_reloads,
+            tls_reload_failures,
             event_watchers: gauge("event_watchers", "Event streams and long polls served now"),
             event_watchers_refused: counter(
                 "event_watchers_refused_total",
@@ -262,6 +287,8 @@ impl Metrics {
             Box::new(m.sweep_seconds.clone()),
             Box::new(m.http_connections.clone()),
             Box::new(m.http_connections_closed.clone()),
+            Box::new(m.tls_reloads.clone()),
+            Box::new(m.tls_reload_failures.clone()),
             Box::new(m.event_watchers.clone()),
             Box::new(m.event_watchers_refused.clone()),
             Box::new(m.disk_free_bytes.clone()),

@@ -30,6 +30,7 @@ use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::group_commit::{ForwardGroup, GroupCommit};
 use crate::metrics::Metrics;
+use crate::tls::NodeTls;
 
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error("{0}")]
     Secret(#[from] registry_raft::auth::SecretError),
+    /// A certificate, key or CA file cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Access control cannot work as configured (`--auth on` without a
     /// way to an admin token, an unreadable bootstrap token).
     #[error("access control: {0}")]
@@ -146,6 +150,9 @@ pub struct NodeInner {
     /// and with `--insecure-peers`.
     peer_key: Option<PeerKey>,
     peer_auth: PeerAuthMode,
+    /// The certificates of the listeners and of the peer connections,
+    /// reloaded in place.
+    pub tls: NodeTls,
     /// When this node last received an AppendEntries (data or heartbeat)
     /// from a leader.
     last_leader_contact: Mutex<Option<Instant>>,
@@ -224,10 +231,13 @@ impl Node {
             Some(path) => Some(PeerKey::from_file(path)?),
             None => None,
         };
-        let peer_auth = match (&peer_key, config.insecure_peers) {
-            (Some(_), _) => PeerAuthMode::HmacSha256,
-            (None, true) => PeerAuthMode::Insecure,
-            (None, false) => PeerAuthMode::None,
+        let tls = NodeTls::load(&config)?;
+        let peer_auth = match (&peer_key, tls.peer.is_some(), config.insecure_peers) {
+            (Some(_), true, _) => PeerAuthMode::MutualTlsHmacSha256,
+            (Some(_), false, _) => PeerAuthMode::HmacSha256,
+            (None, true, _) => PeerAuthMode::MutualTls,
+            (None, false, true) => PeerAuthMode::Insecure,
+            (None, false, false) => PeerAuthMode::None,
         };
         if peer_auth == PeerAuthMode::Insecure {
             warn!("--insecure-peers: node-to-node requests are not authenticated; anyone who can reach the peer port can act as a member of this cluster");
@@ -236,7 +246,11 @@ impl Node {
         // that a member is recognised by its source address.
         let peer_ip = config.peer_listen.unwrap_or(config.listen).ip();
         let http = PeerHttp::new(
-            peer_http_client((!peer_ip.is_unspecified()).then_some(peer_ip))?,
+            peer_http_client(
+                (!peer_ip.is_unspecified()).then_some(peer_ip),
+                tls.peer_client()?,
+            )?,
+            tls.peer_scheme(),
             config.node_id,
             peer_key.clone(),
             identity.clone(),
@@ -273,6 +287,7 @@ impl Node {
             http,
             peer_key,
             peer_auth,
+            tls,
             last_leader_contact: Mutex::new(None),
             // A read must not join a round already in flight, and every
             // read waiting shares the next one, however many.

@@ -1,8 +1,12 @@
 //! The guard in front of every node-to-node route (`/internal/*`).
 //!
 //! A request passes only if, in this order:
+//! 0. under mutual TLS between nodes (`--peer-tls-*`), it came on a
+//!    connection whose client presented a certificate from the peer CA
+//!    (checked in the handshake; see [`crate::tls`]): else 401
+//!    `unauthenticated`;
 //! 1. its body is in this release's format (content type);
-//! 2. it carries the identity headers, and (unless `--insecure-peers`) a
+//! 2. it carries the identity headers, and (with a cluster secret) a
 //!    valid signature over them and the body ([`registry_raft::auth`]),
 //!    made within the allowed clock skew, with a sequence number not seen
 //!    before from that sender: else 401 `unauthenticated`;
@@ -36,6 +40,7 @@ use registry_types::{ErrorCode, NodeId};
 
 use crate::error::ApiError;
 use crate::node::Node;
+use crate::tls::ClientCertificate;
 
 /// Largest node-to-node body: an AppendEntries of a full group-commit
 /// round, a snapshot chunk, a batch of forwarded heartbeats.
@@ -58,8 +63,8 @@ pub struct PeerGuard(Arc<Inner>);
 
 struct Inner {
     node: Node,
-    /// `None`: unsigned requests (`--insecure-peers`, or a single node,
-    /// whose membership lets nobody in).
+    /// `None`: unsigned requests (mutual TLS alone, `--insecure-peers`, or
+    /// a single node, whose membership lets nobody in).
     key: Option<PeerKey>,
     mode: PeerAuthMode,
     /// Per sender: the sequence numbers taken. A std `Mutex`: held for a
@@ -326,6 +331,16 @@ impl PeerGuard {
 
 /// The middleware of the internal routes.
 pub async fn guard(State(guard): State<PeerGuard>, req: Request, next: Next) -> Response {
+    let needs_certificate = matches!(
+        guard.mode(),
+        PeerAuthMode::MutualTls | PeerAuthMode::MutualTlsHmacSha256
+    );
+    if needs_certificate && req.extensions().get::<ClientCertificate>().is_none() {
+        return refuse(
+            ErrorCode::Unauthenticated,
+            "node-to-node request on a connection without a client certificate from the peer CA (--peer-tls-ca-file)",
+        );
+    }
     let content_type = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

@@ -19,6 +19,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use openraft::{
     BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
@@ -48,13 +49,30 @@ const ROUTES: &[&str] = &[
     "/internal/heartbeats",
 ];
 
+/// The next sequence number of any forger. One counter for all of them:
+/// a node keeps one replay window (4,096 wide) per claimed sender, so a
+/// forger's number must not fall far behind one another forger sent before
+/// as the same member (each counting from its own creation time did, once
+/// building an HTTP client took a few milliseconds).
+fn next_seq() -> u64 {
+    static SEQ: OnceLock<AtomicU64> = OnceLock::new();
+    SEQ.get_or_init(|| {
+        AtomicU64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64,
+        )
+    })
+    .fetch_add(1, Ordering::Relaxed)
+}
+
 /// Signs requests as a peer would, with whatever it is given.
 struct Forger {
     http: reqwest::Client,
     key: Option<PeerKey>,
     cluster: Option<ClusterId>,
     from: u64,
-    seq: AtomicU64,
 }
 
 impl Forger {
@@ -68,12 +86,6 @@ impl Forger {
             key,
             cluster,
             from,
-            seq: AtomicU64::new(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_micros() as u64,
-            ),
         }
     }
 
@@ -91,7 +103,7 @@ impl Forger {
             from: self.from,
             to: addr.to_string(),
             timestamp_ms: auth::now_ms(),
-            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            seq: next_seq(),
         };
         tweak(&mut creds);
         let mut req = self
@@ -387,7 +399,7 @@ async fn requests_without_valid_credentials_are_refused_and_change_nothing() {
             assert_eq!(r.status().as_u16(), 401, "{route}");
         }
         eprintln!("--- a replayed request, to node {target}");
-        let seq = valid.seq.fetch_add(1, Ordering::Relaxed);
+        let seq = next_seq();
         let now = auth::now_ms();
         let once = |c: &mut Credentials| {
             c.seq = seq;

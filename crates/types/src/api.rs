@@ -417,6 +417,13 @@ pub enum PeerAuthMode {
     /// Every request is signed with the cluster secret (HMAC-SHA256) and
     /// checked for freshness, replay, membership and cluster id.
     HmacSha256,
+    /// Mutual TLS (`--peer-tls-*`): a request passes only on a connection
+    /// whose client certificate the peer CA issued; requests are not
+    /// signed (TLS keeps them from being altered or replayed); membership,
+    /// source address and cluster id are still checked.
+    MutualTls,
+    /// Both: mutual TLS, and every request signed with the cluster secret.
+    MutualTlsHmacSha256,
     /// `--insecure-peers`: requests are not signed; membership and cluster
     /// id are still checked, but anyone who can reach the port can claim to
     /// be a member.

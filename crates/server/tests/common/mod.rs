@@ -22,7 +22,7 @@ use std::fs::OpenOptions;
 use std::future::Future;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,17 @@ pub fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// [`http_client`] that also trusts the CA certificate(s) of `ca_pem`.
+pub fn http_client_trusting(ca_pem: &[u8]) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10));
+    for cert in reqwest::Certificate::from_pem_bundle(ca_pem).expect("CA PEM") {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().expect("reqwest client")
+}
+
 /// One raw HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -161,6 +172,11 @@ pub async fn send_with_headers(
 pub struct NodeProc {
     pub id: NodeId,
     pub port: u16,
+    /// `http`, or `https` after [`Cluster::use_tls`].
+    pub scheme: &'static str,
+    /// Flags given to this node alone (its certificate files), after the
+    /// cluster's.
+    pub args: Vec<String>,
     pub data_dir: PathBuf,
     /// stderr and stdout of every start of this node, appended.
     pub log_path: PathBuf,
@@ -171,7 +187,7 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     pub fn is_running(&self) -> bool {
@@ -215,6 +231,9 @@ pub struct Cluster {
     /// The cluster secret every node is given (unless the test's flags
     /// choose otherwise).
     pub secret_path: PathBuf,
+    /// The CA the test clients trust besides the system's, after
+    /// [`Cluster::use_tls`].
+    pub ca_file: Option<PathBuf>,
     pub http: reqwest::Client,
 }
 
@@ -236,6 +255,8 @@ impl Cluster {
                 NodeProc {
                     id,
                     port,
+                    scheme: "http",
+                    args: Vec::new(),
                     data_dir: dir.join("data"),
                     log_path: dir.join("node.log"),
                     child: None,
@@ -261,8 +282,33 @@ impl Cluster {
             initial_cluster,
             secret_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            ca_file: None,
             http: http_client(),
         }
+    }
+
+    /// The directory holding every node's data and log (and whatever the
+    /// test puts there, e.g. certificates); removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The nodes serve https (the test gives them certificates): their
+    /// URLs become `https://`, and the harness's clients trust `ca_file`.
+    pub fn use_tls(&mut self, ca_file: &Path) {
+        for node in self.nodes.values_mut() {
+            node.scheme = "https";
+        }
+        let pem = std::fs::read(ca_file).expect("read the CA file");
+        self.http = http_client_trusting(&pem);
+        self.ca_file = Some(ca_file.to_path_buf());
+    }
+
+    /// Flags for node `id` alone, given after the cluster's on its next
+    /// starts.
+    pub fn set_node_args(&mut self, id: NodeId, args: &[&str]) {
+        self.nodes.get_mut(&id).expect("known node").args =
+            args.iter().map(|s| s.to_string()).collect();
     }
 
     /// Starts `n` nodes and waits until every one is ready.
@@ -300,24 +346,27 @@ impl Cluster {
 
     /// A fail-over client over the given nodes, in that order.
     pub fn client(&self, ids: &[NodeId]) -> Client {
-        Client::builder(ids.iter().map(|id| self.url(*id)).collect())
-            .request_timeout(Duration::from_secs(10))
-            .build()
-            .expect("client")
+        let mut builder = Client::builder(ids.iter().map(|id| self.url(*id)).collect())
+            .request_timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.ca_file {
+            builder = builder.ca_cert(ca);
+        }
+        builder.build().expect("client")
     }
 
     /// Spawns node `id` (from its existing data directory, if any).
     pub fn start_node(&mut self, id: NodeId) {
         let initial_cluster = self.initial_cluster.clone();
         let mut extra = self.extra_args.clone();
-        let chooses_auth = extra
-            .iter()
-            .any(|a| a == "--insecure-peers" || a == "--cluster-secret-file");
+        let node = self.nodes.get_mut(&id).expect("known node");
+        extra.extend(node.args.iter().cloned());
+        let chooses_auth = extra.iter().any(|a| {
+            a == "--insecure-peers" || a == "--cluster-secret-file" || a == "--peer-tls-cert-file"
+        });
         if !chooses_auth {
             extra.push("--cluster-secret-file".into());
             extra.push(self.secret_path.display().to_string());
         }
-        let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
         let mut log = OpenOptions::new()
