@@ -17,6 +17,7 @@ of each node's log are printed in the summary.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import secrets
 import signal
@@ -42,6 +43,9 @@ LOG_TAIL_LINES = 40
 # Events the test cluster keeps: small, so test_watch can outrun it.
 EVENT_WINDOW = 100
 CLUSTER_FLAGS = ["--event-window", str(EVENT_WINDOW)]
+
+# One line per HTTP request drowns the tests' own story in a failure report.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def registry_binary() -> Path:
