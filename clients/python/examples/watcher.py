@@ -18,7 +18,10 @@ from agent_registry import AsyncRegistryClient, Compacted
 
 async def follow(count: int | None, capability: str | None) -> None:
     async with AsyncRegistryClient() as registry:
-        after: int | None = None
+        # "Now", resolved before the stream opens and printed, so that a
+        # caller knows from which revision on nothing will be missed.
+        after = (await registry.events()).next_from_revision - 1
+        print(f"# watching after revision {after}", flush=True)
         seen = 0
         while True:
             try:
@@ -32,7 +35,10 @@ async def follow(count: int | None, capability: str | None) -> None:
             except Compacted as e:
                 # Fell out of the window: resynchronize from a fresh listing.
                 page = await registry.list_agents_page(limit=1)
-                print(f"# compacted at {e.current_revision}: resynchronizing at {page.revision}")
+                print(
+                    f"# compacted at {e.current_revision}: resynchronizing at {page.revision}",
+                    flush=True,
+                )
                 after = page.revision
 
 
