@@ -27,7 +27,10 @@ async def follow(count: int | None, capability: str | None) -> None:
             try:
                 async for event in registry.watch(after=after, capability=capability):
                     status = event.status.value if event.status else "-"
-                    print(f"{event.revision} {event.type.value} {event.agent_id or '-'} {status}", flush=True)
+                    print(
+                        f"{event.revision} {event.type.value} {event.agent_id or '-'} {status}",
+                        flush=True,
+                    )
                     after = event.revision
                     seen += 1
                     if count is not None and seen >= count:

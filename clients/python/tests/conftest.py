@@ -265,9 +265,7 @@ class Cluster:
 _CLUSTERS: list[Cluster] = []
 
 
-def make_cluster(
-    base: Path, size: int, flags: list[str], token: str | None = None
-) -> Cluster:
+def make_cluster(base: Path, size: int, flags: list[str], token: str | None = None) -> Cluster:
     binary = registry_binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(

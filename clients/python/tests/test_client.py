@@ -20,6 +20,7 @@ from agent_registry import (
     SelectStrategy,
     SortBy,
 )
+
 from helpers import new_id
 
 
@@ -63,7 +64,11 @@ async def test_register_get_update_and_deregister(client: AsyncRegistryClient) -
     record = await client.get(aid)
     assert record.capabilities[0].cost_estimate == "50-200 tokens per function"
     assert record.capabilities[0].parameters == {"language": "str"}
-    assert (record.status, record.metadata, record.tags) == (AgentStatus.ACTIVE, {"region": "eu"}, ["prod"])
+    assert (record.status, record.metadata, record.tags) == (
+        AgentStatus.ACTIVE,
+        {"region": "eu"},
+        ["prod"],
+    )
 
     # --- conditional registration
     with pytest.raises(Conflict) as exists:
@@ -82,7 +87,9 @@ async def test_register_get_update_and_deregister(client: AsyncRegistryClient) -
     assert (healthier.health_score, healthier.load_factor) == (0.9, 0.4)
     assert healthier.performance_metrics["q"] == 3.0
     health = await client.health(aid)
-    assert health.status == "healthy" and health.is_healthy and health.agent_status is AgentStatus.BUSY
+    assert (
+        health.status == "healthy" and health.is_healthy and health.agent_status is AgentStatus.BUSY
+    )
 
     # --- deregister, then everything about it is NotFound
     gone = await client.deregister(aid)
@@ -186,7 +193,9 @@ async def test_stats_cluster_and_node_probes(client: AsyncRegistryClient, nodes:
 async def test_scaling_policies_and_advisories(client: AsyncRegistryClient) -> None:
     cap = new_id("scale")
     await client.register(agent(new_id("scale-a"), cap, load_factor=0.95))
-    policy = await client.put_scaling_policy(cap, min_agents=1, max_agents=5, high_load=0.8, low_load=0.1)
+    policy = await client.put_scaling_policy(
+        cap, min_agents=1, max_agents=5, high_load=0.8, low_load=0.1
+    )
     assert (policy.capability, policy.max_agents, policy.low_load) == (cap, 5, 0.1)
     assert (await client.scaling_policy(cap)).revision == policy.revision
     assert any(p.capability == cap for p in (await client.scaling_policies()).policies)
@@ -227,7 +236,11 @@ async def test_events_long_poll(client: AsyncRegistryClient) -> None:
         ({"name": "n", "endpoint": "file:///etc/passwd"}, "endpoint"),
         ({"name": "n", "endpoint": "http://x:1", "ttl_seconds": 1}, "ttl_seconds"),
         (
-            {"name": "n", "endpoint": "http://x:1", "capabilities": [{"name": "c", "cost_estimate": -1}]},
+            {
+                "name": "n",
+                "endpoint": "http://x:1",
+                "capabilities": [{"name": "c", "cost_estimate": -1}],
+            },
             "capabilities[0].cost_estimate",
         ),
         ({"name": "n", "endpoint": "http://x:1", "health_score": 1.5}, "health_score"),

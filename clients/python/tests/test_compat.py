@@ -12,6 +12,7 @@ import pytest
 
 from agent_registry import AgentRegistration, AsyncRegistryClient
 from agent_registry.compat import AgentCapability, AgentRegistryClient, RegistryClient
+
 from helpers import new_id, wait_until
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ async def test_devtools_client_as_its_examples_use_it(nodes: list[str]) -> None:
         )
 
         log.info('--- search "python": code_generation only')
-        matches = [m for m in await orchestrator.search_capabilities("python") if m.agent_id == feature_id]
+        matches = [
+            m for m in await orchestrator.search_capabilities("python") if m.agent_id == feature_id
+        ]
         assert [m.capability for m in matches] == ["code_generation"]
         assert matches[0].agent_name == "Feature Development Agent"
         assert matches[0]["base_url"] == "http://feature-dev:8002"
@@ -130,7 +133,7 @@ async def test_devtools_client_as_its_examples_use_it(nodes: list[str]) -> None:
 
         async def status_is(wanted: str) -> bool:
             health = await orchestrator.check_health(feature_id)
-            return health["status"] == wanted
+            return bool(health["status"] == wanted)
 
         await wait_until(lambda: status_is("unhealthy"), what="unhealthy", timeout=15)
         await wait_until(lambda: status_is("offline"), what="offline", timeout=15)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agent_registry import AsyncRegistryClient, NotFound
+
 from conftest import free_ports
 from helpers import new_id, wait_until
 
@@ -88,9 +89,7 @@ async def test_fastapi_agent_found_through_discovery_and_delegated_to(
         "127.0.0.1",
         "--port",
         str(port),
-        env=example_env(
-            nodes, AGENT_ID=agent_id, AGENT_PORT=str(port), AGENT_TTL_SECONDS="6"
-        ),
+        env=example_env(nodes, AGENT_ID=agent_id, AGENT_PORT=str(port), AGENT_TTL_SECONDS="6"),
     )
     try:
         async with AsyncRegistryClient(nodes) as registry, httpx.AsyncClient() as http:

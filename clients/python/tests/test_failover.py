@@ -9,6 +9,7 @@ a leader; the registry behind them is the real cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
@@ -27,6 +28,7 @@ from agent_registry import (
     RegistryClient,
     Unavailable,
 )
+
 from conftest import Cluster
 from helpers import new_id
 
@@ -150,8 +152,8 @@ class FaultyNode(socketserver.ThreadingTCPServer):
 
 
 def error_answer(status: str, code: str, retry_after: int | None = None) -> bytes:
-    body = (
-        '{"error":{"code":"%s","message":"injected by the test","retryable":true}}' % code
+    body = json.dumps(
+        {"error": {"code": code, "message": "injected by the test", "retryable": True}}
     ).encode()
     extra = f"retry-after: {retry_after}\r\n" if retry_after is not None else ""
     return (

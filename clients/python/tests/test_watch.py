@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from agent_registry import AgentRegistration, AsyncRegistryClient, Compacted, Event
+
 from conftest import EVENT_WINDOW, Cluster
 from helpers import new_id
 
@@ -32,9 +33,10 @@ async def test_watch_resumes_across_a_follower_kill_without_gap_or_duplicate(
     got = asyncio.Event()
     wanted = 0
 
-    async with AsyncRegistryClient([follower.url, *others]) as watcher, AsyncRegistryClient(
-        others
-    ) as writer:
+    async with (
+        AsyncRegistryClient([follower.url, *others]) as watcher,
+        AsyncRegistryClient(others) as writer,
+    ):
         start = (await writer.stats()).revision
 
         async def consume() -> None:
