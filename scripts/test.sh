@@ -11,6 +11,8 @@
 #            by openapi-spec-validator)
 #   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
 #            re-created in Python, against a real 3-node cluster)
+#   python   scripts/python-sdk.sh (the Python SDK in clients/python: pip
+#            install, ruff, mypy --strict, pytest against real clusters)
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
 #   bench    scripts/bench.sh all --quick (every benchmark scenario, small numbers)
 #   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
@@ -54,6 +56,7 @@ stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
 stage nextest cargo nextest run --release --workspace --no-fail-fast
 stage openapi "$REPO_ROOT/scripts/openapi-check.sh"
 stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
+stage python "$REPO_ROOT/scripts/python-sdk.sh"
 
 if docker_available; then
     stage smoke "$REPO_ROOT/scripts/compose-smoke.sh"
