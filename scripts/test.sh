@@ -13,6 +13,8 @@
 #            auth off and on: no 5xx, no panic)
 #   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
 #            re-created in Python, against a real 3-node cluster)
+#   python   scripts/python-sdk.sh (the Python SDK in clients/python: pip
+#            install, ruff, mypy --strict, pytest against real clusters)
 #   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
 #   bench    scripts/bench.sh all --quick (every benchmark scenario, small numbers)
 #   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
@@ -57,6 +59,7 @@ stage nextest cargo nextest run --release --workspace --no-fail-fast
 stage openapi "$REPO_ROOT/scripts/openapi-check.sh"
 stage apifuzz "$REPO_ROOT/scripts/api-fuzz.sh"
 stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
+stage python "$REPO_ROOT/scripts/python-sdk.sh"
 
 if docker_available; then
     stage smoke "$REPO_ROOT/scripts/compose-smoke.sh"

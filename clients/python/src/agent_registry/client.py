@@ -1,0 +1,714 @@
+"""The asyncio client: :class:`AsyncRegistryClient`, one method per route.
+
+Every method runs its call through :meth:`AsyncRegistryClient._run`, the
+fail-over loop whose rules live in :mod:`agent_registry._transport`. Reads
+take ``consistency`` and ``min_revision`` (docs/api.md, "Consistency") and
+every call a per-attempt ``timeout`` in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _routes as routes
+from ._transport import (
+    Call,
+    Config,
+    Kind,
+    backoff,
+    classify_exception,
+    classify_response,
+    give_up,
+    resolve_config,
+)
+from .errors import NotFound, RegistryError
+from .models import (
+    AgentHealth,
+    AgentList,
+    AgentRecord,
+    AgentRegistration,
+    AgentStatus,
+    BatchHeartbeatResponse,
+    CapabilityList,
+    CapabilitySummary,
+    ClusterInfo,
+    Consistency,
+    CreatedToken,
+    DeleteResponse,
+    DiscoverResponse,
+    Event,
+    EventBatch,
+    EventKind,
+    HeartbeatReport,
+    HeartbeatResponse,
+    NodeHealth,
+    RegisterResponse,
+    Role,
+    RuntimeDetail,
+    RuntimeList,
+    RuntimeSummary,
+    ScalingAdvisoryList,
+    ScalingPolicy,
+    ScalingPolicyList,
+    SearchResponse,
+    SelectStrategy,
+    SortBy,
+    Stats,
+    TokenInfo,
+)
+
+T = TypeVar("T")
+
+#: Most pages an auto-paging iterator follows, so that a server handing out
+#: cursors in a cycle cannot keep a caller busy forever.
+MAX_PAGES = 10_000
+
+
+class AsyncRegistryClient:
+    """A client for a registry cluster, for asyncio code.
+
+    ``nodes`` are the base URLs of some or all nodes (any node serves any
+    call); without them, ``REGISTRY_NODES`` (comma-separated). ``token``
+    (else ``REGISTRY_TOKEN``) is sent as ``Authorization: Bearer``;
+    ``ca_file`` (else ``REGISTRY_CACERT``) is the CA bundle that verifies
+    ``https`` nodes. ``timeout`` bounds each attempt, ``retry_budget`` the
+    time a call spends failing over between nodes (both in seconds).
+
+    Use it as an async context manager, or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str] | str | None = None,
+        *,
+        token: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        retry_budget: float | None = None,
+    ) -> None:
+        self.config: Config = resolve_config(
+            nodes, token=token, ca_file=ca_file, timeout=timeout, retry_budget=retry_budget
+        )
+        self._http = httpx.AsyncClient(
+            verify=self.config.verify,
+            headers=self.config.headers(),
+            timeout=self.config.timeout,
+        )
+        # Index of the node that answered last: calls start there.
+        self._preferred = 0
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The configured node URLs."""
+        return self.config.nodes
+
+    @property
+    def preferred_node(self) -> str:
+        """The node the next call tries first (the last one that answered)."""
+        return self.config.nodes[self._preferred]
+
+    async def aclose(self) -> None:
+        """Closes the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRegistryClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the fail-over loop ------------------------------------------------
+
+    async def _run(self, route: routes.Route[T]) -> T:
+        return route.parse(await self._request(route.call))
+
+    async def _request(self, call: Call) -> Any:
+        """Sends ``call`` to the nodes in turn until one answers for good."""
+        nodes = self.config.nodes
+        deadline = time.monotonic() + self.config.retry_budget
+        errors: list[RegistryError] = []
+        attempt = 0
+        while True:
+            index = (self._preferred + attempt) % len(nodes)
+            node = nodes[index]
+            try:
+                response = await self._http.request(
+                    call.method,
+                    node + call.path,
+                    params=call.params,
+                    json=call.body,
+                    headers=call.headers,
+                    timeout=call.timeout if call.timeout is not None else self.config.timeout,
+                )
+            except httpx.TransportError as e:
+                step = classify_exception(call.kind, node, e)
+            else:
+                step = classify_response(call.kind, node, response)
+            if step.error is None:
+                self._preferred = index
+                return step.result
+            if not step.retry:
+                if step.error.status is not None:
+                    # A node answered (with a final error): it is reachable.
+                    self._preferred = index
+                raise step.error
+            errors.append(step.error)
+            attempt += 1
+            round_ = attempt // len(nodes)
+            # Refused connections move on at once within the first round.
+            delay = (
+                0.0
+                if (step.not_sent and round_ == 0)
+                else backoff(max(1, round_), step.retry_after)
+            )
+            if time.monotonic() + delay >= deadline:
+                raise give_up(call, errors, self.config.retry_budget) from step.error
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Any route, with the client's fail-over and errors; answers the
+        decoded JSON. ``GET`` is a read; other methods are writes, sent again
+        after an unknown outcome only when ``idempotent``."""
+        if method.upper() == "GET":
+            kind = Kind.READ
+        else:
+            kind = Kind.IDEMPOTENT if idempotent else Kind.WRITE
+        return await self._run(
+            routes.raw(method.upper(), path, kind, params=params, body=json, timeout=timeout)
+        )
+
+    # -- agents --------------------------------------------------------------
+
+    async def register(
+        self,
+        registration: AgentRegistration,
+        *,
+        if_absent: bool = False,
+        expected_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> RegisterResponse:
+        """Registers an agent, or replaces it (``POST /v1/agents``).
+
+        ``if_absent``: :class:`~agent_registry.errors.Conflict` when it
+        exists. ``expected_revision``: only if the record's ``revision`` is
+        that (0: must not exist). A write: never retried after an unknown
+        outcome (:class:`~agent_registry.errors.OutcomeUnknown`).
+        """
+        return await self._run(
+            routes.register(
+                registration,
+                if_absent=if_absent,
+                expected_revision=expected_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def get(
+        self,
+        agent_id: str,
+        *,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> AgentRecord:
+        """One agent (:class:`~agent_registry.errors.NotFound` if unknown)."""
+        return await self._run(routes.get_agent(agent_id, consistency, min_revision, timeout))
+
+    async def list_agents_page(
+        self,
+        *,
+        status: AgentStatus | str | None = None,
+        capability: str | None = None,
+        tag: str | None = None,
+        agent_type: str | None = None,
+        runtime_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> AgentList:
+        """One page of agents, in id order; continue with ``next_cursor``."""
+        return await self._run(
+            routes.list_page(
+                status=status,
+                capability=capability,
+                tag=tag,
+                agent_type=agent_type,
+                runtime_id=runtime_id,
+                limit=limit,
+                cursor=cursor,
+                consistency=consistency,
+                min_revision=min_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def list_agents(
+        self,
+        *,
+        status: AgentStatus | str | None = None,
+        capability: str | None = None,
+        tag: str | None = None,
+        agent_type: str | None = None,
+        runtime_id: str | None = None,
+        page_size: int | None = None,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[AgentRecord]:
+        """Every matching agent, following the cursors page by page.
+
+        Each page after the first is read at least at the first page's
+        revision (``min_revision``), so a later page never comes from a node
+        that lags the earlier ones.
+        """
+        cursor: str | None = None
+        revision: int | None = None
+        for _ in range(MAX_PAGES):
+            page = await self.list_agents_page(
+                status=status,
+                capability=capability,
+                tag=tag,
+                agent_type=agent_type,
+                runtime_id=runtime_id,
+                limit=page_size,
+                cursor=cursor,
+                consistency=consistency,
+                min_revision=revision,
+                timeout=timeout,
+            )
+            revision = page.revision if revision is None else revision
+            for agent in page.agents:
+                yield agent
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+        raise RegistryError(f"more than {MAX_PAGES} pages of agents", code="too_many_pages")
+
+    async def deregister(self, agent_id: str, *, timeout: float | None = None) -> DeleteResponse:
+        """Removes an agent (``DELETE /v1/agents/{id}``)."""
+        return await self._run(routes.deregister(agent_id, timeout))
+
+    async def set_status(
+        self, agent_id: str, status: AgentStatus | str, *, timeout: float | None = None
+    ) -> AgentRecord:
+        """An operator's status change (``PUT /v1/agents/{id}/status``)."""
+        return await self._run(routes.set_status(agent_id, status, timeout))
+
+    async def set_health(
+        self,
+        agent_id: str,
+        *,
+        health_score: float | None = None,
+        load_factor: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> AgentRecord:
+        """Reports health, load and metrics as a Raft write (not a heartbeat)."""
+        return await self._run(
+            routes.set_health(
+                agent_id,
+                health_score=health_score,
+                load_factor=load_factor,
+                metrics=metrics,
+                timeout=timeout,
+            )
+        )
+
+    async def health(
+        self,
+        agent_id: str,
+        *,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> AgentHealth:
+        """One agent's health (``GET /health/{id}``)."""
+        return await self._run(routes.agent_health(agent_id, consistency, min_revision, timeout))
+
+    # -- liveness ------------------------------------------------------------
+
+    async def heartbeat(
+        self,
+        agent_id: str,
+        report: HeartbeatReport | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> HeartbeatResponse:
+        """One heartbeat, with an optional report. Idempotent, so it is sent
+        again on another node after any failure."""
+        return await self._run(routes.heartbeat(agent_id, report, timeout))
+
+    async def heartbeats(
+        self,
+        beats: Sequence[tuple[str, HeartbeatReport | None]],
+        *,
+        timeout: float | None = None,
+    ) -> BatchHeartbeatResponse:
+        """Heartbeats of many agents in one call (``POST /v1/heartbeats``);
+        each item gets its own result."""
+        return await self._run(routes.heartbeats(beats, timeout))
+
+    # -- discovery -----------------------------------------------------------
+
+    async def search(
+        self,
+        q: str,
+        *,
+        status: AgentStatus | str | None = None,
+        limit: int | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchResponse:
+        """Capability search: ``q`` against capability names, tags and
+        descriptions (``GET /v1/capabilities/search``)."""
+        return await self._run(
+            routes.search(
+                q,
+                status=status,
+                limit=limit,
+                consistency=consistency,
+                min_revision=min_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def discover(
+        self,
+        *,
+        capabilities: Sequence[str] | None = None,
+        any_capabilities: Sequence[str] | None = None,
+        text: str | None = None,
+        tags: Sequence[str] | None = None,
+        agent_type: str | None = None,
+        runtime_id: str | None = None,
+        status: Sequence[AgentStatus | str] | None = None,
+        min_health_score: float | None = None,
+        max_load_factor: float | None = None,
+        sort_by: SortBy | str | None = None,
+        limit: int | None = None,
+        explain: bool = False,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> DiscoverResponse:
+        """Structured discovery (``POST /v1/discover``); fields left out take
+        the server's defaults (active agents, health >= 0.5, load <= 0.8)."""
+        return await self._run(
+            routes.discover(
+                capabilities=capabilities,
+                any_capabilities=any_capabilities,
+                text=text,
+                tags=tags,
+                agent_type=agent_type,
+                runtime_id=runtime_id,
+                status=status,
+                min_health_score=min_health_score,
+                max_load_factor=max_load_factor,
+                sort_by=sort_by,
+                limit=limit,
+                explain=explain,
+                consistency=consistency,
+                min_revision=min_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def select(
+        self,
+        capability: str,
+        *,
+        strategy: SelectStrategy | str | None = None,
+        min_health_score: float | None = None,
+        max_load_factor: float | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> AgentRecord | None:
+        """One qualified agent with ``capability``, or None when none
+        qualifies (404 ``no_agent_available``)."""
+        try:
+            return await self._run(
+                routes.select(
+                    capability,
+                    strategy=strategy,
+                    min_health_score=min_health_score,
+                    max_load_factor=max_load_factor,
+                    consistency=consistency,
+                    min_revision=min_revision,
+                    timeout=timeout,
+                )
+            )
+        except NotFound as e:
+            if e.code == "no_agent_available":
+                return None
+            raise
+
+    async def capabilities_page(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> CapabilityList:
+        """One page of capability names with their counts."""
+        return await self._run(
+            routes.capabilities_page(limit, cursor, consistency, min_revision, timeout)
+        )
+
+    async def capabilities(
+        self, *, page_size: int | None = None, timeout: float | None = None
+    ) -> list[CapabilitySummary]:
+        """Every capability name with its counts (all pages)."""
+        out: list[CapabilitySummary] = []
+        cursor: str | None = None
+        revision: int | None = None
+        for _ in range(MAX_PAGES):
+            page = await self.capabilities_page(
+                limit=page_size, cursor=cursor, min_revision=revision, timeout=timeout
+            )
+            revision = page.revision if revision is None else revision
+            out.extend(page.capabilities)
+            if not page.next_cursor:
+                return out
+            cursor = page.next_cursor
+        raise RegistryError(f"more than {MAX_PAGES} pages of capabilities", code="too_many_pages")
+
+    async def runtimes_page(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> RuntimeList:
+        """One page of runtimes with their counts."""
+        return await self._run(
+            routes.runtimes_page(limit, cursor, consistency, min_revision, timeout)
+        )
+
+    async def runtimes(
+        self, *, page_size: int | None = None, timeout: float | None = None
+    ) -> list[RuntimeSummary]:
+        """Every runtime with its counts (all pages)."""
+        out: list[RuntimeSummary] = []
+        cursor: str | None = None
+        revision: int | None = None
+        for _ in range(MAX_PAGES):
+            page = await self.runtimes_page(
+                limit=page_size, cursor=cursor, min_revision=revision, timeout=timeout
+            )
+            revision = page.revision if revision is None else revision
+            out.extend(page.runtimes)
+            if not page.next_cursor:
+                return out
+            cursor = page.next_cursor
+        raise RegistryError(f"more than {MAX_PAGES} pages of runtimes", code="too_many_pages")
+
+    async def runtime(
+        self,
+        runtime_id: str,
+        *,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> RuntimeDetail:
+        """One runtime's counts and agents (NotFound when none runs there)."""
+        return await self._run(routes.runtime(runtime_id, consistency, min_revision, timeout))
+
+    async def stats(
+        self,
+        *,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> Stats:
+        """Registry statistics (``GET /v1/stats``)."""
+        return await self._run(routes.stats(consistency, min_revision, timeout))
+
+    # -- cluster ---------------------------------------------------------------
+
+    async def cluster(self, *, timeout: float | None = None) -> ClusterInfo:
+        """The answering node's view of the cluster (``GET /v1/cluster``)."""
+        return await self._run(routes.cluster(timeout))
+
+    async def node_live(self, *, timeout: float | None = None) -> NodeHealth:
+        """``GET /health/live`` of the first node that answers."""
+        return await self._run(routes.node_health("live", timeout))
+
+    async def node_ready(self, *, timeout: float | None = None) -> NodeHealth:
+        """``GET /health/ready`` of the first node that is ready."""
+        return await self._run(routes.node_health("ready", timeout))
+
+    # -- scaling ---------------------------------------------------------------
+
+    async def put_scaling_policy(
+        self,
+        capability: str,
+        *,
+        min_agents: int | None = None,
+        max_agents: int | None = None,
+        high_load: float | None = None,
+        low_load: float | None = None,
+        min_health: float | None = None,
+        timeout: float | None = None,
+    ) -> ScalingPolicy:
+        """Sets a capability's scaling policy (fields left out: defaults)."""
+        return await self._run(
+            routes.put_policy(
+                capability,
+                min_agents=min_agents,
+                max_agents=max_agents,
+                high_load=high_load,
+                low_load=low_load,
+                min_health=min_health,
+                timeout=timeout,
+            )
+        )
+
+    async def scaling_policy(
+        self, capability: str, *, timeout: float | None = None
+    ) -> ScalingPolicy:
+        """One policy (NotFound ``policy_not_found``)."""
+        return await self._run(routes.get_policy(capability, timeout))
+
+    async def delete_scaling_policy(
+        self, capability: str, *, timeout: float | None = None
+    ) -> ScalingPolicyList:
+        """Removes a policy and its advisories; answers the remaining ones."""
+        return await self._run(routes.delete_policy(capability, timeout))
+
+    async def scaling_policies(self, *, timeout: float | None = None) -> ScalingPolicyList:
+        """Every scaling policy."""
+        return await self._run(routes.list_policies(timeout))
+
+    async def scaling_advisories(
+        self, capability: str | None = None, *, timeout: float | None = None
+    ) -> ScalingAdvisoryList:
+        """The advisories in force (for one capability, or all)."""
+        return await self._run(routes.advisories(capability, timeout))
+
+    # -- events ----------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        from_revision: int | None = None,
+        wait: float = 0.0,
+        types: Sequence[EventKind | str] | None = None,
+        agent_id: str | None = None,
+        capability: str | None = None,
+        runtime_id: str | None = None,
+        timeout: float | None = None,
+    ) -> EventBatch:
+        """One long poll of ``GET /v1/events``: the events from
+        ``from_revision`` (inclusive), waiting up to ``wait`` seconds for the
+        first; continue with ``next_from_revision``.
+        :class:`~agent_registry.errors.Compacted` when the start is no
+        longer kept."""
+        return await self._run(
+            routes.events(
+                from_revision=from_revision,
+                wait=wait,
+                types=types,
+                agent_id=agent_id,
+                capability=capability,
+                runtime_id=runtime_id,
+                timeout=timeout,
+            )
+        )
+
+    def watch(
+        self,
+        *,
+        after: int | None = None,
+        types: Sequence[EventKind | str] | None = None,
+        agent_id: str | None = None,
+        capability: str | None = None,
+        runtime_id: str | None = None,
+        idle_timeout: float = 45.0,
+        max_failures: int = 30,
+    ) -> AsyncIterator[Event]:
+        """Follows the changes as an async iterator of :class:`Event`.
+
+        ``after``: the events after this revision (a listing's ``revision``,
+        or the last event you processed); None: only changes from now on.
+        After a dropped connection or a dead node the watch reconnects (the
+        same node once, then the next) asking for the events after the last
+        one it delivered, so every matching event arrives once, in order.
+        It raises :class:`~agent_registry.errors.Compacted` when the events
+        it needs are no longer kept, and
+        :class:`~agent_registry.errors.Unavailable` after ``max_failures``
+        failed attempts in a row. ``idle_timeout``: seconds of silence
+        (the server sends a keep-alive every 15 s) before a stream is taken
+        as dead.
+        """
+        from .watch import watch as _watch
+
+        return _watch(
+            self,
+            after=after,
+            filter_params=routes.event_filter(types, agent_id, capability, runtime_id),
+            idle_timeout=idle_timeout,
+            max_failures=max_failures,
+        )
+
+    # -- tokens ----------------------------------------------------------------
+
+    async def create_token(
+        self,
+        name: str,
+        role: Role | str,
+        *,
+        agents: Sequence[str] | None = None,
+        runtimes: Sequence[str] | None = None,
+        expires_at: datetime | None = None,
+        timeout: float | None = None,
+    ) -> CreatedToken:
+        """Creates a token (admin); ``token`` in the answer is its secret,
+        shown this once. ``agents``/``runtimes``: an agent token's scope."""
+        return await self._run(
+            routes.create_token(
+                name,
+                role,
+                agents=agents,
+                runtimes=runtimes,
+                expires_at=expires_at,
+                timeout=timeout,
+            )
+        )
+
+    async def tokens(self, *, timeout: float | None = None) -> list[TokenInfo]:
+        """Every token's metadata (admin)."""
+        return (await self._run(routes.list_tokens(timeout))).tokens
+
+    async def revoke_token(self, token_id: str, *, timeout: float | None = None) -> bool:
+        """Revokes a token (admin); NotFound ``token_not_found`` if unknown."""
+        return await self._run(routes.revoke_token(token_id, timeout))

@@ -1,0 +1,607 @@
+"""The wire types of the registry's ``/v1`` API, as pydantic v2 models.
+
+They follow the server's OpenAPI document (``GET /openapi.json``). Answers
+are parsed leniently about *new* fields (unknown fields are ignored, so a
+newer server does not break an older client) and strictly about the fields
+this package reads. Requests are serialized without ``None`` fields, so a
+field left out means "the server's default".
+
+Timestamps are :class:`datetime.datetime` (UTC, stamped by the leader).
+Scores (``health_score``, ``load_factor``) are fractions in 0..1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Actor",
+    "AgentHealth",
+    "AgentList",
+    "AgentRecord",
+    "AgentRegistration",
+    "AgentStatus",
+    "BatchHeartbeatResponse",
+    "BatchHeartbeatResult",
+    "Capability",
+    "CapabilityInput",
+    "CapabilityList",
+    "CapabilityMatch",
+    "CapabilitySummary",
+    "ClusterInfo",
+    "Consistency",
+    "CreatedToken",
+    "DeleteResponse",
+    "DiscoverExplanation",
+    "DiscoverFilterCounts",
+    "DiscoverHit",
+    "DiscoverResponse",
+    "ErrorDetail",
+    "Event",
+    "EventBatch",
+    "EventKind",
+    "HeartbeatReport",
+    "HeartbeatResponse",
+    "Member",
+    "NodeHealth",
+    "RegisterResponse",
+    "Role",
+    "RuntimeDetail",
+    "RuntimeList",
+    "RuntimeSummary",
+    "ScalingAdvisory",
+    "ScalingAdvisoryList",
+    "ScalingFigures",
+    "ScalingPolicy",
+    "ScalingPolicyList",
+    "SearchResponse",
+    "SelectStrategy",
+    "SortBy",
+    "Stats",
+    "TokenInfo",
+    "TokenList",
+    "TokenScope",
+]
+
+
+class _Answer(BaseModel):
+    """Base of the answers: unknown fields are ignored (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Request(BaseModel):
+    """Base of request bodies: a misspelt field is an error here, not a
+    field silently dropped on the way to the server."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The body as sent: ``None`` fields left out (server defaults)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class AgentStatus(str, Enum):
+    """Where an agent is in its life cycle (see docs/api.md, "Liveness")."""
+
+    REGISTERING = "registering"
+    ACTIVE = "active"
+    BUSY = "busy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    SUSPENDED = "suspended"
+    DEREGISTERING = "deregistering"
+    OFFLINE = "offline"
+
+
+class Consistency(str, Enum):
+    """How fresh a read must be: ``linearizable`` (default) needs a leader;
+    ``stale`` answers from the node's own state at once."""
+
+    LINEARIZABLE = "linearizable"
+    STALE = "stale"
+
+
+class SelectStrategy(str, Enum):
+    """How ``select`` picks one of the qualified agents."""
+
+    LEAST_LOADED = "least_loaded"
+    BEST_HEALTH = "best_health"
+    RANDOM = "random"
+    ROUND_ROBIN = "round_robin"
+
+
+class SortBy(str, Enum):
+    """Order of discovery results."""
+
+    PERFORMANCE = "performance"
+    HEALTH = "health"
+    LOAD = "load"
+    RANDOM = "random"
+    RELEVANCE = "relevance"
+
+
+class EventKind(str, Enum):
+    """Kinds of change events (``GET /v1/events``)."""
+
+    AGENT_REGISTERED = "AGENT_REGISTERED"
+    AGENT_UPDATED = "AGENT_UPDATED"
+    AGENT_DEREGISTERED = "AGENT_DEREGISTERED"
+    AGENT_STATUS_CHANGED = "AGENT_STATUS_CHANGED"
+    AGENT_EXPIRED = "AGENT_EXPIRED"
+    RUNTIME_JOINED = "RUNTIME_JOINED"
+    RUNTIME_LEFT = "RUNTIME_LEFT"
+    LIVENESS_BRAKE_ENGAGED = "LIVENESS_BRAKE_ENGAGED"
+    LIVENESS_BRAKE_RELEASED = "LIVENESS_BRAKE_RELEASED"
+    SCALING_ADVISORY = "SCALING_ADVISORY"
+
+
+class Role(str, Enum):
+    """What a token may do (docs/api.md, "Access control")."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    AGENT = "agent"
+    READER = "reader"
+
+
+# Numbers or text, echoed back exactly as given; never interpreted.
+CostEstimate = float | int | str
+
+
+class CapabilityInput(_Request):
+    """A capability as an agent declares it when registering."""
+
+    name: str
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    #: A number >= 0 or text of at most 256 bytes ("50-200 tokens per call").
+    cost_estimate: CostEstimate | None = None
+    #: A JSON object kept verbatim (a JSON schema, parameter names, ...).
+    parameters: dict[str, Any] | None = None
+
+
+class AgentRegistration(_Request):
+    """The body of ``POST /v1/agents``: what an agent says about itself.
+
+    ``capabilities`` may be given as plain names. Durations are in whole
+    seconds; see docs/api.md, "Liveness", for what the three of them do.
+    """
+
+    #: Stable id (``[A-Za-z0-9._:-]{1,128}``); a UUID is made when absent,
+    #: but then a retried registration can create a second agent.
+    agent_id: str | None = None
+    name: str
+    #: Where the agent serves (absolute http(s)/grpc(s)/ws(s) URL).
+    endpoint: str
+    agent_type: str | None = None
+    runtime_id: str | None = None
+    version: str | None = None
+    description: str | None = None
+    #: Capabilities, or plain names (made into ``CapabilityInput(name=...)``).
+    capabilities: list[CapabilityInput | str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    #: ``active`` (default), ``busy`` or ``degraded``.
+    status: AgentStatus | None = None
+    health_score: float | None = None
+    load_factor: float | None = None
+    performance_metrics: dict[str, float] | None = None
+    ttl_seconds: int | None = None
+    offline_after_seconds: int | None = None
+    deregister_after_seconds: int | None = None
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _names_are_capabilities(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class HeartbeatReport(_Request):
+    """What a heartbeat may report besides "alive"; every field optional
+    (omitted ones keep their values)."""
+
+    #: ``active``, ``busy`` or ``degraded`` only.
+    status: AgentStatus | None = None
+    health_score: float | None = None
+    load_factor: float | None = None
+    #: Merged into ``performance_metrics`` (at most 64 names, finite).
+    metrics: dict[str, float] | None = None
+
+
+class Actor(_Answer):
+    """Who made a change: a token, or ``anonymous`` with auth off."""
+
+    token_id: str | None = None
+    name: str
+
+
+class Capability(_Answer):
+    """A capability as the registry stores it."""
+
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    cost_estimate: CostEstimate | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRecord(_Answer):
+    """One agent as the registry holds it."""
+
+    agent_id: str
+    name: str
+    agent_type: str = ""
+    runtime_id: str = ""
+    endpoint: str
+    version: str = ""
+    description: str = ""
+    capabilities: list[Capability] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status: AgentStatus
+    health_score: float
+    load_factor: float
+    performance_metrics: dict[str, float] = Field(default_factory=dict)
+    ttl_seconds: int
+    offline_after_seconds: int
+    deregister_after_seconds: int
+    registered_at: datetime
+    updated_at: datetime
+    last_heartbeat: datetime
+    #: Revision at which the agent was (last) created.
+    create_revision: int
+    #: Revision of the record's last change (``expected_revision`` compares it).
+    revision: int
+    epoch: int = 0
+    registered_by: Actor | None = None
+
+
+class RegisterResponse(_Answer):
+    """Answer to a registration (``created`` false: an existing agent replaced)."""
+
+    success: bool
+    agent_id: str
+    created: bool
+    revision: int
+    agent: AgentRecord
+
+
+class AgentResponse(_Answer):
+    """One agent and the registry revision the answer reflects."""
+
+    agent: AgentRecord
+    revision: int
+
+
+class AgentList(_Answer):
+    """One page of ``GET /v1/agents``."""
+
+    agents: list[AgentRecord]
+    next_cursor: str | None = None
+    revision: int
+
+
+class DeleteResponse(_Answer):
+    """Answer to a deregistration."""
+
+    success: bool
+    agent_id: str
+    revision: int
+
+
+class AgentHealth(_Answer):
+    """``GET /health/{id}``: ``status`` is ``healthy`` or the agent's status."""
+
+    agent_id: str
+    agent_name: str
+    status: str
+    is_healthy: bool
+    agent_status: AgentStatus
+    last_heartbeat: datetime
+    seconds_since_heartbeat: int
+    health_score: float
+    load_factor: float
+
+
+class HeartbeatResponse(_Answer):
+    """Answer to a heartbeat: when to beat next, in milliseconds."""
+
+    agent_id: str
+    status: AgentStatus
+    ttl_seconds: int
+    #: A third of the TTL, jittered by the server: beat again after this.
+    next_heartbeat_ms: int
+    last_heartbeat: datetime
+
+
+class ErrorDetail(_Answer):
+    """The ``error`` object of a registry error."""
+
+    code: str
+    message: str
+    field: str | None = None
+    retryable: bool = False
+
+
+class BatchHeartbeatResult(_Answer):
+    """One item's outcome in ``POST /v1/heartbeats``."""
+
+    agent_id: str
+    ok: bool
+    heartbeat: HeartbeatResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchHeartbeatResponse(_Answer):
+    """Answer to ``POST /v1/heartbeats``: one result per item, in order."""
+
+    results: list[BatchHeartbeatResult]
+    accepted: int
+    rejected: int
+
+
+class CapabilityMatch(_Answer):
+    """One (agent, capability) pair found by capability search."""
+
+    agent_id: str
+    agent_name: str
+    status: AgentStatus
+    endpoint: str
+    capability: Capability
+    cost_estimate: CostEstimate | None = None
+    #: ``exact``, ``tag``, ``name`` or ``description``.
+    match_kind: str
+
+
+class SearchResponse(_Answer):
+    """Answer to ``GET /v1/capabilities/search``."""
+
+    query: str
+    matches: list[CapabilityMatch]
+    revision: int
+
+
+class DiscoverExplanation(_Answer):
+    """Why an agent matched a discovery query (with ``explain``)."""
+
+    matched_capabilities: list[str]
+    matched_words: list[str]
+    relevance: float
+    performance: float
+
+
+class DiscoverFilterCounts(_Answer):
+    """How many candidates each discovery filter dropped (with ``explain``)."""
+
+    candidates: int
+    dropped_by_status: int
+    dropped_by_health: int
+    dropped_by_load: int
+    qualified: int
+
+
+class DiscoverHit(_Answer):
+    """One discovered agent."""
+
+    agent: AgentRecord
+    explanation: DiscoverExplanation | None = None
+
+
+class DiscoverResponse(_Answer):
+    """Answer to ``POST /v1/discover``."""
+
+    agents: list[DiscoverHit]
+    sort_by: SortBy
+    filters: DiscoverFilterCounts | None = None
+    revision: int
+
+
+class CapabilitySummary(_Answer):
+    """A capability name with its agent count and counts by status."""
+
+    name: str
+    agents: int
+    by_status: dict[AgentStatus, int] = Field(default_factory=dict)
+
+
+class CapabilityList(_Answer):
+    """One page of ``GET /v1/capabilities``."""
+
+    capabilities: list[CapabilitySummary]
+    next_cursor: str | None = None
+    revision: int
+
+
+class RuntimeSummary(_Answer):
+    """A runtime with its agent count and counts by status."""
+
+    runtime_id: str
+    agents: int
+    by_status: dict[AgentStatus, int] = Field(default_factory=dict)
+
+
+class RuntimeList(_Answer):
+    """One page of ``GET /v1/runtimes``."""
+
+    runtimes: list[RuntimeSummary]
+    next_cursor: str | None = None
+    revision: int
+
+
+class RuntimeDetail(_Answer):
+    """``GET /v1/runtimes/{id}``: the runtime's counts and its agents."""
+
+    runtime: RuntimeSummary
+    agents: list[AgentRecord]
+    revision: int
+
+
+class Stats(_Answer):
+    """``GET /v1/stats`` (the fields of docs/api.md, "Statistics")."""
+
+    total_agents: int
+    agents_by_status: dict[AgentStatus, int]
+    total_registrations: int
+    total_capabilities: int
+    capability_distribution: dict[str, int]
+    discovery_requests: int
+    active_agents: int
+    offline_agents: int
+    degraded_agents: int
+    registered_agents: int
+    health_checks_performed: int
+    failed_health_checks: int
+    auto_scaling_events: int
+    service_discovery_requests: int
+    health_distribution: dict[str, int]
+    revision: int
+
+
+class Member(_Answer):
+    """A voter or learner of the cluster."""
+
+    node_id: int
+    addr: str
+    role: str
+    voter: bool
+
+
+class ClusterInfo(_Answer):
+    """``GET /v1/cluster``: the answering node's view, answered locally."""
+
+    node_id: int
+    role: str
+    leader_id: int | None = None
+    leader_addr: str | None = None
+    term: int
+    last_log_index: int
+    commit_index: int
+    applied_index: int
+    snapshot_index: int | None = None
+    revision: int
+    members: list[Member]
+    last_contact_ms: int | None = None
+    cluster_id: str | None = None
+
+
+class NodeHealth(_Answer):
+    """``GET /health/live`` / ``/health/ready`` of one node."""
+
+    status: str
+    node_id: int
+    leader_id: int | None = None
+    reason: str | None = None
+
+
+class ScalingPolicy(_Answer):
+    """A capability's scaling policy as stored."""
+
+    capability: str
+    min_agents: int
+    max_agents: int
+    high_load: float
+    low_load: float
+    min_health: float
+    updated_at: datetime
+    revision: int
+
+
+class ScalingPolicyList(_Answer):
+    """Every scaling policy."""
+
+    policies: list[ScalingPolicy]
+    revision: int
+
+
+class ScalingFigures(_Answer):
+    """The figures behind an advisory."""
+
+    agents: int
+    serving: int
+    unhealthy: int
+    average_load: float
+    desired_agents: int
+
+
+class ScalingAdvisory(_Answer):
+    """Advice for one capability: ``scale_up``, ``scale_down`` or
+    ``replace_unhealthy``; ``in_force`` false when it cleared."""
+
+    capability: str
+    action: str
+    in_force: bool
+    reason: str
+    figures: ScalingFigures
+    since: datetime
+    revision: int
+
+
+class ScalingAdvisoryList(_Answer):
+    """The advisories in force."""
+
+    advisories: list[ScalingAdvisory]
+    revision: int
+
+
+class Event(_Answer):
+    """One change; ``revision`` is its id (also the SSE ``id``)."""
+
+    revision: int
+    type: EventKind
+    agent_id: str | None = None
+    at: datetime
+    cause: str
+    status: AgentStatus | None = None
+    previous_status: AgentStatus | None = None
+    runtime_id: str = ""
+    detail: str = ""
+    capabilities: list[str] = Field(default_factory=list)
+    advisory: ScalingAdvisory | None = None
+    actor: Actor | None = None
+
+
+class EventBatch(_Answer):
+    """A long poll's answer: continue with ``next_from_revision``."""
+
+    events: list[Event]
+    revision: int
+    next_from_revision: int
+
+
+class TokenScope(_Answer):
+    """An agent token's reach: agent ids or prefixes (``team-a-*``) and
+    runtime ids."""
+
+    agents: list[str] = Field(default_factory=list)
+    runtimes: list[str] = Field(default_factory=list)
+
+
+class TokenInfo(_Answer):
+    """A token's metadata (never its secret)."""
+
+    id: str
+    name: str
+    role: Role
+    scope: TokenScope = Field(default_factory=TokenScope)
+    expires_at: datetime | None = None
+    created_at: datetime
+    created_by: Actor | None = None
+
+
+class CreatedToken(TokenInfo):
+    """A new token: ``token`` is the secret, shown this once."""
+
+    token: str
+
+
+class TokenList(_Answer):
+    """Every token."""
+
+    tokens: list[TokenInfo]
