@@ -206,6 +206,8 @@ pub struct Cluster {
     pub procs: Vec<Proc>,
     /// Data directory of each node.
     pub data_dirs: Vec<PathBuf>,
+    /// The CA (PEM) of the nodes' certificates when they serve https.
+    ca_pem: Option<Vec<u8>>,
     dir: TempDir,
 }
 
@@ -218,12 +220,14 @@ pub const ETCD_PEER_BASE_PORT: u16 = 23800;
 
 impl Cluster {
     /// Starts `size` registry nodes (1 or 3) with `extra` flags each, and
-    /// waits until every node is ready.
+    /// waits until every node is ready. With `ca_pem`, the nodes serve
+    /// https (`extra` gives their certificates) under that CA.
     pub async fn registry(
         bin: &Path,
         work: &Path,
         size: usize,
         extra: &[&str],
+        ca_pem: Option<&[u8]>,
     ) -> anyhow::Result<Cluster> {
         if !bin.is_file() {
             bail!(
@@ -250,10 +254,14 @@ impl Cluster {
             system: System::Registry,
             urls: ports
                 .iter()
-                .map(|p| format!("http://127.0.0.1:{p}"))
+                .map(|p| {
+                    let scheme = if ca_pem.is_some() { "https" } else { "http" };
+                    format!("{scheme}://127.0.0.1:{p}")
+                })
                 .collect(),
             procs: Vec::new(),
             data_dirs: Vec::new(),
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
             dir,
         };
         // Node-to-node requests are signed, as in production: the benchmark
@@ -336,6 +344,7 @@ impl Cluster {
                 .collect(),
             procs: Vec::new(),
             data_dirs: Vec::new(),
+            ca_pem: None,
             dir,
         };
         for i in &ids {
@@ -382,10 +391,13 @@ impl Cluster {
         timeout: Duration,
     ) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+            .timeout(Duration::from_secs(2));
+        if let Some(pem) = &self.ca_pem {
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        let client = client.build()?;
         let idx: Vec<usize> = match only {
             Some(i) => vec![i],
             None => (0..self.urls.len()).collect(),

@@ -458,7 +458,9 @@ async fn start(cfg: &Config, sys: System, size: usize, extra: &[&str]) -> anyhow
         sys.name()
     ));
     match sys {
-        System::Registry => Cluster::registry(&cfg.registry_bin, &cfg.work_dir, size, extra).await,
+        System::Registry => {
+            Cluster::registry(&cfg.registry_bin, &cfg.work_dir, size, extra, None).await
+        }
         System::Etcd => Cluster::etcd(&cfg.etcd_bin, &cfg.work_dir, size).await,
     }
 }

@@ -1,8 +1,10 @@
-//! `registry-bench security`: what access control costs. The same register,
-//! heartbeat and discover measurements on fresh 3-node registry clusters,
-//! one after the other in one run: auth off (anonymous calls), then
+//! `registry-bench security`: what access control and TLS cost. The same
+//! register, heartbeat and discover measurements on fresh 3-node registry
+//! clusters, one after the other in one run: auth off (anonymous calls),
 //! `--auth on` with tokens (an agent token scoped to `bench-*` registers and
-//! beats, a reader token discovers, as a deployed fleet would).
+//! beats, a reader token discovers, as a deployed fleet would), and auth on
+//! with the API over TLS and mutual TLS between the nodes (certificates of a
+//! CA made for the run).
 //!
 //! No etcd here: the comparison is the registry against itself.
 
@@ -28,6 +30,8 @@ pub enum Mode {
     /// `--auth on`: every call carries a bearer token, checked by every node
     /// it passes and, for writes, by the leader's apply.
     AuthOn,
+    /// `--auth on`, the API over https and mutual TLS between the nodes.
+    AuthTls,
 }
 
 impl Mode {
@@ -35,12 +39,13 @@ impl Mode {
         match self {
             Mode::AuthOff => "auth off",
             Mode::AuthOn => "auth on",
+            Mode::AuthTls => "auth + TLS",
         }
     }
 }
 
 /// The modes, in the order they run.
-pub const MODES: [Mode; 2] = [Mode::AuthOff, Mode::AuthOn];
+pub const MODES: [Mode; 3] = [Mode::AuthOff, Mode::AuthOn, Mode::AuthTls];
 
 /// One operation measured in one mode.
 #[derive(Debug, Clone, Serialize)]
@@ -66,21 +71,75 @@ struct Callers {
     reader: reqwest::Client,
 }
 
-/// A client that sends `token` (if any) on every request.
-fn client_with(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+/// A client that sends `token` (if any) on every request and trusts the CA
+/// `ca_pem` (if any) for https.
+fn client_with(token: Option<&str>, ca_pem: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
         let mut v = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))?;
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    Ok(reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(256)
-        .build()?)
+        .pool_max_idle_per_host(256);
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+    }
+    Ok(b.build()?)
+}
+
+/// A CA made for the run and one certificate for 127.0.0.1 signed by it,
+/// which every node presents as server and as client. Returns the CA's PEM
+/// and the flags that give the nodes their files (written into `dir`).
+fn tls_files(dir: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "registry-bench CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut node = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    node.distinguished_name
+        .push(DnType::CommonName, "registry-bench node");
+    node.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let node = node.signed_by(&key, &ca, &ca_key)?;
+    let write = |name: &str, pem: String| -> anyhow::Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, pem)?;
+        Ok(path.display().to_string())
+    };
+    let ca_file = write("ca.pem", ca.pem())?;
+    let cert = write("node.crt", node.pem())?;
+    let key = write("node.key", key.serialize_pem())?;
+    let flags = vec![
+        "--tls-cert-file".into(),
+        cert.clone(),
+        "--tls-key-file".into(),
+        key.clone(),
+        "--peer-tls-cert-file".into(),
+        cert,
+        "--peer-tls-key-file".into(),
+        key,
+        "--peer-tls-ca-file".into(),
+        ca_file,
+    ];
+    Ok((ca.pem().into_bytes(), flags))
 }
 
 /// Creates a token through `url` with the admin client, waiting for the
@@ -124,7 +183,7 @@ async fn setup(
     match mode {
         Mode::AuthOff => {
             let c = start(cfg, System::Registry, 3, &[]).await?;
-            let anon = client_with(None)?;
+            let anon = client_with(None, None)?;
             Ok((
                 c,
                 Callers {
@@ -133,7 +192,7 @@ async fn setup(
                 },
             ))
         }
-        Mode::AuthOn => {
+        Mode::AuthOn | Mode::AuthTls => {
             let admin_token = format!(
                 "areg_{:032x}{:032x}",
                 rand::random::<u128>(),
@@ -141,15 +200,33 @@ async fn setup(
             );
             let file = dir.path().join("admin-token");
             std::fs::write(&file, format!("{admin_token}\n"))?;
-            let file = file.display().to_string();
-            let c = start(
-                cfg,
-                System::Registry,
+            let mut flags = vec![
+                "--auth".to_string(),
+                "on".into(),
+                "--bootstrap-token-file".into(),
+                file.display().to_string(),
+            ];
+            let ca = if mode == Mode::AuthTls {
+                let (ca, tls) = tls_files(dir.path())?;
+                flags.extend(tls);
+                Some(ca)
+            } else {
+                None
+            };
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            log(format!(
+                "starting a fresh 3-node registry cluster ({})",
+                mode.name()
+            ));
+            let c = crate::procs::Cluster::registry(
+                &cfg.registry_bin,
+                &cfg.work_dir,
                 3,
-                &["--auth", "on", "--bootstrap-token-file", &file],
+                &flags,
+                ca.as_deref(),
             )
             .await?;
-            let admin = client_with(Some(&admin_token))?;
+            let admin = client_with(Some(&admin_token), ca.as_deref())?;
             let agent = create_token(
                 &admin,
                 &c.urls[0],
@@ -165,8 +242,8 @@ async fn setup(
             Ok((
                 c,
                 Callers {
-                    agent: client_with(Some(&agent))?,
-                    reader: client_with(Some(&reader))?,
+                    agent: client_with(Some(&agent), ca.as_deref())?,
+                    reader: client_with(Some(&reader), ca.as_deref())?,
                 },
             ))
         }
