@@ -660,6 +660,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn terms_and_indexes_from_a_peer_stay_below_the_limit() {
+        use openraft::{CommittedLeaderId, LogId};
+        assert!(sane("term", 0).is_ok());
+        assert!(sane("term", 7).is_ok());
+        assert!(sane("term", MAX_SANE - 1).is_ok());
+        assert!(sane("term", MAX_SANE).is_err());
+        assert!(sane("term", u64::MAX).is_err());
+        let log_id = |term, index| Some(LogId::new(CommittedLeaderId::new(term, 2), index));
+        assert!(sane_log_id("prev_log_id", &None).is_ok());
+        assert!(sane_log_id("prev_log_id", &log_id(MAX_SANE - 1, MAX_SANE - 1)).is_ok());
+        assert!(sane_log_id("prev_log_id", &log_id(MAX_SANE, 1)).is_err());
+        assert!(sane_log_id("prev_log_id", &log_id(1, MAX_SANE)).is_err());
+    }
+
+    #[test]
+    fn a_raft_message_speaks_for_its_sender_only() {
+        assert!(check_vote(&openraft::Vote::new(3, 2), Caller(2)).is_ok());
+        assert!(check_vote(&openraft::Vote::new_committed(3, 2), Caller(2)).is_ok());
+        assert!(
+            check_vote(&openraft::Vote::new(3, 2), Caller(1)).is_err(),
+            "node 1 voting as node 2"
+        );
+        assert!(check_vote(&openraft::Vote::new(MAX_SANE, 2), Caller(2)).is_err());
+    }
+
     fn membership(
         voters: &[NodeId],
         nodes: &[(NodeId, &str)],
