@@ -367,6 +367,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_never_shows_in_debug_output() {
+        let key = PeerKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(format!("{key:?}"), "PeerKey(..)");
+    }
+
+    #[test]
+    fn now_is_this_machines_clock_in_milliseconds() {
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let before = ms(SystemTime::now());
+        let now = now_ms();
+        let after = ms(SystemTime::now());
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+    }
+
+    #[test]
     fn freshness_is_a_window_on_both_sides() {
         let c = creds();
         let skew = MAX_CLOCK_SKEW.as_millis() as u64;

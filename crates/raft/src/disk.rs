@@ -258,13 +258,56 @@ mod tests {
     fn a_floor_above_the_free_space_is_short_and_zero_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let free = available_bytes(dir.path()).unwrap();
-        assert!(free > 0);
+        assert!(free > 1 << 20, "a test directory has room: {free}");
         assert!(!DiskSpace::new(dir.path(), 0).is_short());
         let short = DiskSpace::new(dir.path(), u64::MAX);
         assert!(short.is_short());
+        assert!(short.below_floor());
         assert!(!short.has_room_for(0));
         assert_eq!(short.status().min_free_bytes, u64::MAX);
         assert!(short.status().no_space);
+    }
+
+    #[test]
+    fn room_is_the_sampled_free_space_above_the_floor() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskSpace::new(dir.path(), 3 * MIB);
+        assert_eq!(disk.dir(), dir.path());
+        let free = disk.free();
+        assert!(free > 4 * MIB, "a test directory has room: {free}");
+        assert_eq!(disk.status().free_bytes, free);
+        assert!(!disk.below_floor());
+        // Room is counted from the sampled free space, above the floor.
+        assert!(disk.has_room_for(0));
+        assert!(disk.has_room_for(free - 3 * MIB));
+        assert!(!disk.has_room_for(free - 3 * MIB + 1));
+        assert_eq!(
+            disk.describe(),
+            format!("{} MiB free, 3 MiB kept free", free >> 20)
+        );
+    }
+
+    #[test]
+    fn a_write_waiting_for_space_holds_writes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskSpace::new(dir.path(), 0);
+        disk.waiting_writes(1);
+        disk.waiting_writes(1);
+        assert_eq!(disk.waiting(), 2);
+        assert!(disk.is_short());
+        assert!(
+            !disk.below_floor(),
+            "the disk itself is not below the floor"
+        );
+        assert!(!disk.has_room_for(0));
+        assert_eq!(disk.status().waiting_writes, 2);
+        assert!(disk.status().no_space);
+        disk.waiting_writes(-1);
+        disk.waiting_writes(-1);
+        assert_eq!(disk.waiting(), 0);
+        assert!(!disk.is_short());
+        assert!(disk.has_room_for(0));
     }
 
     #[test]
@@ -316,5 +359,22 @@ mod tests {
             rustix::io::Errno::IO.raw_os_error()
         )));
         assert!(!is_no_space_io(&std::io::Error::other("disk full")));
+        // By kind alone (an error made without an OS code).
+        assert!(is_no_space_io(&std::io::ErrorKind::StorageFull.into()));
+        assert!(is_no_space_io(&std::io::ErrorKind::QuotaExceeded.into()));
+        assert!(!is_no_space_io(&std::io::ErrorKind::NotFound.into()));
+    }
+
+    #[test]
+    fn other_rocksdb_errors_are_not_a_full_disk() {
+        // A database whose directory is a file: an I/O error, but not a
+        // full disk.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let err = rocksdb::DB::open(&opts, file.join("db")).unwrap_err();
+        assert!(!is_no_space_rocksdb(&err), "{err}");
     }
 }

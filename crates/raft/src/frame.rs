@@ -334,10 +334,58 @@ mod tests {
         );
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(
+        assert_eq!(
             SnapshotHeader::open(FrameKind::File, &longer).unwrap_err(),
-            FrameError::TrailingBytes { .. }
-        ));
+            FrameError::TrailingBytes {
+                expected: bytes.len() as u64,
+                found: bytes.len() as u64 + 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_header_alone_reads_without_its_body() {
+        let body = vec![3u8; 64];
+        let h = header(&body);
+        let bytes = framed(FrameKind::File, &h, &body);
+        // The header of a file whose body is cut or damaged still reads:
+        // inspect reports what the file claims.
+        assert_eq!(
+            SnapshotHeader::read(FrameKind::File, &bytes[..HEADER_LEN + 1]),
+            Ok(Some(h))
+        );
+        assert!(is_framed(FrameKind::File, &bytes));
+        assert!(!is_framed(FrameKind::Data, &bytes));
+        // Another kind, or bytes written before headers: no header.
+        assert_eq!(SnapshotHeader::read(FrameKind::Data, &bytes), Ok(None));
+        assert_eq!(SnapshotHeader::read(FrameKind::File, b"\x02rest"), Ok(None));
+        assert!(!is_framed(FrameKind::File, b"\x02rest"));
+        // A damaged or cut header is an error, not a header.
+        let mut bad = bytes.clone();
+        bad[30] ^= 1;
+        assert_eq!(
+            SnapshotHeader::read(FrameKind::File, &bad),
+            Err(FrameError::HeaderChecksum)
+        );
+        assert_eq!(
+            SnapshotHeader::read(FrameKind::File, &bytes[..20]),
+            Err(FrameError::Truncated {
+                expected: HEADER_LEN as u64,
+                found: 20
+            })
+        );
+    }
+
+    #[test]
+    fn the_crc_writer_flushes_its_inner_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = CrcWriter::new(std::io::BufWriter::new(file));
+        w.write_all(b"abc").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "still buffered");
+        w.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
     }
 
     #[test]

@@ -204,6 +204,30 @@ mod tests {
     }
 
     #[test]
+    fn the_same_cluster_is_taken_again() {
+        let identity = ClusterIdentity::ephemeral(None);
+        let ours = ClusterId::random();
+        identity.adopt(ours).unwrap();
+        identity.adopt(ours).unwrap();
+        identity.check(ours).unwrap();
+        identity.check(ours).unwrap();
+        assert_eq!(identity.get(), Some(ours));
+        assert_eq!(identity.get_or_create().unwrap(), ours);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_not_a_new_node() {
+        // Only a missing file means "no id yet": one that cannot be read
+        // must not let the node take another cluster's id.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(CLUSTER_ID_FILE)).unwrap();
+        assert!(matches!(
+            ClusterIdentity::load(dir.path()),
+            Err(IdentityError::Io { .. })
+        ));
+    }
+
+    #[test]
     fn a_damaged_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CLUSTER_ID_FILE), "not an id\n").unwrap();

@@ -590,6 +590,26 @@ impl Config {
     }
 }
 
+/// Checks that `addr` is exactly one member address, `HOST:PORT`: a host
+/// with no whitespace and none of the member list's separators (`,`, `=`),
+/// and a decimal port. A membership a leader sends is checked with this
+/// too: an address such as `a:1,2=b:2` would otherwise smuggle a second
+/// member entry past a check that re-parses it as part of a list.
+pub fn check_member_addr(addr: &str) -> Result<(), String> {
+    let separator = |c: char| c == ',' || c == '=' || c.is_whitespace() || c.is_control();
+    match addr.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(separator)
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("'{addr}' is not HOST:PORT")),
+    }
+}
+
 /// Parses `1=host:port,2=host:port`.
 pub fn parse_members(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut out = BTreeMap::new();
@@ -605,10 +625,7 @@ pub fn parse_members(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
             return Err("node ids start at 1".into());
         }
         let addr = addr.trim();
-        match addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err(format!("'{addr}' is not HOST:PORT")),
-        }
+        check_member_addr(addr)?;
         if out.insert(id, addr.to_string()).is_some() {
             return Err(format!("node {id} is listed twice"));
         }
@@ -645,6 +662,10 @@ mod tests {
         assert!(parse_members("0=a:1").is_err());
         assert!(parse_members("x=a:1").is_err());
         assert!(parse_members("1=a").is_err());
+        assert!(parse_members("1=a=b:1").is_err());
+        assert!(parse_members("1=a b:1").is_err());
+        assert!(parse_members("1=a:+1").is_err());
+        assert!(parse_members("1=[::1]:8009").is_ok());
         assert!(parse_members("").is_err());
         for bad in [
             &["--max-watchers", "4096"][..],

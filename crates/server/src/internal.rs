@@ -115,7 +115,7 @@ fn check_membership(
     caller: Caller,
 ) -> Result<(), Response> {
     for (id, node) in m.nodes() {
-        if *id == 0 || crate::config::parse_members(&format!("{id}={}", node.addr)).is_err() {
+        if *id == 0 || crate::config::check_member_addr(&node.addr).is_err() {
             return Err(refused(format!(
                 "membership names node {id} at '{}', not ID=HOST:PORT",
                 node.addr
@@ -658,6 +658,74 @@ mod tests {
             body.extend(tail);
             decode_all(&body);
         }
+    }
+
+    #[test]
+    fn terms_and_indexes_from_a_peer_stay_below_the_limit() {
+        use openraft::{CommittedLeaderId, LogId};
+        assert!(sane("term", 0).is_ok());
+        assert!(sane("term", 7).is_ok());
+        assert!(sane("term", MAX_SANE - 1).is_ok());
+        assert!(sane("term", MAX_SANE).is_err());
+        assert!(sane("term", u64::MAX).is_err());
+        let log_id = |term, index| Some(LogId::new(CommittedLeaderId::new(term, 2), index));
+        assert!(sane_log_id("prev_log_id", &None).is_ok());
+        assert!(sane_log_id("prev_log_id", &log_id(MAX_SANE - 1, MAX_SANE - 1)).is_ok());
+        assert!(sane_log_id("prev_log_id", &log_id(MAX_SANE, 1)).is_err());
+        assert!(sane_log_id("prev_log_id", &log_id(1, MAX_SANE)).is_err());
+    }
+
+    #[test]
+    fn a_raft_message_speaks_for_its_sender_only() {
+        assert!(check_vote(&openraft::Vote::new(3, 2), Caller(2)).is_ok());
+        assert!(check_vote(&openraft::Vote::new_committed(3, 2), Caller(2)).is_ok());
+        assert!(
+            check_vote(&openraft::Vote::new(3, 2), Caller(1)).is_err(),
+            "node 1 voting as node 2"
+        );
+        assert!(check_vote(&openraft::Vote::new(MAX_SANE, 2), Caller(2)).is_err());
+    }
+
+    fn membership(
+        voters: &[NodeId],
+        nodes: &[(NodeId, &str)],
+    ) -> openraft::Membership<NodeId, openraft::BasicNode> {
+        openraft::Membership::new(
+            vec![voters.iter().copied().collect()],
+            nodes
+                .iter()
+                .map(|(id, addr)| (*id, openraft::BasicNode::new(*addr)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    }
+
+    #[test]
+    fn a_membership_names_each_member_once_with_its_sender_a_voter() {
+        let ok = membership(&[1, 2], &[(1, "127.0.0.1:1"), (2, "[::1]:2")]);
+        assert!(check_membership(&ok, Caller(1)).is_ok());
+        assert!(check_membership(&ok, Caller(2)).is_ok());
+        assert!(
+            check_membership(&ok, Caller(3)).is_err(),
+            "a sender that is not a voter"
+        );
+        // An address that smuggles a second member entry, or is not one
+        // HOST:PORT, is refused: it is dialed as given.
+        for bad in [
+            "127.0.0.1:1,2=127.0.0.1:2",
+            "127.0.0.1:1,",
+            "a=b:1",
+            "a b:1",
+            "a:1 ",
+            "a",
+            ":1",
+            "a:",
+            "a:70000",
+        ] {
+            let m = membership(&[1, 2], &[(1, bad), (2, "127.0.0.1:2")]);
+            assert!(check_membership(&m, Caller(2)).is_err(), "{bad:?}");
+        }
+        let zero = membership(&[1], &[(0, "127.0.0.1:1"), (1, "127.0.0.1:2")]);
+        assert!(check_membership(&zero, Caller(1)).is_err(), "node id 0");
     }
 
     fn receipt(min_free: u64) -> (tempfile::TempDir, SnapshotReceipt) {
