@@ -26,26 +26,26 @@ use super::{
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// `--auth off`: no `Authorization` header, no token lookup.
-    AuthOff,
+    Open,
     /// `--auth on`: every call carries a bearer token, checked by every node
     /// it passes and, for writes, by the leader's apply.
-    AuthOn,
+    Tokens,
     /// `--auth on`, the API over https and mutual TLS between the nodes.
-    AuthTls,
+    TokensTls,
 }
 
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
-            Mode::AuthOff => "auth off",
-            Mode::AuthOn => "auth on",
-            Mode::AuthTls => "auth + TLS",
+            Mode::Open => "auth off",
+            Mode::Tokens => "auth on",
+            Mode::TokensTls => "auth + TLS",
         }
     }
 }
 
 /// The modes, in the order they run.
-pub const MODES: [Mode; 3] = [Mode::AuthOff, Mode::AuthOn, Mode::AuthTls];
+pub const MODES: [Mode; 3] = [Mode::Open, Mode::Tokens, Mode::TokensTls];
 
 /// One operation measured in one mode.
 #[derive(Debug, Clone, Serialize)]
@@ -181,7 +181,7 @@ async fn setup(
     dir: &TempDir,
 ) -> anyhow::Result<(crate::procs::Cluster, Callers)> {
     match mode {
-        Mode::AuthOff => {
+        Mode::Open => {
             let c = start(cfg, System::Registry, 3, &[]).await?;
             let anon = client_with(None, None)?;
             Ok((
@@ -192,7 +192,7 @@ async fn setup(
                 },
             ))
         }
-        Mode::AuthOn | Mode::AuthTls => {
+        Mode::Tokens | Mode::TokensTls => {
             let admin_token = format!(
                 "areg_{:032x}{:032x}",
                 rand::random::<u128>(),
@@ -206,7 +206,7 @@ async fn setup(
                 "--bootstrap-token-file".into(),
                 file.display().to_string(),
             ];
-            let ca = if mode == Mode::AuthTls {
+            let ca = if mode == Mode::TokensTls {
                 let (ca, tls) = tls_files(dir.path())?;
                 flags.extend(tls);
                 Some(ca)
@@ -370,7 +370,7 @@ pub fn markdown(out: &SecurityOut) -> String {
         let base = out
             .measured
             .iter()
-            .find(|m| m.operation == op && m.mode == Mode::AuthOff)
+            .find(|m| m.operation == op && m.mode == Mode::Open)
             .map(|m| m.result.ops_per_sec);
         s.push_str(&format!("| {op} (ops/s, p99) |"));
         for mode in MODES {
@@ -381,7 +381,7 @@ pub fn markdown(out: &SecurityOut) -> String {
             {
                 Some(m) => {
                     let rel = match base {
-                        Some(b) if b > 0.0 && mode != Mode::AuthOff => {
+                        Some(b) if b > 0.0 && mode != Mode::Open => {
                             format!(" ({:+.0}%)", (m.result.ops_per_sec / b - 1.0) * 100.0)
                         }
                         _ => String::new(),
@@ -427,9 +427,9 @@ mod tests {
             concurrency: 1,
             seconds: 1,
             measured: vec![
-                m(Mode::AuthOff, "register", 1000.0),
-                m(Mode::AuthOn, "register", 900.0),
-                m(Mode::AuthOff, "heartbeat", 2000.0),
+                m(Mode::Open, "register", 1000.0),
+                m(Mode::Tokens, "register", 900.0),
+                m(Mode::Open, "heartbeat", 2000.0),
             ],
         };
         let t = markdown(&out);
