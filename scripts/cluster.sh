@@ -210,17 +210,25 @@ use_admin_token() {
 }
 
 print_hint() {
-    local u1 u2 ctl
+    local u1 u2 ctl auth=""
     u1="$(node_url 1)"
     u2="$(node_url "$(($(size) > 1 ? 2 : 1))")"
     ctl="$(cargo_target_dir)/release/registryctl"
     [[ -x "$ctl" ]] || ctl="cargo run -q --release -p registryctl --"
+    echo
+    if [[ -s "$DIR/admin-token" ]]; then
+        auth=' -H "Authorization: Bearer $REGISTRY_TOKEN"'
+        cat <<EOF
+Access control is on: the admin token is in $DIR/admin-token
+  export REGISTRY_TOKEN=\$(cat $DIR/admin-token)
+  $ctl token create --name team-a --role agent --agents 'team-a-*'
+EOF
+    fi
     cat <<EOF
-
 Try it:
-  curl -s${CACERT:+ --cacert $CACERT} -X POST $u1/v1/agents -H 'content-type: application/json' \\
+  curl -s${CACERT:+ --cacert $CACERT}$auth -X POST $u1/v1/agents -H 'content-type: application/json' \\
        -d '{"agent_id":"a1","name":"demo","endpoint":"http://127.0.0.1:9000","capabilities":[{"name":"python"}]}'
-  curl -s${CACERT:+ --cacert $CACERT} $u2/v1/agents/a1
+  curl -s${CACERT:+ --cacert $CACERT}$auth $u2/v1/agents/a1
   export REGISTRY_NODES=$(endpoints)${CACERT:+
   export REGISTRY_CACERT=$CACERT}
   $ctl register --id a2 --name demo2 --endpoint http://127.0.0.1:9001 --capability python
@@ -229,14 +237,6 @@ Try it:
 Manage it:
   scripts/cluster.sh status | kill N | restart N | logs N | down | clean
 EOF
-    if [[ -s "$DIR/admin-token" ]]; then
-        cat <<EOF
-Access control is on: the admin token is in $DIR/admin-token
-  export REGISTRY_TOKEN=\$(cat $DIR/admin-token)
-  curl${CACERT:+ --cacert $CACERT} -H "Authorization: Bearer \$REGISTRY_TOKEN" $u1/v1/agents
-  $ctl token create --name team-a --role agent --agents 'team-a-*'
-EOF
-    fi
 }
 
 endpoints() {
