@@ -101,6 +101,10 @@ struct RunArgs {
     /// docker-compose.yml, which turns it on.
     #[arg(long)]
     auth: bool,
+    /// Serve the API over TLS and run mutual TLS between the nodes
+    /// (process target), with certificates of a CA made for the run.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// `15s`, `500ms`, `2m`, or a bare number of seconds.
@@ -184,6 +188,11 @@ fn plan(args: &RunArgs) -> Result<Vec<RunConfig>, String> {
         TargetArg::Process => Target::Process,
         TargetArg::Compose => Target::Compose,
     };
+    if args.tls && target == Target::Compose {
+        return Err(
+            "--tls is for the process target (docker-compose.yml serves plain HTTP)".into(),
+        );
+    }
     let mut out = Vec::new();
     for s in 0..seeds {
         let seed = args.seed + s;
@@ -203,6 +212,7 @@ fn plan(args: &RunArgs) -> Result<Vec<RunConfig>, String> {
                 heartbeat_agents: args.heartbeat_agents,
                 watchers: args.watchers,
                 auth: args.auth,
+                tls: args.tls,
             });
         }
     }

@@ -35,8 +35,13 @@ pub struct ClusterView {
 
 /// Builds the one HTTP client of the run. Its connections come from
 /// 127.0.0.1 so that the iptables rules (on 127.0.1.x sources) never
-/// touch client traffic. With `token`, every request carries it.
-pub fn http_client(bind_loopback: bool, token: Option<&str>) -> reqwest::Client {
+/// touch client traffic. With `token`, every request carries it; with
+/// `ca_pem`, https answers are trusted when that CA signed them.
+pub fn http_client(
+    bind_loopback: bool,
+    token: Option<&str>,
+    ca_pem: Option<&[u8]>,
+) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
         let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
@@ -51,6 +56,11 @@ pub fn http_client(bind_loopback: bool, token: Option<&str>) -> reqwest::Client 
         .no_proxy();
     if bind_loopback {
         b = b.local_address(Some(std::net::IpAddr::from([127, 0, 0, 1])));
+    }
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(
+            reqwest::Certificate::from_pem(pem).expect("the run's CA is a PEM certificate"),
+        );
     }
     b.build()
         .expect("a reqwest client with static settings builds")

@@ -29,6 +29,72 @@ pub struct NodeSettings {
     pub snapshot_logs: u64,
     /// Run the nodes with `--auth on` and a bootstrap admin token.
     pub auth: bool,
+    /// Serve the API over TLS and run mutual TLS between the nodes.
+    pub tls: bool,
+}
+
+/// The certificate files of a `--tls` run: a CA made for the run and one
+/// certificate for every node address, presented as server and client.
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    ca_pem: Vec<u8>,
+}
+
+impl TlsFiles {
+    fn create(dir: &Path, nodes: u64) -> anyhow::Result<TlsFiles> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "registry-chaos CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca.self_signed(&ca_key)?;
+        let mut names: Vec<String> = (1..=nodes).map(|id| node_ip(id).to_string()).collect();
+        names.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
+        let key = KeyPair::generate()?;
+        let mut node = CertificateParams::new(names)?;
+        node.distinguished_name
+            .push(DnType::CommonName, "registry-chaos node");
+        node.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let node = node.signed_by(&key, &ca, &ca_key)?;
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+            ca_pem: ca.pem().into_bytes(),
+        };
+        std::fs::write(&files.ca, &files.ca_pem)?;
+        std::fs::write(&files.cert, node.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
+
+    fn flags(&self) -> Vec<std::ffi::OsString> {
+        let mut out = Vec::new();
+        for (flag, path) in [
+            ("--tls-cert-file", &self.cert),
+            ("--tls-key-file", &self.key),
+            ("--peer-tls-cert-file", &self.cert),
+            ("--peer-tls-key-file", &self.key),
+            ("--peer-tls-ca-file", &self.ca),
+        ] {
+            out.push(flag.into());
+            out.push(path.clone().into_os_string());
+        }
+        out
+    }
 }
 
 /// The incarnation of each node (index = id - 1), shared with the sampler.
@@ -51,6 +117,8 @@ pub struct ProcessCluster {
     secret: PathBuf,
     /// With auth on: the bootstrap admin token's file and secret.
     admin_token: Option<(PathBuf, String)>,
+    /// With TLS: the certificates every node is given.
+    tls: Option<TlsFiles>,
 }
 
 impl ProcessCluster {
@@ -90,18 +158,29 @@ impl ProcessCluster {
         } else {
             None
         };
+        let tls = if settings.tls {
+            Some(TlsFiles::create(dir, n)?)
+        } else {
+            None
+        };
         Ok(ProcessCluster {
             settings,
             nodes,
             incarnations,
             secret,
             admin_token,
+            tls,
         })
     }
 
     /// The admin token the clients send, with auth on.
     pub fn token(&self) -> Option<String> {
         self.admin_token.as_ref().map(|(_, t)| t.clone())
+    }
+
+    /// The CA (PEM) the clients trust, with TLS.
+    pub fn ca_pem(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref().map(|t| t.ca_pem.clone())
     }
 
     pub fn client_addr(&self, id: u64) -> String {
@@ -127,6 +206,7 @@ impl ProcessCluster {
         let settings = self.settings.clone();
         let secret = self.secret.clone();
         let token_file = self.admin_token.as_ref().map(|(path, _)| path.clone());
+        let tls_flags = self.tls.as_ref().map(TlsFiles::flags).unwrap_or_default();
         let node = &mut self.nodes[id as usize - 1];
         if let Some(child) = node.child.as_mut() {
             if child.try_wait()?.is_none() {
@@ -170,6 +250,7 @@ impl ProcessCluster {
                 ],
                 None => vec![],
             })
+            .args(&tls_flags)
             .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
@@ -482,6 +563,14 @@ impl Cluster {
         match self {
             Cluster::Process(c) => c.token(),
             Cluster::Compose(c) => c.token(),
+        }
+    }
+
+    /// The CA to trust, when the nodes serve https.
+    pub fn ca_pem(&self) -> Option<Vec<u8>> {
+        match self {
+            Cluster::Process(c) => c.ca_pem(),
+            Cluster::Compose(_) => None,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct RunConfig {
     /// Nodes run with `--auth on`; the workload sends an admin token (the
     /// compose target follows docker-compose.yml, which turns auth on).
     pub auth: bool,
+    /// Nodes serve the API over TLS and use mutual TLS between them
+    /// (process target); the workload trusts the run's CA.
+    pub tls: bool,
 }
 
 /// `--snapshot-logs` of the nodes: small so that every run builds
@@ -159,6 +162,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
                 base_port: cfg.base_port,
                 snapshot_logs: snapshot_logs(&cfg.nemeses),
                 auth: cfg.auth,
+                tls: cfg.tls,
             };
             let mut c = ProcessCluster::new(settings, cfg.nodes, &cfg.dir)?;
             for id in 1..=cfg.nodes {
@@ -210,10 +214,16 @@ async fn drive(
     cluster: &mut Cluster,
     net: Option<&NetGuard>,
 ) -> anyhow::Result<History> {
+    let ca = cluster.ca_pem();
+    let scheme = if ca.is_some() { "https" } else { "http" };
     let urls: Vec<String> = (1..=cfg.nodes)
-        .map(|id| format!("http://{}", cluster.client_addr(id)))
+        .map(|id| format!("{scheme}://{}", cluster.client_addr(id)))
         .collect();
-    let http = api::http_client(cfg.target == Target::Process, cluster.token().as_deref());
+    let http = api::http_client(
+        cfg.target == Target::Process,
+        cluster.token().as_deref(),
+        ca.as_deref(),
+    );
 
     info!("--- waiting for a leader and every node ready");
     wait_converged(&http, &urls, Duration::from_secs(90)).await?;
