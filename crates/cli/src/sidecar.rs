@@ -19,6 +19,7 @@
 //!   same way in both cases: deregister first (so nobody is sent to an agent
 //!   that is going away), then stop the child, then exit with its status.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
@@ -89,8 +90,9 @@ pub(crate) async fn probe(http: &reqwest::Client, url: &reqwest::Url) -> Probe {
         }
     }
     if !status.is_success() {
+        // One log line, whatever the body's layout (an HTML error page).
         let text = String::from_utf8_lossy(&body);
-        let text = text.trim();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let quoted: String = text.chars().take(QUOTED_BODY).collect();
         let more = if quoted.len() < text.len() { "..." } else { "" };
         return Probe::Failing(if quoted.is_empty() {
@@ -263,8 +265,15 @@ pub(crate) async fn agent_run(client: Client, args: AgentRunArgs) -> anyhow::Res
         .map_err(|e| refused_config(&args.config, e))?;
     let agent_id = session.agent_id().to_string();
     tracing::info!(%agent_id, "agent registered; heartbeats at the registry's pace");
-    if let Some(Probe::Failing(why)) = &latest {
-        tracing::warn!(%agent_id, "agent reported degraded: health probe failed: {why}");
+    match (&latest, args.command.is_empty()) {
+        (Some(Probe::Failing(why)), true) => {
+            tracing::warn!(%agent_id, "agent reported degraded: health probe failed: {why}")
+        }
+        // The usual start: the command is not running yet.
+        (Some(Probe::Failing(_)), false) => {
+            tracing::info!(%agent_id, "agent reported degraded until its health URL answers")
+        }
+        _ => {}
     }
 
     let mut child = match args.command.split_first() {
@@ -314,7 +323,7 @@ pub(crate) async fn agent_run(client: Client, args: AgentRunArgs) -> anyhow::Res
         if was_healthy != Some(now.is_healthy()) {
             match &now {
                 Probe::Healthy { .. } => {
-                    tracing::info!(%agent_id, "health probe answers again; agent reported active")
+                    tracing::info!(%agent_id, "health probe answers; agent reported active")
                 }
                 Probe::Failing(why) => {
                     tracing::warn!(%agent_id, "agent reported degraded: health probe failed: {why}")
@@ -389,6 +398,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .try_init();
 }
 
