@@ -12,6 +12,8 @@ of each node's log are printed in the summary.
   give their agents a short TTL). Tests that kill nodes take ``restore`` so that the
   next test finds every node back and ready.
 - ``auth_cluster`` (module, in test_auth.py): one node with ``--auth on``.
+- ``tls_node`` (module, in test_tls.py): one node serving https with a
+  certificate of a CA made for the test (``make_cluster(..., ca_file=)``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -98,6 +101,8 @@ class Node:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: ``https`` when the node serves TLS (``--tls-cert-file`` in the flags).
+    scheme: str = "http"
 
     @property
     def addr(self) -> str:
@@ -105,7 +110,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.addr}"
+        return f"{self.scheme}://{self.addr}"
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -265,7 +270,16 @@ class Cluster:
 _CLUSTERS: list[Cluster] = []
 
 
-def make_cluster(base: Path, size: int, flags: list[str], token: str | None = None) -> Cluster:
+def make_cluster(
+    base: Path,
+    size: int,
+    flags: list[str],
+    token: str | None = None,
+    ca_file: Path | None = None,
+) -> Cluster:
+    """Nodes not started yet. With ``ca_file`` the nodes serve https (the
+    flags give them certificates that CA issued) and the harness's own
+    probes trust it."""
     binary = registry_binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(
@@ -274,10 +288,18 @@ def make_cluster(base: Path, size: int, flags: list[str], token: str | None = No
         )
     ports = free_ports(size)
     nodes = [
-        Node(i + 1, port, base / f"node{i + 1}", base / f"node{i + 1}.log")
+        Node(
+            i + 1,
+            port,
+            base / f"node{i + 1}",
+            base / f"node{i + 1}.log",
+            scheme="http" if ca_file is None else "https",
+        )
         for i, port in enumerate(ports)
     ]
     c = Cluster(binary, nodes, flags, base / "cluster-secret", token=token)
+    if ca_file is not None:
+        c.http = httpx.Client(timeout=2.0, verify=ssl.create_default_context(cafile=ca_file))
     _CLUSTERS.append(c)
     return c
 

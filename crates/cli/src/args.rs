@@ -141,6 +141,58 @@ pub(crate) enum Command {
     /// Manage access tokens (needs an admin token under --auth on).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run beside an agent written in any language (a sidecar).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Register the agent described by --config, keep it alive with
+    /// heartbeats while its --health-url answers 2xx (degraded while it does
+    /// not), and deregister it on SIGTERM/SIGINT or when COMMAND exits (then
+    /// exit with COMMAND's status).
+    Run(AgentRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentRunArgs {
+    /// The agent's registration: a `POST /v1/agents` JSON body (name,
+    /// endpoint, capabilities, ttl_seconds, ...).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: PathBuf,
+    /// The agent's own health URL, probed with GET: 2xx is healthy, and a
+    /// JSON body's `load` or `load_factor` (0 to 1) is reported as its load.
+    /// Without it the agent is reported active for as long as the sidecar
+    /// runs.
+    #[arg(long, value_name = "URL", value_parser = parse_health_url)]
+    pub(crate) health_url: Option<reqwest::Url>,
+    /// Time between two probes, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub(crate) probe_interval_ms: u64,
+    /// A probe not answered within this many milliseconds failed.
+    #[arg(long, default_value_t = 2000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) probe_timeout_ms: u64,
+    /// After forwarding SIGTERM/SIGINT to COMMAND, how long to wait for it
+    /// to exit before killing it, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub(crate) stop_timeout_ms: u64,
+    /// The agent's program and its arguments, after `--`: started once the
+    /// agent is registered (with REGISTRY_AGENT_ID set), and watched.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
+}
+
+/// Parses `--health-url`: an absolute http or https URL.
+pub(crate) fn parse_health_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("'{s}': expected http or https, not {other}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,6 +52,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         min_revision: cli.min_revision,
     };
     match cli.command {
+        Command::Agent(AgentCommand::Run(args)) => {
+            return crate::sidecar::agent_run(client, args).await
+        }
         Command::Register(args) => {
             let req = register_request(args)?;
             print_json(&client.register(&req).await?)?;

@@ -4,6 +4,8 @@
 //! - [`commands`]: one function per subcommand on top of
 //!   [`registry_client::Client`], and the output.
 //! - [`exit`]: the mapping of failures to exit codes.
+//! - [`sidecar`]: `agent run`, which keeps an agent of any language
+//!   registered while its health URL answers, beside it or around it.
 //! - [`table`]: the plain text tables of `cluster`, `ready` and the `--table`
 //!   form of `discover`, `capabilities` and `runtimes`.
 //!
@@ -19,6 +21,7 @@
 mod args;
 mod commands;
 mod exit;
+mod sidecar;
 mod table;
 
 use std::process::ExitCode;
