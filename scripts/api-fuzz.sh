@@ -18,7 +18,7 @@
 # The server-sent event stream (GET /v1/events) never ends by design, so it
 # is left out; its query parameters are the long poll's (GET
 # /v1/events/poll), which is fuzzed. Bounded: API_FUZZ_MAX_EXAMPLES examples
-# per operation (default 25), API_FUZZ_MAX_TIME seconds per run (default 300).
+# per operation (default 25), API_FUZZ_MAX_TIME seconds per run (default 150).
 #
 # Environment: API_FUZZ_VENV, API_FUZZ_MAX_EXAMPLES, API_FUZZ_MAX_TIME,
 # API_FUZZ_PORT (default 27390), REGISTRY_BIN, CARGO_TARGET_DIR.
@@ -30,7 +30,7 @@ LIB_PROG=api-fuzz
 REQUIREMENTS="$REPO_ROOT/scripts/api-fuzz/requirements.txt"
 VENV="${API_FUZZ_VENV:-/var/cache/agent-registry/venv-api-fuzz}"
 MAX_EXAMPLES="${API_FUZZ_MAX_EXAMPLES:-25}"
-MAX_TIME="${API_FUZZ_MAX_TIME:-300}"
+MAX_TIME="${API_FUZZ_MAX_TIME:-150}"
 PORT="${API_FUZZ_PORT:-27390}"
 BASE="http://127.0.0.1:$PORT"
 WORK="$(mktemp -d)"
