@@ -314,6 +314,10 @@ impl Connections {
         match idle.and_then(|id| open.remove(&id)) {
             Some(c) => {
                 c.evict.cancel();
+                // Counted out here, with its place, not when its task gets
+                // round to closing it: the gauge never shows more than the
+                // cap while an eviction is under way.
+                self.metrics.http_connections.dec();
                 self.metrics
                     .http_connections_closed
                     .with_label_values(&["evicted"])
@@ -335,8 +339,10 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.lock().remove(&self.id);
-        self.connections.metrics.http_connections.dec();
+        // An evicted connection was counted out when it was evicted.
+        if self.connections.lock().remove(&self.id).is_some() {
+            self.connections.metrics.http_connections.dec();
+        }
     }
 }
 
@@ -399,6 +405,8 @@ mod tests {
         let c1 = c.admit().expect("c1");
         assert!(b.evict.is_cancelled());
         assert!(!a.evict.is_cancelled());
+        // `b` is counted out at once, though its task has not closed it yet.
+        assert_eq!(metrics.http_connections.get(), 2);
         // Every connection busy: the newcomer is refused.
         let _busy_c1 = Busy::new(c1.busy.clone());
         assert!(c.admit().is_none());
