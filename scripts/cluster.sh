@@ -15,7 +15,7 @@
 #   scripts/cluster.sh logs N [-f]  the last lines of node N's log (-f: follow)
 #   scripts/cluster.sh clean        down, then delete the cluster's data and logs
 #
-# `up` (3 nodes) runs node i on 127.0.0.1:$((8010+i)); `up 1` runs one node with
+# `up` (3 nodes) runs node i on 127.0.0.1:$((8010+i)) (REGISTRY_PORT_BASE moves them); `up 1` runs one node with
 # the binary's defaults (node id 1 on 127.0.0.1:8009). Files live under
 # REGISTRY_CLUSTER_DIR (default: .cluster in the repository):
 #   node<i>/ data   node<i>.log   node<i>.pid   node<i>.args (the flags, one a line)
@@ -23,7 +23,8 @@
 #
 # Environment: REGISTRY_CLUSTER_DIR, REGISTRY_BIN (use this binary, no build),
 # REGISTRY_READY_TIMEOUT (s, default 90), REGISTRY_STOP_TIMEOUT (s, default 20),
-# RUST_LOG (passed to the nodes).
+# REGISTRY_PORT_BASE (default 8010: node i listens on base+i; kept by `up` for
+# the cluster's later commands), RUST_LOG (passed to the nodes).
 set -euo pipefail
 LIB_PROG=cluster
 # shellcheck source=scripts/lib.sh
@@ -40,7 +41,8 @@ usage() {
 }
 
 size() { cat "$DIR/size" 2>/dev/null || echo 0; }
-node_port() { if [[ "$(size)" == 1 ]]; then echo 8009; else echo $((8010 + $1)); fi; }
+port_base() { cat "$DIR/port-base" 2>/dev/null || echo "${REGISTRY_PORT_BASE:-8010}"; }
+node_port() { if [[ "$(size)" == 1 ]]; then echo 8009; else echo $(($(port_base) + $1)); fi; }
 scheme() { cat "$DIR/scheme" 2>/dev/null || echo http; }
 node_url() { echo "$(scheme)://127.0.0.1:$(node_port "$1")"; }
 
@@ -311,8 +313,12 @@ cmd_up() {
         die "$DIR holds a secure cluster (admin-token): run scripts/cluster.sh up $n --secure, or clean first"
     fi
     use_admin_token
-    local initial=""
-    for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((8010 + i))"; done
+    local initial="" base
+    base="$(port_base)"
+    [[ "$base" =~ ^[0-9]+$ ]] && ((base >= 1024 && base <= 65000)) ||
+        die "REGISTRY_PORT_BASE must be a port from 1024 to 65000, got '$base'"
+    echo "$base" >"$DIR/port-base"
+    for ((i = 1; i <= n; i++)); do initial+="${initial:+,}$i=127.0.0.1:$((base + i))"; done
     local -a tls_args peers
     for ((i = 1; i <= n; i++)); do
         tls_args=()
@@ -326,7 +332,7 @@ cmd_up() {
             # The binary's defaults (node 1, 127.0.0.1:8009), data under the cluster dir.
             printf '%s\n' --data-dir "$DIR/node1" "${auth[@]}" "${tls_args[@]}" >"$DIR/node1.args"
         else
-            printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((8010 + i))" \
+            printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((base + i))" \
                 --data-dir "$DIR/node$i" --initial-cluster "$initial" \
                 "${peers[@]}" "${auth[@]}" "${tls_args[@]}" >"$DIR/node$i.args"
         fi
@@ -422,7 +428,7 @@ cmd_clean() {
     for i in "$DIR"/node[0-9]*; do
         [[ -e "$i" ]] && rm -rf -- "$i"
     done
-    rm -f -- "$DIR/size" "$DIR/bin" "$DIR/scheme"
+    rm -f -- "$DIR/size" "$DIR/bin" "$DIR/scheme" "$DIR/port-base"
     echo "cluster: cleaned $DIR"
 }
 
