@@ -32,10 +32,32 @@ use args::*;
 use commands::*;
 use exit::*;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Settings read from the environment that an empty value leaves unset, as
+/// curl and most tools take `VAR=`: clap would otherwise refuse the empty
+/// string ("a value is required").
+const UNSET_WHEN_EMPTY: [&str; 4] = [
+    "REGISTRY_NODES",
+    "REGISTRY_TOKEN",
+    "REGISTRY_TOKEN_FILE",
+    "REGISTRY_CACERT",
+];
+
+fn main() -> ExitCode {
+    // Before any thread exists (the runtime is built below).
+    for name in UNSET_WHEN_EMPTY {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(name);
+        }
+    }
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => report(&err),
     }

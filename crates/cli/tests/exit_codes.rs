@@ -91,6 +91,23 @@ async fn get_prints_the_agent_as_json_and_exits_0() {
 }
 
 #[tokio::test]
+async fn empty_settings_in_the_environment_count_as_unset() {
+    let node = serve(fake_node()).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_registryctl"))
+        .env("REGISTRY_NODES", &node)
+        .env("REGISTRY_TOKEN", "")
+        .env("REGISTRY_TOKEN_FILE", "")
+        .env("REGISTRY_CACERT", "")
+        .args(["get", "known"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["agent_id"], "known");
+}
+
+#[tokio::test]
 async fn api_errors_exit_1_with_code_and_message_on_stderr() {
     let node = serve(fake_node()).await;
     let out = registryctl(&node, &["get", "ghost"]).await;
