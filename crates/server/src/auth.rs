@@ -124,7 +124,7 @@ pub fn secret_hash(secret: &str) -> [u8; 32] {
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", hex(&bytes))
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
 /// A fresh token id: `tok_` and 64 random bits in hex.
@@ -132,10 +132,6 @@ fn new_token_id() -> TokenId {
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     TokenId::generated(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unauthenticated(message: impl Into<String>) -> ApiError {

@@ -68,8 +68,7 @@ impl TokenId {
 
     /// The id the registry gives a new token: `tok_` and `random` in hex.
     pub fn generated(random: [u8; 8]) -> TokenId {
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        TokenId(format!("tok_{hex}"))
+        TokenId(format!("tok_{}", hex::encode(random)))
     }
 
     /// The id of the token made from `--bootstrap-token-file`.
