@@ -21,6 +21,8 @@
 //! - [`session`]: the agent side of liveness: an [`AgentSession`] registers an
 //!   agent and keeps it alive with paced heartbeats from a background task,
 //!   registering again when the registry expired it.
+//! - [`snapshot`]: [`Client::save_snapshot`], a backup written to a file
+//!   atomically and verified on its way in.
 //! - `backoff`: the exponential, jittered backoff both retry loops share.
 //!
 //! # Retry policy
@@ -90,12 +92,14 @@ pub mod config;
 pub mod error;
 pub mod options;
 pub mod session;
+pub mod snapshot;
 pub mod watch;
 
 pub use client::{Client, Readiness};
 pub use config::{BearerToken, ClientBuilder, ClientConfig};
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, Response, ResponseMeta, SelectStrategy};
+pub use snapshot::{SaveError, SavedSnapshot};
 pub use session::{
     AgentSession, Reporter, SessionBuilder, SessionConfig, SessionPhase, SessionStats,
 };
