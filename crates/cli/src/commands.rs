@@ -235,12 +235,15 @@ async fn snapshot(client: &Client, cmd: SnapshotCommand) -> anyhow::Result<ExitC
 type Checked = (
     u64,
     Option<registry_client::types::backup::BackupHeader>,
-    Result<registry_client::types::backup::BackupHeader, registry_client::types::backup::BackupError>,
+    Result<
+        registry_client::types::backup::BackupHeader,
+        registry_client::types::backup::BackupError,
+    >,
 );
 
 fn check_backup(path: &std::path::Path) -> anyhow::Result<Checked> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
     let mut check = registry_client::types::backup::BackupCheck::default();
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;

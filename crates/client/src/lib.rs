@@ -99,10 +99,10 @@ pub use client::{Client, Readiness};
 pub use config::{BearerToken, ClientBuilder, ClientConfig};
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, Response, ResponseMeta, SelectStrategy};
-pub use snapshot::{SaveError, SavedSnapshot};
 pub use session::{
     AgentSession, Reporter, SessionBuilder, SessionConfig, SessionPhase, SessionStats,
 };
+pub use snapshot::{SaveError, SavedSnapshot};
 
 pub use watch::{Watch, WatchError, WatchFilter, WatchOptions, WatchStart};
 

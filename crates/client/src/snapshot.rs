@@ -83,7 +83,9 @@ impl Client {
         let url = Call::read(&["v1", "snapshot"]).url(&parse_node_url(node)?)?;
         let resp = tokio::time::timeout(HEADERS_WAIT, self.stream_client().get(url).send())
             .await
-            .map_err(|_| ClientError::Transport(format!("{node}: no answer within {HEADERS_WAIT:?}")))?
+            .map_err(|_| {
+                ClientError::Transport(format!("{node}: no answer within {HEADERS_WAIT:?}"))
+            })?
             .map_err(|e| ClientError::Transport(format!("{node}: {e}")))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {

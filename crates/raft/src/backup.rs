@@ -31,8 +31,8 @@ use crate::frame::{self, FrameKind, SnapshotHeader, HEADER_LEN};
 use crate::identity::{ClusterId, ClusterIdentity, IdentityError};
 use crate::store::{
     self, decode_snapshot_data, decode_snapshot_file, encode, open_snapshot_data, raft_db_options,
-    write_snapshot_file, DecodeError, StoredSnapshot, CF_LOG, CF_META, KEY_COMMITTED,
-    KEY_NODE_ID, KEY_PURGED, KEY_VOTE, SNAPSHOT_FILE,
+    write_snapshot_file, DecodeError, StoredSnapshot, CF_LOG, CF_META, KEY_COMMITTED, KEY_NODE_ID,
+    KEY_PURGED, KEY_VOTE, SNAPSHOT_FILE,
 };
 use crate::{LogId, FORMAT_VERSION};
 
@@ -200,9 +200,7 @@ pub enum RestoreError {
         header: String,
         found: String,
     },
-    #[error(
-        "{0} is not empty: restore prepares a new node's directory and never overwrites one"
-    )]
+    #[error("{0} is not empty: restore prepares a new node's directory and never overwrites one")]
     NotEmpty(PathBuf),
     #[error("node {node} is not in --initial-cluster ({members})")]
     NotAMember { node: u64, members: String },
@@ -360,8 +358,7 @@ pub fn restore(plan: &RestorePlan) -> Result<RestoreReport, RestoreError> {
     let tmp = parent.join(format!(".{name}.restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let written = write_dir(&tmp, plan, cluster_id, last, snapshot).and_then(|bytes| {
-        let report = store::inspect(&tmp, None)
-            .map_err(|e| RestoreError::Check(e.to_string()))?;
+        let report = store::inspect(&tmp, None).map_err(|e| RestoreError::Check(e.to_string()))?;
         if !report.problems.is_empty() {
             return Err(RestoreError::Check(report.problems.join("; ")));
         }

@@ -215,12 +215,12 @@ pub async fn authenticate(State(node): State<Node>, mut req: Request, next: Next
         (_, Need::Metrics) if config.open_metrics => None,
         (Caller::Token(_), Need::Health | Need::Metrics | Need::Read | Need::Write) => None,
         (Caller::Token(t), Need::Admin) if t.role == Role::Admin => None,
-        (Caller::Token(t), Need::Admin) if path.starts_with("/v1/auth/") => Some(forbidden(
-            format!(
+        (Caller::Token(t), Need::Admin) if path.starts_with("/v1/auth/") => {
+            Some(forbidden(format!(
                 "{} may not manage tokens: that takes an admin token",
                 t.role.with_article()
-            ),
-        )),
+            )))
+        }
         (Caller::Token(t), Need::Admin) => Some(forbidden(format!(
             "{} may not call {} {path}: that takes an admin token",
             t.role.with_article(),

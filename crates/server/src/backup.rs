@@ -79,28 +79,25 @@ pub async fn snapshot(State(node): State<Node>) -> ApiResult<Response> {
     );
     let file = tokio::fs::File::from_std(source.file);
     let head = Bytes::copy_from_slice(&h.encode());
-    let stream = futures::stream::unfold(
-        (Some(head), Some(file)),
-        |(head, file)| async move {
-            if let Some(head) = head {
-                return Some((Ok(head), (None, file)));
+    let stream = futures::stream::unfold((Some(head), Some(file)), |(head, file)| async move {
+        if let Some(head) = head {
+            return Some((Ok(head), (None, file)));
+        }
+        let mut file = file?;
+        let mut buf = vec![0u8; PIECE];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (None, Some(file))))
             }
-            let mut file = file?;
-            let mut buf = vec![0u8; PIECE];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), (None, Some(file))))
-                }
-                Err(e) => {
-                    // The client sees a short body: its length check fails.
-                    warn!(error = %e, "reading the snapshot for a backup");
-                    Some((Err(e), (None, None)))
-                }
+            Err(e) => {
+                // The client sees a short body: its length check fails.
+                warn!(error = %e, "reading the snapshot for a backup");
+                Some((Err(e), (None, None)))
             }
-        },
-    );
+        }
+    });
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -133,16 +130,9 @@ async fn fresh_snapshot(
     let deadline = tokio::time::Instant::now() + BUILD_WAIT;
     let mut metrics = node.raft.metrics();
     loop {
-        let covered = metrics
-            .borrow_and_update()
-            .snapshot
-            .map_or(0, |l| l.index);
+        let covered = metrics.borrow_and_update().snapshot.map_or(0, |l| l.index);
         if covered >= target && target > 0 {
-            let (dir, cluster, id) = (
-                node.config.data_dir.clone(),
-                node.identity.get(),
-                node.id,
-            );
+            let (dir, cluster, id) = (node.config.data_dir.clone(), node.identity.get(), node.id);
             let opened = tokio::task::spawn_blocking(move || {
                 open_backup(&dir, target, cluster, id, created_at)
             })
