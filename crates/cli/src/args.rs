@@ -141,6 +141,9 @@ pub(crate) enum Command {
     /// Manage access tokens (needs an admin token under --auth on).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Back the registry up to a file, or check a backup file.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Run beside an agent written in any language (a sidecar).
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -193,6 +196,25 @@ pub(crate) fn parse_health_url(s: &str) -> Result<reqwest::Url, String> {
         "http" | "https" => Ok(url),
         other => Err(format!("'{s}': expected http or https, not {other}")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Save a consistent backup of the whole registry (every change
+    /// acknowledged before the command) to FILE, written atomically and
+    /// verified; prints its revision, size and checksum. Needs an admin
+    /// token under --auth on.
+    Save {
+        /// The backup file to write (replaced if it exists, only once the
+        /// new one is complete).
+        file: PathBuf,
+    },
+    /// Print a backup file's header and verify its checksum (exit 1 when
+    /// the file is damaged, truncated or not a backup).
+    Inspect {
+        /// The backup file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

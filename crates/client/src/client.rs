@@ -309,7 +309,7 @@ pub(crate) fn classify(kind: Kind, outcome: Result<Raw, SendError>) -> Step {
 /// Statuses that a framework layer may produce without the registry's body
 /// (unknown route, overload, timeout) get a synthesized body with the
 /// matching code, so callers can always switch on [`ClientError::code`].
-fn api_error(status: u16, body: &Result<Vec<u8>, String>) -> ClientError {
+pub(crate) fn api_error(status: u16, body: &Result<Vec<u8>, String>) -> ClientError {
     let bytes = match body {
         Ok(b) => b.as_slice(),
         Err(_) => &[],
@@ -1123,6 +1123,11 @@ impl Client {
     pub(crate) fn node_index(&self, url: &str) -> Option<usize> {
         let name = url.trim().trim_end_matches('/');
         self.inner.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// The pool without a whole-request timeout, for long answers.
+    pub(crate) fn stream_client(&self) -> &reqwest::Client {
+        &self.inner.streams
     }
 
     /// The index of [`Client::preferred_node`].

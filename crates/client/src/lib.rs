@@ -21,6 +21,8 @@
 //! - [`session`]: the agent side of liveness: an [`AgentSession`] registers an
 //!   agent and keeps it alive with paced heartbeats from a background task,
 //!   registering again when the registry expired it.
+//! - [`snapshot`]: [`Client::save_snapshot`], a backup written to a file
+//!   atomically and verified on its way in.
 //! - `backoff`: the exponential, jittered backoff both retry loops share.
 //!
 //! # Retry policy
@@ -90,6 +92,7 @@ pub mod config;
 pub mod error;
 pub mod options;
 pub mod session;
+pub mod snapshot;
 pub mod watch;
 
 pub use client::{Client, Readiness};
@@ -99,6 +102,7 @@ pub use options::{Consistency, ReadOptions, Response, ResponseMeta, SelectStrate
 pub use session::{
     AgentSession, Reporter, SessionBuilder, SessionConfig, SessionPhase, SessionStats,
 };
+pub use snapshot::{SaveError, SavedSnapshot};
 
 pub use watch::{Watch, WatchError, WatchFilter, WatchOptions, WatchStart};
 

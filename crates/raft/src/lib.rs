@@ -8,6 +8,8 @@
 //! - [`network`]: the HTTP client for Raft RPCs between nodes (bincode bodies
 //!   under `/internal/raft/...`) and for the internal calls the server makes
 //!   (forwarded writes, read-index requests).
+//! - [`backup`]: a backup served from a node's snapshot, and the
+//!   restore of one into the data directory of a new cluster's node.
 //! - [`auth`]: the signature of node-to-node requests (HMAC-SHA256 keyed
 //!   by the cluster secret), freshness and replay checks.
 //! - [`disk`]: free space on the data directory against a floor; what the
@@ -25,6 +27,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod backup;
 pub mod disk;
 pub mod frame;
 pub mod identity;

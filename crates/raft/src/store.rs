@@ -88,13 +88,13 @@ use crate::identity::{ClusterId, ClusterIdentity, IdentityError};
 use crate::shared::{AppliedPosition, AppliedState, SharedState};
 use crate::{Applied, Entry, LogId, TypeConfig, FORMAT_VERSION};
 
-const CF_LOG: &str = "log";
-const CF_META: &str = "meta";
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_PURGED: &[u8] = b"last_purged";
-const KEY_NODE_ID: &[u8] = b"node_id";
-const SNAPSHOT_FILE: &str = "snapshot.bin";
+pub(crate) const CF_LOG: &str = "log";
+pub(crate) const CF_META: &str = "meta";
+pub(crate) const KEY_VOTE: &[u8] = b"vote";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_PURGED: &[u8] = b"last_purged";
+pub(crate) const KEY_NODE_ID: &[u8] = b"node_id";
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// What to do about a data directory a node refuses: said by every error
 /// that means the files are damaged or do not belong together.
@@ -372,7 +372,7 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 }
 
 /// Encodes a value with the format marker in front.
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
     let mut out = Vec::new();
     encode_into(&mut out, v)?;
     Ok(out)
@@ -636,12 +636,12 @@ impl RecentEntries {
 
 /// A snapshot as kept on disk, the body of `snapshot.bin`.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<u64, openraft::BasicNode>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta<u64, openraft::BasicNode>,
     /// The snapshot data as sent to peers: framed (header and checksum,
     /// see [`open_snapshot_data`]) when this release built or received it,
     /// bare when a previous release did.
-    data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// The state-machine store: applies entries to the in-memory registry and
@@ -1309,7 +1309,7 @@ struct LoadedSnapshot {
 /// Decodes the bytes of `snapshot.bin`: a file with a header (its
 /// checksum verified first), or a file of the previous release (its format
 /// marker and bincode, nothing to verify).
-fn decode_snapshot_file(
+pub(crate) fn decode_snapshot_file(
     bytes: &[u8],
 ) -> Result<(Option<SnapshotHeader>, StoredSnapshot), DecodeError> {
     match SnapshotHeader::open(FrameKind::File, bytes)? {
@@ -1333,7 +1333,7 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<LoadedSnapshot>, StoreError> 
 
 /// Writes the snapshot file atomically and durably, with a header naming
 /// the cluster and the node and checksumming the rest.
-fn write_snapshot_file(
+pub(crate) fn write_snapshot_file(
     dir: &Path,
     cluster_id: Option<ClusterId>,
     node_id: u64,

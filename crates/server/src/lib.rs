@@ -16,6 +16,8 @@
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
 //! - [`inspect`]: `agent-registry inspect`, a read-only report of a data
 //!   directory.
+//! - [`backup`]: `GET /v1/snapshot` (a backup streamed from the node's
+//!   snapshot) and `agent-registry restore`.
 //!
 //! Built on the core, each holding a [`Node`]:
 //! - [`liveness`]: heartbeats, checkpoints, sweeps and the brake.
@@ -46,6 +48,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod coalesce;
 pub mod config;
 pub mod discovery;
@@ -188,6 +191,7 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(api::search_capabilities))
         .routes(routes!(api::stats))
         .routes(routes!(api::cluster))
+        .routes(routes!(backup::snapshot))
         .routes(routes!(events::events))
         .routes(routes!(discovery::discover))
         .routes(routes!(discovery::select))

@@ -111,6 +111,9 @@ fn main() {
     if agent_registry::inspect::requested() {
         exit_now(agent_registry::inspect::run());
     }
+    if agent_registry::backup::requested() {
+        exit_now(agent_registry::backup::run());
+    }
     let config = Config::parse();
     if config.print_openapi {
         // `--print-openapi | head` closes the pipe early: that ends the

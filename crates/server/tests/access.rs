@@ -481,6 +481,14 @@ fn cases() -> Vec<Case> {
             &["admin"],
             false,
         ),
+        case(
+            "save a backup",
+            M::GET,
+            "/v1/snapshot",
+            None,
+            &["admin"],
+            false,
+        ),
     ]
 }
 

@@ -18,6 +18,8 @@
 //! - [`scaling`]: scaling policies and advisories.
 //! - [`legacy`]: bodies of the routes existing agent code calls, in the
 //!   shapes of the registries it was written for.
+//! - [`backup`]: the header of a backup file (`GET /v1/snapshot`) and its
+//!   checks.
 //! - [`auth`]: roles, token scopes and records, the actor of a change, and
 //!   what each role may do.
 //! - [`v1`]: the persisted shapes of format version 1, frozen, and their
@@ -30,6 +32,7 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod command;
 pub mod error;
 pub mod ids;
