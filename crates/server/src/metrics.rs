@@ -835,3 +835,100 @@ impl Metrics {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `text` for metric family `name` (samples only).
+    fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .collect()
+    }
+
+    #[test]
+    fn discovery_labels_stay_bounded_and_follow_the_top_set() {
+        let m = Metrics::new();
+        let c = &m.discovery_by_capability;
+        c.relabel((0..200).map(|i| format!("cap-{i:03}")));
+        assert_eq!(c.labelled().len(), DISCOVERY_LABELS);
+        for i in 0..1_000 {
+            c.count(&format!("made-up-{i}"));
+        }
+        c.count("cap-000");
+        c.count_unnamed();
+        let text = m.render();
+        let lines = samples(&text, "agent_registry_discovery_requests_total");
+        assert_eq!(lines.len(), DISCOVERY_LABELS + 1, "{lines:?}");
+        assert!(
+            lines.contains(&"agent_registry_discovery_requests_total{capability=\"other\"} 1001")
+        );
+        assert!(
+            lines.contains(&"agent_registry_discovery_requests_total{capability=\"cap-000\"} 1")
+        );
+
+        // A new top set: the series of those that left are gone, `other`
+        // is never a label of its own.
+        c.relabel(["other".to_string(), "cap-000".into(), "new".into()]);
+        assert_eq!(c.labelled(), ["cap-000", "new"]);
+        let text = m.render();
+        let lines = samples(&text, "agent_registry_discovery_requests_total");
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        c.count("other");
+        c.count("cap-001");
+        assert!(m
+            .render()
+            .contains("agent_registry_discovery_requests_total{capability=\"other\"} 1003"));
+    }
+
+    #[test]
+    fn registry_figures_are_served_untyped_with_every_status() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("# TYPE agent_registry_agents_total untyped\n"));
+        assert!(text.contains("# TYPE agent_registry_capabilities_total untyped\n"));
+        assert!(text.contains("# TYPE agent_registry_stale_agents_total untyped\n"));
+        // Before the first observation: the totals at 0, no status yet.
+        assert_eq!(
+            samples(&text, "agent_registry_stale_agents_total"),
+            ["agent_registry_stale_agents_total 0"]
+        );
+        m.observe_registry(&RegistryState::default());
+        let text = m.render();
+        let statuses = samples(&text, "agent_registry_agents_total");
+        assert_eq!(statuses.len(), AgentStatus::VARIANTS.len(), "{statuses:?}");
+        assert!(statuses.contains(&"agent_registry_agents_total{status=\"offline\"} 0"));
+        assert!(text.contains("# TYPE agent_registry_heartbeat_latency_seconds histogram\n"));
+        assert!(text.contains("# TYPE registry_raft_wal_sync_duration_seconds histogram\n"));
+        // Both build failure reasons are listed from the start.
+        assert_eq!(
+            samples(&text, "registry_raft_snapshot_build_failures_total").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_store_observer_feeds_the_storage_metrics() {
+        let m = Metrics::new();
+        let o = m.store_observer();
+        o.wal_synced(Duration::from_millis(2), 7);
+        o.snapshot_built(Duration::from_millis(30), 1234);
+        o.snapshot_build_failed(BuildFailure::NoSpace);
+        o.snapshot_installed(Duration::from_millis(40), 5678);
+        o.snapshot_install_failed();
+        assert_eq!(m.wal_sync_seconds.get_sample_count(), 1);
+        assert_eq!(m.wal_synced_appends.get(), 7);
+        assert_eq!(m.snapshot_build_seconds.get_sample_count(), 1);
+        assert_eq!(m.snapshot_build_bytes.get(), 1234);
+        assert_eq!(
+            m.snapshot_build_failures
+                .with_label_values(&["no_space"])
+                .get(),
+            1
+        );
+        assert_eq!(m.snapshot_install_bytes.get(), 5678);
+        assert_eq!(m.snapshot_install_failures.get(), 1);
+    }
+}

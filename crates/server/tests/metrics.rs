@@ -192,10 +192,10 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     )
     .await;
     for i in 1..3 {
-        let body = agent(&format!("a{i}"), &["trade"], 1);
+        let body = agent(&format!("a{i}"), &["trade", "vision"], 2);
         call(&c, follower, Method::POST, "/v1/agents", Some(body)).await;
     }
-    everywhere(&c, "agent_registry_capabilities_total", &[], 4.0).await;
+    everywhere(&c, "agent_registry_capabilities_total", &[], 6.0).await;
 
     eprintln!("--- a1 and a2 never beat: they go stale, a0 does not");
     everywhere(&c, "agent_registry_stale_agents_total", &[], 2.0).await;
@@ -242,6 +242,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     )
     .await;
     everywhere(&c, "agent_registry_stale_agents_total", &[], 1.0).await;
+    everywhere(&c, "agent_registry_capabilities_total", &[], 5.0).await;
 
     eprintln!("--- 60 more agents, one capability each: more capabilities than labels");
     for i in 0..60 {
