@@ -197,7 +197,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     }
     everywhere(&c, "agent_registry_capabilities_total", &[], 6.0).await;
 
-    eprintln!("--- a1 and a2 never beat: they go stale, a0 does not");
+    eprintln!("--- a1 and a2 (TTL 2 s) never beat: they go stale, a0 does not");
     everywhere(&c, "agent_registry_stale_agents_total", &[], 2.0).await;
     everywhere(
         &c,
