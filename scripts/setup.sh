@@ -12,6 +12,10 @@
 #   busybox-static           shell and wget inside the locally built docker image
 #   etcd-server etcd-client  the benchmark compares the registry with etcd
 #   iptables iproute2        network fault injection in the chaos tests
+#   prometheus               promtool: scripts/monitoring-check.sh checks a node's
+#                            /metrics and the alert rules in docs/monitoring with it
+#                            (Debian ships promtool only in this package; the
+#                            Prometheus server it also installs is stopped and disabled)
 # and the cargo subcommand nextest (the test runner).
 #
 # Runs unattended (CI=true, no stdin): apt runs non-interactively, and
@@ -33,7 +37,7 @@ have_compiler() {
 }
 
 missing=()
-for pkg in libclang-dev build-essential curl openssl busybox-static etcd-server etcd-client iptables iproute2; do
+for pkg in libclang-dev build-essential curl openssl busybox-static etcd-server etcd-client iptables iproute2 prometheus; do
     if [[ "$pkg" == build-essential ]] && have_compiler; then
         continue
     fi
@@ -72,6 +76,11 @@ fi
 # Nothing here needs a system-wide etcd; the benchmark starts its own.
 if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
     { systemctl disable --now etcd || service etcd stop; } >/dev/null 2>&1 || true
+fi
+# Likewise the Prometheus server (only promtool is wanted): it would take
+# port 9090 and scrape nothing of ours.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true
 fi
 
 # Rust toolchain pieces. rustup cannot download here, so only report them.

@@ -9,6 +9,9 @@
 #   nextest  cargo nextest run --release --workspace
 #   openapi  scripts/openapi-check.sh (the generated OpenAPI document validated
 #            by openapi-spec-validator)
+#   monitor  scripts/monitoring-check.sh (promtool: the alert rules and their
+#            unit tests, and every node's /metrics of a live 3-node cluster;
+#            the Grafana dashboard's queries name served metrics)
 #   apifuzz  scripts/api-fuzz.sh (schemathesis against a node's /openapi.json,
 #            auth off and on: no 5xx, no panic)
 #   legacy   scripts/legacy-clients.sh (the clients of earlier registries,
@@ -57,6 +60,7 @@ stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --release --all-targets --workspace -- -D warnings
 stage nextest cargo nextest run --release --workspace --no-fail-fast
 stage openapi "$REPO_ROOT/scripts/openapi-check.sh"
+stage monitor "$REPO_ROOT/scripts/monitoring-check.sh"
 stage apifuzz "$REPO_ROOT/scripts/api-fuzz.sh"
 stage legacy "$REPO_ROOT/scripts/legacy-clients.sh"
 stage python "$REPO_ROOT/scripts/python-sdk.sh"

@@ -18,6 +18,9 @@
 //!   data sent to peers: magic, version, cluster and node id, CRC32C.
 //! - [`identity`]: the cluster id, created at bootstrap, kept in the data
 //!   directory and carried by every node-to-node request and snapshot.
+//! - [`observe`]: the figures the store and the network report (WAL sync
+//!   and snapshot durations and sizes, peers' last answers) through a hook,
+//!   so the server's metrics can show them without this crate knowing them.
 //! - [`shared`]: the applied state as the HTTP layer sees it: the registry
 //!   behind a lock plus a watch channel of the applied position, so reads can
 //!   wait for an index or a revision.
@@ -32,6 +35,7 @@ pub mod disk;
 pub mod frame;
 pub mod identity;
 pub mod network;
+pub mod observe;
 pub mod shared;
 pub mod store;
 
@@ -44,6 +48,7 @@ use registry_types::{Command, CommandResult, Revision};
 pub use disk::{DiskSpace, DiskStatus};
 pub use identity::{ClusterId, ClusterIdentity, IdentityError};
 pub use network::{Network, PeerClient, PeerError, PeerHttp};
+pub use observe::{BuildFailure, Observer, PeerAcks, StoreObserver};
 pub use shared::{AppliedPosition, AppliedState, SharedState};
 pub use store::{
     open_store, DecodeError, Inconsistency, LogStore, StateMachineStore, StoreError, StoreOptions,

@@ -35,6 +35,7 @@ use registry_types::Command;
 
 use crate::auth::{self, Credentials, PeerKey, Sequence};
 use crate::identity::{ClusterId, ClusterIdentity};
+use crate::observe::PeerAcks;
 use crate::{Applied, TypeConfig, RAFT_RPC_PREFIX};
 
 /// Path of forwarded writes.
@@ -393,6 +394,8 @@ fn with_causes(e: &reqwest::Error) -> String {
 pub struct Network {
     http: PeerHttp,
     retry_unreachable: Duration,
+    /// When each peer last answered an AppendEntries (see [`PeerAcks`]).
+    acks: PeerAcks,
 }
 
 impl Network {
@@ -405,7 +408,14 @@ impl Network {
         Network {
             http,
             retry_unreachable,
+            acks: PeerAcks::default(),
         }
+    }
+
+    /// When each peer last answered this node's AppendEntries: on the
+    /// leader, each member's last acknowledgement.
+    pub fn acks(&self) -> PeerAcks {
+        self.acks.clone()
     }
 }
 
@@ -446,6 +456,7 @@ pub struct PeerConnection {
     target: u64,
     client: PeerClient,
     retry_unreachable: Duration,
+    acks: PeerAcks,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -456,6 +467,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: PeerClient::new(self.http.clone(), node.addr.clone()),
             retry_unreachable: self.retry_unreachable,
+            acks: self.acks.clone(),
         }
     }
 }
@@ -470,9 +482,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.client
+        let answer = self
+            .client
             .raft_rpc(RPCTypes::AppendEntries, &rpc, &option, self.target)
-            .await
+            .await;
+        if answer.is_ok() {
+            self.acks.heard(self.target);
+        }
+        answer
     }
 
     async fn install_snapshot(

@@ -85,6 +85,7 @@ use registry_state::{
 use crate::disk::{is_no_space_io, is_no_space_rocksdb, DiskSpace};
 use crate::frame::{self, CrcWriter, FrameError, FrameKind, SnapshotHeader, HEADER_LEN};
 use crate::identity::{ClusterId, ClusterIdentity, IdentityError};
+use crate::observe::{BuildFailure, Observer};
 use crate::shared::{AppliedPosition, AppliedState, SharedState};
 use crate::{Applied, Entry, LogId, TypeConfig, FORMAT_VERSION};
 
@@ -301,6 +302,9 @@ pub struct StoreOptions {
     /// treats as fatal), and no snapshot is written without room for it.
     /// Without it (tests), such a write fails.
     pub disk: Option<DiskSpace>,
+    /// Told of every WAL sync and snapshot built or installed, with their
+    /// durations and sizes (the node's metrics); a no-op by default.
+    pub observer: Observer,
 }
 
 impl Default for StoreOptions {
@@ -309,6 +313,7 @@ impl Default for StoreOptions {
             state: StateConfig::default(),
             sync: true,
             disk: None,
+            observer: Observer::default(),
         }
     }
 }
@@ -664,6 +669,8 @@ pub struct StateMachineStore {
     /// written answers instead) and the time before which no build is
     /// tried again after one failed for want of space.
     kept: Arc<std::sync::Mutex<KeptSnapshot>>,
+    /// Told of every snapshot built or installed (see [`StoreOptions::observer`]).
+    observer: Observer,
 }
 
 /// What the state-machine store knows of `snapshot.bin` without reading it.
@@ -804,6 +811,7 @@ pub fn open_store(
         wal_syncs.clone(),
         wal_synced_appends.clone(),
         options.disk.clone(),
+        options.observer.clone(),
     )?;
     let kept = KeptSnapshot {
         meta: snapshot.as_ref().map(|s| s.stored.meta.clone()),
@@ -829,6 +837,7 @@ pub fn open_store(
         node_id,
         disk: options.disk,
         kept: Arc::new(std::sync::Mutex::new(kept)),
+        observer: options.observer,
     };
     Ok((log, sm, shared))
 }
@@ -1079,6 +1088,7 @@ fn spawn_flusher(
     syncs: Arc<AtomicU64>,
     covered: Arc<AtomicU64>,
     disk: Option<DiskSpace>,
+    observer: Observer,
 ) -> Result<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
     std::thread::Builder::new()
@@ -1087,6 +1097,7 @@ fn spawn_flusher(
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
+                let started = std::time::Instant::now();
                 let res = match (sync, db.upgrade()) {
                     (false, _) => Ok(()),
                     (true, Some(db)) => {
@@ -1105,6 +1116,7 @@ fn spawn_flusher(
                 };
                 syncs.fetch_add(1, Ordering::Relaxed);
                 covered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                observer.wal_synced(started.elapsed(), batch.len());
                 if let Err(e) = &res {
                     tracing::error!(error = %e, "WAL sync failed");
                 }
@@ -1706,9 +1718,32 @@ impl StateMachineStore {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// Builds a snapshot and tells the observer how it went.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let started = std::time::Instant::now();
+        match self.build().await {
+            Ok((snapshot, Some(bytes))) => {
+                self.observer.snapshot_built(started.elapsed(), bytes);
+                Ok(snapshot)
+            }
+            Ok((kept, None)) => {
+                self.observer.snapshot_build_failed(BuildFailure::NoSpace);
+                Ok(kept)
+            }
+            Err(e) => {
+                self.observer.snapshot_build_failed(BuildFailure::Error);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl StateMachineStore {
+    /// Builds and writes a snapshot: with its size when it was written;
+    /// without (the snapshot already there instead) when there was no room.
+    async fn build(&mut self) -> Result<(Snapshot<TypeConfig>, Option<u64>), StorageError<u64>> {
         if let Some(kept) = self.no_room_to_build() {
-            return Ok(kept);
+            return Ok((kept, None));
         }
         // Capture state, applied id and membership together under one lock
         // so they describe the same point of the log.
@@ -1766,7 +1801,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 warn!(snapshot = %meta.snapshot_id, error = %e, "no space for the snapshot: keeping the one there is, and the log");
                 let mut kept = self.kept();
                 kept.retry_at = Some(std::time::Instant::now() + Self::BUILD_RETRY);
-                return Ok(Self::kept_snapshot(&kept));
+                return Ok((Self::kept_snapshot(&kept), None));
             }
             (Err(e), _) => {
                 return Err(io_err(
@@ -1782,10 +1817,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             retry_at: None,
         };
         info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), agents, "built snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        })
+        let bytes = stored.data.len() as u64;
+        Ok((
+            Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            },
+            Some(bytes),
+        ))
     }
 }
 
@@ -1854,6 +1893,54 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     /// a header, from a peer of a previous release, carries no checksum
     /// and no cluster: it is installed if it decodes (logged).
     async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let started = std::time::Instant::now();
+        let bytes = snapshot.get_ref().len() as u64;
+        match self.install(meta, snapshot).await {
+            Ok(()) => {
+                self.observer.snapshot_installed(started.elapsed(), bytes);
+                Ok(())
+            }
+            Err(e) => {
+                self.observer.snapshot_install_failed();
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let dir = self.dir.clone();
+        let (cluster_id, node_id) = (self.identity.get(), self.node_id);
+        let snap = tokio::task::spawn_blocking(move || {
+            read_snapshot_file(&dir).map(|s| {
+                s.map(|LoadedSnapshot { mut stored, .. }| {
+                    // Data a previous release built goes out framed: the
+                    // peer then checks it like any other.
+                    if !frame::is_framed(FrameKind::Data, &stored.data) {
+                        stored.data = frame::frame_data(&stored.data, cluster_id, node_id);
+                    }
+                    stored
+                })
+            })
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(snap.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+impl StateMachineStore {
+    /// [`RaftStateMachine::install_snapshot`], before the observer is told.
+    async fn install(
         &mut self,
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
@@ -1928,32 +2015,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.shared.publish(pos);
         info!(snapshot = %meta.snapshot_id, revision = pos.revision, "installed snapshot");
         Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let dir = self.dir.clone();
-        let (cluster_id, node_id) = (self.identity.get(), self.node_id);
-        let snap = tokio::task::spawn_blocking(move || {
-            read_snapshot_file(&dir).map(|s| {
-                s.map(|LoadedSnapshot { mut stored, .. }| {
-                    // Data a previous release built goes out framed: the
-                    // peer then checks it like any other.
-                    if !frame::is_framed(FrameKind::Data, &stored.data) {
-                        stored.data = frame::frame_data(&stored.data, cluster_id, node_id);
-                    }
-                    stored
-                })
-            })
-        })
-        .await
-        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(snap.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
     }
 }
 
@@ -2906,6 +2967,74 @@ mod tests {
             options(),
         )
         .unwrap();
+    }
+
+    /// Records what a store reports, as the server's metrics would.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl crate::observe::StoreObserver for Recorder {
+        fn snapshot_built(&self, _took: std::time::Duration, bytes: u64) {
+            self.0.lock().unwrap().push(format!("built {bytes}"));
+        }
+        fn snapshot_build_failed(&self, why: BuildFailure) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("build failed {}", why.as_str()));
+        }
+        fn snapshot_installed(&self, _took: std::time::Duration, bytes: u64) {
+            self.0.lock().unwrap().push(format!("installed {bytes}"));
+        }
+        fn snapshot_install_failed(&self) {
+            self.0.lock().unwrap().push("install failed".into());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_of_each_snapshot_built_installed_or_refused() {
+        let cluster = ClusterId::random();
+        let recorder = Arc::new(Recorder::default());
+        let observed = StoreOptions {
+            observer: Observer::new(recorder.clone()),
+            ..options()
+        };
+        let a = tempfile::tempdir().unwrap();
+        let (_log, mut sm_a, _) = open_store(
+            a.path(),
+            1,
+            ClusterIdentity::ephemeral(Some(cluster)),
+            observed.clone(),
+        )
+        .unwrap();
+        let built = sm_a.build_snapshot().await.unwrap();
+        let size = built.snapshot.get_ref().len();
+        let b = tempfile::tempdir().unwrap();
+        let (_log, mut sm_b, _) = open_store(
+            b.path(),
+            2,
+            ClusterIdentity::ephemeral(Some(cluster)),
+            observed,
+        )
+        .unwrap();
+        let mut damaged = built.snapshot.get_ref().clone();
+        let at = damaged.len() - 3;
+        damaged[at] ^= 0x40;
+        let refused = sm_b
+            .install_snapshot(&built.meta, Box::new(Cursor::new(damaged)))
+            .await;
+        assert!(refused.is_err());
+        sm_b.install_snapshot(&built.meta, built.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [
+                format!("built {size}"),
+                "install failed".to_string(),
+                format!("installed {size}"),
+            ]
+        );
     }
 
     #[test]

@@ -502,6 +502,7 @@ pub async fn search(
     let limit = limit_within(query.limit, default_limit, registry_state::query::MAX_PAGE)?;
     node.read_gate(read).await?;
     requests.served();
+    crate::discovery::count_by_capability(node, [registry_state::index::normalize(&q).as_str()]);
     let g = node.shared.read();
     Ok(SearchResponse {
         matches: g.registry.search_capabilities(&q, status, limit),
@@ -696,11 +697,11 @@ pub async fn agent_health(
     operation_id = "metrics",
     tag = "meta",
     responses(
-        (status = 200, description = "Prometheus text format (metric names prefixed `registry_`).", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 200, description = "Prometheus text format: `registry_*` (the node) and `agent_registry_*` (the names of the Dev-Tools registry's dashboards); listed in docs/operations.md.", content_type = "text/plain; version=0.0.4", body = String),
     ),
 )]
 pub async fn metrics(State(node): State<Node>) -> Response {
-    node.metrics.observe_disk(&node.disk.status());
+    node.observe_metrics();
     (
         [(
             axum::http::header::CONTENT_TYPE,

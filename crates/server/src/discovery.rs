@@ -1,4 +1,6 @@
-//! Discovery handlers: `POST /v1/discover` and `GET /v1/select`.
+//! Discovery handlers: `POST /v1/discover` and `GET /v1/select`, the
+//! replicated discovery request counter, and the per-capability one of
+//! `/metrics` with the task that chooses its labels.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use registry_types::{AgentRecord, AgentStatus, Command, ErrorBody, ErrorCode, Ti
 use crate::api::DEFAULT_PAGE;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{limit_within, JsonBody, Query};
+use crate::metrics::DISCOVERY_LABELS;
 use crate::node::Node;
 use crate::openapi::{BadRequest, Internal, PayloadTooLarge, ReadUnavailable};
 
@@ -29,6 +32,53 @@ pub const MAX_LIMIT: usize = 1_000;
 
 /// How often a node reports the discovery requests it served.
 pub const COUNTER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the capabilities with a discovery label of their own in
+/// `/metrics` are chosen again (see [`crate::metrics::CapabilityRequests`]).
+pub const LABEL_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts a capability discovery request (search, discover, select) in
+/// `agent_registry_discovery_requests_total`: once for each distinct
+/// capability it names (normalized), or once under `other` when it names
+/// none (a discovery by text, tags, type or runtime only).
+pub fn count_by_capability<'a>(node: &Node, capabilities: impl IntoIterator<Item = &'a str>) {
+    let mut named: Vec<&str> = capabilities.into_iter().collect();
+    named.sort_unstable();
+    named.dedup();
+    let counter = &node.metrics.discovery_by_capability;
+    if named.is_empty() {
+        counter.count_unnamed();
+    }
+    for c in named {
+        counter.count(c);
+    }
+}
+
+/// Chooses, every [`LABEL_REFRESH_INTERVAL`], the capabilities with a
+/// discovery label of their own: the [`DISCOVERY_LABELS`] held by the most
+/// agents in this node's registry. By agent count, not by requests: the
+/// registry's own contents decide, so requests for made-up capabilities
+/// (any client can send them) can neither grow the label set nor push the
+/// real capabilities out of it. One pass over the distinct capability
+/// names under the read lock, never over the agents.
+fn spawn_label_refresh(node: Node) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LABEL_REFRESH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // One more than kept: `other` is never a label of its own.
+            let top = node
+                .shared
+                .read()
+                .registry
+                .top_capabilities(DISCOVERY_LABELS + 1);
+            node.metrics
+                .discovery_by_capability
+                .relabel(top.into_iter().map(|(name, _)| name));
+        }
+    });
+}
 
 /// Discovery requests (get, list, search, discover, select) served on this
 /// node and not yet added to the replicated counter. Cheap to clone.
@@ -44,6 +94,7 @@ impl DiscoveryRequests {
     /// most one interval of one node's requests is lost around a failure or
     /// when the node stops.
     pub fn start(node: Node) -> DiscoveryRequests {
+        spawn_label_refresh(node.clone());
         let counter = DiscoveryRequests::default();
         let unreported = counter.0.clone();
         tokio::spawn(async move {
@@ -209,6 +260,13 @@ pub async fn discover(
     let q = build_query(&req)?;
     node.read_gate(&read).await?;
     requests.served();
+    count_by_capability(
+        &node,
+        q.capabilities
+            .iter()
+            .chain(&q.any_capabilities)
+            .map(String::as_str),
+    );
     let g = node.shared.read();
     // Only `explain` returns the filter counts, and only the full pass can
     // count; without it the ranked walk stops after `limit` hits.
@@ -298,6 +356,7 @@ pub async fn select(
     };
     node.read_gate(&read).await?;
     requests.served();
+    count_by_capability(&node, [capability.as_str()]);
     let mut hits = node.shared.read().registry.discover_hits(&q);
     if strategy == SelectStrategy::RoundRobin {
         hits.sort_by(|a, b| a.0.agent_id.cmp(&b.0.agent_id));

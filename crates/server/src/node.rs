@@ -19,8 +19,8 @@ use tracing::{info, warn};
 use registry_raft::auth::PeerKey;
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
-    open_store, Applied, ClusterIdentity, DiskSpace, LogStore, Network, PeerClient, PeerError,
-    PeerHttp, Raft, SharedState, StoreError, StoreOptions,
+    open_store, Applied, ClusterIdentity, DiskSpace, LogStore, Network, PeerAcks, PeerClient,
+    PeerError, PeerHttp, Raft, SharedState, StoreError, StoreOptions,
 };
 use registry_state::StateConfig;
 use registry_types::api::{ClusterInfo, DiskInfo, Member, NodeRole, PeerAuthMode};
@@ -178,6 +178,9 @@ pub struct NodeInner {
     /// `--max-agents`, so concurrent registrations (one group-commit round)
     /// cannot together overshoot it.
     creating: AtomicU64,
+    /// When each peer last answered this node's AppendEntries (on the
+    /// leader: each member's last acknowledgement), for the metrics.
+    peer_acks: PeerAcks,
 }
 
 impl std::ops::Deref for Node {
@@ -200,12 +203,14 @@ impl Node {
         })?;
         let disk = DiskSpace::new(&config.data_dir, config.min_free_disk_bytes());
         disk.spawn_sampler(Duration::from_secs(1));
+        let metrics = Metrics::new();
         let options = StoreOptions {
             state: StateConfig {
                 event_window: config.event_window,
             },
             sync: true,
             disk: Some(disk.clone()),
+            observer: metrics.store_observer(),
         };
         let identity = ClusterIdentity::load(&config.data_dir)?;
         let (mut log_store, sm_store, shared) =
@@ -255,16 +260,17 @@ impl Node {
             peer_key.clone(),
             identity.clone(),
         );
+        let network = Network::new(http.clone(), config.heartbeat());
+        let peer_acks = network.acks();
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(http.clone(), config.heartbeat()),
+            network,
             log_store.clone(),
             sm_store,
         )
         .await?;
 
-        let metrics = Metrics::new();
         let group = {
             let (rounds, commands) = (
                 metrics.write_rounds.clone(),
@@ -299,6 +305,7 @@ impl Node {
             identity,
             disk,
             creating: AtomicU64::new(0),
+            peer_acks,
             config,
         }));
 
@@ -467,6 +474,24 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Brings the gauges a scrape reads up to date: disk, the registry's
+    /// figures (O(statuses), see `Metrics::observe_registry`), commit and
+    /// apply lag, membership and, on the leader, each member's replication.
+    /// A member is reachable when it answered within the longest election
+    /// timeout: longer, and a follower would already stand for election.
+    pub fn observe_metrics(&self) {
+        self.metrics.observe_disk(&self.disk.status());
+        self.metrics.observe_registry(&self.shared.read().registry);
+        let m = self.raft.metrics().borrow().clone();
+        let reach = Duration::from_millis(self.config.election_timeout_ms().1);
+        self.metrics.observe_cluster(
+            &m,
+            self.committed.load(Ordering::Relaxed),
+            &self.peer_acks.ages(),
+            reach,
+        );
     }
 
     /// The leader this node knows of, with its address.

@@ -323,6 +323,42 @@ impl RegistryState {
         self.index.get(Field::Status, status.into_str()).len() as usize
     }
 
+    /// Capabilities over all agents (an agent with three counts three):
+    /// kept up to date by apply, O(1).
+    pub fn total_capabilities(&self) -> u64 {
+        self.total_capabilities
+    }
+
+    /// The `k` capability names held by the most agents, most first (ties
+    /// by name), with their agent counts. One pass over the distinct
+    /// names (not the agents), keeping `k` at a time.
+    pub fn top_capabilities(&self, k: usize) -> Vec<(String, u64)> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        if k == 0 {
+            return Vec::new();
+        }
+        // A min-heap of the best `k` so far: (count, Reverse(name)) so the
+        // weakest (fewest agents, then the last name) is on top.
+        let mut heap: BinaryHeap<Reverse<(u64, Reverse<&str>)>> = BinaryHeap::with_capacity(k + 1);
+        for (name, set) in self.index.keys_of(Field::CapabilityName) {
+            let n = set.len();
+            if n == 0 {
+                continue;
+            }
+            heap.push(Reverse((n, Reverse(name))));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut top: Vec<(String, u64)> = heap
+            .into_iter()
+            .map(|Reverse((n, Reverse(name)))| (name.to_string(), n))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top
+    }
+
     /// Agents whose capability name equals `name` (normalized): O(1) lookup.
     pub fn agents_with_capability(&self, name: &str) -> Vec<&AgentRecord> {
         let mut out: Vec<&AgentRecord> = self

@@ -352,3 +352,42 @@ fn agents_with_capability_is_exact_and_case_insensitive() {
     );
     assert!(state.agents_with_capability("pyth").is_empty());
 }
+
+#[test]
+fn top_capabilities_are_the_most_held_ties_by_name_and_bounded() {
+    let mut h = Harness::new();
+    // "c0" held by 6 agents, "c1" by 5, ..., "c5" by 1; "zz" and "aa" by 3.
+    for i in 0..6 {
+        let mut c = reg(&format!("ag{i}"), i as i64);
+        c.capabilities = (0..=(5 - i))
+            .map(|n| cap(&format!("c{n}"), "", &[]))
+            .collect();
+        if i < 3 {
+            c.capabilities.push(cap("zz", "", &[]));
+            c.capabilities.push(cap("aa", "", &[]));
+        }
+        h.register(c);
+    }
+    let s = &h.state;
+    let names = |v: Vec<(String, u64)>| {
+        v.into_iter()
+            .map(|(n, c)| format!("{n}={c}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(s.top_capabilities(4)),
+        ["c0=6", "c1=5", "c2=4", "aa=3"]
+    );
+    assert_eq!(
+        names(s.top_capabilities(5)),
+        ["c0=6", "c1=5", "c2=4", "aa=3", "c3=3"]
+    );
+    assert_eq!(s.top_capabilities(100).len(), 8);
+    assert!(s.top_capabilities(0).is_empty());
+    // 21 + 6 capabilities over the agents, as /stats counts them.
+    assert_eq!(s.total_capabilities(), 27);
+    eprintln!("--- an agent's capabilities leave the counts with it");
+    h.apply(deregister("ag0", 100));
+    assert_eq!(names(h.state.top_capabilities(2)), ["c0=5", "c1=4"]);
+    assert_eq!(h.state.total_capabilities(), 27 - 8);
+}

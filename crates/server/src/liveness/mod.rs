@@ -159,13 +159,23 @@ impl Liveness {
     }
 
     /// Accepts a heartbeat: recorded here if this node leads, else forwarded
-    /// to the leader (coalesced with concurrent ones).
+    /// to the leader (coalesced with concurrent ones). Its time here, answer
+    /// or error, goes into `agent_registry_heartbeat_latency_seconds`.
     pub async fn heartbeat(&self, id: AgentId, beat: Beat) -> Result<HeartbeatResponse, ApiError> {
-        if self.node.is_leader() {
-            return self.leader_heartbeat(&id, beat).map_err(ApiError::from);
-        }
-        let res = self.forward((id, beat)).await?;
-        res.map_err(|e| ApiError::from(ErrorBody::from(e)))
+        let started = Instant::now();
+        let res = if self.node.is_leader() {
+            self.leader_heartbeat(&id, beat).map_err(ApiError::from)
+        } else {
+            match self.forward((id, beat)).await {
+                Ok(res) => res.map_err(|e| ApiError::from(ErrorBody::from(e))),
+                Err(e) => Err(e),
+            }
+        };
+        self.node
+            .metrics
+            .heartbeat_latency
+            .observe(started.elapsed().as_secs_f64());
+        res
     }
 
     /// On the leader: checks the agent exists and records the beat.
