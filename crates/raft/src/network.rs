@@ -388,11 +388,36 @@ fn with_causes(e: &reqwest::Error) -> String {
     text
 }
 
+/// When each peer last answered one of this node's Raft RPCs (any
+/// answer, a refusal included: the peer is up and reachable). A leader
+/// judges from it which voters a membership change would leave reachable;
+/// openraft 0.9's metrics give a quorum's last acknowledgement, not each
+/// peer's. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct PeerContacts(Arc<std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>>);
+
+impl PeerContacts {
+    /// Records that `peer` answered just now. A std `Mutex`: held for one
+    /// map insert, never across an `.await`.
+    fn answered(&self, peer: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(peer, std::time::Instant::now());
+        }
+    }
+
+    /// How long ago `peer` last answered; `None` if it never has.
+    pub fn since(&self, peer: u64) -> Option<Duration> {
+        let m = self.0.lock().ok()?;
+        m.get(&peer).map(|t| t.elapsed())
+    }
+}
+
 /// Creates [`PeerConnection`]s for openraft.
 #[derive(Clone)]
 pub struct Network {
     http: PeerHttp,
     retry_unreachable: Duration,
+    contacts: PeerContacts,
 }
 
 impl Network {
@@ -405,7 +430,13 @@ impl Network {
         Network {
             http,
             retry_unreachable,
+            contacts: PeerContacts::default(),
         }
+    }
+
+    /// When each peer last answered (shared with every connection made).
+    pub fn contacts(&self) -> PeerContacts {
+        self.contacts.clone()
     }
 }
 
@@ -446,6 +477,22 @@ pub struct PeerConnection {
     target: u64,
     client: PeerClient,
     retry_unreachable: Duration,
+    contacts: PeerContacts,
+}
+
+impl PeerConnection {
+    /// Notes an answer from the peer: anything but a failure to reach it.
+    fn note<T, E>(&self, res: &Result<T, RPCError<u64, BasicNode, E>>)
+    where
+        E: std::error::Error,
+    {
+        if !matches!(
+            res,
+            Err(RPCError::Unreachable(_) | RPCError::Timeout(_) | RPCError::Network(_))
+        ) {
+            self.contacts.answered(self.target);
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -456,6 +503,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: PeerClient::new(self.http.clone(), node.addr.clone()),
             retry_unreachable: self.retry_unreachable,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -470,9 +518,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.client
+        let res = self
+            .client
             .raft_rpc(RPCTypes::AppendEntries, &rpc, &option, self.target)
-            .await
+            .await;
+        self.note(&res);
+        res
     }
 
     async fn install_snapshot(
@@ -483,9 +534,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.client
+        let res = self
+            .client
             .raft_rpc(RPCTypes::InstallSnapshot, &rpc, &option, self.target)
-            .await
+            .await;
+        self.note(&res);
+        res
     }
 
     async fn vote(
@@ -493,8 +547,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.client
+        let res = self
+            .client
             .raft_rpc(RPCTypes::Vote, &rpc, &option, self.target)
-            .await
+            .await;
+        self.note(&res);
+        res
     }
 }

@@ -17,6 +17,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tracing::{info, warn};
 
 use registry_raft::auth::PeerKey;
+use registry_raft::network::PeerContacts;
 use registry_raft::network::{peer_http_client, ForwardError, ForwardRequest, ReadIndex};
 use registry_raft::{
     open_store, Applied, ClusterIdentity, DiskSpace, LogStore, Network, PeerClient, PeerError,
@@ -178,6 +179,9 @@ pub struct NodeInner {
     /// `--max-agents`, so concurrent registrations (one group-commit round)
     /// cannot together overshoot it.
     creating: AtomicU64,
+    /// When each peer last answered this node's Raft RPCs: as leader,
+    /// which voters are reachable (see `crate::membership`).
+    pub contacts: PeerContacts,
 }
 
 impl std::ops::Deref for Node {
@@ -255,10 +259,12 @@ impl Node {
             peer_key.clone(),
             identity.clone(),
         );
+        let network = Network::new(http.clone(), config.heartbeat());
+        let contacts = network.contacts();
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(http.clone(), config.heartbeat()),
+            network,
             log_store.clone(),
             sm_store,
         )
@@ -299,13 +305,22 @@ impl Node {
             identity,
             disk,
             creating: AtomicU64::new(0),
+            contacts,
             config,
         }));
 
+        // A `--join` node never initializes: it waits to be added.
         let lowest = members.keys().next().copied();
-        node.check_admin_token(pristine && lowest == Some(node.id))?;
-        if pristine && lowest == Some(node.id) {
+        let initializes = pristine && !node.config.join && lowest == Some(node.id);
+        node.check_admin_token(initializes)?;
+        if initializes {
             node.bootstrap(members).await?;
+        } else if pristine && node.config.join {
+            info!(
+                node = node.id,
+                address = %node.config.peer_advertise_addr(),
+                "--join: waiting to be added by the cluster's leader (POST /v1/cluster/members); 503 until then"
+            );
         } else if pristine {
             info!(
                 node = node.id,
@@ -487,6 +502,18 @@ impl Node {
     /// A handle on the Raft log.
     pub(crate) fn log_store(&self) -> LogStore {
         self.log_store.clone()
+    }
+
+    /// Whether the membership this node holds names it (as voter or
+    /// learner). A `--join` node is not one until a leader adds it.
+    pub fn is_member(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -803,11 +830,17 @@ impl Node {
                 } else {
                     NodeRole::Learner
                 };
+                // Only a leader's peers answer its RPCs all the time.
+                let leads = m.current_leader == Some(self.id) && *id != self.id;
                 Member {
                     node_id: *id,
                     addr: node.addr.clone(),
                     role,
                     voter,
+                    last_answer_ms: leads
+                        .then(|| self.contacts.since(*id))
+                        .flatten()
+                        .map(|d| d.as_millis() as u64),
                 }
             })
             .collect();
@@ -835,6 +868,8 @@ impl Node {
                     no_space: d.no_space,
                 }
             },
+            // Filled in by the membership part (`crate::membership`).
+            membership_change: None,
         }
     }
 }

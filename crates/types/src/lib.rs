@@ -18,6 +18,8 @@
 //! - [`scaling`]: scaling policies and advisories.
 //! - [`legacy`]: bodies of the routes existing agent code calls, in the
 //!   shapes of the registries it was written for.
+//! - [`membership`]: bodies of the membership routes (adding and
+//!   removing nodes) and the progress of a change.
 //! - [`auth`]: roles, token scopes and records, the actor of a change, and
 //!   what each role may do.
 //! - [`v1`]: the persisted shapes of format version 1, frozen, and their
@@ -35,6 +37,7 @@ pub mod error;
 pub mod ids;
 pub mod legacy;
 pub mod limits;
+pub mod membership;
 pub mod names;
 pub mod query;
 pub mod scaling;
