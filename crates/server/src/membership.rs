@@ -447,7 +447,7 @@ impl Membership {
                 ))
                 .with_field("address"))
             }
-            Err(PeerError::Refused { status, .. }) if status == 404 => {
+            Err(PeerError::Refused { status: 404, .. }) => {
                 return Err(conflict(format!(
                     "the node at {address} does not answer the join probe (HTTP 404): it runs an older release, or {address} is not a registry node's peer address"
                 ))
