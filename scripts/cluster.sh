@@ -242,7 +242,7 @@ Try it:
   $ctl get a2
   $ctl cluster
 Manage it:
-  scripts/cluster.sh status | kill N | restart N | logs N | down | clean
+  scripts/cluster.sh status | kill N | restart N | logs N | grow N | shrink N | down | clean
 EOF
 }
 
