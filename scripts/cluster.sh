@@ -13,6 +13,11 @@
 #   scripts/cluster.sh kill N       SIGKILL node N (crash it)
 #   scripts/cluster.sh restart N    start node N again with the same flags (stops it first if running)
 #   scripts/cluster.sh logs N [-f]  the last lines of node N's log (-f: follow)
+#   scripts/cluster.sh grow N       add nodes until there are N: each starts with --join and an
+#                                   empty data directory and is added through the API
+#                                   (POST /v1/cluster/members: a learner, promoted once caught up)
+#   scripts/cluster.sh shrink N     remove the highest ids until N nodes are left
+#                                   (DELETE /v1/cluster/members/{id}), stop them, delete their data
 #   scripts/cluster.sh clean        down, then delete the cluster's data and logs
 #
 # `up` (3 nodes) runs node i on 127.0.0.1:$((8010+i)) (REGISTRY_PORT_BASE moves them); `up 1` runs one node with
@@ -237,7 +242,7 @@ Try it:
   $ctl get a2
   $ctl cluster
 Manage it:
-  scripts/cluster.sh status | kill N | restart N | logs N | down | clean
+  scripts/cluster.sh status | kill N | restart N | logs N | grow N | shrink N | down | clean
 EOF
 }
 
@@ -454,6 +459,102 @@ cmd_restart() {
     echo "cluster: node $i restarted"
 }
 
+# membership_call METHOD PATH [BODY] -> prints the answer's body, then its
+# status on a line of its own; sent to the first running node other than
+# $EXCEPT (a follower forwards it to the leader). A change may take a while:
+# a node answers within half its request timeout (202 if still running).
+membership_call() {
+    local method="$1" path="$2" body="${3:-}" i
+    local -a auth=() data=()
+    [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
+    [[ -n "$body" ]] && data=(-H 'content-type: application/json' -d "$body")
+    for ((i = 1; i <= $(size); i++)); do
+        [[ "$i" == "${EXCEPT:-}" ]] && continue
+        node_pid "$i" >/dev/null || continue
+        curl -s -w '\n%{http_code}\n' --connect-timeout 1 --max-time 70 -X "$method" \
+            "${CACERT_ARGS[@]+"${CACERT_ARGS[@]}"}" "${auth[@]+"${auth[@]}"}" \
+            "${data[@]+"${data[@]}"}" "$(node_url "$i")$path" && return 0
+    done
+    die "no running node answered $method $path"
+}
+
+# Waits until node $1 serves /health/live (a --join node is not ready
+# before it is added).
+wait_live() {
+    local i="$1" deadline=$((SECONDS + READY_TIMEOUT))
+    until [[ "$(HTTP_TIMEOUT=1 http_code "$(node_url "$i")/health/live")" == 200 ]]; do
+        node_pid "$i" >/dev/null || { log_tail "$i"; die "node $i exited while starting"; }
+        ((SECONDS < deadline)) || die "node $i is not live after ${READY_TIMEOUT}s"
+        sleep 0.2
+    done
+}
+
+cmd_grow() {
+    local n="${1:-}" s i base answer status
+    s="$(size)"
+    [[ "$s" != 0 ]] || die "no cluster in $DIR (run: scripts/cluster.sh up)"
+    [[ "$s" != 1 ]] || die "grow needs a cluster started with up 3 or up 5 (a single node runs without peer authentication)"
+    [[ "$n" =~ ^[0-9]+$ ]] && ((n > s && n <= 9)) || die "grow N: N must be above the current size ($s) and at most 9, got '$n'"
+    lock
+    base="$(port_base)"
+    local -a peers auth=() tls_args=()
+    [[ -s "$DIR/admin-token" ]] && auth=(--auth on --bootstrap-token-file "$DIR/admin-token")
+    for ((i = s + 1; i <= n; i++)); do
+        peers=(--cluster-secret-file "$DIR/cluster-secret")
+        tls_args=()
+        if [[ "$(scheme)" == https ]]; then
+            make_certificates "$i"
+            tls_args=(--tls-cert-file "$DIR/tls/node$i.crt" --tls-key-file "$DIR/tls/node$i.key")
+            peers=(--peer-tls-cert-file "$DIR/tls/node$i.crt" --peer-tls-key-file "$DIR/tls/node$i.key"
+                --peer-tls-ca-file "$DIR/tls/ca.pem")
+        fi
+        rm -rf -- "$DIR/node$i"
+        printf '%s\n' --node-id "$i" --listen "127.0.0.1:$((base + i))" --data-dir "$DIR/node$i" \
+            --join "${peers[@]}" "${auth[@]+"${auth[@]}"}" "${tls_args[@]+"${tls_args[@]}"}" >"$DIR/node$i.args"
+        # Counted from now on, so that the commands below know the node.
+        echo "$i" >"$DIR/size"
+        start_node "$i"
+        log "started node $i (pid $(cat "$DIR/node$i.pid")) with --join on $(node_url "$i")"
+        wait_live "$i"
+        answer="$(EXCEPT="$i" membership_call POST /v1/cluster/members \
+            "{\"node_id\": $i, \"address\": \"127.0.0.1:$((base + i))\"}")"
+        status="$(tail -n1 <<<"$answer")"
+        case "$status" in
+            200) log "node $i added: $(head -n1 <<<"$answer")" ;;
+            202) log "node $i: still catching up or promoting; follow it in GET /v1/cluster of the leader" ;;
+            *)
+                stop_nodes "$i"
+                echo "$((i - 1))" >"$DIR/size"
+                die "adding node $i failed (HTTP $status): $(head -n1 <<<"$answer")"
+                ;;
+        esac
+        wait_ready "$i"
+    done
+    echo "cluster: $n node(s)"
+    print_nodes
+}
+
+cmd_shrink() {
+    local n="${1:-}" s i answer status
+    s="$(size)"
+    [[ "$s" != 0 ]] || die "no cluster in $DIR (run: scripts/cluster.sh up)"
+    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 3 && n < s)) || die "shrink N: N must be from 3 to below the current size ($s), got '$n'"
+    lock
+    for ((i = s; i > n; i--)); do
+        answer="$(EXCEPT="$i" membership_call DELETE "/v1/cluster/members/$i")"
+        status="$(tail -n1 <<<"$answer")"
+        [[ "$status" == 200 || "$status" == 202 ]] ||
+            die "removing node $i failed (HTTP $status): $(head -n1 <<<"$answer")"
+        log "node $i removed"
+        stop_nodes "$i"
+        # Its data must never come back under its id.
+        rm -rf -- "$DIR/node$i" "$DIR/node$i.args"
+        echo "$((i - 1))" >"$DIR/size"
+    done
+    echo "cluster: $n node(s)"
+    print_nodes
+}
+
 cmd_logs() {
     local i="${1:-}"
     check_node_arg "$i"
@@ -476,6 +577,8 @@ case "$cmd" in
     kill) cmd_kill "$@" ;;
     restart) cmd_restart "$@" ;;
     logs) cmd_logs "$@" ;;
+    grow) cmd_grow "$@" ;;
+    shrink) cmd_shrink "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
 esac

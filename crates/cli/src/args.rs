@@ -147,6 +147,46 @@ pub(crate) enum Command {
     /// Run beside an agent written in any language (a sidecar).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// List, add and remove cluster members (add and remove need an admin
+    /// token under --auth on).
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemberCommand {
+    /// The members as the answering node sees them, and the membership
+    /// change in flight (or the last one) when the leader answers.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a node started with --join and an empty data directory: a
+    /// learner, promoted to voter once it has caught up. Waits for the
+    /// change (up to 70 s) and prints it.
+    Add {
+        /// The new node's --node-id (never one used before with other data).
+        node_id: u64,
+        /// Its peer address, HOST:PORT, as it names itself.
+        address: String,
+        /// Leave it a learner (replicates and serves reads, does not vote).
+        #[arg(long)]
+        learner: bool,
+        /// Add it even though fewer than a majority of the voters would be
+        /// reachable from the leader.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a node (voter or learner); stop its process afterwards.
+    Remove {
+        /// The member's node id.
+        node_id: u64,
+        /// Remove it even though fewer than a majority of the remaining
+        /// voters are reachable from the leader.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

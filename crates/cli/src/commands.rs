@@ -174,6 +174,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => return watch(&client, args, opts).await,
         Command::Token(cmd) => token(&client, cmd).await?,
         Command::Snapshot(cmd) => return snapshot(&client, cmd).await,
+        Command::Member(cmd) => member(&client, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -259,6 +260,63 @@ fn check_backup(path: &std::path::Path) -> anyhow::Result<Checked> {
             return Ok((bytes, check.header(), Err(e)));
         }
     }
+}
+
+/// `registryctl member list|add|remove`.
+async fn member(client: &Client, cmd: MemberCommand) -> anyhow::Result<()> {
+    use registry_client::types::membership::AddMemberRequest;
+    let change = match cmd {
+        MemberCommand::List { json: true } => return print_json(&client.members().await?),
+        MemberCommand::List { json: false } => {
+            let list = client.members().await?;
+            let mut rows = vec![["ID", "ADDRESS", "ROLE", "VOTER"]
+                .map(String::from)
+                .to_vec()];
+            for m in &list.members {
+                rows.push(vec![
+                    m.node_id.to_string(),
+                    m.addr.clone(),
+                    format!("{:?}", m.role).to_lowercase(),
+                    m.voter.to_string(),
+                ]);
+            }
+            print_text(&table::render(&rows))?;
+            if let Some(c) = &list.membership_change {
+                print_text(&format!(
+                    "membership change: {:?} node {} {:?} (matched {} of {}, {} ms){}\n",
+                    c.kind,
+                    c.node_id,
+                    c.phase,
+                    c.matched_index
+                        .map_or_else(|| "-".into(), |i| i.to_string()),
+                    c.target_index,
+                    c.elapsed_ms,
+                    c.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))?;
+            }
+            return Ok(());
+        }
+        MemberCommand::Add {
+            node_id,
+            address,
+            learner,
+            force,
+        } => {
+            client
+                .add_member(&AddMemberRequest {
+                    node_id,
+                    address,
+                    voter: !learner,
+                    force,
+                })
+                .await?
+        }
+        MemberCommand::Remove { node_id, force } => client.remove_member(node_id, force).await?,
+    };
+    print_json(&change)
 }
 
 /// `registryctl token create|list|revoke`.

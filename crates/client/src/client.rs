@@ -18,7 +18,7 @@ use registry_types::api::{
     StatusUpdateRequest,
 };
 use registry_types::query::{to_query_string, ListPage, QueryError, SearchQuery, SelectQuery};
-use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, Revision};
+use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, NodeId, Revision};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -98,6 +98,11 @@ impl Kind {
     }
 }
 
+/// How long a membership change may keep its request: a node answers
+/// within half its `--request-timeout-ms` (30 s by default), 202 if the
+/// change still runs.
+pub const MEMBERSHIP_WAIT: Duration = Duration::from_secs(70);
+
 /// One HTTP call, independent of the node it is sent to.
 #[derive(Debug)]
 pub(crate) struct Call {
@@ -115,6 +120,9 @@ pub(crate) struct Call {
     /// `no_agent_available` of `GET /v1/select`): an answer with it is
     /// returned as it is, for the method to turn into `None`.
     absent: Option<ErrorCode>,
+    /// This call's bound instead of `request_timeout`: for the calls the
+    /// node answers after a long, bounded wait (membership changes).
+    timeout: Option<Duration>,
 }
 
 impl Call {
@@ -126,6 +134,7 @@ impl Call {
             body: None,
             kind: Kind::Read,
             absent: None,
+            timeout: None,
         }
     }
 
@@ -175,7 +184,14 @@ impl Call {
             body,
             kind: Kind::Write,
             absent: None,
+            timeout: None,
         })
+    }
+
+    /// See [`Call::timeout`].
+    fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
     }
 
     /// Marks a write as idempotent: see [`Kind::Idempotent`].
@@ -695,6 +711,46 @@ impl Client {
         id: &str,
     ) -> Result<registry_types::auth::RevokeTokenResponse, ClientError> {
         let call = Call::write::<()>(Method::DELETE, &["v1", "auth", "tokens", id], None)?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    // ----- membership (admin) -----
+
+    /// The members as the answering node sees them, and (from the leader)
+    /// the membership change in flight or the last one
+    /// (`GET /v1/cluster/members`).
+    pub async fn members(&self) -> Result<registry_types::membership::MemberList, ClientError> {
+        let call = Call::read(&["v1", "cluster", "members"]);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// Adds a node (`POST /v1/cluster/members`): a learner, promoted to
+    /// voter once caught up when `req.voter`. The node must run, started
+    /// with `--join` and an empty data directory. Waits up to
+    /// [`MEMBERSHIP_WAIT`] (not `request_timeout`): the answer's
+    /// `change.phase` is `done`, or still running when the node answered
+    /// first (202; follow it with [`Client::cluster_of`] on the leader).
+    pub async fn add_member(
+        &self,
+        req: &registry_types::membership::AddMemberRequest,
+    ) -> Result<registry_types::membership::MembershipChangeResponse, ClientError> {
+        let call = Call::write(Method::POST, &["v1", "cluster", "members"], Some(req))?
+            .timeout(MEMBERSHIP_WAIT);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// Removes a node (`DELETE /v1/cluster/members/{node_id}`); `force`
+    /// even though fewer than a majority of the remaining voters are
+    /// reachable. Waits as [`Client::add_member`] does.
+    pub async fn remove_member(
+        &self,
+        node_id: NodeId,
+        force: bool,
+    ) -> Result<registry_types::membership::MembershipChangeResponse, ClientError> {
+        let id = node_id.to_string();
+        let call = Call::write::<()>(Method::DELETE, &["v1", "cluster", "members", &id], None)?
+            .params(&registry_types::membership::RemoveMemberQuery { force })
+            .timeout(MEMBERSHIP_WAIT);
         Ok(decode(self.execute(&call).await?)?.value)
     }
 
@@ -1291,6 +1347,9 @@ impl Client {
             .url(base)
             .map_err(|e| SendError::NotSent(e.to_string()))?;
         let mut req = self.inner.http.request(call.method.clone(), url);
+        if let Some(t) = call.timeout {
+            req = req.timeout(t);
+        }
         if let Some(body) = &call.body {
             req = req
                 .header(CONTENT_TYPE, "application/json")

@@ -95,7 +95,7 @@ pub mod session;
 pub mod snapshot;
 pub mod watch;
 
-pub use client::{Client, Readiness};
+pub use client::{Client, Readiness, MEMBERSHIP_WAIT};
 pub use config::{BearerToken, ClientBuilder, ClientConfig};
 pub use error::ClientError;
 pub use options::{Consistency, ReadOptions, Response, ResponseMeta, SelectStrategy};

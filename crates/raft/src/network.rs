@@ -394,7 +394,8 @@ fn with_causes(e: &reqwest::Error) -> String {
 pub struct Network {
     http: PeerHttp,
     retry_unreachable: Duration,
-    /// When each peer last answered an AppendEntries (see [`PeerAcks`]).
+    /// When each peer last answered one of this node's Raft RPCs (see
+    /// [`PeerAcks`]).
     acks: PeerAcks,
 }
 
@@ -459,6 +460,21 @@ pub struct PeerConnection {
     acks: PeerAcks,
 }
 
+impl PeerConnection {
+    /// Notes an answer from the peer: anything but a failure to reach it.
+    fn note<T, E>(&self, res: &Result<T, RPCError<u64, BasicNode, E>>)
+    where
+        E: std::error::Error,
+    {
+        if !matches!(
+            res,
+            Err(RPCError::Unreachable(_) | RPCError::Timeout(_) | RPCError::Network(_))
+        ) {
+            self.acks.heard(self.target);
+        }
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
@@ -482,14 +498,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let answer = self
+        let res = self
             .client
             .raft_rpc(RPCTypes::AppendEntries, &rpc, &option, self.target)
             .await;
-        if answer.is_ok() {
-            self.acks.heard(self.target);
-        }
-        answer
+        self.note(&res);
+        res
     }
 
     async fn install_snapshot(
@@ -500,9 +514,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.client
+        let res = self
+            .client
             .raft_rpc(RPCTypes::InstallSnapshot, &rpc, &option, self.target)
-            .await
+            .await;
+        self.note(&res);
+        res
     }
 
     async fn vote(
@@ -510,8 +527,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.client
+        let res = self
+            .client
             .raft_rpc(RPCTypes::Vote, &rpc, &option, self.target)
-            .await
+            .await;
+        self.note(&res);
+        res
     }
 }

@@ -100,11 +100,15 @@ impl std::ops::Deref for Observer {
     }
 }
 
-/// When each peer last answered an AppendEntries from this node (data or
-/// heartbeat, whatever the answer said: it was reached and it spoke).
-/// Only a leader sends AppendEntries, so on the leader this is each
-/// member's last acknowledgement; a node that no longer leads keeps what it
-/// saw, and readers look at it only while it leads. Cheap to clone.
+/// When each peer last answered one of this node's Raft RPCs
+/// (AppendEntries, a snapshot, a vote; whatever the answer said, a refusal
+/// included: it was reached and it spoke). Only a leader sends
+/// AppendEntries, so on the leader this is each member's last
+/// acknowledgement: the metrics report it, and a membership change judges
+/// from it which voters it would leave reachable (openraft 0.9's metrics
+/// give a quorum's last acknowledgement, not each peer's). A node that no
+/// longer leads keeps what it saw, and readers look at it only while it
+/// leads. Cheap to clone.
 ///
 /// A std `Mutex`: the critical section is one map insert or one copy of a
 /// map of a few members, never across an `.await`.
@@ -125,6 +129,12 @@ impl PeerAcks {
             return BTreeMap::new();
         };
         m.iter().map(|(id, at)| (*id, at.elapsed())).collect()
+    }
+
+    /// Time since `peer` last answered; `None` if it never has.
+    pub fn since(&self, peer: u64) -> Option<Duration> {
+        let m = self.0.lock().ok()?;
+        m.get(&peer).map(|at| at.elapsed())
     }
 }
 

@@ -579,8 +579,13 @@ pub async fn stats(
         (status = 200, description = "Raft role, leader, indexes and members as this node sees them.", body = ClusterInfo),
     ),
 )]
-pub async fn cluster(State(node): State<Node>) -> Json<ClusterInfo> {
-    Json(node.cluster_info())
+pub async fn cluster(
+    State(node): State<Node>,
+    State(membership): State<crate::membership::Membership>,
+) -> Json<ClusterInfo> {
+    let mut info = node.cluster_info();
+    info.membership_change = membership.progress();
+    Json(info)
 }
 
 /// Liveness: the process serves HTTP.

@@ -106,6 +106,7 @@ pub fn need(method: &Method, path: &str) -> Need {
     match path {
         p if p.starts_with("/v1/auth/") => Need::Admin,
         "/v1/snapshot" => Need::Admin,
+        p if p.starts_with("/v1/cluster/members") && method != Method::GET => Need::Admin,
         "/health/live" | "/health/ready" => Need::Health,
         "/metrics" => Need::Metrics,
         "/openapi.json" => Need::Open,

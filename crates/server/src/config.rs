@@ -71,6 +71,15 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
 
+    /// Join a running cluster: with an empty data directory the node
+    /// waits, serving `/health/live` and answering 503 elsewhere, until a
+    /// leader adds it (`POST /v1/cluster/members`); it never initializes
+    /// a cluster of its own. Not with --initial-cluster. Needs peer
+    /// authentication (--cluster-secret-file or the --peer-tls-* files):
+    /// until it is added, any authenticated peer may contact it.
+    #[arg(long, env = "REGISTRY_JOIN")]
+    pub join: bool,
+
     /// Raft heartbeat interval, in milliseconds. The election timeout is
     /// derived from it: 2 to 6 heartbeats.
     #[arg(long, env = "REGISTRY_HEARTBEAT_MS", default_value_t = 100)]
@@ -351,6 +360,15 @@ pub enum ConfigError {
     PeerAdvertise,
     #[error("--peer-listen must differ from --listen")]
     PeerListen,
+    #[error("--join and --initial-cluster exclude each other: a joining node learns the members from the leader that adds it")]
+    JoinWithInitialCluster,
+    #[error(
+        "--join needs peer authentication: --cluster-secret-file or the --peer-tls-* files (or \
+         --insecure-peers on a trusted test network): until it is added, any peer that \
+         authenticates may contact it, and without authentication anyone could add it to a \
+         cluster of their own and serve clients from it"
+    )]
+    JoinWithoutPeerAuth,
     #[error("--anonymous-agent-scope: {0}")]
     AnonymousScope(String),
     #[error("edge limits: --max-connections 2 to 1000000, --max-watchers 1 to below it, --max-agents at least 1, timeouts 100 ms to 10 min, --request-timeout-ms above the write and read timeouts")]
@@ -403,6 +421,21 @@ impl Config {
             && self.request_timeout_ms > self.write_timeout_ms.max(self.read_timeout_ms);
         if !edge_ok {
             return Err(ConfigError::Edge);
+        }
+        if self.join
+            && self
+                .initial_cluster
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+        {
+            return Err(ConfigError::JoinWithInitialCluster);
+        }
+        if self.join
+            && self.cluster_secret_file.is_none()
+            && !self.peer_tls()
+            && !self.insecure_peers
+        {
+            return Err(ConfigError::JoinWithoutPeerAuth);
         }
         let members = self.members()?;
         if !members.contains_key(&self.node_id) {
@@ -789,6 +822,27 @@ mod tests {
         let mut with_mtls = public.to_vec();
         with_mtls.extend(peer);
         parse(&with_mtls).unwrap();
+    }
+
+    #[test]
+    fn a_joining_node_authenticates_its_peers_and_has_no_initial_cluster() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["agent-registry", "--node-id", "4", "--join"];
+            args.extend(extra);
+            Config::parse_from(args).check()
+        };
+        assert!(matches!(parse(&[]), Err(ConfigError::JoinWithoutPeerAuth)));
+        parse(&["--cluster-secret-file", "/s"]).unwrap();
+        parse(&["--insecure-peers"]).unwrap();
+        assert!(matches!(
+            parse(&[
+                "--cluster-secret-file",
+                "/s",
+                "--initial-cluster",
+                "1=a:1,4=b:2"
+            ]),
+            Err(ConfigError::JoinWithInitialCluster)
+        ));
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn refused(message: impl Into<String>) -> Response {
 /// Decodes a body in this release's encoding (fixed-size integers, as
 /// `bincode::serialize` writes them), reading no more than the body limit
 /// and refusing trailing bytes.
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .with_limit(INTERNAL_BODY_LIMIT as u64)
@@ -66,7 +66,7 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
         .map_err(|e| refused(format!("bad internal request: {e}")))
 }
 
-fn encode<T: Serialize>(v: &T) -> Response {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Response {
     match bincode::serialize(v) {
         Ok(bytes) => ([(header::CONTENT_TYPE, BINCODE_CONTENT_TYPE)], bytes).into_response(),
         Err(e) => {

@@ -22,6 +22,9 @@
 //! Built on the core, each holding a [`Node`]:
 //! - [`liveness`]: heartbeats, checkpoints, sweeps and the brake.
 //! - [`election`]: the elector (pre-vote, then openraft's election).
+//! - [`membership`]: adding and removing nodes (`/v1/cluster/members`),
+//!   run by the leader one change at a time; the gate of a `--join` node
+//!   not yet added.
 //! - [`discovery`]: `POST /v1/discover`, `GET /v1/select`, capability and
 //!   runtime summaries, and the discovery request counter.
 //!
@@ -62,6 +65,7 @@ pub mod inspect;
 pub mod internal;
 pub mod legacy;
 pub mod liveness;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
@@ -123,6 +127,8 @@ pub struct AppParts {
     pub snapshot_receipt: Arc<internal::SnapshotReceipt>,
     /// Event streams and long polls: their slots and shared encodings.
     pub watchers: events::Watchers,
+    /// The membership change this node runs as leader.
+    pub membership: membership::Membership,
 }
 
 /// `State<T>` for each part of [`AppState`]: a clone of that part only.
@@ -145,6 +151,7 @@ parts_from_ref!(
     peer: peer::PeerGuard,
     snapshot_receipt: Arc<internal::SnapshotReceipt>,
     watchers: events::Watchers,
+    membership: membership::Membership,
 );
 
 /// Starts a node: its core (storage, Raft, bootstrap), then what builds on
@@ -171,6 +178,7 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
         elector: election::Elector::start(node.clone()),
         discovery_requests: discovery::DiscoveryRequests::start(node.clone()),
         round_robin: Arc::default(),
+        membership: membership::Membership::new(node.clone()),
         watchers: events::Watchers::new(node.config.max_watchers, node.metrics.clone()),
         node,
     })))
@@ -192,6 +200,8 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(api::stats))
         .routes(routes!(api::cluster))
         .routes(routes!(backup::snapshot))
+        .routes(routes!(membership::list_members, membership::add_member))
+        .routes(routes!(membership::remove_member))
         .routes(routes!(events::events))
         .routes(routes!(discovery::discover))
         .routes(routes!(discovery::select))
@@ -239,6 +249,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.node.clone(),
             auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.node.clone(),
+            membership::join_gate,
         ));
     let app = if state.node.config.peer_listen.is_some() {
         public
@@ -320,6 +334,8 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
             post(internal::state),
         )
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
+        .route(membership::MEMBERSHIP_PATH, post(membership::forwarded))
+        .route(membership::JOIN_PROBE_PATH, post(membership::join_probe))
         .layer(DefaultBodyLimit::max(peer::INTERNAL_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.peer.clone(),

@@ -178,9 +178,10 @@ pub struct NodeInner {
     /// `--max-agents`, so concurrent registrations (one group-commit round)
     /// cannot together overshoot it.
     creating: AtomicU64,
-    /// When each peer last answered this node's AppendEntries (on the
-    /// leader: each member's last acknowledgement), for the metrics.
-    peer_acks: PeerAcks,
+    /// When each peer last answered this node's Raft RPCs (on the
+    /// leader: each member's last acknowledgement), for the metrics and for
+    /// which voters a membership change leaves reachable.
+    pub peer_acks: PeerAcks,
 }
 
 impl std::ops::Deref for Node {
@@ -309,10 +310,18 @@ impl Node {
             config,
         }));
 
+        // A `--join` node never initializes: it waits to be added.
         let lowest = members.keys().next().copied();
-        node.check_admin_token(pristine && lowest == Some(node.id))?;
-        if pristine && lowest == Some(node.id) {
+        let initializes = pristine && !node.config.join && lowest == Some(node.id);
+        node.check_admin_token(initializes)?;
+        if initializes {
             node.bootstrap(members).await?;
+        } else if pristine && node.config.join {
+            info!(
+                node = node.id,
+                address = %node.config.peer_advertise_addr(),
+                "--join: waiting to be added by the cluster's leader (POST /v1/cluster/members); 503 until then"
+            );
         } else if pristine {
             info!(
                 node = node.id,
@@ -512,6 +521,18 @@ impl Node {
     /// A handle on the Raft log.
     pub(crate) fn log_store(&self) -> LogStore {
         self.log_store.clone()
+    }
+
+    /// Whether the membership this node holds names it (as voter or
+    /// learner). A `--join` node is not one until a leader adds it.
+    pub fn is_member(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -828,11 +849,17 @@ impl Node {
                 } else {
                     NodeRole::Learner
                 };
+                // Only a leader's peers answer its RPCs all the time.
+                let leads = m.current_leader == Some(self.id) && *id != self.id;
                 Member {
                     node_id: *id,
                     addr: node.addr.clone(),
                     role,
                     voter,
+                    last_answer_ms: leads
+                        .then(|| self.peer_acks.since(*id))
+                        .flatten()
+                        .map(|d| d.as_millis() as u64),
                 }
             })
             .collect();
@@ -860,6 +887,8 @@ impl Node {
                     no_space: d.no_space,
                 }
             },
+            // Filled in by the membership part (`crate::membership`).
+            membership_change: None,
         }
     }
 }

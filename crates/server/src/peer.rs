@@ -13,7 +13,12 @@
 //! 3. it was dialed to this node's address, the sender is a member (of the
 //!    current membership; of `--initial-cluster` before there is one) other
 //!    than this node, and it comes from that member's address (its IP, or
-//!    an IP its host name resolves to): else 403 `forbidden`;
+//!    an IP its host name resolves to): else 403 `forbidden`. A `--join`
+//!    node that holds no membership yet knows no members: it takes any
+//!    sender that passed 0 and 2 (the leader that adds it, whose id and
+//!    address it learns from the membership that follows). `--join`
+//!    requires peer authentication (`Config::check`), so that sender holds
+//!    the cluster secret or a certificate of the peer CA;
 //! 4. it names this node's cluster (a node without one yet adopts the
 //!    sender's): else 403 `forbidden`.
 //!
@@ -150,6 +155,25 @@ impl PeerGuard {
             .unwrap_or_default()
     }
 
+    /// Whether this is a `--join` node not yet added: it holds no
+    /// membership, and takes any authenticated peer (rule 3). Never with
+    /// `PeerAuthMode::None` (`--join` refuses to start without peer
+    /// authentication; checked again here).
+    fn awaiting_join(&self) -> bool {
+        let node = &self.0.node;
+        node.config.join
+            && self.0.mode != PeerAuthMode::None
+            && node
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .next()
+                .is_none()
+    }
+
     /// Whether `ip` is an address of the member at `addr` (HOST:PORT).
     async fn is_address_of(&self, ip: IpAddr, addr: &str) -> bool {
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
@@ -256,13 +280,17 @@ impl PeerGuard {
             .iter()
             .find(|(id, _)| *id == creds.from && *id != node.id)
             .map(|(_, a)| a.clone());
-        let Some(member_addr) = member_addr else {
-            return Err(refuse(
-                ErrorCode::Forbidden,
-                format!("node {} is not a member of this cluster", creds.from),
-            ));
+        let member_addr = match member_addr {
+            Some(addr) => Some(addr),
+            None if creds.from != node.id && self.awaiting_join() => None,
+            None => {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("node {} is not a member of this cluster", creds.from),
+                ))
+            }
         };
-        if let Some(ip) = remote {
+        if let (Some(ip), Some(member_addr)) = (remote, member_addr) {
             if !self.is_address_of(ip, &member_addr).await {
                 return Err(refuse(
                     ErrorCode::Forbidden,

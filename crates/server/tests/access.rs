@@ -202,6 +202,33 @@ fn cases() -> Vec<Case> {
         case("stats", M::GET, "/v1/stats", None, EVERY_TOKEN, false),
         case("cluster", M::GET, "/v1/cluster", None, EVERY_TOKEN, false),
         case(
+            "members",
+            M::GET,
+            "/v1/cluster/members",
+            None,
+            EVERY_TOKEN,
+            false,
+        ),
+        // Membership changes: admin only; these two are refused by the
+        // leader (409, 404) once the caller is let through, so nothing
+        // changes.
+        case(
+            "add member",
+            M::POST,
+            "/v1/cluster/members",
+            Some(json!({"node_id": 2, "address": "127.0.0.1:1"})),
+            &["admin"],
+            false,
+        ),
+        case(
+            "remove member",
+            M::DELETE,
+            "/v1/cluster/members/99",
+            None,
+            &["admin"],
+            false,
+        ),
+        case(
             "agent health",
             M::GET,
             "/health/team-b-1",

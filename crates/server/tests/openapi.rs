@@ -34,6 +34,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/stats", &["get"]),
     ("/v1/cluster", &["get"]),
     ("/v1/snapshot", &["get"]),
+    ("/v1/cluster/members", &["get", "post"]),
+    ("/v1/cluster/members/{node_id}", &["delete"]),
     ("/v1/events", &["get"]),
     ("/v1/discover", &["post"]),
     ("/v1/select", &["get"]),
@@ -181,14 +183,21 @@ fn no_public_route_is_served_outside_the_documented_list() {
                 "{literal} is routed with .route(): list it in public_api with routes! so it is documented"
             ),
             None => assert!(
-                ["liveness::HEARTBEATS_PATH", "registry_raft::network::PEER_STATE_PATH"]
-                    .contains(&path),
+                [
+                    "liveness::HEARTBEATS_PATH",
+                    "registry_raft::network::PEER_STATE_PATH",
+                    "membership::MEMBERSHIP_PATH",
+                    "membership::JOIN_PROBE_PATH",
+                ]
+                .contains(&path),
                 "an unknown path constant: {path}"
             ),
         }
     }
     assert!(agent_registry::liveness::HEARTBEATS_PATH.starts_with("/internal/"));
     assert!(registry_raft::network::PEER_STATE_PATH.starts_with("/internal/"));
+    assert!(agent_registry::membership::MEMBERSHIP_PATH.starts_with("/internal/"));
+    assert!(agent_registry::membership::JOIN_PROBE_PATH.starts_with("/internal/"));
     // One documented operation per listed handler.
     let handlers = listed_handlers();
     assert_eq!(handlers.len(), operations(&doc()).len(), "{handlers:?}");
@@ -229,7 +238,9 @@ fn concrete(path: &str) -> String {
     } else {
         path.replace("{id}", "probe-1")
     };
+    // The only member of the probed single node: removing it is refused.
     path.replace("{capability}", "summarize")
+        .replace("{node_id}", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -342,6 +342,14 @@ pub struct Member {
     pub role: NodeRole,
     /// Whether it votes (false: a learner).
     pub voter: bool,
+    /// Answered by the leader: milliseconds since this member last
+    /// answered one of its Raft messages; null elsewhere, for the leader
+    /// itself, and for a member that never answered. A membership change
+    /// counts a voter reachable when it answered within three election
+    /// timeouts (1.8 s by default).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub last_answer_ms: Option<u64>,
 }
 
 /// Answer to `GET /v1/cluster`.
@@ -390,6 +398,12 @@ pub struct ClusterInfo {
     /// This node's data directory disk.
     #[serde(default)]
     pub disk: DiskInfo,
+    /// On the leader: the membership change in flight (node, phase,
+    /// matched index against the target), or the last one, over; null
+    /// elsewhere and before any.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub membership_change: Option<crate::membership::MembershipChange>,
 }
 
 /// Free space of a node's data directory, against the floor it keeps free.

@@ -23,9 +23,14 @@ use utoipa::ToSchema;
 /// - `policy_not_found` (404): no scaling policy for that capability.
 /// - `token_not_found` (404): no access token with that id (revoked
 ///   already, or never created).
+/// - `member_not_found` (404): no cluster member with that node id.
 /// - `method_not_allowed` (405): the route does not serve this method.
 /// - `already_exists` (409): `if_absent` was set and the agent exists.
 /// - `revision_mismatch` (409): `expected_revision` did not match.
+/// - `membership_conflict` (409): a membership change was refused: another
+///   is in flight, the node id or address is a member's already, or the
+///   change would leave fewer than a majority of the voters reachable (give
+///   `force` to make it anyway); the message says which.
 /// - `revision_compacted` (410): `GET /v1/events` was asked to resume from
 ///   a revision the event window no longer keeps; list again.
 /// - `internal` (500): a bug or an I/O failure; details are in the node's
@@ -122,6 +127,11 @@ pub enum ErrorCode {
     NoSpace,
     /// No token with that id.
     TokenNotFound,
+    /// No cluster member with that node id.
+    MemberNotFound,
+    /// A membership change refused: another in flight, the id or address
+    /// taken, or too few voters reachable.
+    MembershipConflict,
 }
 
 impl ErrorCode {
@@ -133,12 +143,15 @@ impl ErrorCode {
             | ErrorCode::NotFound
             | ErrorCode::NoAgentAvailable
             | ErrorCode::PolicyNotFound
-            | ErrorCode::TokenNotFound => 404,
+            | ErrorCode::TokenNotFound
+            | ErrorCode::MemberNotFound => 404,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::AlreadyExists | ErrorCode::RevisionMismatch => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::RevisionMismatch
+            | ErrorCode::MembershipConflict => 409,
             ErrorCode::RevisionCompacted => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,

@@ -20,6 +20,8 @@
 //!   shapes of the registries it was written for.
 //! - [`backup`]: the header of a backup file (`GET /v1/snapshot`) and its
 //!   checks.
+//! - [`membership`]: bodies of the membership routes (adding and
+//!   removing nodes) and the progress of a change.
 //! - [`auth`]: roles, token scopes and records, the actor of a change, and
 //!   what each role may do.
 //! - [`v1`]: the persisted shapes of format version 1, frozen, and their
@@ -38,6 +40,7 @@ pub mod error;
 pub mod ids;
 pub mod legacy;
 pub mod limits;
+pub mod membership;
 pub mod names;
 pub mod query;
 pub mod scaling;

@@ -581,6 +581,8 @@ mod tests {
                 "too_many_watchers",
                 "no_space",
                 "token_not_found",
+                "member_not_found",
+                "membership_conflict",
             ]
         );
         for &c in ErrorCode::VARIANTS {

@@ -183,6 +183,9 @@ pub struct NodeProc {
     child: Option<Child>,
     /// How many times the node was started.
     starts: u32,
+    /// Started with `--join` instead of `--initial-cluster` (a node added
+    /// through `POST /v1/cluster/members`).
+    pub join: bool,
 }
 
 impl NodeProc {
@@ -261,6 +264,7 @@ impl Cluster {
                     log_path: dir.join("node.log"),
                     child: None,
                     starts: 0,
+                    join: false,
                 },
             );
         }
@@ -321,6 +325,42 @@ impl Cluster {
             c.wait_ready(id).await;
         }
         c
+    }
+
+    /// Prepares node `id` (not started), to be started with `--join` and
+    /// added through the API: on `port`, or on a free one.
+    pub fn prepare_joining_node(&mut self, id: NodeId, port: Option<u16>) {
+        assert!(!self.nodes.contains_key(&id), "node {id} exists already");
+        let port = port.unwrap_or_else(|| free_ports(1)[0]);
+        let dir = self.root.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let scheme = self.nodes.values().next().map_or("http", |n| n.scheme);
+        self.nodes.insert(
+            id,
+            NodeProc {
+                id,
+                port,
+                scheme,
+                args: Vec::new(),
+                data_dir: dir.join("data"),
+                log_path: dir.join("node.log"),
+                child: None,
+                starts: 0,
+                join: true,
+            },
+        );
+    }
+
+    /// Node `id`'s member address (HOST:PORT).
+    pub fn addr(&self, id: NodeId) -> String {
+        format!("127.0.0.1:{}", self.node(id).port)
+    }
+
+    /// Forgets stopped node `id` (removed from the cluster); its files stay
+    /// until the cluster is dropped.
+    pub fn forget(&mut self, id: NodeId) {
+        let node = self.nodes.remove(&id).expect("known node");
+        assert!(node.child.is_none(), "node {id} still runs");
     }
 
     pub fn ids(&self) -> Vec<NodeId> {
@@ -392,8 +432,11 @@ impl Cluster {
             .arg(format!("127.0.0.1:{}", node.port))
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .arg("--initial-cluster")
-            .arg(&initial_cluster)
+            .args(if node.join {
+                vec!["--join".to_string()]
+            } else {
+                vec!["--initial-cluster".to_string(), initial_cluster]
+            })
             .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
