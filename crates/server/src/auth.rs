@@ -105,6 +105,7 @@ pub enum Need {
 pub fn need(method: &Method, path: &str) -> Need {
     match path {
         p if p.starts_with("/v1/auth/") => Need::Admin,
+        "/v1/cluster/leader" if method == Method::POST => Need::Admin,
         "/health/live" | "/health/ready" => Need::Health,
         "/metrics" => Need::Metrics,
         "/openapi.json" => Need::Open,
@@ -215,8 +216,9 @@ pub async fn authenticate(State(node): State<Node>, mut req: Request, next: Next
         (Caller::Token(_), Need::Health | Need::Metrics | Need::Read | Need::Write) => None,
         (Caller::Token(t), Need::Admin) if t.role == Role::Admin => None,
         (Caller::Token(t), Need::Admin) => Some(forbidden(format!(
-            "{} may not manage tokens: that takes an admin token",
-            t.role.with_article()
+            "{} may not {} {path}: that takes an admin token",
+            t.role.with_article(),
+            req.method()
         ))),
         (Caller::Anonymous, Need::Read) if config.anonymous_role == AnonymousRole::Reader => None,
         (Caller::Anonymous, Need::Write) if !config.anonymous_agent_scope.is_empty() => None,

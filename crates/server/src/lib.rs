@@ -20,6 +20,8 @@
 //! Built on the core, each holding a [`Node`]:
 //! - [`liveness`]: heartbeats, checkpoints, sweeps and the brake.
 //! - [`election`]: the elector (pre-vote, then openraft's election).
+//! - [`handover`]: leadership handed to a caught-up voter (an admin's
+//!   request, a leader's shutdown), writes and heartbeats waiting meanwhile.
 //! - [`discovery`]: `POST /v1/discover`, `GET /v1/select`, capability and
 //!   runtime summaries, and the discovery request counter.
 //!
@@ -55,6 +57,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod group_commit;
+pub mod handover;
 pub mod inspect;
 pub mod internal;
 pub mod legacy;
@@ -188,6 +191,7 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(api::search_capabilities))
         .routes(routes!(api::stats))
         .routes(routes!(api::cluster))
+        .routes(routes!(handover::handover_route))
         .routes(routes!(events::events))
         .routes(routes!(discovery::discover))
         .routes(routes!(discovery::select))
@@ -316,6 +320,8 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
             post(internal::state),
         )
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
+        .route(handover::STAND_PATH, post(internal::stand))
+        .route(handover::HANDOVER_PATH, post(internal::handover))
         .layer(DefaultBodyLimit::max(peer::INTERNAL_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.peer.clone(),

@@ -178,6 +178,9 @@ pub struct NodeInner {
     /// `--max-agents`, so concurrent registrations (one group-commit round)
     /// cannot together overshoot it.
     creating: AtomicU64,
+    /// Holds this leader's proposals and read-index rounds back while it
+    /// hands leadership over (see `crate::handover`).
+    pub handover: crate::handover::Gate,
 }
 
 impl std::ops::Deref for Node {
@@ -299,6 +302,7 @@ impl Node {
             identity,
             disk,
             creating: AtomicU64::new(0),
+            handover: Default::default(),
             config,
         }));
 
@@ -637,6 +641,11 @@ impl Node {
                 min_free_bytes: self.disk.min_free(),
             });
         }
+        // During a handover the write waits and goes to the next leader
+        // (`propose` and a follower's forwarding retry on `NotLeader`).
+        let Some(_pass) = self.handover.enter() else {
+            return Err(ForwardError::NotLeader { leader: None });
+        };
         // Held until the write is applied (or failed): the agent is counted
         // by the registry from then on.
         let _slot = self.admit(&cmd)?;
@@ -769,6 +778,11 @@ impl Node {
     /// On the leader: confirms leadership with a quorum and returns the
     /// index reads must wait for.
     pub async fn local_read_index(&self) -> Result<ReadIndex, ForwardError> {
+        // Confirming leadership sends AppendEntries, which would renew the
+        // followers' leases a handover waits out: reads wait for it too.
+        let Some(_pass) = self.handover.enter() else {
+            return Err(ForwardError::NotLeader { leader: None });
+        };
         match self.raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(ReadIndex {
                 index: read.map_or(0, |l| l.index),
