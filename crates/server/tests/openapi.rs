@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/capabilities/search", &["get"]),
     ("/v1/stats", &["get"]),
     ("/v1/cluster", &["get"]),
+    ("/v1/cluster/leader", &["post"]),
     ("/v1/events", &["get"]),
     ("/v1/discover", &["post"]),
     ("/v1/select", &["get"]),
