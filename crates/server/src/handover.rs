@@ -16,8 +16,9 @@
 //!    waited for.
 //! 2. waits until the target's matched log index is the leader's last one.
 //! 3. makes sure the target can win a majority. The leader's own vote is
-//!    free once it has led for a lease; when the leader and the target are
-//!    a majority (3 voters) that is enough, and heartbeats go on, so no
+//!    free once it has led for a lease (a leader elected a moment ago waits
+//!    for that before step 1); when the leader and the target are a
+//!    majority (3 voters) that is enough, and heartbeats go on, so no
 //!    other follower's lease runs out and none stands on its own. Otherwise
 //!    (5 voters) openraft's heartbeats are switched off and the lease is
 //!    waited out, so the other followers grant their votes too.
@@ -348,6 +349,22 @@ async fn run(node: &Node, to: Option<NodeId>) -> Result<LeaderHandover, Handover
         return Err(HandoverError::MembershipChanging);
     }
     let target = choose_target(node.id, &voters, &matched, to)?;
+    let quick = pair_is_quorum(&configs, node.id, target);
+    if quick {
+        // This leader's vote is free once it is a lease old: waited for
+        // before writes are held back, so a leader elected a moment ago
+        // does not hold them that long.
+        let t = Timing::new(&node.config);
+        let age = node
+            .raft
+            .with_raft_state(|st| st.vote_last_modified().map(|at| at.elapsed()))
+            .await
+            .map_err(|_| HandoverError::Stopped)?;
+        let needed = t.lease + node.config.heartbeat();
+        if let Some(wait) = needed.checked_sub(age.unwrap_or(Duration::MAX)) {
+            tokio::time::sleep(wait).await;
+        }
+    }
     let started = Instant::now();
     info!(target, "handing leadership over: holding proposals back");
     gate.close();
@@ -356,7 +373,7 @@ async fn run(node: &Node, to: Option<NodeId>) -> Result<LeaderHandover, Handover
         heartbeats_off: false,
         done: false,
     };
-    let res = transfer(node, target, &configs, &mut resume).await;
+    let res = transfer(node, target, quick, &mut resume).await;
     let paused = started.elapsed();
     resume.finish().await;
     match res {
@@ -386,7 +403,7 @@ async fn run(node: &Node, to: Option<NodeId>) -> Result<LeaderHandover, Handover
 async fn transfer(
     node: &Node,
     target: NodeId,
-    configs: &[BTreeSet<NodeId>],
+    quick: bool,
     resume: &mut Resume<'_>,
 ) -> Result<(NodeId, u64), HandoverError> {
     let t = Timing::new(&node.config);
@@ -401,27 +418,15 @@ async fn transfer(
     {
         return Err(HandoverError::Busy { ms: ms(t.lease) });
     }
-    let quick = pair_is_quorum(configs, node.id, target);
     if !quick {
         node.raft.runtime_config().heartbeat(false);
         resume.heartbeats_off = true;
     }
     let last = caught_up(node, target, t.lease).await?;
-    let caught_up_at = Instant::now();
-    if quick {
-        // This leader's vote is free once it is a lease old.
-        let age = node
-            .raft
-            .with_raft_state(|st| st.vote_last_modified().map(|at| at.elapsed()))
-            .await
-            .map_err(|_| HandoverError::Stopped)?;
-        if let Some(wait) = (t.lease + margin).checked_sub(age.unwrap_or(Duration::MAX)) {
-            tokio::time::sleep(wait).await;
-        }
-    } else {
+    if !quick {
         // No AppendEntries left this node since the target caught up (the
         // commit that follows it aside: the margin covers that one).
-        tokio::time::sleep_until((caught_up_at + t.lease + margin).into()).await;
+        tokio::time::sleep(t.lease + margin).await;
     }
     let term = node.raft.metrics().borrow().current_term;
     let addr = node
