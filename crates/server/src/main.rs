@@ -229,6 +229,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     _ = shutdown_signal() => warn!("second signal: stopping without a handover"),
                 }
             }
+            node.stopping.cancel();
             watchers.stop();
             stop.cancel();
         }

@@ -181,6 +181,8 @@ pub struct NodeInner {
     /// Holds this leader's proposals and read-index rounds back while it
     /// hands leadership over (see `crate::handover`).
     pub handover: crate::handover::Gate,
+    /// Cancelled when the node begins to stop (its listeners close next).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for Node {
@@ -303,6 +305,7 @@ impl Node {
             disk,
             creating: AtomicU64::new(0),
             handover: Default::default(),
+            stopping: Default::default(),
             config,
         }));
 
@@ -578,9 +581,20 @@ impl Node {
                             // reaches followers at once, so this costs about
                             // one round trip. Bounded: the write is
                             // committed whatever happens here.
+                            // A node that is stopping no longer takes
+                            // the leader's appends (its listener is
+                            // closed) and serves no later read: it answers
+                            // at once instead of at the deadline.
                             let index = applied.log_index;
                             let caught_up = self.shared.wait_for(|p| p.log_index >= index);
-                            let _ = tokio::time::timeout_at(deadline.into(), caught_up).await;
+                            let stopping = self.stopping.cancelled();
+                            let _ = tokio::time::timeout_at(deadline.into(), async {
+                                tokio::select! {
+                                    _ = caught_up => {}
+                                    () = stopping => {}
+                                }
+                            })
+                            .await;
                             return applied_result(applied);
                         }
                         Ok(Err(ForwardError::NotLeader { .. }))
