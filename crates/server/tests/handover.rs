@@ -63,6 +63,10 @@ struct Tally {
     /// Slowest acknowledged call, in milliseconds.
     slowest_ms: AtomicU64,
     errors: Mutex<Vec<String>>,
+    /// Acknowledged calls that took over a second: (start, duration) in
+    /// milliseconds since the load began, to place them among the steps.
+    slow: Mutex<Vec<(u64, u64)>>,
+    began: Mutex<Option<Instant>>,
 }
 
 impl Tally {
@@ -70,8 +74,15 @@ impl Tally {
         match res {
             Ok(_) => {
                 self.ok.fetch_add(1, Ordering::Relaxed);
-                self.slowest_ms
-                    .fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                let took = started.elapsed().as_millis() as u64;
+                self.slowest_ms.fetch_max(took, Ordering::Relaxed);
+                if took > 1000 {
+                    let began = self.began.lock().ok().and_then(|b| *b);
+                    let at = began.map_or(0, |b| started.duration_since(b).as_millis() as u64);
+                    if let Ok(mut v) = self.slow.lock() {
+                        v.push((at, took));
+                    }
+                }
             }
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -91,8 +102,9 @@ impl Tally {
             self.failed.load(Ordering::Relaxed),
         );
         eprintln!(
-            "{what}: {ok} acknowledged, {failed} failed, slowest {} ms",
-            self.slowest_ms.load(Ordering::Relaxed)
+            "{what}: {ok} acknowledged, {failed} failed, slowest {} ms; over 1 s (start ms, took ms): {:?}",
+            self.slowest_ms.load(Ordering::Relaxed),
+            self.slow.lock().map(|v| v.clone()).unwrap_or_default()
         );
         assert_eq!(failed, 0, "{what} failed: {errors:#?}");
         assert!(ok > 0, "{what}: nothing was acknowledged");
@@ -233,6 +245,11 @@ async fn handovers_under_load_fail_no_write_and_no_heartbeat() {
     register_agents(&c, &ids).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (writes, beats) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
+    let began = Instant::now();
+    for t in [&writes, &beats] {
+        *t.began.lock().expect("lock") = Some(began);
+    }
+    let at = || began.elapsed().as_millis();
     let mut tasks = spawn_writers(&c, 8, &stop, &writes);
     tasks.extend(spawn_beats(&c, &ids, &stop, &beats));
     wait_progress(&writes, 200).await;
@@ -264,8 +281,11 @@ async fn handovers_under_load_fail_no_write_and_no_heartbeat() {
         let (now, _) = c.wait_leader(&c.ids()).await;
         assert_eq!(now, h.leader_id);
         eprintln!(
-            "handover {round}: node {leader} -> node {} (term {}), writes held back {} ms",
-            h.leader_id, h.term, h.paused_ms
+            "[{} ms] handover {round}: node {leader} -> node {} (term {}), writes held back {} ms",
+            at(),
+            h.leader_id,
+            h.term,
+            h.paused_ms
         );
         pauses.push(h.paused_ms);
         leader = h.leader_id;
@@ -279,7 +299,10 @@ async fn handovers_under_load_fail_no_write_and_no_heartbeat() {
         pauses[pauses.len() - 1]
     );
 
-    eprintln!("--- SIGTERM on the leader: it hands over before it stops");
+    eprintln!(
+        "[{} ms] --- SIGTERM on the leader: it hands over before it stops",
+        at()
+    );
     let status = c.terminate(leader).await;
     assert!(status.success(), "the leader exited with {status}");
     let log = c.node(leader).log_since_last_start();
@@ -289,9 +312,11 @@ async fn handovers_under_load_fail_no_write_and_no_heartbeat() {
     );
     let others: Vec<NodeId> = c.ids().into_iter().filter(|i| *i != leader).collect();
     c.wait_leader(&others).await;
+    eprintln!("[{} ms] node {leader} stopped; others lead", at());
     wait_progress(&writes, 100).await;
     c.start_node(leader);
     c.wait_ready(leader).await;
+    eprintln!("[{} ms] node {leader} back and ready", at());
     wait_progress(&writes, 100).await;
 
     stop.store(true, Ordering::Relaxed);
