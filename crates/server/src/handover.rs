@@ -601,8 +601,23 @@ pub async fn stand(node: &Node, from: NodeId, req: &StandRequest) -> StandRespon
 )]
 pub async fn handover_route(
     State(node): State<Node>,
-    OptionalJsonBody(req): OptionalJsonBody<LeaderHandoverRequest>,
+    OptionalJsonBody(body): OptionalJsonBody<serde_json::Value>,
 ) -> Result<Json<LeaderHandover>, ApiError> {
+    // serde reads a struct from an array too (`[2]` would name node 2): a
+    // body that is not an object is refused before it is read as one.
+    let req: LeaderHandoverRequest = match &body {
+        serde_json::Value::Null => LeaderHandoverRequest::default(),
+        serde_json::Value::Object(_) => {
+            let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::internal())?;
+            crate::extract::parse_json(&bytes)?
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "the body must be a JSON object such as {\"node_id\": 2}, or empty",
+            ))
+        }
+    };
     if node.is_leader() {
         return Ok(Json(hand_over_report(&node, req.node_id).await?));
     }
