@@ -181,13 +181,20 @@ fn no_public_route_is_served_outside_the_documented_list() {
                 "{literal} is routed with .route(): list it in public_api with routes! so it is documented"
             ),
             None => assert!(
-                ["liveness::HEARTBEATS_PATH", "registry_raft::network::PEER_STATE_PATH"]
-                    .contains(&path),
+                [
+                    "liveness::HEARTBEATS_PATH",
+                    "registry_raft::network::PEER_STATE_PATH",
+                    "handover::STAND_PATH",
+                    "handover::HANDOVER_PATH",
+                ]
+                .contains(&path),
                 "an unknown path constant: {path}"
             ),
         }
     }
     assert!(agent_registry::liveness::HEARTBEATS_PATH.starts_with("/internal/"));
+    assert!(agent_registry::handover::STAND_PATH.starts_with("/internal/"));
+    assert!(agent_registry::handover::HANDOVER_PATH.starts_with("/internal/"));
     assert!(registry_raft::network::PEER_STATE_PATH.starts_with("/internal/"));
     // One documented operation per listed handler.
     let handlers = listed_handlers();
