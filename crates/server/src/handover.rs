@@ -203,9 +203,10 @@ impl From<HandoverError> for ApiError {
                 return ApiError::invalid("node_id", e.to_string())
             }
             H::NoOtherVoter => ErrorCode::InvalidArgument,
-            H::NotLeader { .. } | H::LostLeadership { .. } | H::Unsettled { .. } => {
-                ErrorCode::NoLeader
-            }
+            H::NotLeader { .. } | H::LostLeadership { .. } => ErrorCode::NoLeader,
+            // Leadership has left this node: not to be asked again blindly
+            // (a 503 would be retried by clients), so an unknown outcome.
+            H::Unsettled { .. } => ErrorCode::Timeout,
             H::InProgress
             | H::MembershipChanging
             | H::Busy { .. }
@@ -440,6 +441,13 @@ async fn transfer(
         .call::<_, StandResponse>(STAND_PATH, &req, t.settle)
         .await;
     let bound = t.lease * 2;
+    // With heartbeats off, another follower's elector may have stood on
+    // its own once the lease ran out (it stands after the lease plus 0 to
+    // 200 ms), and won: leadership moved all the same, which is what the
+    // caller asked for.
+    if (told.is_err() || matches!(told, Ok(StandResponse::Refused(_)))) && !node.is_leader() {
+        return new_leader(node, target, bound).await;
+    }
     match told {
         Ok(StandResponse::Standing) => {}
         Ok(StandResponse::Refused(reason)) => {
