@@ -396,3 +396,40 @@ async fn a_rolling_restart_while_1000_agents_beat_fails_no_heartbeat() {
         .sum::<u64>();
     assert_eq!(unhealthy, 0, "agents not active after the rolling restart");
 }
+
+/// Five voters: leader and target are not a majority, so the leader stops
+/// its heartbeats and waits out the lease before the target stands (the
+/// other path of `handover.rs`). Writes still fail none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_five_node_handover_waits_out_the_lease_and_fails_no_write() {
+    let c = Cluster::start(5, &[]).await;
+    let (leader, _) = c.wait_leader(&c.ids()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(Tally::default());
+    let tasks = spawn_writers(&c, 4, &stop, &writes);
+    wait_progress(&writes, 100).await;
+
+    eprintln!("--- two handovers among five voters");
+    let mut leader = leader;
+    for _ in 0..2 {
+        let h = c
+            .client(&[leader])
+            .hand_over_leadership(None)
+            .await
+            .unwrap_or_else(|e| panic!("handover from node {leader}: {e}"));
+        assert_ne!(h.leader_id, leader);
+        let (now, _) = c.wait_leader(&c.ids()).await;
+        assert_eq!(now, h.leader_id);
+        eprintln!(
+            "node {leader} -> node {}: writes held back {} ms",
+            h.leader_id, h.paused_ms
+        );
+        leader = h.leader_id;
+        wait_progress(&writes, 100).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    writes.check("writes among five voters");
+}
