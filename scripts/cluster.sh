@@ -12,6 +12,11 @@
 #   scripts/cluster.sh down         SIGTERM every node (SIGKILL after REGISTRY_STOP_TIMEOUT)
 #   scripts/cluster.sh kill N       SIGKILL node N (crash it)
 #   scripts/cluster.sh restart N    start node N again with the same flags (stops it first if running)
+#   scripts/cluster.sh rolling-restart
+#                                   restart every node, one at a time, without failed writes or
+#                                   heartbeats: the followers first, each ready before the next,
+#                                   then leadership is handed to a follower and the old leader
+#                                   restarts. An upgrade: rebuild the binary (same path), then this
 #   scripts/cluster.sh logs N [-f]  the last lines of node N's log (-f: follow)
 #   scripts/cluster.sh grow N       add nodes until there are N: each starts with --join and an
 #                                   empty data directory and is added through the API
@@ -242,7 +247,7 @@ Try it:
   $ctl get a2
   $ctl cluster
 Manage it:
-  scripts/cluster.sh status | kill N | restart N | logs N | grow N | shrink N | down | clean
+  scripts/cluster.sh status | kill N | restart N | rolling-restart | logs N | grow N | shrink N | down | clean
 EOF
 }
 
@@ -555,6 +560,73 @@ cmd_shrink() {
     print_nodes
 }
 
+# POSTs /v1/cluster/leader to node $1 with body $2; prints the answer's body,
+# then its HTTP status on a line of its own.
+post_handover() {
+    local -a auth=()
+    [[ -n "${REGISTRY_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $REGISTRY_TOKEN")
+    curl -sS --connect-timeout 1 --max-time 30 "${CACERT_ARGS[@]+"${CACERT_ARGS[@]}"}" \
+        "${auth[@]+"${auth[@]}"}" -X POST -H 'content-type: application/json' -d "$2" \
+        -w '\n%{http_code}\n' "$(node_url "$1")/v1/cluster/leader" 2>&1 || true
+}
+
+# Hands leadership from node $1 (the leader) to another voter; fails (and
+# the caller restarts nothing) when it cannot, so the leader's node is never
+# stopped while it still leads.
+hand_over_from() {
+    local leader="$1" out code body attempt
+    for attempt in 1 2 3; do
+        out="$(post_handover "$leader" '{}')"
+        code="$(tail -n1 <<<"$out")"
+        body="$(sed '$d' <<<"$out")"
+        if [[ "$code" == 200 ]]; then
+            log "leadership handed from node $leader to node $(json_field leader_id <<<"$body") (writes held back $(json_field paused_ms <<<"$body") ms)"
+            return 0
+        fi
+        log "handover attempt $attempt from node $leader failed (HTTP $code): $body"
+        sleep 1
+    done
+    die "leadership could not be handed over from node $leader; it was not restarted"
+}
+
+# Restarts node $1 and waits until it is ready (it knows the leader and has
+# applied what the leader had committed).
+restart_one() {
+    stop_nodes "$1"
+    start_node "$1"
+    log "started node $1 (pid $(cat "$DIR/node$1.pid")) on $(node_url "$1")"
+    wait_ready "$1"
+}
+
+cmd_rolling_restart() {
+    local n i leader start
+    n="$(size)"
+    [[ "$n" != 0 ]] || die "no cluster in $DIR (run: scripts/cluster.sh up)"
+    lock
+    start="$(now)"
+    for ((i = 1; i <= n; i++)); do
+        node_pid "$i" >/dev/null || die "node $i is not running: start it (scripts/cluster.sh restart $i) before a rolling restart"
+    done
+    local -a all
+    mapfile -t all < <(seq 1 "$n")
+    wait_ready "${all[@]}"
+    leader="$(leader_id)"
+    [[ -n "$leader" ]] || die "no leader known: not restarting anything"
+    for ((i = 1; i <= n; i++)); do
+        ((i == leader)) && continue
+        log "restarting follower node $i"
+        restart_one "$i"
+    done
+    # It may have lost leadership meanwhile (then there is nothing to hand over).
+    if ((n > 1)) && [[ "$(http_get "$(node_url "$leader")/v1/cluster" | json_field role)" == leader ]]; then
+        hand_over_from "$leader"
+    fi
+    log "restarting node $leader (the former leader)"
+    restart_one "$leader"
+    wait_ready "${all[@]}"
+    echo "cluster: rolling restart of $n node(s) done in $(elapsed "$start"); leader now node $(leader_id)"
+}
+
 cmd_logs() {
     local i="${1:-}"
     check_node_arg "$i"
@@ -576,6 +648,7 @@ case "$cmd" in
     clean) cmd_clean ;;
     kill) cmd_kill "$@" ;;
     restart) cmd_restart "$@" ;;
+    rolling-restart) cmd_rolling_restart ;;
     logs) cmd_logs "$@" ;;
     grow) cmd_grow "$@" ;;
     shrink) cmd_shrink "$@" ;;

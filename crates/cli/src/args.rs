@@ -107,6 +107,14 @@ pub(crate) enum Command {
     },
     /// Whether each node is ready to serve.
     Ready,
+    /// Hand leadership to another voter (before restarting the leader's
+    /// node). Writes pause for a moment and then go to the new leader.
+    /// Needs an admin token under --auth on.
+    Handover {
+        /// The voter to hand over to; default: the one furthest along.
+        #[arg(long, value_name = "NODE_ID")]
+        to: Option<u64>,
+    },
     /// Find agents by capabilities, text, tags, type or runtime, filtered by
     /// status, health and load, best first.
     Discover(DiscoverArgs),

@@ -99,6 +99,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats => print_json(&client.stats_with(opts).await?)?,
         Command::Cluster { json } => return cluster(&client, json).await,
         Command::Ready => return ready(&client).await,
+        Command::Handover { to } => print_json(&client.hand_over_leadership(to).await?)?,
         Command::Discover(args) => {
             let table = args.table;
             let found = client.discover(&discover_request(args), opts).await?;

@@ -1143,6 +1143,20 @@ impl Client {
         decode(raw)
     }
 
+    /// Hands leadership to voter `node_id`, or (`None`) to the voter whose
+    /// log is furthest along (`POST /v1/cluster/leader`; admin only under
+    /// `--auth on`). Writes pause meanwhile and then go to the new leader.
+    /// Not repeated once sent: a lost answer may hide a handover that took
+    /// place (read [`Client::cluster`] before trying again).
+    pub async fn hand_over_leadership(
+        &self,
+        node_id: Option<registry_types::NodeId>,
+    ) -> Result<registry_types::api::LeaderHandover, ClientError> {
+        let body = registry_types::api::LeaderHandoverRequest { node_id };
+        let call = Call::write(Method::POST, &["v1", "cluster", "leader"], Some(&body))?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
     /// Whether one node is ready to serve (`GET /health/ready`: 200 ready,
     /// 503 not ready). An unreachable node is an error, not `false`.
     pub async fn ready(&self, node_url: &str) -> Result<bool, ClientError> {

@@ -107,6 +107,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         p if p.starts_with("/v1/auth/") => Need::Admin,
         "/v1/snapshot" => Need::Admin,
         p if p.starts_with("/v1/cluster/members") && method != Method::GET => Need::Admin,
+        "/v1/cluster/leader" if method == Method::POST => Need::Admin,
         "/health/live" | "/health/ready" => Need::Health,
         "/metrics" => Need::Metrics,
         "/openapi.json" => Need::Open,

@@ -215,6 +215,35 @@ pub async fn pre_vote(
     encode(&elector.judge_pre_vote(&req).await)
 }
 
+/// The leader's word to stand for election at once: it hands leadership
+/// to this node (see [`crate::handover`]).
+pub async fn stand(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    let req: crate::handover::StandRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if let Err(e) =
+        sane("term", req.term).and_then(|()| sane_log_id("last_log_id", &req.last_log_id))
+    {
+        return e;
+    }
+    encode(&crate::handover::stand(&node, caller.0, &req).await)
+}
+
+/// A follower's forwarded `POST /v1/cluster/leader`: the voter to hand
+/// over to, if named.
+pub async fn handover(State(node): State<Node>, body: Bytes) -> Response {
+    let to: Option<NodeId> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    encode(&crate::handover::hand_over_report(&node, to).await)
+}
+
 /// Whether this node belongs to a cluster, for a member about to
 /// initialize one.
 pub async fn state(State(node): State<Node>) -> Response {
@@ -568,7 +597,7 @@ pub async fn heartbeats(
     if let Err(e) = items.iter().try_for_each(|(_, b)| b.check(&limits)) {
         return ApiError::from(e).into_response();
     }
-    let res = if node.is_leader() {
+    let res = if liveness.settled_leader().await {
         Ok(liveness.leader_heartbeats(&items))
     } else {
         Err(ForwardError::NotLeader {
@@ -592,6 +621,8 @@ mod tests {
         let _ = decode::<ForwardRequest>(bytes);
         let _ = decode::<Vec<ForwardRequest>>(bytes);
         let _ = decode::<Vec<(registry_types::AgentId, crate::liveness::Beat)>>(bytes);
+        let _ = decode::<crate::handover::StandRequest>(bytes);
+        let _ = decode::<Option<NodeId>>(bytes);
     }
 
     fn valid_bodies() -> Vec<Vec<u8>> {

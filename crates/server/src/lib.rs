@@ -25,6 +25,8 @@
 //! - [`membership`]: adding and removing nodes (`/v1/cluster/members`),
 //!   run by the leader one change at a time; the gate of a `--join` node
 //!   not yet added.
+//! - [`handover`]: leadership handed to a caught-up voter (an admin's
+//!   request, a leader's shutdown), writes and heartbeats waiting meanwhile.
 //! - [`discovery`]: `POST /v1/discover`, `GET /v1/select`, capability and
 //!   runtime summaries, and the discovery request counter.
 //!
@@ -61,6 +63,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod group_commit;
+pub mod handover;
 pub mod inspect;
 pub mod internal;
 pub mod legacy;
@@ -202,6 +205,7 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(backup::snapshot))
         .routes(routes!(membership::list_members, membership::add_member))
         .routes(routes!(membership::remove_member))
+        .routes(routes!(handover::handover_route))
         .routes(routes!(events::events))
         .routes(routes!(discovery::discover))
         .routes(routes!(discovery::select))
@@ -336,6 +340,8 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(liveness::HEARTBEATS_PATH, post(internal::heartbeats))
         .route(membership::MEMBERSHIP_PATH, post(membership::forwarded))
         .route(membership::JOIN_PROBE_PATH, post(membership::join_probe))
+        .route(handover::STAND_PATH, post(internal::stand))
+        .route(handover::HANDOVER_PATH, post(internal::handover))
         .layer(DefaultBodyLimit::max(peer::INTERNAL_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.peer.clone(),

@@ -215,8 +215,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let watchers = state.watchers.clone();
     tokio::spawn({
         let stop = stop.clone();
+        let node = node.clone();
         async move {
             shutdown_signal().await;
+            // A leader hands over first, while it still serves: its writes
+            // and heartbeats wait for the successor instead of failing
+            // while the others wait out its lease. Bounded: the handover's
+            // own steps are, and a second signal does not wait for it.
+            if node.is_leader() {
+                let handover = agent_registry::handover::hand_over(&node, None);
+                tokio::select! {
+                    res = handover => match res {
+                        Ok(leader) => info!(leader, "leadership handed over; stopping"),
+                        Err(e) => warn!(error = %e, "leadership not handed over; stopping anyway"),
+                    },
+                    _ = shutdown_signal() => warn!("second signal: stopping without a handover"),
+                }
+            }
+            node.stopping.cancel();
             watchers.stop();
             stop.cancel();
         }

@@ -151,25 +151,23 @@ enum HandOver {
     /// This node stays leader and removes itself: openraft keeps it
     /// leader until the configuration without it is committed, then it
     /// steps down and the remaining voters elect a leader (about one
-    /// election timeout without a leader).
+    /// election timeout without a leader). Only when no other voter could
+    /// take over.
     Stay,
     /// Leadership went to this node; the removal is forwarded to it.
-    /// Constructed once [`hand_over_first`] is wired to the handover.
-    #[allow(dead_code)]
     Moved(NodeId),
 }
 
-/// The leader is asked to remove itself: leadership should first go to a
-/// caught-up voter, so the cluster is never without a leader.
-///
-/// MERGE NOTE (lead): wire this to the handover branch:
-/// `crate::handover::hand_over(node, None).await` and return
-/// `Ok(HandOver::Moved(new_leader))`, mapping its `HandoverError` to a
-/// 409/503 [`ApiError`]. Until then the leader stays and openraft's own
-/// behaviour applies (see [`HandOver::Stay`]): safe, with a short
-/// leaderless gap that clients retry through.
-async fn hand_over_first(_node: &Node) -> ApiResult<HandOver> {
-    Ok(HandOver::Stay)
+/// The leader is asked to remove itself: leadership goes first to a
+/// caught-up voter ([`crate::handover`]), so the cluster is never without a
+/// leader; the new leader then runs the removal. A handover that fails
+/// leaves this node leading and refuses the removal with the reason.
+async fn hand_over_first(node: &Node) -> ApiResult<HandOver> {
+    match crate::handover::hand_over(node, None).await {
+        Ok(to) => Ok(HandOver::Moved(to)),
+        Err(crate::handover::HandoverError::NoOtherVoter) => Ok(HandOver::Stay),
+        Err(e) => Err(ApiError::from(e)),
+    }
 }
 
 impl Membership {

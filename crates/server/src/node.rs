@@ -182,6 +182,11 @@ pub struct NodeInner {
     /// leader: each member's last acknowledgement), for the metrics and for
     /// which voters a membership change leaves reachable.
     pub peer_acks: PeerAcks,
+    /// Holds this leader's proposals and read-index rounds back while it
+    /// hands leadership over (see `crate::handover`).
+    pub handover: crate::handover::Gate,
+    /// Cancelled when the node begins to stop (its listeners close next).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for Node {
@@ -307,6 +312,8 @@ impl Node {
             disk,
             creating: AtomicU64::new(0),
             peer_acks,
+            handover: Default::default(),
+            stopping: Default::default(),
             config,
         }));
 
@@ -620,9 +627,20 @@ impl Node {
                             // reaches followers at once, so this costs about
                             // one round trip. Bounded: the write is
                             // committed whatever happens here.
+                            // A node that is stopping no longer takes
+                            // the leader's appends (its listener is
+                            // closed) and serves no later read: it answers
+                            // at once instead of at the deadline.
                             let index = applied.log_index;
                             let caught_up = self.shared.wait_for(|p| p.log_index >= index);
-                            let _ = tokio::time::timeout_at(deadline.into(), caught_up).await;
+                            let stopping = self.stopping.cancelled();
+                            let _ = tokio::time::timeout_at(deadline.into(), async {
+                                tokio::select! {
+                                    _ = caught_up => {}
+                                    () = stopping => {}
+                                }
+                            })
+                            .await;
                             return applied_result(applied);
                         }
                         Ok(Err(ForwardError::NotLeader { .. }))
@@ -683,6 +701,11 @@ impl Node {
                 min_free_bytes: self.disk.min_free(),
             });
         }
+        // During a handover the write waits and goes to the next leader
+        // (`propose` and a follower's forwarding retry on `NotLeader`).
+        let Some(_pass) = self.handover.enter() else {
+            return Err(ForwardError::NotLeader { leader: None });
+        };
         // Held until the write is applied (or failed): the agent is counted
         // by the registry from then on.
         let _slot = self.admit(&cmd)?;
@@ -815,6 +838,11 @@ impl Node {
     /// On the leader: confirms leadership with a quorum and returns the
     /// index reads must wait for.
     pub async fn local_read_index(&self) -> Result<ReadIndex, ForwardError> {
+        // Confirming leadership sends AppendEntries, which would renew the
+        // followers' leases a handover waits out: reads wait for it too.
+        let Some(_pass) = self.handover.enter() else {
+            return Err(ForwardError::NotLeader { leader: None });
+        };
         match self.raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(ReadIndex {
                 index: read.map_or(0, |l| l.index),

@@ -516,6 +516,16 @@ fn cases() -> Vec<Case> {
             &["admin"],
             false,
         ),
+        // To a node that is not a voter: refused (400) even for an admin,
+        // so leadership stays where the matrix expects it.
+        case(
+            "hand over leadership",
+            M::POST,
+            "/v1/cluster/leader",
+            Some(json!({"node_id": 99})),
+            &["admin"],
+            false,
+        ),
     ]
 }
 

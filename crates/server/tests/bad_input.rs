@@ -414,6 +414,16 @@ fn cases() -> Vec<Case> {
         c.push(case(what, M::GET, path, None, Field(field)));
     }
 
+    // A leadership handover to no voter, or said wrongly.
+    for (what, body, want) in [
+        ("handover to a non-voter", json!({"node_id": 99}), Field("node_id")),
+        ("handover node_id a string", json!({"node_id": "two"}), Field("node_id")),
+        ("handover node_id negative", json!({"node_id": -1}), Field("node_id")),
+        ("handover body an array", json!([2]), WrongType),
+    ] {
+        c.push(case(what, M::POST, "/v1/cluster/leader", Some(body), want));
+    }
+
     // Unknown routes, wrong methods.
     for path in ["/v2/agents", "/v1/agentz", "/v1/agents/a/b/c", "/", "/internal/nothing"] {
         c.push(case("unknown route", M::GET, path, None, Error(404, "not_found")));

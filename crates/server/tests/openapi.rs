@@ -36,6 +36,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/snapshot", &["get"]),
     ("/v1/cluster/members", &["get", "post"]),
     ("/v1/cluster/members/{node_id}", &["delete"]),
+    ("/v1/cluster/leader", &["post"]),
     ("/v1/events", &["get"]),
     ("/v1/discover", &["post"]),
     ("/v1/select", &["get"]),
@@ -188,6 +189,8 @@ fn no_public_route_is_served_outside_the_documented_list() {
                     "registry_raft::network::PEER_STATE_PATH",
                     "membership::MEMBERSHIP_PATH",
                     "membership::JOIN_PROBE_PATH",
+                    "handover::STAND_PATH",
+                    "handover::HANDOVER_PATH",
                 ]
                 .contains(&path),
                 "an unknown path constant: {path}"
@@ -195,6 +198,8 @@ fn no_public_route_is_served_outside_the_documented_list() {
         }
     }
     assert!(agent_registry::liveness::HEARTBEATS_PATH.starts_with("/internal/"));
+    assert!(agent_registry::handover::STAND_PATH.starts_with("/internal/"));
+    assert!(agent_registry::handover::HANDOVER_PATH.starts_with("/internal/"));
     assert!(registry_raft::network::PEER_STATE_PATH.starts_with("/internal/"));
     assert!(agent_registry::membership::MEMBERSHIP_PATH.starts_with("/internal/"));
     assert!(agent_registry::membership::JOIN_PROBE_PATH.starts_with("/internal/"));

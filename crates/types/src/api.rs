@@ -743,3 +743,30 @@ pub struct RuntimeDetail {
     #[schema(value_type = u64)]
     pub revision: Revision,
 }
+
+/// Body of `POST /v1/cluster/leader`; an empty body is `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderHandoverRequest {
+    /// The voter to hand leadership to; omitted: the voter whose log is
+    /// furthest along.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub node_id: Option<NodeId>,
+}
+
+/// Answer to `POST /v1/cluster/leader`: leadership moved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaderHandover {
+    /// The node that led before.
+    #[schema(value_type = u64)]
+    pub previous_leader: NodeId,
+    /// The node that leads now.
+    #[schema(value_type = u64)]
+    pub leader_id: NodeId,
+    /// The new leader's term.
+    pub term: u64,
+    /// Milliseconds the previous leader held writes, linearizable reads and
+    /// heartbeats back (they waited, then went to the new leader).
+    pub paused_ms: u64,
+}

@@ -173,8 +173,10 @@ impl Liveness {
     /// Proposes one checkpoint of the heartbeats received since the last.
     async fn checkpoint(&self) {
         // Deferred while the disk is short of space: the heartbeats stay
-        // pending (and the leases in memory) until it can be written.
-        if self.node.disk.is_short() {
+        // pending (and the leases in memory) until it can be written. And
+        // during a handover (proposals are held back): if it fails, the
+        // next checkpoint carries them.
+        if self.node.disk.is_short() || self.node.handover.is_closed() {
             return;
         }
         let entries = self.leases.drain_pending();
@@ -243,8 +245,8 @@ impl Liveness {
         };
         // Deferred while the disk is short of space: no transition could
         // be committed. Agents stay as they are until space is freed; then
-        // the next sweep expires whoever is due.
-        if self.node.disk.is_short() {
+        // the next sweep expires whoever is due. Likewise during a handover.
+        if self.node.disk.is_short() || self.node.handover.is_closed() {
             return;
         }
         let now = Instant::now();

@@ -163,7 +163,7 @@ impl Liveness {
     /// or error, goes into `agent_registry_heartbeat_latency_seconds`.
     pub async fn heartbeat(&self, id: AgentId, beat: Beat) -> Result<HeartbeatResponse, ApiError> {
         let started = Instant::now();
-        let res = if self.node.is_leader() {
+        let res = if self.settled_leader().await {
             self.leader_heartbeat(&id, beat).map_err(ApiError::from)
         } else {
             match self.forward((id, beat)).await {
@@ -176,6 +176,41 @@ impl Liveness {
             .heartbeat_latency
             .observe(started.elapsed().as_secs_f64());
         res
+    }
+
+    /// Whether this node leads, after waiting (bounded) for the moments a
+    /// leader would otherwise refuse a beat that a moment later it takes,
+    /// so that a leadership handover fails no heartbeat:
+    /// - a handover of its leadership under way: a beat taken then would
+    ///   be recorded by a leader about to step down, so it waits for the
+    ///   handover's end (bounded by the write timeout) and then goes to
+    ///   whichever node leads;
+    /// - a leadership milliseconds old: the liveness task has not reset
+    ///   the lease table yet, or no quorum has acknowledged it yet. The
+    ///   wait is bounded by the quorum window; a leader cut off from the
+    ///   others still refuses at once (its last acknowledgement is old,
+    ///   not absent).
+    pub async fn settled_leader(&self) -> bool {
+        if !self.node.is_leader() {
+            return false;
+        }
+        if self.node.handover.is_closed() {
+            let deadline = std::time::Instant::now() + self.node.config.write_timeout();
+            self.node.handover.wait_open(deadline).await;
+        }
+        let settled = || {
+            self.leading()
+                && self
+                    .quorum_ack_at
+                    .lock()
+                    .map(|q| q.is_some())
+                    .unwrap_or(true)
+        };
+        let deadline = Instant::now() + self.node.config.quorum_window();
+        while self.node.is_leader() && !settled() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.node.is_leader()
     }
 
     /// On the leader: checks the agent exists and records the beat.
