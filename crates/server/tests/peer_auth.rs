@@ -250,7 +250,9 @@ async fn states(cluster: &Cluster) -> BTreeMap<u64, String> {
 /// A node's state as [`states`] gives it, without its Raft term.
 fn without_term(state: &str) -> String {
     let (head, rest) = state.split_once(" term ").expect("a state names its term");
-    let (_, tail) = rest.split_once(' ').expect("the term is followed by the members");
+    let (_, tail) = rest
+        .split_once(' ')
+        .expect("the term is followed by the members");
     format!("{head} {tail}")
 }
 
