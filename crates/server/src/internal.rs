@@ -107,13 +107,48 @@ fn check_vote(vote: &openraft::Vote<NodeId>, caller: Caller) -> Result<(), Respo
     Ok(())
 }
 
-/// Checks a membership a leader sends: sane addresses, and the leader
-/// itself among the voters (a membership that leaves out its own sender is
-/// what a forger sends to cut a node off).
-fn check_membership(
-    m: &openraft::Membership<NodeId, openraft::BasicNode>,
-    caller: Caller,
+/// Checks that the entries of an AppendEntries follow `prev` one index at a
+/// time (openraft's log starts at index 0), with terms that never go down
+/// and none above the sender's: what openraft takes for granted of a
+/// leader's message, and a log with a hole or a rewritten history is what a
+/// forged one would leave.
+fn check_entries(
+    prev: &Option<LogId>,
+    entries: &[openraft::Entry<TypeConfig>],
+    vote_term: u64,
 ) -> Result<(), Response> {
+    let first = prev.map_or(0, |p| p.index + 1);
+    let mut term = prev.map_or(0, |p| p.leader_id.term);
+    for (next, e) in (first..).zip(entries) {
+        let id = e.log_id;
+        if id.index != next {
+            return Err(refused(format!(
+                "entry at index {} does not follow index {}",
+                id.index,
+                next as i128 - 1
+            )));
+        }
+        if id.leader_id.term < term || id.leader_id.term > vote_term {
+            return Err(refused(format!(
+                "entry {} has term {}, out of order (after term {term}, sender's term {vote_term})",
+                id.index, id.leader_id.term
+            )));
+        }
+        term = id.leader_id.term;
+    }
+    Ok(())
+}
+
+/// Checks a membership a leader sends: every member a node id and one
+/// HOST:PORT (it is dialed as given).
+///
+/// Whether the sender is among its voters says nothing: a leader added
+/// after the cluster began sends the older memberships of its log and
+/// snapshot, which predate it, to a follower catching up, and a leader
+/// removing itself sends the membership without it before it steps down.
+/// Refusing those (as an earlier release did) stopped replication to any
+/// follower behind such an entry, and elections followed one another.
+fn check_membership(m: &openraft::Membership<NodeId, openraft::BasicNode>) -> Result<(), Response> {
     for (id, node) in m.nodes() {
         if *id == 0 || crate::config::check_member_addr(&node.addr).is_err() {
             return Err(refused(format!(
@@ -121,16 +156,6 @@ fn check_membership(
                 node.addr
             )));
         }
-    }
-    if !m
-        .get_joint_config()
-        .iter()
-        .any(|voters| voters.contains(&caller.0))
-    {
-        return Err(refused(format!(
-            "node {} sent a membership it is not a voter of",
-            caller.0
-        )));
     }
     Ok(())
 }
@@ -148,10 +173,17 @@ pub async fn append(
         .and_then(|()| sane_log_id("prev_log_id", &req.prev_log_id))
         .and_then(|()| sane_log_id("leader_commit", &req.leader_commit))
         .and_then(|()| {
+            check_entries(
+                &req.prev_log_id,
+                &req.entries,
+                req.vote.leader_id().get_term(),
+            )
+        })
+        .and_then(|()| {
             req.entries.iter().try_for_each(|e| {
                 sane_log_id("entry log id", &Some(e.log_id))?;
                 match &e.payload {
-                    EntryPayload::Membership(m) => check_membership(m, caller),
+                    EntryPayload::Membership(m) => check_membership(m),
                     _ => Ok(()),
                 }
             })
@@ -438,7 +470,7 @@ pub async fn snapshot(
     let checked = check_vote(&req.vote, caller)
         .and_then(|()| sane_log_id("snapshot last_log_id", &req.meta.last_log_id))
         .and_then(|()| sane_log_id("membership log id", req.meta.last_membership.log_id()))
-        .and_then(|()| check_membership(req.meta.last_membership.membership(), caller));
+        .and_then(|()| check_membership(req.meta.last_membership.membership()));
     if let Err(e) = checked {
         return e;
     }
@@ -730,15 +762,39 @@ mod tests {
         )
     }
 
+    fn entry(term: u64, index: u64) -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
     #[test]
-    fn a_membership_names_each_member_once_with_its_sender_a_voter() {
+    fn entries_follow_the_previous_one_index_at_a_time_in_term_order() {
+        let prev = |t, i| Some(LogId::new(openraft::CommittedLeaderId::new(t, 1), i));
+        assert!(check_entries(&None, &[], 1).is_ok());
+        assert!(check_entries(&None, &[entry(0, 0), entry(1, 1)], 1).is_ok());
+        assert!(check_entries(&prev(2, 7), &[entry(2, 8), entry(3, 9)], 3).is_ok());
+        // A hole, a repeat, a first entry that skips ahead of `prev`.
+        assert!(check_entries(&None, &[entry(1, 1 << 30)], 1).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(2, 9)], 2).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(2, 8), entry(2, 8)], 2).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(2, 7)], 2).is_err());
+        // Terms going down, or above the sender's own.
+        assert!(check_entries(&prev(3, 7), &[entry(2, 8)], 3).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(3, 8), entry(2, 9)], 3).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(4, 8)], 3).is_err());
+        assert!(check_entries(&prev(2, 7), &[entry(3, 8)], 3).is_ok());
+    }
+
+    #[test]
+    fn a_membership_names_each_member_once_at_one_address() {
         let ok = membership(&[1, 2], &[(1, "127.0.0.1:1"), (2, "[::1]:2")]);
-        assert!(check_membership(&ok, Caller(1)).is_ok());
-        assert!(check_membership(&ok, Caller(2)).is_ok());
-        assert!(
-            check_membership(&ok, Caller(3)).is_err(),
-            "a sender that is not a voter"
-        );
+        assert!(check_membership(&ok).is_ok());
+        // One that predates its sender (a leader added later sends its
+        // log's older memberships) is taken.
+        let before = membership(&[1], &[(1, "127.0.0.1:1")]);
+        assert!(check_membership(&before).is_ok());
         // An address that smuggles a second member entry, or is not one
         // HOST:PORT, is refused: it is dialed as given.
         for bad in [
@@ -753,10 +809,10 @@ mod tests {
             "a:70000",
         ] {
             let m = membership(&[1, 2], &[(1, bad), (2, "127.0.0.1:2")]);
-            assert!(check_membership(&m, Caller(2)).is_err(), "{bad:?}");
+            assert!(check_membership(&m).is_err(), "{bad:?}");
         }
         let zero = membership(&[1], &[(0, "127.0.0.1:1"), (1, "127.0.0.1:2")]);
-        assert!(check_membership(&zero, Caller(1)).is_err(), "node id 0");
+        assert!(check_membership(&zero).is_err(), "node id 0");
     }
 
     fn receipt(min_free: u64) -> (tempfile::TempDir, SnapshotReceipt) {

@@ -144,6 +144,8 @@ struct Inner {
     /// the request that started a change waits on it, and a new change is
     /// admitted atomically (`send_if_modified`).
     current: watch::Sender<Option<Tracked>>,
+    /// Set while this leader finishes a joint configuration it inherited.
+    finishing: std::sync::atomic::AtomicBool,
 }
 
 /// What [`hand_over_first`] did.
@@ -175,6 +177,7 @@ impl Membership {
         Membership(Arc::new(Inner {
             node,
             current: watch::Sender::new(None),
+            finishing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -217,6 +220,56 @@ impl Membership {
 
     /// Refuses a change while another is in flight, before anything else
     /// is checked or asked ([`Membership::admit`] checks again, atomically).
+    /// This leader's view of the membership, as [`View::of`]. A joint
+    /// configuration that no change of this leader's is committing was
+    /// left by an earlier leader (it lost leadership between the two steps
+    /// of a change; openraft does not finish it on its own): this leader
+    /// finishes it, to the joint's new voters, in a task of its own, and
+    /// the request is refused meanwhile like any other during a change.
+    fn view(&self) -> Result<View, LeadError> {
+        let view = View::of(self.node());
+        if let Err(LeadError::Api(e)) = &view {
+            if e.body.error.code == ErrorCode::MembershipConflict && self.check_idle().is_ok() {
+                self.finish_joint();
+            }
+        }
+        view
+    }
+
+    /// Commits the last voter set of the joint configuration in force (see
+    /// [`Membership::view`]), once at a time.
+    fn finish_joint(&self) {
+        use std::sync::atomic::Ordering;
+        if self.0.finishing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let goal = {
+                let m = this.node().raft.metrics();
+                let m = m.borrow();
+                m.membership_config
+                    .membership()
+                    .get_joint_config()
+                    .last()
+                    .cloned()
+            };
+            if let Some(goal) = goal {
+                warn!(voters = ?goal, "finishing a membership change an earlier leader left joint");
+                match this
+                    .node()
+                    .raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(goal), false)
+                    .await
+                {
+                    Ok(_) => info!("joint configuration finished"),
+                    Err(e) => warn!(error = %e, "could not finish the joint configuration; the next request tries again"),
+                }
+            }
+            this.0.finishing.store(false, Ordering::Release);
+        });
+    }
+
     fn check_idle(&self) -> ApiResult<()> {
         match self.0.current.borrow().as_ref().filter(|t| t.in_flight()) {
             None => Ok(()),
@@ -364,7 +417,7 @@ impl Membership {
         }
         let address = address.trim().to_string();
         crate::config::check_member_addr(&address).map_err(|m| ApiError::invalid("address", m))?;
-        let view = View::of(&node)?;
+        let view = self.view()?;
         self.check_idle()?;
         let resume = match view.nodes.iter().find(|(id, _)| *id == node_id) {
             // A learner at that address, to be promoted: a learner added
@@ -608,7 +661,7 @@ impl Membership {
     /// Checks a removal and starts it.
     async fn start_remove(&self, node_id: NodeId, force: bool) -> Result<(), LeadError> {
         let node = self.node().clone();
-        let view = View::of(&node)?;
+        let view = self.view()?;
         self.check_idle()?;
         let Some((_, address)) = view.nodes.iter().find(|(id, _)| *id == node_id).cloned() else {
             return Err(ApiError::new(

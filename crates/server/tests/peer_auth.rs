@@ -8,7 +8,8 @@
 //! Then requests signed with the cluster's own secret, as member 3 (stopped
 //! for the purpose) would sign them, with hostile content: an empty snapshot
 //! installed with `done`, a chunk at a huge offset, a `u64::MAX` term, a
-//! membership that leaves its sender out, a higher vote with a rewritten
+//! membership that leaves its sender out at an index far beyond the log, a
+//! higher vote with a rewritten
 //! entry sent from another address than member 3's, batches nested 850
 //! deep, internal-only commands and NaN heartbeats through forwarding. Each
 //! is refused or harmless: no node exits, and every node serves the same
@@ -523,7 +524,7 @@ async fn a_member_s_credentials_with_hostile_content_are_refused_or_harmless() {
             .await;
         refused(&r, "a u64::MAX vote");
 
-        eprintln!("--- a membership leaving its sender out, to node {target}");
+        eprintln!("--- a membership leaving its sender out, far beyond the log, to node {target}");
         let r = as3
             .send(
                 &addr,
@@ -540,7 +541,7 @@ async fn a_member_s_credentials_with_hostile_content_are_refused_or_harmless() {
                 |_| {},
             )
             .await;
-        refused(&r, "a foreign membership");
+        refused(&r, "a foreign membership with a hole before it");
 
         eprintln!("--- a message on behalf of another node, to node {target}");
         let r = as3
