@@ -263,7 +263,9 @@ impl Membership {
                     .await
                 {
                     Ok(_) => info!("joint configuration finished"),
-                    Err(e) => warn!(error = %e, "could not finish the joint configuration; the next request tries again"),
+                    Err(e) => {
+                        warn!(error = %e, "could not finish the joint configuration; the next request tries again")
+                    }
                 }
             }
             this.0.finishing.store(false, Ordering::Release);
