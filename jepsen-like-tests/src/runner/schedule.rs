@@ -41,14 +41,10 @@ pub enum Nemesis {
     /// One follower stays cut off while enough writes go by that the log is
     /// compacted; when healed it must catch up through a snapshot.
     SnapshotInstall,
-    /// A random voter (the leader included) is removed from the cluster
-    /// through the membership API; when healed it is added back (learner,
-    /// caught up, promoted) and every node must count it a voter again.
-    Membership,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 13] = [
+    pub const ALL: [Nemesis; 12] = [
         Nemesis::Kill,
         Nemesis::KillLeader,
         Nemesis::KillMinority,
@@ -61,7 +57,6 @@ impl Nemesis {
         Nemesis::Delay,
         Nemesis::Loss,
         Nemesis::SnapshotInstall,
-        Nemesis::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,7 +73,6 @@ impl Nemesis {
             Nemesis::Delay => "delay",
             Nemesis::Loss => "loss",
             Nemesis::SnapshotInstall => "snapshot-install",
-            Nemesis::Membership => "membership",
         }
     }
 
@@ -103,9 +97,6 @@ impl Nemesis {
             Nemesis::SnapshotInstall => {
                 "cut one follower off while the log is compacted, heal, check it caught up by snapshot"
             }
-            Nemesis::Membership => {
-                "remove a random voter (maybe the leader) through the API, add it back, check every node counts it a voter"
-            }
         }
     }
 
@@ -122,7 +113,6 @@ impl Nemesis {
             Nemesis::Delay => "delay",
             Nemesis::Loss => "loss",
             Nemesis::SnapshotInstall => "snapshot_install",
-            Nemesis::Membership => "membership",
         }
     }
 
@@ -176,11 +166,6 @@ pub enum Fault {
     /// The follower to cut off is picked when the step runs (which node
     /// leads is only known then).
     SnapshotInstall,
-    /// Node `node` leaves the voters while the fault holds, and is added
-    /// back when it heals.
-    Membership {
-        node: u64,
-    },
 }
 
 /// One step of a schedule: wait `quiet`, inject `fault`, hold it for
@@ -287,9 +272,6 @@ fn draw_fault(nemesis: Nemesis, nodes: u64, rng: &mut StdRng) -> Fault {
             percent: 30,
         },
         Nemesis::SnapshotInstall => Fault::SnapshotInstall,
-        Nemesis::Membership => Fault::Membership {
-            node: random_nodes(nodes, 1, rng)[0],
-        },
     }
 }
 
@@ -362,6 +344,5 @@ pub fn describe_fault(fault: &Fault, resolved: &[u64]) -> String {
         } => format!("delay {delay_ms}ms±{jitter_ms}ms on {}", list(nodes)),
         Fault::Loss { nodes, percent } => format!("loss {percent}% on {}", list(nodes)),
         Fault::SnapshotInstall => format!("cut off follower {} until compacted", list(resolved)),
-        Fault::Membership { node } => format!("remove n{node} from the voters, then add it back"),
     }
 }
