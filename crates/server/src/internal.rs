@@ -279,15 +279,7 @@ pub async fn handover(State(node): State<Node>, body: Bytes) -> Response {
 /// Whether this node belongs to a cluster, for a member about to
 /// initialize one.
 pub async fn state(State(node): State<Node>) -> Response {
-    let initialized = node
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .nodes()
-        .next()
-        .is_some();
+    let initialized = node.has_membership();
     encode(&PeerState {
         initialized,
         cluster: node.identity().get(),

@@ -542,6 +542,19 @@ impl Node {
             .is_some()
     }
 
+    /// Whether this node holds any membership: it belongs to a cluster
+    /// (initialized, or added by a leader).
+    pub fn has_membership(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }

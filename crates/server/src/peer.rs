@@ -161,17 +161,7 @@ impl PeerGuard {
     /// authentication; checked again here).
     fn awaiting_join(&self) -> bool {
         let node = &self.0.node;
-        node.config.join
-            && self.0.mode != PeerAuthMode::None
-            && node
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .next()
-                .is_none()
+        node.config.join && self.0.mode != PeerAuthMode::None && !node.has_membership()
     }
 
     /// Whether `ip` is an address of the member at `addr` (HOST:PORT).
