@@ -134,6 +134,7 @@ fn ci_tier() -> Vec<(&'static str, Vec<Nemesis>)> {
         ("ci-partition-shapes", vec![PartitionRing, PartitionOneway]),
         ("ci-netem", vec![Delay, Loss]),
         ("ci-snapshot", vec![SnapshotInstall]),
+        ("ci-membership", vec![Membership, KillLeader]),
     ]
 }
 

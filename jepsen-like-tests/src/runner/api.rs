@@ -31,6 +31,71 @@ pub struct ClusterView {
     pub applied_index: u64,
     pub snapshot_index: Option<u64>,
     pub revision: u64,
+    #[serde(default)]
+    pub members: Vec<MemberView>,
+}
+
+/// One member in `GET /v1/cluster`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MemberView {
+    pub node_id: u64,
+    pub addr: String,
+    pub voter: bool,
+}
+
+impl ClusterView {
+    /// The voters this node's membership names.
+    pub fn voters(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect()
+    }
+}
+
+/// A membership change's answer: the status and the error code, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeAnswer {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+impl ChangeAnswer {
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+async fn change(req: reqwest::RequestBuilder) -> ChangeAnswer {
+    match req.timeout(Duration::from_secs(30)).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            ChangeAnswer {
+                status: Some(status),
+                code: body["error"]["code"].as_str().map(str::to_string),
+            }
+        }
+        Err(_) => ChangeAnswer {
+            status: None,
+            code: None,
+        },
+    }
+}
+
+/// `DELETE /v1/cluster/members/{id}`.
+pub async fn remove_member(http: &reqwest::Client, base: &str, id: u64) -> ChangeAnswer {
+    change(http.delete(format!("{base}/v1/cluster/members/{id}"))).await
+}
+
+/// `POST /v1/cluster/members`: added as a learner, promoted once caught up.
+pub async fn add_member(http: &reqwest::Client, base: &str, id: u64, addr: &str) -> ChangeAnswer {
+    change(
+        http.post(format!("{base}/v1/cluster/members"))
+            .json(&json!({"node_id": id, "address": addr, "voter": true})),
+    )
+    .await
 }
 
 /// Builds the one HTTP client of the run. Its connections come from

@@ -106,6 +106,10 @@ struct ProcNode {
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Started with `--join` instead of `--initial-cluster`: set once its
+    /// data was wiped (a replacement node, as an operator starts one), and
+    /// kept, since a joined node restarts with `--join` and its data.
+    join: bool,
 }
 
 /// A cluster of local processes.
@@ -133,6 +137,7 @@ impl ProcessCluster {
                 data_dir,
                 log: dir.join(format!("node{id}.log")),
                 child: None,
+                join: false,
             });
         }
         let incarnations = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
@@ -223,6 +228,11 @@ impl ProcessCluster {
             &log,
             "==== registry-chaos: starting n{id}, incarnation {incarnation}"
         )?;
+        let membership: Vec<std::ffi::OsString> = if node.join {
+            vec!["--join".into()]
+        } else {
+            vec!["--initial-cluster".into(), members.into()]
+        };
         let mut cmd = Command::new(&settings.bin);
         cmd.arg("--node-id")
             .arg(id.to_string())
@@ -230,8 +240,7 @@ impl ProcessCluster {
             .arg(&addr)
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .arg("--initial-cluster")
-            .arg(&members)
+            .args(&membership)
             .arg("--cluster-secret-file")
             .arg(&secret)
             .arg("--snapshot-logs")
@@ -269,6 +278,24 @@ impl ProcessCluster {
             .spawn()
             .with_context(|| format!("starting {}", settings.bin.display()))?;
         node.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills node `id` and empties its data directory, as a dead disk
+    /// would; from then on it starts with `--join` (it must be added back
+    /// through the membership API).
+    pub async fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id).await?;
+        let node = &mut self.nodes[id as usize - 1];
+        std::fs::remove_dir_all(&node.data_dir)
+            .with_context(|| format!("wiping {}", node.data_dir.display()))?;
+        std::fs::create_dir_all(&node.data_dir)?;
+        node.join = true;
+        let log = OpenOptions::new().append(true).open(&node.log);
+        if let Ok(log) = log {
+            use std::io::Write;
+            writeln!(&log, "==== registry-chaos: n{id} killed and its data wiped").ok();
+        }
         Ok(())
     }
 
@@ -578,6 +605,24 @@ impl Cluster {
         match self {
             Cluster::Process(c) => c.kill(id).await,
             Cluster::Compose(c) => c.kill(id),
+        }
+    }
+
+    /// Kills node `id` and wipes its data: it comes back with `--join`.
+    /// Only local processes: a container's volume is not wiped here.
+    pub async fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
+        match self {
+            Cluster::Process(c) => c.wipe(id).await,
+            Cluster::Compose(_) => {
+                bail!("the membership nemesis needs the process target (it wipes a node's data directory)")
+            }
+        }
+    }
+
+    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        match self {
+            Cluster::Process(c) => c.start(id),
+            Cluster::Compose(c) => c.start(id),
         }
     }
 

@@ -603,6 +603,8 @@ enum Injected {
     Paused(u64),
     Net,
     Isolated(u64),
+    /// Removed from the voters; its address, to add it back.
+    Removed(u64, String),
 }
 
 impl NemesisRunner<'_> {
@@ -711,6 +713,12 @@ impl NemesisRunner<'_> {
                 self.net()?.loss(nodes, *percent)?;
                 (Injected::Net, nodes.clone())
             }
+            Fault::Membership { node } => {
+                let addr = self.remove_member(*node).await;
+                // Its disk dies: it can only come back as a new, empty node.
+                self.cluster.wipe(*node).await?;
+                (Injected::Removed(*node, addr), vec![*node])
+            }
             Fault::SnapshotInstall => {
                 let l = self.leader().await?;
                 let mut followers: Vec<u64> = (1..=n).filter(|&id| id != l).collect();
@@ -731,10 +739,7 @@ impl NemesisRunner<'_> {
         match injected {
             Injected::Killed(nodes) => {
                 for id in nodes {
-                    match self.cluster {
-                        Cluster::Process(c) => c.start(id)?,
-                        Cluster::Compose(c) => c.start(id)?,
-                    }
+                    self.cluster.start(id)?;
                 }
             }
             Injected::Paused(id) => self.cluster.pause(id, false)?,
@@ -744,8 +749,110 @@ impl NemesisRunner<'_> {
                     c.isolate(id, false)?;
                 }
             }
+            Injected::Removed(id, addr) => {
+                self.cluster.start(id)?;
+                self.add_member_back(id, &addr).await
+            }
         }
         Ok(())
+    }
+
+    /// Removes `node` from the voters through another node (which forwards
+    /// to the leader), retrying while a change is refused as unsafe or
+    /// busy; clients stay away from it until it is back. Returns its
+    /// address. A removal that never takes is a problem of the run.
+    async fn remove_member(&mut self, node: u64) -> String {
+        self.avoid.store(node, Ordering::Relaxed);
+        let vs = views(self.http, self.urls).await;
+        let addr = vs
+            .iter()
+            .flatten()
+            .flat_map(|v| v.members.iter())
+            .find(|m| m.node_id == node)
+            .map(|m| m.addr.clone())
+            .unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < deadline && !INTERRUPTED.load(Ordering::Relaxed) {
+            let via = self.other_url(node);
+            let answer = api::remove_member(self.http, &via, node).await;
+            // The removed node may never hear of its removal: only the
+            // others' views count.
+            let accepted = answer.ok() || answer.status == Some(404);
+            if accepted
+                && self
+                    .voters_agree(Some(node), |voters| !voters.contains(&node))
+                    .await
+            {
+                return addr;
+            }
+            last = Some(answer);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.problems.push(format!(
+            "membership: n{node} was not removed within 30 s (last answer {last:?})"
+        ));
+        addr
+    }
+
+    /// Adds `node` back (learner, caught up, promoted) and waits until
+    /// every running node counts it a voter.
+    async fn add_member_back(&mut self, node: u64, addr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        while Instant::now() < deadline && !INTERRUPTED.load(Ordering::Relaxed) {
+            let via = self.other_url(node);
+            let answer = api::add_member(self.http, &via, node, addr).await;
+            // 409: a change in flight, maybe this very add retried.
+            let accepted = answer.ok() || answer.code.as_deref() == Some("membership_conflict");
+            if accepted
+                && self
+                    .voters_agree(None, |voters| voters.contains(&node))
+                    .await
+            {
+                self.avoid.store(0, Ordering::Relaxed);
+                info!(node, "--- member added back and promoted");
+                return;
+            }
+            last = Some(answer);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.avoid.store(0, Ordering::Relaxed);
+        self.problems.push(format!(
+            "membership: n{node} was not a voter again on every node within 60 s of being added (last answer {last:?})"
+        ));
+    }
+
+    /// The URL of a node other than `node`, drawn at random.
+    fn other_url(&mut self, node: u64) -> String {
+        let others: Vec<&String> = (1..=self.cfg.nodes)
+            .filter(|&id| id != node)
+            .map(|id| &self.urls[id as usize - 1])
+            .collect();
+        others
+            .choose(&mut self.rng)
+            .map_or_else(|| self.urls[0].clone(), |u| (*u).clone())
+    }
+
+    /// Whether, within 10 s, every node but `except` that answers (at least
+    /// a majority of the cluster) reports voters that satisfy `check`.
+    async fn voters_agree(&self, except: Option<u64>, check: impl Fn(&[u64]) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let vs = views(self.http, self.urls).await;
+            let answered: Vec<&ClusterView> = vs
+                .iter()
+                .flatten()
+                .filter(|v| Some(v.node_id) != except)
+                .collect();
+            if answered.len() as u64 > self.cfg.nodes / 2
+                && answered.iter().all(|v| check(&v.voters()))
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     /// While follower `f` is cut off: write fast (avoiding `f`) until the

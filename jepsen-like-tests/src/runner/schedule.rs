@@ -41,10 +41,16 @@ pub enum Nemesis {
     /// One follower stays cut off while enough writes go by that the log is
     /// compacted; when healed it must catch up through a snapshot.
     SnapshotInstall,
+    /// A random voter (the leader included) is removed from the cluster
+    /// through the membership API and its disk dies (killed, data wiped);
+    /// when healed it starts empty with `--join` and is added back
+    /// (learner, caught up, promoted): every node must count it a voter
+    /// again.
+    Membership,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 12] = [
+    pub const ALL: [Nemesis; 13] = [
         Nemesis::Kill,
         Nemesis::KillLeader,
         Nemesis::KillMinority,
@@ -57,6 +63,7 @@ impl Nemesis {
         Nemesis::Delay,
         Nemesis::Loss,
         Nemesis::SnapshotInstall,
+        Nemesis::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +80,7 @@ impl Nemesis {
             Nemesis::Delay => "delay",
             Nemesis::Loss => "loss",
             Nemesis::SnapshotInstall => "snapshot-install",
+            Nemesis::Membership => "membership",
         }
     }
 
@@ -97,6 +105,9 @@ impl Nemesis {
             Nemesis::SnapshotInstall => {
                 "cut one follower off while the log is compacted, heal, check it caught up by snapshot"
             }
+            Nemesis::Membership => {
+                "remove a random voter (maybe the leader) through the API, wipe it, add it back empty with --join, check every node counts it a voter"
+            }
         }
     }
 
@@ -113,6 +124,7 @@ impl Nemesis {
             Nemesis::Delay => "delay",
             Nemesis::Loss => "loss",
             Nemesis::SnapshotInstall => "snapshot_install",
+            Nemesis::Membership => "membership",
         }
     }
 
@@ -166,6 +178,11 @@ pub enum Fault {
     /// The follower to cut off is picked when the step runs (which node
     /// leads is only known then).
     SnapshotInstall,
+    /// Node `node` leaves the voters while the fault holds, and is added
+    /// back when it heals.
+    Membership {
+        node: u64,
+    },
 }
 
 /// One step of a schedule: wait `quiet`, inject `fault`, hold it for
@@ -272,6 +289,9 @@ fn draw_fault(nemesis: Nemesis, nodes: u64, rng: &mut StdRng) -> Fault {
             percent: 30,
         },
         Nemesis::SnapshotInstall => Fault::SnapshotInstall,
+        Nemesis::Membership => Fault::Membership {
+            node: random_nodes(nodes, 1, rng)[0],
+        },
     }
 }
 
@@ -344,5 +364,8 @@ pub fn describe_fault(fault: &Fault, resolved: &[u64]) -> String {
         } => format!("delay {delay_ms}ms±{jitter_ms}ms on {}", list(nodes)),
         Fault::Loss { nodes, percent } => format!("loss {percent}% on {}", list(nodes)),
         Fault::SnapshotInstall => format!("cut off follower {} until compacted", list(resolved)),
+        Fault::Membership { node } => {
+            format!("remove n{node} from the voters and wipe it, then add it back empty")
+        }
     }
 }
