@@ -8,12 +8,16 @@
 # under a unique compose project, waits until all are ready, registers an agent
 # through node1 and reads it on every node, stops the leader's container,
 # registers a second agent (retrying across the remaining nodes while they
-# elect a new leader) and reads both agents on the remaining nodes. The project
+# elect a new leader) and reads both agents on the remaining nodes. Then it
+# starts the stopped node again and brings up the `five` profile: node4 and
+# node5 start with --join and the `grow` service adds them through the
+# membership API; all five must be voters and serve both agents. The project
 # and its volumes are always removed at the end. Prints PASS or FAIL; exits
 # non-zero on failure.
 #
 # Environment: SMOKE_READY_TIMEOUT (s, default 120), SMOKE_FAILOVER_TIMEOUT
-# (s, default 60), REGISTRY_NODE{1,2,3}_PORT (host ports, default 8021..8023).
+# (s, default 60), SMOKE_GROW_TIMEOUT (s, default 240), REGISTRY_NODE{1..5}_PORT
+# (host ports, default 8021..8025).
 set -euo pipefail
 LIB_PROG=compose-smoke
 # shellcheck source=scripts/lib.sh
@@ -21,7 +25,9 @@ LIB_PROG=compose-smoke
 
 READY_TIMEOUT="${SMOKE_READY_TIMEOUT:-120}"
 FAILOVER_TIMEOUT="${SMOKE_FAILOVER_TIMEOUT:-60}"
-PORTS=("${REGISTRY_NODE1_PORT:-8021}" "${REGISTRY_NODE2_PORT:-8022}" "${REGISTRY_NODE3_PORT:-8023}")
+GROW_TIMEOUT="${SMOKE_GROW_TIMEOUT:-240}"
+PORTS=("${REGISTRY_NODE1_PORT:-8021}" "${REGISTRY_NODE2_PORT:-8022}" "${REGISTRY_NODE3_PORT:-8023}"
+    "${REGISTRY_NODE4_PORT:-8024}" "${REGISTRY_NODE5_PORT:-8025}")
 url() { echo "http://127.0.0.1:${PORTS[$(($1 - 1))]}"; }
 
 passed=0
@@ -48,18 +54,20 @@ done
 
 PROJECT="arsmoke$$$(date +%s)"
 DC=("${COMPOSE[@]}" -p "$PROJECT" -f "$REPO_ROOT/docker-compose.yml")
+# The same project with the `five` profile's services (node4, node5, grow).
+DC5=("${DC[@]}" --profile five)
 BODY="$(mktemp)"
 
 cleanup() {
     local rc=$?
     if ((rc != 0)); then
         echo "---- compose ps ----"
-        "${DC[@]}" ps 2>&1 || true
+        "${DC5[@]}" ps 2>&1 || true
         echo "---- compose logs (last 60 lines per node) ----"
-        "${DC[@]}" logs --no-color --tail=60 2>&1 || true
+        "${DC5[@]}" logs --no-color --tail=60 2>&1 || true
         echo "----"
     fi
-    "${DC[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 ||
+    "${DC5[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 ||
         echo "compose-smoke: warning: '${DC[*]} down -v' failed; remove project $PROJECT by hand"
     rm -f "$BODY"
     exit "$rc"
@@ -201,6 +209,34 @@ request GET "$(url "${remaining[0]}")/v1/cluster"
 new_leader="$(json_field leader_id <"$BODY")"
 [[ -n "$new_leader" && "$new_leader" != "$leader" ]] || fail "node${remaining[0]} reports leader '$new_leader' after node$leader stopped"
 pass "node$new_leader is the new leader"
+
+# 6. the `five` profile grows the cluster through the membership API: the
+# stopped node comes back, node4 and node5 start with --join, `grow` adds them
+"${DC[@]}" start "node$leader" >/dev/null 2>&1 || fail "compose start node$leader failed"
+deadline=$((SECONDS + READY_TIMEOUT))
+until [[ "$(http_code "$(url "$leader")/health/ready")" == 200 ]]; do
+    ((SECONDS < deadline)) || fail "node$leader not ready within ${READY_TIMEOUT}s of being started again"
+    sleep 0.5
+done
+grow_at="$(now)"
+env -u REGISTRY_INITIAL_CLUSTER "${DC5[@]}" up -d || fail "compose --profile five up failed"
+grow_id="$("${DC5[@]}" ps -q grow)"
+[[ -n "$grow_id" ]] || fail "the grow service has no container"
+deadline=$((SECONDS + GROW_TIMEOUT))
+until [[ "$(docker inspect -f '{{.State.Status}}' "$grow_id" 2>/dev/null)" == exited ]]; do
+    ((SECONDS < deadline)) || fail "grow still runs after ${GROW_TIMEOUT}s: $("${DC5[@]}" logs --no-color --tail=20 grow 2>&1)"
+    sleep 1
+done
+grow_rc="$(docker inspect -f '{{.State.ExitCode}}' "$grow_id")"
+[[ "$grow_rc" == 0 ]] || fail "grow exited $grow_rc: $("${DC5[@]}" logs --no-color --tail=30 grow 2>&1)"
+request GET "$(url 1)/v1/cluster/members"
+voters="$(python3 -c 'import json,sys; print(",".join(str(m["node_id"]) for m in json.load(sys.stdin)["members"] if m["voter"]))' <"$BODY" 2>/dev/null || true)"
+[[ "$voters" == 1,2,3,4,5 ]] || fail "after grow, node1 counts voters '$voters', not 1..5: $(head -c 500 "$BODY")"
+pass "grown to 5 voters through the membership API $(elapsed "$grow_at") after compose --profile five up"
+for n in 4 5; do
+    read_agent "$n" "$A" $((SECONDS + 30))
+    read_agent "$n" "$B" $((SECONDS + 30))
+done
 
 echo "compose-smoke: PASS in $(elapsed "$started_at")"
 echo "compose-smoke: $passed passed, 0 failed"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the docker image agent-registry:local from the locally built release
 # binary, without pulling anything: the root filesystem is the binary, the
-# shared libraries it links (from ldd) with the dynamic loader, busybox-static
-# as /bin/sh (and wget for health checks), and a minimal /etc.
+# shared libraries it links (from ldd) with the dynamic loader, registryctl
+# (built beside it; `docker compose exec node1 registryctl ...` and the compose
+# `five` profile's grow step use it), busybox-static as /bin/sh (and wget for
+# health checks), and a minimal /etc.
 #
 #   scripts/docker-image.sh [--force]
 #
@@ -11,7 +13,8 @@
 # regular multi-stage build for machines that can pull base images.
 #
 # Environment: REGISTRY_IMAGE (default agent-registry:local), REGISTRY_BIN
-# (use this binary instead of building one).
+# (use this binary instead of building one), REGISTRYCTL_BIN (default: the
+# registryctl beside the node binary, built when missing).
 set -euo pipefail
 LIB_PROG=docker-image
 # shellcheck source=scripts/lib.sh
@@ -40,9 +43,15 @@ is_static "$BUSYBOX" || die "$BUSYBOX is not busybox-static (apt-get install bus
 
 build_registry
 BIN="$(resolved_bin)"
+CTL="${REGISTRYCTL_BIN:-$(dirname "$BIN")/registryctl}"
+if [[ ! -x "$CTL" && -z "${REGISTRYCTL_BIN:-}" && -z "${REGISTRY_BIN:-}" ]]; then
+    log "building registryctl: cargo build --release --workspace --bins"
+    cargo build --release --workspace --bins || die "cargo build --release --workspace --bins failed"
+fi
+[[ -x "$CTL" ]] || die "no registryctl at $CTL (set REGISTRYCTL_BIN)"
 
 # The hash covers everything that goes into the image.
-hash="$(cat "$BIN" "$BUSYBOX" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-64)"
+hash="$(cat "$BIN" "$CTL" "$BUSYBOX" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-64)"
 old_id="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 if [[ -n "$old_id" && "$force" == 0 ]]; then
     old_hash="$(docker image inspect -f "{{ index .Config.Labels \"$LABEL_KEY\" }}" "$IMAGE" 2>/dev/null || true)"
@@ -60,24 +69,27 @@ mkdir -p "$ROOTFS"/{bin,etc,data,root,usr/local/bin}
 mkdir -m 1777 "$ROOTFS/tmp"
 # Without debug info (RocksDB's alone is hundreds of MB); symbols stay, so
 # backtraces still name functions.
-if command -v strip >/dev/null 2>&1; then
-    strip --strip-debug -o "$ROOTFS/usr/local/bin/agent-registry" "$BIN"
-    chmod 0755 "$ROOTFS/usr/local/bin/agent-registry"
-else
-    install -m 0755 "$BIN" "$ROOTFS/usr/local/bin/agent-registry"
-fi
+for pair in "agent-registry:$BIN" "registryctl:$CTL"; do
+    name="${pair%%:*}" src="${pair#*:}"
+    if command -v strip >/dev/null 2>&1; then
+        strip --strip-debug -o "$ROOTFS/usr/local/bin/$name" "$src"
+        chmod 0755 "$ROOTFS/usr/local/bin/$name"
+    else
+        install -m 0755 "$src" "$ROOTFS/usr/local/bin/$name"
+    fi
 
-# Shared libraries and the dynamic loader, at the same paths as on this host.
-ldd_out="$(ldd "$BIN" 2>&1 || true)"
-if [[ "$ldd_out" != *"not a dynamic executable"* && "$ldd_out" != *"statically linked"* ]]; then
-    mapfile -t libs < <(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' <<<"$ldd_out" | sort -u)
-    ((${#libs[@]} > 0)) || die "could not read the libraries of $BIN from ldd: $ldd_out"
-    for lib in "${libs[@]}"; do
-        [[ -e "$lib" ]] || die "library $lib (from ldd) does not exist"
-        mkdir -p "$ROOTFS$(dirname "$lib")"
-        cp -L "$lib" "$ROOTFS$lib"
-    done
-fi
+    # Shared libraries and the dynamic loader, at the same paths as on this host.
+    ldd_out="$(ldd "$src" 2>&1 || true)"
+    if [[ "$ldd_out" != *"not a dynamic executable"* && "$ldd_out" != *"statically linked"* ]]; then
+        mapfile -t libs < <(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' <<<"$ldd_out" | sort -u)
+        ((${#libs[@]} > 0)) || die "could not read the libraries of $src from ldd: $ldd_out"
+        for lib in "${libs[@]}"; do
+            [[ -e "$lib" ]] || die "library $lib (from ldd) does not exist"
+            mkdir -p "$ROOTFS$(dirname "$lib")"
+            cp -L "$lib" "$ROOTFS$lib"
+        done
+    fi
+done
 
 # busybox: /bin/sh, wget (health checks) and the usual tools for debugging.
 install -m 0755 "$BUSYBOX" "$ROOTFS/bin/busybox"
@@ -118,6 +130,10 @@ new_id="$(tar -C "$ROOTFS" --numeric-owner --owner=0 --group=0 -c . | docker imp
 if ! out="$(docker run --rm --entrypoint /usr/local/bin/agent-registry "$IMAGE" --help 2>&1)"; then
     echo "$out" | tail -n 20 >&2
     die "the new image cannot run the binary (missing library?)"
+fi
+if ! out="$(docker run --rm --entrypoint /usr/local/bin/registryctl "$IMAGE" --help 2>&1)"; then
+    echo "$out" | tail -n 20 >&2
+    die "the new image cannot run registryctl (missing library?)"
 fi
 
 # Drop the image this one replaced, when nothing uses it any more.

@@ -18,7 +18,7 @@
 #            re-created in Python, against a real 3-node cluster)
 #   python   scripts/python-sdk.sh (the Python SDK in clients/python: pip
 #            install, ruff, mypy --strict, pytest against real clusters)
-#   smoke    scripts/compose-smoke.sh (three containers, leader stopped)
+#   smoke    scripts/compose-smoke.sh (three containers, leader stopped, grown to five)
 #   bench    scripts/bench.sh all --quick (every benchmark scenario, small numbers)
 #   chaos    scripts/chaos.sh ci (faults on a real cluster, histories checked)
 #
