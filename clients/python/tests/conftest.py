@@ -11,7 +11,10 @@ of each node's log are printed in the summary.
   can overtake it); otherwise the defaults (tests that need fast liveness
   give their agents a short TTL). Tests that kill nodes take ``restore`` so that the
   next test finds every node back and ready.
-- ``auth_cluster`` (module, in test_auth.py): one node with ``--auth on``.
+- ``auth_cluster`` (module, in test_auth.py): three nodes with ``--auth on``.
+- ``ops_cluster`` (module, in test_operations.py): three nodes of its own
+  for membership changes and leadership handovers, which a node can join
+  (``start_node(node, join=True)``).
 - ``tls_node`` (module, in test_tls.py): one node serving https with a
   certificate of a CA made for the test (``make_cluster(..., ca_file=)``).
 """
@@ -59,6 +62,13 @@ def registry_binary() -> Path:
     if not target.is_absolute():
         target = REPO_ROOT / target
     return target / "release" / "agent-registry"
+
+
+def registryctl_binary() -> Path:
+    """``$REGISTRYCTL_BIN``, else ``registryctl`` beside the node binary (a
+    ``cargo build --release --workspace`` builds both)."""
+    explicit = os.environ.get("REGISTRYCTL_BIN")
+    return Path(explicit) if explicit else registry_binary().parent / "registryctl"
 
 
 def free_ports(n: int) -> list[int]:
@@ -130,8 +140,13 @@ class Cluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
-    def start_node(self, n: Node) -> None:
+    def start_node(self, n: Node, join: bool = False) -> None:
+        """Starts ``n`` as a member of the initial cluster, or (``join``) as
+        a new node waiting to be added: ``--join``, with the cluster's
+        secret, and an empty data directory (docs/operations.md,
+        "Membership")."""
         initial = ",".join(f"{m.node_id}={m.addr}" for m in self.nodes)
+        membership = ["--join"] if join else ["--initial-cluster", initial]
         # The flags are explicit: REGISTRY_* settings of the caller's
         # environment must not change a node behind the harness's back.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
@@ -145,8 +160,7 @@ class Cluster:
             n.addr,
             "--data-dir",
             str(n.data_dir),
-            "--initial-cluster",
-            initial,
+            *membership,
             "--cluster-secret-file",
             str(self.secret),
             *self.flags,

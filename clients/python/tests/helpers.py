@@ -1,4 +1,5 @@
-"""Small helpers shared by the SDK's tests: bounded waits and fresh ids."""
+"""Small helpers shared by the SDK's tests: bounded waits, fresh ids, a
+directory's contents."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -14,6 +16,12 @@ T = TypeVar("T")
 def new_id(prefix: str) -> str:
     """A fresh agent id: tests share one cluster, so ids never repeat."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def files_in(directory: Path) -> list[str]:
+    """The names in ``directory``, sorted (a save must leave no temporary
+    file behind)."""
+    return sorted(p.name for p in directory.iterdir())
 
 
 async def wait_until(

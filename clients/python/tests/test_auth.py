@@ -1,11 +1,13 @@
 """A cluster with access control (``--auth on --bootstrap-token-file``): the
 client with a token works, without one it gets Unauthorized, and a token's
-role and scope surface as Forbidden."""
+role and scope surface as Forbidden (operating the cluster included: only
+an admin changes members, hands leadership over or saves a backup)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +20,11 @@ from agent_registry import (
     RegistryClient,
     Role,
     Unauthorized,
+    inspect_snapshot,
 )
 
 from conftest import Cluster, make_cluster
-from helpers import new_id
+from helpers import files_in, new_id
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,32 @@ async def test_tokens_roles_and_scopes(
         with pytest.raises(NotFound) as gone:
             await admin.revoke_token(agent_token.id)
         assert gone.value.code == "token_not_found"
+
+
+async def test_operating_the_cluster_needs_an_admin_token(
+    auth_cluster: Cluster, tmp_path: Path
+) -> None:
+    nodes = auth_cluster.urls
+    assert auth_cluster.token is not None
+    async with AsyncRegistryClient(nodes, token=auth_cluster.token) as admin:
+        operator = await admin.create_token(new_id("operator"), Role.OPERATOR)
+        saved = await admin.save_snapshot(tmp_path / "admin.areg")
+        assert inspect_snapshot(tmp_path / "admin.areg").revision == saved.revision
+
+    target = tmp_path / "operator.areg"
+    async with AsyncRegistryClient(nodes, token=operator.token) as c:
+        # Listing the members is a read; changing them is not.
+        assert sorted(m.node_id for m in (await c.members()).members) == [1, 2, 3]
+        with pytest.raises(Forbidden) as add:
+            await c.add_member(4, "127.0.0.1:9")
+        assert (add.value.code, add.value.status) == ("forbidden", 403)
+        with pytest.raises(Forbidden):
+            await c.remove_member(3)
+        with pytest.raises(Forbidden):
+            await c.hand_over_leadership()
+        with pytest.raises(Forbidden):
+            await c.save_snapshot(target)
+    with RegistryClient(nodes, token=operator.token) as sync, pytest.raises(Forbidden):
+        sync.save_snapshot(target)
+    # A refused save leaves nothing behind, not even its temporary file.
+    assert files_in(tmp_path) == ["admin.areg"]

@@ -9,8 +9,8 @@ from agent_registry import AgentRegistration, AsyncRegistryClient, RegistryClien
 
 from helpers import new_id
 
-# Async-only: the streaming watch and the async context manager.
-ASYNC_ONLY = {"watch", "aclose"}
+# Async-only: the async context manager.
+ASYNC_ONLY = {"aclose"}
 SYNC_ONLY = {"close"}
 
 

@@ -1,5 +1,6 @@
-"""watch(): resumes across a follower's death with no gap and no duplicate,
-and raises Compacted once the events it needs fell out of the window."""
+"""watch() of both clients: resumes across a follower's death with no gap
+and no duplicate, and raises Compacted once the events it needs fell out of
+the window."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import logging
 
 import pytest
 
-from agent_registry import AgentRegistration, AsyncRegistryClient, Compacted, Event
+from agent_registry import (
+    AgentRegistration,
+    AsyncRegistryClient,
+    Compacted,
+    Event,
+    RegistryClient,
+)
 
 from conftest import EVENT_WINDOW, Cluster
 from helpers import new_id
@@ -96,3 +103,33 @@ async def test_watch_raises_compacted_after_the_window_moved_on(nodes: list[str]
         stream = c.watch(after=page.revision, agent_id=aid)
         event = await asyncio.wait_for(stream.__anext__(), 30)
         assert event.revision > page.revision
+
+
+def test_the_blocking_watch_resumes_across_a_follower_kill(restore: Cluster) -> None:
+    cluster = restore
+    cap = new_id("watched-sync")
+    follower = cluster.followers()[0]
+    others = [n.url for n in cluster.nodes if n is not follower]
+    with RegistryClient(others) as writer, RegistryClient([follower.url, *others]) as watcher:
+        start = writer.stats().revision
+        log.info("--- five registrations, read from the follower's stream")
+        for i in range(5):
+            writer.register(registration(f"{cap}-{i}", cap))
+        # A short idle timeout and few failures bound how long next() may
+        # block if the stream never delivered.
+        stream = watcher.watch(after=start, capability=cap, idle_timeout=10, max_failures=6)
+        try:
+            received = [next(stream) for _ in range(5)]
+
+            log.info("--- kill -9 the follower serving the stream, write on")
+            cluster.kill(follower)
+            for i in range(5, 12):
+                writer.register(registration(f"{cap}-{i}", cap))
+            received += [next(stream) for _ in range(7)]
+        finally:
+            stream.close()
+
+        log.info("--- exactly the events the registry has, once each, in order")
+        expected = writer.events(from_revision=start + 1, capability=cap)
+    assert [e.revision for e in received] == [e.revision for e in expected.events]
+    assert [e.agent_id for e in received] == [f"{cap}-{i}" for i in range(12)]

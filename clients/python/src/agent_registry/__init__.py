@@ -7,7 +7,9 @@ Layout (each module owns one thing):
 - :mod:`agent_registry.sync`: :class:`RegistryClient`, the same for
   blocking code;
 - :mod:`agent_registry.watch`: the resumable event stream behind
-  :meth:`AsyncRegistryClient.watch`;
+  :meth:`AsyncRegistryClient.watch` and :meth:`RegistryClient.watch`;
+- :mod:`agent_registry.snapshot`: backups (``save_snapshot``,
+  :func:`inspect_snapshot`), checked as they arrive;
 - :mod:`agent_registry.session`: :class:`AgentSession`, an agent's
   registration and heartbeats;
 - :mod:`agent_registry.fastapi`: :func:`~agent_registry.fastapi.registry_lifespan`
@@ -30,6 +32,7 @@ from .errors import (
     Conflict,
     Forbidden,
     InvalidArgument,
+    InvalidSnapshot,
     NotFound,
     OutcomeUnknown,
     RegistryError,
@@ -45,11 +48,17 @@ from .models import (
     Event,
     EventKind,
     HeartbeatReport,
+    LeaderHandover,
+    Member,
+    MemberList,
+    MembershipChange,
+    MembershipChangeResponse,
     Role,
     SelectStrategy,
     SortBy,
 )
 from .session import AgentSession, SessionStats
+from .snapshot import SavedSnapshot, SnapshotInfo, inspect_snapshot
 from .sync import RegistryClient
 
 __version__ = "0.1.0"
@@ -69,14 +78,23 @@ __all__ = [
     "Forbidden",
     "HeartbeatReport",
     "InvalidArgument",
+    "InvalidSnapshot",
+    "LeaderHandover",
+    "Member",
+    "MemberList",
+    "MembershipChange",
+    "MembershipChangeResponse",
     "NotFound",
     "OutcomeUnknown",
     "RegistryClient",
     "RegistryError",
     "Role",
+    "SavedSnapshot",
     "SelectStrategy",
     "SessionStats",
+    "SnapshotInfo",
     "SortBy",
     "Unauthorized",
     "Unavailable",
+    "inspect_snapshot",
 ]

@@ -1,6 +1,7 @@
 """Every route of the API as a :class:`Route`: the call to make and how to
 read its answer. The sync and async clients are thin layers over these, so
-each route is described once.
+each route is described once; :class:`Pager` is how both follow a
+listing's cursors.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from ._transport import Call, Kind, query, seg
+from .errors import RegistryError
 from .models import (
     AgentHealth,
     AgentList,
@@ -31,6 +33,9 @@ from .models import (
     EventKind,
     HeartbeatReport,
     HeartbeatResponse,
+    LeaderHandover,
+    MemberList,
+    MembershipChangeResponse,
     NodeHealth,
     RegisterResponse,
     Role,
@@ -49,6 +54,20 @@ from .models import (
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+
+#: Most pages an auto-paging iterator follows, so that a server handing out
+#: cursors in a cycle cannot keep a caller busy forever.
+MAX_PAGES = 10_000
+
+#: Seconds each attempt of a membership change may take: the node answers
+#: once the change is over, or after half its ``--request-timeout-ms``
+#: (30 s by default) with 202 while it still runs.
+MEMBERSHIP_TIMEOUT = 70.0
+
+#: Seconds each attempt of a leadership handover may take: a follower
+#: forwards it to the leader, whose steps are bounded by a few leader
+#: leases and the write timeout (about 10 s with the defaults).
+HANDOVER_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,50 @@ def _agent(body: Any) -> AgentRecord:
 
 def _raw(body: Any) -> Any:
     return body
+
+
+class Pager:
+    """Follows a listing's cursors, page by page (both clients' auto-paging
+    methods): every page after the first is read at least at the first
+    page's revision (``min_revision``), so a later page never comes from a
+    node that lags the earlier ones; more than :data:`MAX_PAGES` pages is an
+    error.
+
+    ::
+
+        pages = Pager("agents")
+        while pages.more():
+            page = fetch(cursor=pages.cursor, min_revision=pages.revision)
+            pages.turn(page.revision, page.next_cursor)
+    """
+
+    def __init__(self, what: str) -> None:
+        #: What is listed, for the error.
+        self.what = what
+        #: The cursor of the next page (None: the first).
+        self.cursor: str | None = None
+        #: The first page's revision, once it arrived.
+        self.revision: int | None = None
+        self._pages = 0
+        self._done = False
+
+    def more(self) -> bool:
+        """Whether there is another page to fetch."""
+        if self._done:
+            return False
+        if self._pages >= MAX_PAGES:
+            raise RegistryError(
+                f"more than {MAX_PAGES} pages of {self.what}", code="too_many_pages"
+            )
+        return True
+
+    def turn(self, revision: int, next_cursor: str | None) -> None:
+        """Takes note of a page that arrived."""
+        self._pages += 1
+        if self.revision is None:
+            self.revision = revision
+        self.cursor = next_cursor
+        self._done = not next_cursor
 
 
 def _reads(consistency: Consistency | str | None, min_revision: int | None) -> dict[str, str]:
@@ -412,6 +475,56 @@ def node_health(which: str, timeout: float | None) -> Route[NodeHealth]:
     return Route(Call("GET", f"/health/{which}", Kind.READ, timeout=timeout), _model(NodeHealth))
 
 
+def members(timeout: float | None) -> Route[MemberList]:
+    return Route(Call("GET", "/v1/cluster/members", Kind.READ, timeout=timeout), _model(MemberList))
+
+
+def add_member(
+    node_id: int, address: str, *, voter: bool, force: bool, timeout: float | None
+) -> Route[MembershipChangeResponse]:
+    body: dict[str, Any] = {"node_id": node_id, "address": address, "voter": voter}
+    if force:
+        body["force"] = True
+    return Route(
+        Call(
+            "POST",
+            "/v1/cluster/members",
+            Kind.WRITE,
+            body=body,
+            timeout=MEMBERSHIP_TIMEOUT if timeout is None else timeout,
+        ),
+        _model(MembershipChangeResponse),
+    )
+
+
+def remove_member(
+    node_id: int, *, force: bool, timeout: float | None
+) -> Route[MembershipChangeResponse]:
+    return Route(
+        Call(
+            "DELETE",
+            f"/v1/cluster/members/{node_id:d}",
+            Kind.WRITE,
+            params=query(force=True) if force else None,
+            timeout=MEMBERSHIP_TIMEOUT if timeout is None else timeout,
+        ),
+        _model(MembershipChangeResponse),
+    )
+
+
+def hand_over_leadership(to: int | None, timeout: float | None) -> Route[LeaderHandover]:
+    return Route(
+        Call(
+            "POST",
+            "/v1/cluster/leader",
+            Kind.WRITE,
+            body={} if to is None else {"node_id": to},
+            timeout=HANDOVER_TIMEOUT if timeout is None else timeout,
+        ),
+        _model(LeaderHandover),
+    )
+
+
 # -- scaling -----------------------------------------------------------------
 
 
@@ -558,6 +671,24 @@ def revoke_token(token_id: str, timeout: float | None) -> Route[bool]:
 
 
 # -- anything else (the legacy routes of the compat clients) ------------------
+
+
+def request(
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None,
+    body: Any,
+    idempotent: bool,
+    timeout: float | None,
+) -> Route[Any]:
+    """The clients' ``request()``: ``GET`` is a read; other methods are
+    writes, sent again after an unknown outcome only when ``idempotent``."""
+    method = method.upper()
+    kind = Kind.IDEMPOTENT if idempotent else Kind.WRITE
+    if method == "GET":
+        kind = Kind.READ
+    return raw(method, path, kind, params=params, body=body, timeout=timeout)
 
 
 def raw(

@@ -2,10 +2,12 @@
 one call, and the fail-over rules.
 
 A call is a :class:`Call` (method, path, query, body and :class:`Kind`).
-Both clients run the same loop over it (written twice only because one
-awaits and the other blocks): start at the node that answered last, send,
-and let :func:`classify` decide from the outcome whether to return, raise,
-or back off and try the next node. The rules:
+Both clients run the same loop over it: start at the node that answered
+last, send, let :func:`classify_response` or :func:`classify_exception`
+decide from the outcome whether to return, raise, or back off and try the
+next node, and let a :class:`Failover` keep the books (which node next, how
+long to wait, when to give up). Only the sending and the sleeping are
+written twice, because one client awaits and the other blocks. The rules:
 
 - not sent (connection refused, connect timeout): try the next node;
 - 503 (``no_leader``, ``unavailable``, ``too_many_watchers``): nothing was
@@ -24,6 +26,7 @@ from __future__ import annotations
 import os
 import random
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -248,16 +251,17 @@ def backoff(round_: int, hint: float | None) -> float:
     return delay
 
 
-def give_up(call: Call, errors: list[RegistryError], budget: float) -> Unavailable:
-    """The error of a call that ran out of time: :class:`Unavailable` with the
-    last answer's code, naming every node's last failure. (A write's unknown
-    outcome never gets here: it is final at once.)"""
+def give_up(what: str, errors: list[RegistryError], budget: float) -> Unavailable:
+    """The error of a call (``what``: ``GET /v1/stats``) that ran out of
+    time: :class:`Unavailable` with the last answer's code, naming every
+    node's last failure. (A write's unknown outcome never gets here: it is
+    final at once.)"""
     last = errors[-1]
     seen: dict[str | None, str] = {}
     for e in errors:
         seen[e.node] = f"{e.code}: {e.message}"
     summary = "; ".join(f"{node}: {what}" for node, what in seen.items())
-    message = f"{call.method} {call.path} failed on every node for {budget:.0f}s ({summary})"
+    message = f"{what} failed on every node for {budget:.0f}s ({summary})"
     return Unavailable(
         message,
         code=last.code,
@@ -265,3 +269,66 @@ def give_up(call: Call, errors: list[RegistryError], budget: float) -> Unavailab
         retryable=True,
         node=last.node,
     )
+
+
+class Failover:
+    """The books of one call's fail-over loop, kept the same way by both
+    clients: which node to try, whether an answer makes its node the
+    preferred one, and, after a failure, how long to wait before the next
+    attempt or the error to raise.
+
+    ::
+
+        tries = Failover(config, preferred, "GET /v1/stats")
+        while True:
+            index, node = tries.target()
+            step = ...  # send to node, classify the outcome
+            if tries.answered(step):
+                preferred = index
+            if step.error is None:
+                return step.result
+            sleep(tries.next_delay(step))  # raises when the call is over
+    """
+
+    def __init__(self, config: Config, preferred: int, what: str) -> None:
+        self.nodes = config.nodes
+        self.budget = config.retry_budget
+        self.deadline = time.monotonic() + config.retry_budget
+        #: The node the first attempt goes to (the one that answered last).
+        self.start = preferred
+        #: ``METHOD /path``, for the final error's message.
+        self.what = what
+        #: Every failure met so far, in order.
+        self.errors: list[RegistryError] = []
+        self.attempt = 0
+
+    def target(self) -> tuple[int, str]:
+        """Index and base URL of the node the next attempt goes to."""
+        index = (self.start + self.attempt) % len(self.nodes)
+        return index, self.nodes[index]
+
+    @staticmethod
+    def answered(step: Step) -> bool:
+        """Whether the node reached is the one to start the next call at:
+        it answered for good (a result, or a final error a node gave)."""
+        if step.error is None:
+            return True
+        return not step.retry and step.error.status is not None
+
+    def next_delay(self, step: Step) -> float:
+        """After a failed attempt: the seconds to wait before the next one.
+        Raises the error when it is final, and :class:`Unavailable` (see
+        :func:`give_up`) when the wait would pass the retry budget."""
+        assert step.error is not None, "next_delay() after a success"
+        if not step.retry:
+            raise step.error
+        self.errors.append(step.error)
+        self.attempt += 1
+        round_ = self.attempt // len(self.nodes)
+        # Refused connections move on at once within the first round.
+        delay = (
+            0.0 if (step.not_sent and round_ == 0) else backoff(max(1, round_), step.retry_after)
+        )
+        if time.monotonic() + delay >= self.deadline:
+            raise give_up(self.what, self.errors, self.budget) from step.error
+        return delay

@@ -1,35 +1,41 @@
 """The asyncio client: :class:`AsyncRegistryClient`, one method per route.
 
 Every method runs its call through :meth:`AsyncRegistryClient._run`, the
-fail-over loop whose rules live in :mod:`agent_registry._transport`. Reads
-take ``consistency`` and ``min_revision`` (docs/api.md, "Consistency") and
-every call a per-attempt ``timeout`` in seconds.
+fail-over loop whose rules and books live in
+:mod:`agent_registry._transport`; what each call sends and how its answer
+reads are in :mod:`agent_registry._routes`, shared with the blocking client
+(:mod:`agent_registry.sync`). Reads take ``consistency`` and
+``min_revision`` (docs/api.md, "Consistency") and every call a per-attempt
+``timeout`` in seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from . import _routes as routes
+
+# Defined here before the paging moved to _routes; still importable from here.
+from ._routes import MAX_PAGES as MAX_PAGES
 from ._transport import (
     Call,
     Config,
+    Failover,
     Kind,
-    backoff,
+    Step,
     classify_exception,
     classify_response,
-    give_up,
     resolve_config,
 )
-from .errors import NotFound, RegistryError
+from .errors import InvalidSnapshot, NotFound
 from .models import (
     AgentHealth,
     AgentList,
@@ -49,6 +55,9 @@ from .models import (
     EventKind,
     HeartbeatReport,
     HeartbeatResponse,
+    LeaderHandover,
+    MemberList,
+    MembershipChangeResponse,
     NodeHealth,
     RegisterResponse,
     Role,
@@ -64,12 +73,16 @@ from .models import (
     Stats,
     TokenInfo,
 )
+from .snapshot import (
+    BACKUP_CONTENT_TYPE,
+    SNAPSHOT_WAIT,
+    SavedSnapshot,
+    SnapshotInfo,
+    _SnapshotFile,
+    inspect_snapshot,
+)
 
 T = TypeVar("T")
-
-#: Most pages an auto-paging iterator follows, so that a server handing out
-#: cursors in a cycle cannot keep a caller busy forever.
-MAX_PAGES = 10_000
 
 
 class AsyncRegistryClient:
@@ -137,13 +150,9 @@ class AsyncRegistryClient:
 
     async def _request(self, call: Call) -> Any:
         """Sends ``call`` to the nodes in turn until one answers for good."""
-        nodes = self.config.nodes
-        deadline = time.monotonic() + self.config.retry_budget
-        errors: list[RegistryError] = []
-        attempt = 0
+        tries = Failover(self.config, self._preferred, f"{call.method} {call.path}")
         while True:
-            index = (self._preferred + attempt) % len(nodes)
-            node = nodes[index]
+            index, node = tries.target()
             try:
                 response = await self._http.request(
                     call.method,
@@ -157,25 +166,11 @@ class AsyncRegistryClient:
                 step = classify_exception(call.kind, node, e)
             else:
                 step = classify_response(call.kind, node, response)
-            if step.error is None:
+            if tries.answered(step):
                 self._preferred = index
+            if step.error is None:
                 return step.result
-            if not step.retry:
-                if step.error.status is not None:
-                    # A node answered (with a final error): it is reachable.
-                    self._preferred = index
-                raise step.error
-            errors.append(step.error)
-            attempt += 1
-            round_ = attempt // len(nodes)
-            # Refused connections move on at once within the first round.
-            delay = (
-                0.0
-                if (step.not_sent and round_ == 0)
-                else backoff(max(1, round_), step.retry_after)
-            )
-            if time.monotonic() + delay >= deadline:
-                raise give_up(call, errors, self.config.retry_budget) from step.error
+            delay = tries.next_delay(step)
             if delay > 0:
                 await asyncio.sleep(delay)
 
@@ -192,12 +187,10 @@ class AsyncRegistryClient:
         """Any route, with the client's fail-over and errors; answers the
         decoded JSON. ``GET`` is a read; other methods are writes, sent again
         after an unknown outcome only when ``idempotent``."""
-        if method.upper() == "GET":
-            kind = Kind.READ
-        else:
-            kind = Kind.IDEMPOTENT if idempotent else Kind.WRITE
         return await self._run(
-            routes.raw(method.upper(), path, kind, params=params, body=json, timeout=timeout)
+            routes.request(
+                method, path, params=params, body=json, idempotent=idempotent, timeout=timeout
+            )
         )
 
     # -- agents --------------------------------------------------------------
@@ -285,9 +278,8 @@ class AsyncRegistryClient:
         revision (``min_revision``), so a later page never comes from a node
         that lags the earlier ones.
         """
-        cursor: str | None = None
-        revision: int | None = None
-        for _ in range(MAX_PAGES):
+        pages = routes.Pager("agents")
+        while pages.more():
             page = await self.list_agents_page(
                 status=status,
                 capability=capability,
@@ -295,18 +287,14 @@ class AsyncRegistryClient:
                 agent_type=agent_type,
                 runtime_id=runtime_id,
                 limit=page_size,
-                cursor=cursor,
+                cursor=pages.cursor,
                 consistency=consistency,
-                min_revision=revision,
+                min_revision=pages.revision,
                 timeout=timeout,
             )
-            revision = page.revision if revision is None else revision
+            pages.turn(page.revision, page.next_cursor)
             for agent in page.agents:
                 yield agent
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
-        raise RegistryError(f"more than {MAX_PAGES} pages of agents", code="too_many_pages")
 
     async def deregister(self, agent_id: str, *, timeout: float | None = None) -> DeleteResponse:
         """Removes an agent (``DELETE /v1/agents/{id}``)."""
@@ -487,18 +475,14 @@ class AsyncRegistryClient:
     ) -> list[CapabilitySummary]:
         """Every capability name with its counts (all pages)."""
         out: list[CapabilitySummary] = []
-        cursor: str | None = None
-        revision: int | None = None
-        for _ in range(MAX_PAGES):
+        pages = routes.Pager("capabilities")
+        while pages.more():
             page = await self.capabilities_page(
-                limit=page_size, cursor=cursor, min_revision=revision, timeout=timeout
+                limit=page_size, cursor=pages.cursor, min_revision=pages.revision, timeout=timeout
             )
-            revision = page.revision if revision is None else revision
+            pages.turn(page.revision, page.next_cursor)
             out.extend(page.capabilities)
-            if not page.next_cursor:
-                return out
-            cursor = page.next_cursor
-        raise RegistryError(f"more than {MAX_PAGES} pages of capabilities", code="too_many_pages")
+        return out
 
     async def runtimes_page(
         self,
@@ -519,18 +503,14 @@ class AsyncRegistryClient:
     ) -> list[RuntimeSummary]:
         """Every runtime with its counts (all pages)."""
         out: list[RuntimeSummary] = []
-        cursor: str | None = None
-        revision: int | None = None
-        for _ in range(MAX_PAGES):
+        pages = routes.Pager("runtimes")
+        while pages.more():
             page = await self.runtimes_page(
-                limit=page_size, cursor=cursor, min_revision=revision, timeout=timeout
+                limit=page_size, cursor=pages.cursor, min_revision=pages.revision, timeout=timeout
             )
-            revision = page.revision if revision is None else revision
+            pages.turn(page.revision, page.next_cursor)
             out.extend(page.runtimes)
-            if not page.next_cursor:
-                return out
-            cursor = page.next_cursor
-        raise RegistryError(f"more than {MAX_PAGES} pages of runtimes", code="too_many_pages")
+        return out
 
     async def runtime(
         self,
@@ -566,6 +546,133 @@ class AsyncRegistryClient:
     async def node_ready(self, *, timeout: float | None = None) -> NodeHealth:
         """``GET /health/ready`` of the first node that is ready."""
         return await self._run(routes.node_health("ready", timeout))
+
+    # -- operating the cluster (admin under --auth on) -------------------------
+
+    async def members(self, *, timeout: float | None = None) -> MemberList:
+        """The members (voters and learners) as the answering node sees
+        them, and from the leader the membership change in flight or the
+        last one (``GET /v1/cluster/members``)."""
+        return await self._run(routes.members(timeout))
+
+    async def add_member(
+        self,
+        node_id: int,
+        address: str,
+        voter: bool = True,
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> MembershipChangeResponse:
+        """Adds a node (``POST /v1/cluster/members``): a learner, promoted to
+        voter once it has caught up (``voter=False`` leaves it a learner).
+
+        The node must be running, started with ``--join``, an empty data
+        directory and the cluster's peer authentication; ``address`` is the
+        HOST:PORT it names itself by. ``force``: even though fewer than a
+        majority of the voters would be reachable. Answers once the change
+        is over (``change.phase`` ``done``), or while it still runs after
+        half the node's request timeout (follow it in :meth:`cluster` of
+        the leader). :class:`~agent_registry.errors.Conflict`
+        ``membership_conflict`` when another change is in flight, the id or
+        address is a member's already, or the node holds data; a write, so
+        never sent again after an unknown outcome. ``timeout`` defaults to
+        70 s per attempt.
+        """
+        return await self._run(
+            routes.add_member(node_id, address, voter=voter, force=force, timeout=timeout)
+        )
+
+    async def remove_member(
+        self, node_id: int, force: bool = False, *, timeout: float | None = None
+    ) -> MembershipChangeResponse:
+        """Removes a voter or learner (``DELETE /v1/cluster/members/{id}``);
+        stop its process afterwards. ``force``: even though fewer than a
+        majority of the remaining voters are reachable.
+        :class:`~agent_registry.errors.NotFound` ``member_not_found`` for an
+        id that is not a member, :class:`~agent_registry.errors.Conflict`
+        ``membership_conflict`` for the last voter or another change in
+        flight. ``timeout`` defaults to 70 s per attempt."""
+        return await self._run(routes.remove_member(node_id, force=force, timeout=timeout))
+
+    async def hand_over_leadership(
+        self, to: int | None = None, *, timeout: float | None = None
+    ) -> LeaderHandover:
+        """Hands leadership to voter ``to``, or (None) to the voter whose log
+        is furthest along (``POST /v1/cluster/leader``): writes are held back
+        a moment, then go to the new leader. Before restarting or removing
+        the leader's node. :class:`~agent_registry.errors.InvalidArgument`
+        when ``to`` is not another voter; a write, so never sent again after
+        an unknown outcome (read :meth:`cluster` first). ``timeout``
+        defaults to 30 s per attempt."""
+        return await self._run(routes.hand_over_leadership(to, timeout))
+
+    async def save_snapshot(
+        self, path: str | os.PathLike[str], *, timeout: float | None = None
+    ) -> SavedSnapshot:
+        """Saves a backup of the whole registry to ``path``
+        (``GET /v1/snapshot``): a consistent point-in-time snapshot holding
+        every change acknowledged before the call, as ``registryctl
+        snapshot save`` writes it.
+
+        The answer streams into a temporary file beside ``path``, its
+        header and CRC32C checked as it arrives; it is synced and renamed
+        to ``path`` only once whole and matching. So ``path`` is never a
+        partial or damaged backup, and an error leaves nothing behind (an
+        older file at ``path`` stays as it was). A damaged or broken stream
+        is fetched again from the next node, within the retry budget;
+        refusals (:class:`~agent_registry.errors.Forbidden` without an
+        admin token) are final, and so are errors of the file
+        (:class:`OSError`). ``timeout``: seconds the node may take to start
+        answering (it builds a snapshot first) and each piece to arrive
+        (default 65).
+        """
+        target = Path(os.fspath(path))
+        wait = httpx.Timeout(
+            self.config.timeout, read=SNAPSHOT_WAIT if timeout is None else timeout
+        )
+        tries = Failover(self.config, self._preferred, "GET /v1/snapshot")
+        while True:
+            index, node = tries.target()
+            try:
+                async with self._http.stream(
+                    "GET",
+                    node + "/v1/snapshot",
+                    headers={"accept": BACKUP_CONTENT_TYPE},
+                    timeout=wait,
+                ) as response:
+                    if response.is_success:
+                        out = _SnapshotFile(target, node)
+                        try:
+                            async for chunk in response.aiter_bytes():
+                                out.write(chunk)
+                            header = await asyncio.to_thread(out.commit)
+                        except BaseException:
+                            out.discard()
+                            raise
+                        self._preferred = index
+                        return header.saved(target, node)
+                    await response.aread()
+                    step = classify_response(Kind.READ, node, response)
+            except httpx.TransportError as e:
+                step = classify_exception(Kind.READ, node, e)
+            except InvalidSnapshot as e:
+                # Damaged on the way: another node (or another try) may do.
+                step = Step(error=e, retry=True)
+            if tries.answered(step):
+                self._preferred = index
+            delay = tries.next_delay(step)
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def inspect_snapshot(self, path: str | os.PathLike[str]) -> SnapshotInfo:
+        """Reads a backup file through its checks (header, length, CRC32C of
+        the body; as ``registryctl snapshot inspect``) and answers what its
+        header says: :func:`agent_registry.snapshot.inspect_snapshot`.
+        :class:`~agent_registry.errors.InvalidSnapshot` for a damaged,
+        truncated, foreign or future file. Asks no node; the file is read in
+        a thread."""
+        return await asyncio.to_thread(inspect_snapshot, path)
 
     # -- scaling ---------------------------------------------------------------
 

@@ -18,6 +18,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidArgument",
+    "InvalidSnapshot",
     "NotFound",
     "OutcomeUnknown",
     "RegistryError",
@@ -76,12 +77,16 @@ class InvalidArgument(RegistryError):
 
 class NotFound(RegistryError):
     """404: no such agent (``agent_not_found``: register again), policy,
-    token, route, or no agent qualified for a selection."""
+    token, cluster member (``member_not_found``), route, or no agent
+    qualified for a selection."""
 
 
 class Conflict(RegistryError):
-    """409: ``already_exists`` (``if_absent``) or ``revision_mismatch``
-    (``expected_revision``). Nothing changed."""
+    """409: ``already_exists`` (``if_absent``), ``revision_mismatch``
+    (``expected_revision``), or ``membership_conflict`` (another membership
+    change in flight, a node id or address a member's already, the last
+    voter, too few voters reachable without ``force``: the message says
+    which). Nothing changed."""
 
 
 class Unauthorized(RegistryError):
@@ -90,7 +95,8 @@ class Unauthorized(RegistryError):
 
 
 class Forbidden(RegistryError):
-    """403: the token's role or scope does not allow this call."""
+    """403: the token's role or scope does not allow this call (membership,
+    handover and backups need an admin token)."""
 
 
 class Unavailable(RegistryError):
@@ -128,6 +134,14 @@ class Compacted(RegistryError):
         self.requested = requested
         #: The registry's revision when the compaction was reported.
         self.current_revision = current_revision
+
+
+class InvalidSnapshot(RegistryError):
+    """A backup file, or a backup as it arrives, that is not whole and
+    undamaged. ``code`` says what is wrong: ``not_a_backup`` (no
+    ``AREGBKUP`` magic), ``header_checksum``, ``unsupported_version`` (a
+    later release wrote it), ``truncated``, ``trailing_bytes`` or
+    ``checksum`` (the body's CRC32C differs from the header's)."""
 
 
 def revision_in_message(message: str) -> int | None:

@@ -46,7 +46,11 @@ __all__ = [
     "EventKind",
     "HeartbeatReport",
     "HeartbeatResponse",
+    "LeaderHandover",
     "Member",
+    "MemberList",
+    "MembershipChange",
+    "MembershipChangeResponse",
     "NodeHealth",
     "RegisterResponse",
     "Role",
@@ -468,9 +472,76 @@ class Member(_Answer):
     """A voter or learner of the cluster."""
 
     node_id: int
+    #: Where the members reach it (HOST:PORT; its peer address).
     addr: str
+    #: Its role as the answering node sees it (``leader``, ``follower``,
+    #: ``learner``, ...).
     role: str
+    #: Whether it votes (false: a learner).
     voter: bool
+    #: On the leader: ms since it last answered the leader's Raft messages;
+    #: None elsewhere, for the leader itself, and before a first answer.
+    last_answer_ms: int | None = None
+
+
+class MembershipChange(_Answer):
+    """A membership change as the leader runs it: the one in flight, or the
+    last one, over (docs/operations.md, "Membership")."""
+
+    #: ``add`` or ``remove``.
+    kind: str
+    #: The node added or removed, and its address.
+    node_id: int
+    address: str
+    #: Whether it is to be a voter (an addition) or was one (a removal).
+    voter: bool
+    #: ``catching_up``, ``promoting``, ``removing``, then ``done`` or
+    #: ``failed`` (``error`` says why).
+    phase: str
+    #: The highest log index the leader knows the node holds (None before
+    #: its first answer), against the index it must reach to be promoted.
+    matched_index: int | None = None
+    target_index: int
+    since: datetime
+    #: Milliseconds since it started (until it ended, once over).
+    elapsed_ms: int
+    error: str | None = None
+
+    @property
+    def over(self) -> bool:
+        """Whether it has ended (``done`` or ``failed``)."""
+        return self.phase in ("done", "failed")
+
+
+class MembershipChangeResponse(_Answer):
+    """Answer to ``add_member`` / ``remove_member``: the change (``phase``
+    ``done``; or still running when the node answered before it ended:
+    follow it in :attr:`ClusterInfo.membership_change` of the leader) and
+    the members as the leader then saw them."""
+
+    change: MembershipChange
+    members: list[Member]
+
+
+class MemberList(_Answer):
+    """``GET /v1/cluster/members``: the members as the answering node sees
+    them; from the leader also the change in flight or the last one."""
+
+    leader_id: int | None = None
+    members: list[Member]
+    membership_change: MembershipChange | None = None
+
+
+class LeaderHandover(_Answer):
+    """``POST /v1/cluster/leader``: leadership moved."""
+
+    previous_leader: int
+    #: The node that leads now, and its term.
+    leader_id: int
+    term: int
+    #: Milliseconds the previous leader held writes back (they waited,
+    #: then went to the new leader).
+    paused_ms: int
 
 
 class ClusterInfo(_Answer):
@@ -489,6 +560,11 @@ class ClusterInfo(_Answer):
     members: list[Member]
     last_contact_ms: int | None = None
     cluster_id: str | None = None
+    #: How the node authenticates its peers (``hmac_sha256``, ``mutual_tls``,
+    #: ...; docs/api.md).
+    peer_auth: str | None = None
+    #: On the leader: the membership change in flight, or the last one.
+    membership_change: MembershipChange | None = None
 
 
 class NodeHealth(_Answer):
