@@ -1183,6 +1183,11 @@ impl Client {
 
     // ----- transport -----
 
+    /// Tries per call over all nodes (the fail-over loop's budget).
+    pub(crate) fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
     /// Number of configured nodes (at least one).
     pub(crate) fn node_count(&self) -> usize {
         self.inner.nodes.len()

@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 
 use registry_types::backup::{BackupCheck, BackupHeader};
 
-use crate::client::{api_error, Call, Client};
+use crate::client::{api_error, backoff_delay, Call, Client};
 use crate::config::parse_node_url;
 use crate::error::ClientError;
 
@@ -46,15 +46,24 @@ pub struct SavedSnapshot {
 impl Client {
     /// Saves a backup of the whole registry to `path`: a consistent
     /// point-in-time snapshot holding every change acknowledged before the
-    /// call. Tries the configured nodes in turn until one answers.
+    /// call. Tries the configured nodes in turn, with the client's attempt
+    /// budget and backoff (a save during an election waits for it), until
+    /// one serves a whole, undamaged backup.
     ///
-    /// Written to `PATH.partial` (its checksum verified as it arrives,
-    /// synced), then renamed to `path`: `path` is never a partial or
-    /// damaged file, and an error leaves nothing behind.
+    /// Written to a temporary file of its own beside `path`, readable by its
+    /// owner only (a backup holds the whole registry, token hashes
+    /// included), its checksum verified as it arrives, synced, then renamed
+    /// to `path`: `path` is never a partial or damaged file, two saves to
+    /// one path never write into each other, and an error leaves nothing
+    /// behind.
     pub async fn save_snapshot(&self, path: &Path) -> Result<SavedSnapshot, SaveError> {
         let mut last = None;
-        for attempt in 0..self.node_count() {
-            let idx = self.preferred_index() + attempt;
+        for attempt in 0..self.attempts() {
+            if attempt > 0 {
+                let delay = backoff_delay(self.config(), attempt, None, &mut rand::thread_rng());
+                tokio::time::sleep(delay).await;
+            }
+            let idx = self.preferred_index() + attempt as usize;
             let node = self.node_name(idx).to_string();
             match self.save_from(&node, path).await {
                 Ok(header) => {
@@ -95,24 +104,36 @@ impl Client {
                 .and_then(|r| r.map(|b| b.to_vec()).map_err(|e| e.to_string()));
             return Err(api_error(status, &body).into());
         }
-        let partial = partial_path(path);
-        let written = write_checked(resp, &partial, node).await;
-        let done = match written {
-            Ok(header) => finish(&partial, path).await.map(|()| header),
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
-        done
+        // Removed when dropped unless persisted: every error path cleans up.
+        let (file, partial) = partial_file(path)?;
+        let header = write_checked(resp, file, &partial, node).await?;
+        finish(partial, path).await?;
+        Ok(header)
     }
 }
 
-/// `PATH.partial`, beside `path` (same file system, for the rename).
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
+/// A new temporary file beside `path` (same file system, for the rename),
+/// `.NAME.XXXXXX.partial`, mode 0600 on Unix.
+fn partial_file(path: &Path) -> Result<(tokio::fs::File, tempfile::TempPath), SaveError> {
+    let dir = parent_dir(path);
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    let (file, temp) = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(|e| file_error(&dir, e))?
+        .into_parts();
+    Ok((tokio::fs::File::from_std(file), temp))
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 fn file_error(path: &Path, source: std::io::Error) -> SaveError {
@@ -122,15 +143,14 @@ fn file_error(path: &Path, source: std::io::Error) -> SaveError {
     }
 }
 
-/// Streams the answer into `partial`, checking it as it comes, and syncs it.
+/// Streams the answer into `file` (at `partial`), checking it as it
+/// comes, and syncs it.
 async fn write_checked(
     mut resp: reqwest::Response,
+    mut file: tokio::fs::File,
     partial: &Path,
     node: &str,
 ) -> Result<BackupHeader, SaveError> {
-    let mut file = tokio::fs::File::create(partial)
-        .await
-        .map_err(|e| file_error(partial, e))?;
     let mut check = BackupCheck::default();
     let damaged = |e| ClientError::Decode(format!("{node}: the backup received is damaged: {e}"));
     loop {
@@ -150,15 +170,13 @@ async fn write_checked(
 }
 
 /// Renames the complete file into place and syncs its directory.
-async fn finish(partial: &Path, path: &Path) -> Result<(), SaveError> {
-    tokio::fs::rename(partial, path)
+async fn finish(partial: tempfile::TempPath, path: &Path) -> Result<(), SaveError> {
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || partial.persist(&target))
         .await
-        .map_err(|e| file_error(path, e))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if let Ok(d) = tokio::fs::File::open(&dir).await {
+        .map_err(|e| file_error(path, std::io::Error::other(e)))?
+        .map_err(|e| file_error(path, e.error))?;
+    if let Ok(d) = tokio::fs::File::open(parent_dir(path)).await {
         let _ = d.sync_all().await;
     }
     Ok(())

@@ -317,10 +317,7 @@ async fn a_backup_under_load_restores_into_a_new_cluster() {
         rss_peak >> 10
     );
     assert_eq!(std::fs::metadata(&file).unwrap().len(), h.file_len());
-    assert!(
-        !old.dir().join("backup.areg.partial").exists(),
-        "no partial file is left"
-    );
+    assert_no_partial_file(old.dir());
     assert!(
         h.revision >= acked_before,
         "the backup (revision {}) holds every write acknowledged before the save (up to {acked_before})",
@@ -548,8 +545,23 @@ async fn small_backup(c: &Cluster) -> (PathBuf, BackupHeader, Vec<u8>) {
     register_all(&client, (0..200).map(|i| format!("small-{i}")).collect()).await;
     let file = c.dir().join("small.areg");
     let saved = client.save_snapshot(&file).await.expect("save");
+    assert_no_partial_file(c.dir());
+    // A backup holds the whole registry, token hashes included.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a saved backup is readable by its owner only");
     let bytes = std::fs::read(&file).unwrap();
     (file, saved.header, bytes)
+}
+
+/// Nothing `*.partial` (a save's temporary file) is left in `dir`.
+fn assert_no_partial_file(dir: &Path) {
+    let partial: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(partial.is_empty(), "partial files left: {partial:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
