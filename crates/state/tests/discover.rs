@@ -35,11 +35,14 @@ const MODES: [&str; 8] = [
 ];
 const BINDINGS: [&str; 3] = ["JSONRPC", "GRPC", "HTTP+JSON"];
 
+/// A skill of a generated card: its id, its own input and output modes
+/// (`None`: the card's defaults), as indexes into the pools above.
+type SkillSpec = (usize, Option<Vec<usize>>, Option<Vec<usize>>);
+
 /// An agent's A2A card, as indexes into the pools above.
 #[derive(Clone, Debug)]
 struct CardSpec {
-    /// Skills: (id, own input modes, own output modes); `None`: defaults.
-    skills: Vec<(usize, Option<Vec<usize>>, Option<Vec<usize>>)>,
+    skills: Vec<SkillSpec>,
     default_in: Vec<usize>,
     default_out: Vec<usize>,
     bindings: Vec<usize>,
@@ -116,7 +119,7 @@ fn card_json(i: usize, c: &CardSpec) -> Value {
         "defaultOutputModes": list(&c.default_out),
         "skills": skills,
     });
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         card["supportedInterfaces"] = json!(c
             .bindings
             .iter()
@@ -868,7 +871,7 @@ fn big_fleet(n: usize, seed: u64) -> RegistryState {
                 default_in: vec![0, 2],
                 default_out: vec![0],
                 bindings: vec![0, (mix % 3) as usize],
-                example: mix % 7 == 0,
+                example: mix.is_multiple_of(7),
             }),
         };
         let cmd = match card {

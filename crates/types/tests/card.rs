@@ -46,12 +46,7 @@ fn skill() -> impl Strategy<Value = Skill> {
 }
 
 /// The same logical card in the 1.0 shape and the 0.3 shape.
-fn cards(
-    skills: &[Skill],
-    defaults: &[usize],
-    bindings: &[usize],
-    port: u16,
-) -> (Value, Value) {
+fn cards(skills: &[Skill], defaults: &[usize], bindings: &[usize], port: u16) -> (Value, Value) {
     let skills: Vec<Value> = skills
         .iter()
         .enumerate()
