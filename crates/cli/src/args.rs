@@ -149,6 +149,9 @@ pub(crate) enum Command {
     /// Manage access tokens (needs an admin token under --auth on).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A2A Agent Cards: read an agent's card, replace it, list cards.
+    #[command(subcommand)]
+    Card(CardCommand),
     /// Back the registry up to a file, or check a backup file.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -266,6 +269,60 @@ pub(crate) enum SnapshotCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum CardCommand {
+    /// Print an agent's A2A card (a not_found when the agent is offline or
+    /// suspended, unless --include-inactive).
+    Get {
+        /// Agent id.
+        id: String,
+        /// Print the card of an offline or suspended agent too.
+        #[arg(long)]
+        include_inactive: bool,
+    },
+    /// Replace an agent's A2A card from a JSON file ("-" for stdin).
+    Set {
+        /// Agent id.
+        id: String,
+        /// The card file.
+        file: PathBuf,
+    },
+    /// List the cards of live agents (all pages unless --limit or
+    /// --cursor is given).
+    List(CardListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CardListArgs {
+    /// Only cards with this skill id.
+    #[arg(long)]
+    pub(crate) skill: Option<String>,
+    /// Only agents with this tag (their own, a capability's or a skill's).
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only agents accepting this media type.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub(crate) input_mode: Option<String>,
+    /// Only agents producing this media type.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub(crate) output_mode: Option<String>,
+    /// Only cards with an interface of this protocol binding.
+    #[arg(long)]
+    pub(crate) binding: Option<String>,
+    /// Words every one of which the agent must carry.
+    #[arg(long)]
+    pub(crate) q: Option<String>,
+    /// Only agents in this status (default: the live ones).
+    #[arg(long)]
+    pub(crate) status: Option<AgentStatus>,
+    /// Return one page of at most this many cards (with its next_cursor).
+    #[arg(long)]
+    pub(crate) limit: Option<u32>,
+    /// Start after this agent id (a previous page's next_cursor).
+    #[arg(long)]
+    pub(crate) cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
     /// Create a token and print it with its secret (shown this once).
     Create(TokenCreateArgs),
@@ -311,7 +368,8 @@ pub(crate) struct TokenCreateArgs {
     ArgGroup::new("terms")
         .required(true)
         .multiple(true)
-        .args(["capability", "any_capability", "text", "tag", "agent_type", "runtime"])
+        .args(["capability", "any_capability", "text", "tag", "agent_type", "runtime",
+               "skill", "input_mode", "output_mode", "binding"])
 ))]
 pub(crate) struct DiscoverArgs {
     /// A capability name the agent must have (exact, case-insensitive);
@@ -334,6 +392,21 @@ pub(crate) struct DiscoverArgs {
     /// Only agents in this runtime.
     #[arg(long, value_name = "RUNTIME_ID")]
     pub(crate) runtime: Option<String>,
+    /// An A2A skill id the agent's card must list; repeat for several, all
+    /// required.
+    #[arg(long, value_name = "SKILL_ID")]
+    pub(crate) skill: Vec<String>,
+    /// A media type the agent must accept (`text/plain`, `image/*`);
+    /// repeatable, all required.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub(crate) input_mode: Vec<String>,
+    /// A media type the agent must produce; repeatable, all required.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub(crate) output_mode: Vec<String>,
+    /// A protocol binding (JSONRPC, GRPC, HTTP+JSON); repeatable: at least
+    /// one of them.
+    #[arg(long, value_name = "BINDING")]
+    pub(crate) binding: Vec<String>,
     /// An accepted status; repeatable (server default: active).
     #[arg(long)]
     pub(crate) status: Vec<AgentStatus>,
@@ -393,17 +466,22 @@ pub(crate) struct RegisterArgs {
         long,
         value_name = "PATH",
         conflicts_with_all = ["id", "name", "endpoint", "agent_type", "runtime", "capability",
-                              "tag", "description", "agent_version", "ttl"]
+                              "tag", "description", "agent_version", "ttl", "card"]
     )]
     pub(crate) file: Option<PathBuf>,
+    /// The agent's A2A Agent Card, a JSON file ("-" for stdin): name,
+    /// endpoint, version, description and capabilities are taken from it
+    /// unless the flags give them.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) card: Option<PathBuf>,
     /// Agent id (the server generates one when absent).
     #[arg(long)]
     pub(crate) id: Option<String>,
     /// Human-readable name.
-    #[arg(long, required_unless_present = "file")]
+    #[arg(long, required_unless_present_any = ["file", "card"])]
     pub(crate) name: Option<String>,
     /// Where the agent is reached, usually a URL.
-    #[arg(long, required_unless_present = "file")]
+    #[arg(long, required_unless_present_any = ["file", "card"])]
     pub(crate) endpoint: Option<String>,
     /// Kind of agent (llm, tool, orchestrator, ...).
     #[arg(long = "type", value_name = "TYPE")]

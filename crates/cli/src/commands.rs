@@ -12,6 +12,7 @@ use registry_client::types::api::{
     CapabilityInput, ClusterInfo, DiscoverRequest, DiscoverResponse, HealthUpdateRequest,
     ListFilter, RegisterRequest,
 };
+use registry_client::types::query::CardFilter;
 use registry_client::types::{AgentStatus, ErrorCode};
 use registry_client::{
     BearerToken, Client, ClientError, Consistency, ReadOptions, Response, WatchOptions,
@@ -174,6 +175,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Watch(args) => return watch(&client, args, opts).await,
         Command::Token(cmd) => token(&client, cmd).await?,
+        Command::Card(cmd) => card(&client, cmd, opts).await?,
         Command::Snapshot(cmd) => return snapshot(&client, cmd).await,
         Command::Member(cmd) => member(&client, cmd).await?,
     }
@@ -386,6 +388,68 @@ async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `registryctl card ...`.
+pub(crate) async fn card(
+    client: &Client,
+    cmd: CardCommand,
+    opts: ReadOptions,
+) -> anyhow::Result<()> {
+    match cmd {
+        CardCommand::Get {
+            id,
+            include_inactive,
+        } => {
+            let card = client.get_agent_card(&id, include_inactive, opts).await?;
+            print_json(&card.to_value())?;
+        }
+        CardCommand::Set { id, file } => {
+            let card = read_json(&file)?;
+            print_json(&client.set_agent_card(&id, &card).await?)?;
+        }
+        CardCommand::List(args) => {
+            let filter = CardFilter {
+                skill: args.skill,
+                tag: args.tag,
+                input_mode: args.input_mode,
+                output_mode: args.output_mode,
+                binding: args.binding,
+                q: args.q,
+                status: args.status,
+            };
+            if args.limit.is_some() || args.cursor.is_some() {
+                let page = client
+                    .list_agent_cards(&filter, args.limit, args.cursor.as_deref(), opts)
+                    .await?;
+                print_json(&page)?;
+            } else {
+                // Every page, read at no older a revision than the first.
+                let mut opts = opts;
+                let mut cursor: Option<String> = None;
+                let mut all = Vec::new();
+                let mut revision = 0;
+                loop {
+                    let page = client
+                        .list_agent_cards(&filter, None, cursor.as_deref(), opts)
+                        .await?;
+                    revision = revision.max(page.revision);
+                    opts.min_revision = Some(revision);
+                    all.extend(page.cards);
+                    match page.next_cursor {
+                        Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                        _ => break,
+                    }
+                }
+                print_json(&registry_client::types::api::AgentCardList {
+                    cards: all,
+                    next_cursor: None,
+                    revision,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The discovery request the flags describe.
 pub(crate) fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
     DiscoverRequest {
@@ -395,6 +459,10 @@ pub(crate) fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
         tags: args.tag,
         agent_type: args.agent_type,
         runtime_id: args.runtime,
+        skills: args.skill,
+        input_modes: args.input_mode,
+        output_modes: args.output_mode,
+        bindings: args.binding,
         status: (!args.status.is_empty())
             .then(|| args.status.iter().map(AgentStatus::to_string).collect()),
         min_health_score: args.min_health,
@@ -498,18 +566,30 @@ pub(crate) async fn watch(
 }
 
 /// Builds the registration from `--file` or from the flags.
+/// The text of a file given on the command line, "-" being stdin.
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| UsageError(format!("reading stdin: {e}")))?;
+        Ok(s)
+    } else {
+        Ok(std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?)
+    }
+}
+
+/// A JSON file given on the command line (an A2A card).
+pub(crate) fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = read_input(path)?;
+    Ok(serde_json::from_str(&text)
+        .map_err(|e| UsageError(format!("{} is not JSON: {e}", path.display())))?)
+}
+
 pub(crate) fn register_request(args: RegisterArgs) -> anyhow::Result<RegisterRequest> {
     if let Some(path) = args.file {
-        let text = if path.as_os_str() == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| UsageError(format!("reading stdin: {e}")))?;
-            s
-        } else {
-            std::fs::read_to_string(&path)
-                .map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?
-        };
+        let text = read_input(&path)?;
         let req = serde_json::from_str(&text).map_err(|e| {
             UsageError(format!(
                 "{} is not a registration request: {e}",
@@ -536,6 +616,7 @@ pub(crate) fn register_request(args: RegisterArgs) -> anyhow::Result<RegisterReq
             .collect(),
         tags: args.tag,
         ttl_seconds: args.ttl,
+        agent_card: args.card.as_deref().map(read_json).transpose()?,
         ..Default::default()
     })
 }

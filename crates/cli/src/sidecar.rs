@@ -190,6 +190,7 @@ fn registration_keys() -> Vec<&'static str> {
         "deregister_after_seconds",
         "if_absent",
         "expected_revision",
+        "agent_card",
     ];
     keys.sort_unstable();
     keys

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use registry_types::api::AgentCardList;
 use registry_types::api::{
     AgentHealth, AgentList, AgentResponse, BatchHeartbeatRequest, BatchHeartbeatResponse,
     CapabilityList, ClusterInfo, DeleteResponse, DiscoverRequest, DiscoverResponse,
@@ -17,7 +18,10 @@ use registry_types::api::{
     RegisterRequest, RegisterResponse, RuntimeDetail, RuntimeList, SearchResponse, Stats,
     StatusUpdateRequest,
 };
-use registry_types::query::{to_query_string, ListPage, QueryError, SearchQuery, SelectQuery};
+use registry_types::card::AgentCard;
+use registry_types::query::{
+    to_query_string, CardFilter, CardOptions, ListPage, QueryError, SearchQuery, SelectQuery,
+};
 use registry_types::{AgentRecord, AgentStatus, ErrorBody, ErrorCode, NodeId, Revision};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Url};
@@ -686,6 +690,24 @@ impl Client {
         Ok(decode(self.execute(&call).await?)?.value)
     }
 
+    /// Replaces an agent's A2A card (`POST /v1/agents/{id}/agent-card`):
+    /// `card` is the card's JSON (A2A 1.0 or 0.2/0.3). The fields mapped
+    /// from a card (name, endpoint, version, description, capabilities) are
+    /// replaced from it. A bad card is `invalid_argument` naming its JSON
+    /// path; one too large `payload_too_large`.
+    pub async fn set_agent_card(
+        &self,
+        id: &str,
+        card: &serde_json::Value,
+    ) -> Result<AgentResponse, ClientError> {
+        let call = Call::write(
+            Method::POST,
+            &["v1", "agents", id, "agent-card"],
+            Some(card),
+        )?;
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
     // ----- tokens (admin) -----
 
     /// Creates a token (`POST /v1/auth/tokens`); the answer holds its
@@ -826,6 +848,66 @@ impl Client {
     ) -> Result<Response<AgentResponse>, ClientError> {
         let call = Call::read(&["v1", "agents", id]).read_options(opts);
         decode(self.execute(&call).await?)
+    }
+
+    /// An agent's A2A card (`GET /v1/agents/{id}/agent-card.json`), as the
+    /// agent registered it; its [`AgentCard::etag`] is the node's `ETag`.
+    /// The card of an offline or suspended agent is a `not_found` unless
+    /// `include_inactive`.
+    pub async fn get_agent_card(
+        &self,
+        id: &str,
+        include_inactive: bool,
+        opts: ReadOptions,
+    ) -> Result<AgentCard, ClientError> {
+        Ok(self
+            .get_agent_card_with_meta(id, include_inactive, opts)
+            .await?
+            .value)
+    }
+
+    /// [`Client::get_agent_card`] with the answer's metadata, the agent's
+    /// status among it ([`ResponseMeta::agent_status`]).
+    pub async fn get_agent_card_with_meta(
+        &self,
+        id: &str,
+        include_inactive: bool,
+        opts: ReadOptions,
+    ) -> Result<Response<AgentCard>, ClientError> {
+        let options = CardOptions {
+            include_inactive: include_inactive.then_some(true),
+        };
+        let call = Call::read(&["v1", "agents", id, "agent-card.json"])
+            .params(&options)
+            .read_options(opts);
+        decode(self.execute(&call).await?)
+    }
+
+    /// One page of the A2A cards of agents matching `filter`
+    /// (`GET /v1/agent-cards`; live agents only unless `filter.status`).
+    /// Pass the previous page's `next_cursor` as `cursor` to continue.
+    pub async fn list_agent_cards(
+        &self,
+        filter: &CardFilter,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        opts: ReadOptions,
+    ) -> Result<AgentCardList, ClientError> {
+        let page = ListPage {
+            limit: limit.map(u64::from),
+            cursor: cursor.map(str::to_string),
+        };
+        let call = Call::read(&["v1", "agent-cards"])
+            .params(filter)
+            .params(&page)
+            .read_options(opts);
+        Ok(decode(self.execute(&call).await?)?.value)
+    }
+
+    /// The registry's own A2A card (`GET /.well-known/agent-card.json`).
+    pub async fn registry_agent_card(&self) -> Result<AgentCard, ClientError> {
+        let call = Call::read(&[".well-known", "agent-card.json"]);
+        Ok(decode(self.execute(&call).await?)?.value)
     }
 
     /// One page of agents matching `filter` (`GET /v1/agents`). `limit` is the

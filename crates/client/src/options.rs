@@ -28,6 +28,9 @@ pub struct ResponseMeta {
     /// Milliseconds since the answering node last heard from its leader
     /// (`x-registry-last-contact-ms`, 0 on the leader).
     pub last_contact_ms: Option<u64>,
+    /// The agent's status when its A2A card was served
+    /// (`x-registry-agent-status`); `None` on other answers.
+    pub agent_status: Option<registry_types::AgentStatus>,
 }
 
 impl ResponseMeta {
@@ -48,6 +51,8 @@ impl ResponseMeta {
             node: text(HEADER_NODE),
             leader: text(HEADER_LEADER),
             last_contact_ms: text(HEADER_LAST_CONTACT).and_then(|s| s.parse().ok()),
+            agent_status: text(registry_types::card::HEADER_AGENT_STATUS)
+                .and_then(|s| s.parse().ok()),
         }
     }
 }

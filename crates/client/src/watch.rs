@@ -302,8 +302,9 @@ type SseMessage = eventsource_stream::Event;
 /// What one message means for the watch.
 #[derive(Debug, PartialEq)]
 enum Handled {
-    /// A new event: hand it to the consumer.
-    Deliver(Event),
+    /// A new event: hand it to the consumer (boxed: an event is several
+    /// times the size of the other variants).
+    Deliver(Box<Event>),
     /// A replayed event, or a message without data: nothing to do.
     Skip,
     /// The stream is unusable but the watch is not: open it again.
@@ -348,7 +349,7 @@ fn handle_message(
         });
     }
     if cursor.advance(event.revision) {
-        Handled::Deliver(event)
+        Handled::Deliver(Box::new(event))
     } else {
         Handled::Skip
     }
@@ -544,7 +545,7 @@ impl Watcher {
                 Handled::Deliver(event) => {
                     self.failures = 0;
                     self.last_error = None;
-                    return Ok(event);
+                    return Ok(*event);
                 }
                 Handled::Skip => {}
                 Handled::Reconnect(err) => self.dropped(err),

@@ -78,8 +78,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use registry_state::{
-    RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotDataV3, StateConfig,
-    SNAPSHOT_FORMAT_VERSION,
+    RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotDataV3, SnapshotDataV4,
+    StateConfig, SNAPSHOT_FORMAT_VERSION,
 };
 
 use crate::disk::{is_no_space_io, is_no_space_rocksdb, DiskSpace};
@@ -207,7 +207,7 @@ pub enum DecodeError {
     MissingSnapshotFormat(#[source] bincode::Error),
     /// The snapshot's format number is not one this build reads: a later
     /// release wrote it, or the bytes are not a snapshot.
-    #[error("snapshot format {found} is not supported (this build reads 2, 3 and {supported})")]
+    #[error("snapshot format {found} is not supported (this build reads 2, 3, 4 and {supported})")]
     UnsupportedSnapshotFormat {
         /// The format number the data starts with.
         found: u32,
@@ -456,13 +456,15 @@ impl Persisted for Entry {
 }
 
 /// Decodes a snapshot's state-machine data of the current format, of
-/// format 3 (before access control) or of format 2 (written by releases
+/// format 4 (before A2A Agent Cards), of format 3 (before access control)
+/// or of format 2 (written by releases
 /// whose log format was 1), told apart by the
 /// `format_version` field every format starts with.
 pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
     let format: u32 = bincode::deserialize(bytes).map_err(DecodeError::MissingSnapshotFormat)?;
     let data = match format {
         SNAPSHOT_FORMAT_VERSION => bincode::deserialize(bytes),
+        4 => bincode::deserialize::<SnapshotDataV4>(bytes).map(SnapshotData::from),
         3 => bincode::deserialize::<SnapshotDataV3>(bytes).map(SnapshotData::from),
         2 => bincode::deserialize::<SnapshotDataV2>(bytes).map(SnapshotData::from),
         found => {
@@ -2327,6 +2329,88 @@ mod tests {
         assert_eq!(state.tokens().count(), 0);
     }
 
+    /// Snapshot data of format 4, as the release before A2A Agent Cards
+    /// wrote it: the format-3 agent and event with their actors.
+    fn snapshot_v4() -> SnapshotDataV4 {
+        let v3 = snapshot_v3();
+        let anonymous = Some(registry_types::auth::Actor::anonymous());
+        let r = v3.agents[0].clone();
+        let record = registry_types::v4::AgentRecord {
+            agent_id: r.agent_id,
+            name: r.name,
+            agent_type: r.agent_type,
+            runtime_id: r.runtime_id,
+            endpoint: r.endpoint,
+            version: r.version,
+            description: r.description,
+            capabilities: r.capabilities,
+            tags: r.tags,
+            metadata: r.metadata,
+            status: r.status,
+            health_score: r.health_score,
+            load_factor: r.load_factor,
+            performance_metrics: r.performance_metrics,
+            ttl_seconds: r.ttl_seconds,
+            offline_after_seconds: r.offline_after_seconds,
+            deregister_after_seconds: r.deregister_after_seconds,
+            registered_at: r.registered_at,
+            updated_at: r.updated_at,
+            last_heartbeat: r.last_heartbeat,
+            create_revision: r.create_revision,
+            revision: r.revision,
+            epoch: r.epoch,
+            registered_by: anonymous.clone(),
+        };
+        let e = v3.events[0].clone();
+        let event = registry_types::v4::Event {
+            revision: e.revision,
+            kind: e.kind,
+            agent_id: e.agent_id,
+            at: e.at,
+            cause: e.cause,
+            status: e.status,
+            previous_status: e.previous_status,
+            runtime_id: e.runtime_id,
+            detail: e.detail,
+            capabilities: e.capabilities,
+            advisory: e.advisory,
+            actor: anonymous,
+        };
+        SnapshotDataV4 {
+            format_version: 4,
+            revision: 1,
+            total_registrations: 1,
+            agents: vec![record],
+            events_compacted_through: 0,
+            events: vec![event],
+            brake_engaged: false,
+            scaling_policies: vec![],
+            advisories: vec![],
+            counters: Default::default(),
+            tokens: vec![],
+        }
+    }
+
+    #[test]
+    fn decode_snapshot_data_reads_format_4_without_cards() {
+        let bytes = bincode::serialize(&snapshot_v4()).unwrap();
+        let data = decode_snapshot_data(&bytes).unwrap();
+        assert_eq!(data.format_version, SNAPSHOT_FORMAT_VERSION);
+        assert_eq!(data.agents.len(), 1);
+        assert_eq!(data.agents[0].endpoint, "http://a:1");
+        assert_eq!(data.agents[0].agent_card, None);
+        assert_eq!(data.events[0].card_etag, None);
+        assert_eq!(
+            data.events[0].actor,
+            Some(registry_types::auth::Actor::anonymous())
+        );
+        // The same state as format 3 gave: nothing but the encoding moved.
+        let from_v3 = decode_snapshot_data(&bincode::serialize(&snapshot_v3()).unwrap()).unwrap();
+        assert_eq!(data, from_v3);
+        let state = restore_snapshot(StateConfig::default(), &bytes).unwrap();
+        assert_eq!(state.len(), 1);
+    }
+
     #[test]
     fn decode_snapshot_data_refuses_what_it_cannot_read() {
         // Too short for the format number.
@@ -2353,7 +2437,7 @@ mod tests {
             assert_eq!(
                 err.to_string(),
                 format!(
-                    "snapshot format {found} is not supported (this build reads 2, 3 and {SNAPSHOT_FORMAT_VERSION})"
+                    "snapshot format {found} is not supported (this build reads 2, 3, 4 and {SNAPSHOT_FORMAT_VERSION})"
                 )
             );
         }

@@ -112,9 +112,12 @@ impl RegisterRules {
 /// Turns a validated request into the command the leader will stamp.
 pub fn register_command(
     node: &Node,
-    req: RegisterRequest,
+    mut req: RegisterRequest,
     rules: RegisterRules,
 ) -> ApiResult<Command> {
+    // A card fills in what the request leaves out, before the request's
+    // own checks (which then cover the mapped fields too).
+    let card = crate::cards::take_card(node, &mut req)?;
     req.validate(&node.config.limits())?;
     let agent_id = match &req.agent_id {
         Some(id) => path_id(id)?,
@@ -173,7 +176,7 @@ pub fn register_command(
         Some(serde_json::Value::Object(m)) => Metadata(m),
         _ => Metadata::default(),
     };
-    Ok(Command::Register(Box::new(RegisterCommand {
+    let register = Box::new(RegisterCommand {
         agent_id,
         name: req.name.unwrap_or_default().trim().to_string(),
         agent_type: req.agent_type.trim().to_string(),
@@ -196,7 +199,11 @@ pub fn register_command(
         keep: rules.keep,
         // Re-stamped by the leader when proposed.
         now: Timestamp::now(),
-    })))
+    });
+    Ok(match card {
+        Some(card) => Command::RegisterCard { register, card },
+        None => Command::Register(register),
+    })
 }
 
 /// Proposes a registration; the agent as it is after it, and whether it

@@ -110,7 +110,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         "/v1/cluster/leader" if method == Method::POST => Need::Admin,
         "/health/live" | "/health/ready" => Need::Health,
         "/metrics" => Need::Metrics,
-        "/openapi.json" => Need::Open,
+        "/openapi.json" | "/.well-known/agent-card.json" => Need::Open,
         p if p == "/docs" || p.starts_with("/docs/") => Need::Open,
         "/v1/discover" => Need::Read,
         _ if method == Method::GET || method == Method::HEAD => Need::Read,

@@ -93,6 +93,12 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest A2A Agent Card accepted, in bytes of canonical JSON (413
+    /// `payload_too_large` above it); 1 KiB to 1 MiB. The routes that take
+    /// a card accept bodies of --max-body-bytes plus this.
+    #[arg(long, env = "REGISTRY_MAX_CARD_BYTES", default_value_t = registry_types::card::DEFAULT_MAX_CARD_BYTES)]
+    pub max_card_bytes: usize,
+
     /// Events kept for watchers to resume from.
     #[arg(long, env = "REGISTRY_EVENT_WINDOW", default_value_t = 100_000)]
     pub event_window: usize,
@@ -326,6 +332,11 @@ pub enum ConfigError {
     SnapshotLogs,
     #[error("--max-body-bytes must be between 1 KiB and 16 MiB")]
     MaxBody,
+    #[error(
+        "--max-card-bytes must be between 1024 and {}",
+        registry_types::card::MAX_CARD_BYTES_CEILING
+    )]
+    MaxCard,
     #[error("default durations: the ttl must be at least twice the election timeout (10 heartbeats) and not above offline-after")]
     Durations,
     #[error("liveness: intervals must be 10 ms to 60 s, the expiry batch 1 to 100000, the brake fraction in (0, 1]")]
@@ -395,6 +406,9 @@ impl Config {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(ConfigError::MaxBody);
+        }
+        if !(1024..=registry_types::card::MAX_CARD_BYTES_CEILING).contains(&self.max_card_bytes) {
+            return Err(ConfigError::MaxCard);
         }
         if self.default_ttl_seconds == 0
             || self.default_offline_after_seconds < self.default_ttl_seconds

@@ -12,7 +12,9 @@ use tracing::debug;
 use axum::extract::State;
 use axum::Json;
 
-use registry_state::discover::{normalize_all, Discover, SortBy};
+use registry_state::discover::{
+    normalize_all, normalize_binding, normalize_media_type, Discover, SortBy,
+};
 use registry_state::index::{normalize, words};
 use registry_types::api::{CapabilityList, RuntimeDetail, RuntimeList};
 use registry_types::api::{DiscoverHit, DiscoverRequest, DiscoverResponse};
@@ -209,6 +211,10 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string),
+        skills: card_terms("skills", &req.skills, |s| s.trim().to_string())?,
+        input_modes: card_terms("input_modes", &req.input_modes, normalize_media_type)?,
+        output_modes: card_terms("output_modes", &req.output_modes, normalize_media_type)?,
+        bindings: card_terms("bindings", &req.bindings, normalize_binding)?,
         statuses: parse_statuses(req.status.as_deref())?,
         min_health_score: req.min_health_score.unwrap_or(0.5),
         max_load_factor: req.max_load_factor.unwrap_or(0.8),
@@ -221,14 +227,55 @@ pub fn build_query(req: &DiscoverRequest) -> ApiResult<Discover> {
         && q.text_words.is_empty()
         && q.tags.is_empty()
         && q.agent_type.is_none()
-        && q.runtime_id.is_none();
+        && q.runtime_id.is_none()
+        && q.skills.is_empty()
+        && q.input_modes.is_empty()
+        && q.output_modes.is_empty()
+        && q.bindings.is_empty();
     if no_terms {
         return Err(ApiError::invalid(
             "query",
-            "give at least one of capabilities, any_capabilities, text, tags, agent_type or runtime_id",
+            "give at least one of capabilities, any_capabilities, text, tags, agent_type, runtime_id, skills, input_modes, output_modes or bindings",
         ));
     }
     Ok(q)
+}
+
+/// Most entries in one of the card terms of a discovery (`skills`,
+/// `input_modes`, `output_modes`, `bindings`).
+const MAX_CARD_TERMS: usize = 64;
+
+/// One list of card terms, normalized by `norm`: blanks refused (naming
+/// the entry), duplicates dropped, at most [`MAX_CARD_TERMS`] entries of at
+/// most 512 bytes.
+fn card_terms(
+    field: &str,
+    given: &[String],
+    norm: impl Fn(&str) -> String,
+) -> ApiResult<Vec<String>> {
+    if given.len() > MAX_CARD_TERMS {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} has {} entries; at most {MAX_CARD_TERMS} are allowed",
+                given.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(given.len());
+    for (i, g) in given.iter().enumerate() {
+        let n = norm(g);
+        if n.is_empty() || g.len() > 512 {
+            return Err(ApiError::invalid(
+                &format!("{field}[{i}]"),
+                format!("{field}[{i}] must be 1 to 512 bytes, not blank"),
+            ));
+        }
+        out.push(n);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Find agents, filtered and ranked.
@@ -343,6 +390,10 @@ pub async fn select(
         tags: vec![],
         agent_type: None,
         runtime_id: None,
+        skills: vec![],
+        input_modes: vec![],
+        output_modes: vec![],
+        bindings: vec![],
         statuses: vec![AgentStatus::Active],
         min_health_score: unit("min_health_score", query.min_health_score, 0.5)?,
         max_load_factor: unit("max_load_factor", query.max_load_factor, 0.8)?,

@@ -31,6 +31,8 @@
 //!   runtime summaries, and the discovery request counter.
 //!
 //! The HTTP edge:
+//! - [`cards`]: A2A Agent Cards: registration with a card, the card served
+//!   with liveness and listed, the registry's own card.
 //! - [`api`]: public handlers; [`events`]: the change stream; [`scaling`]:
 //!   scaling policies and advisories; [`legacy`]: the routes existing agent
 //!   code calls, in the shapes of the registries it was written for.
@@ -54,6 +56,7 @@
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod cards;
 pub mod coalesce;
 pub mod config;
 pub mod discovery;
@@ -190,11 +193,14 @@ pub async fn start(config: Config) -> Result<AppState, StartError> {
 /// The public API: every public route with its OpenAPI operation, listed
 /// once. The router serves these routes and [`openapi::document`] describes
 /// them, both from this list, so the two cannot drift apart. Bodies are
-/// limited to `max_body_bytes`, except `POST /v1/heartbeats`.
-pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
+/// limited to `max_body_bytes`, except `POST /v1/heartbeats` and the routes
+/// that take an A2A card (`max_body_bytes + max_card_bytes`).
+pub fn public_api(max_body_bytes: usize, max_card_bytes: usize) -> OpenApiRouter<AppState> {
     let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(api::register, api::list_agents))
         .routes(routes!(api::get_agent, api::delete_agent))
+        .routes(routes!(cards::get_card))
+        .routes(routes!(cards::list_cards))
+        .routes(routes!(cards::registry_card))
         .routes(routes!(api::set_status))
         .routes(routes!(api::set_health))
         .routes(routes!(api::heartbeat))
@@ -239,7 +245,15 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
     let batches = OpenApiRouter::new()
         .routes(routes!(api::heartbeats))
         .layer(DefaultBodyLimit::max(max_body_bytes.max(1024 * 1024)));
-    public.merge(batches)
+    // Registrations may carry an A2A card, itself bounded by
+    // --max-card-bytes (checked as canonical JSON, 413 with a clear field).
+    let with_cards = OpenApiRouter::new()
+        .routes(routes!(api::register, api::list_agents))
+        .routes(routes!(cards::set_card))
+        .layer(DefaultBodyLimit::max(
+            max_body_bytes.saturating_add(max_card_bytes),
+        ));
+    public.merge(batches).merge(with_cards)
 }
 
 /// Builds the full router of a node: the public API, its browsable
@@ -247,7 +261,8 @@ pub fn public_api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
 /// of their own (`--peer-listen`), fallbacks and the middleware that stamps
 /// every response with the node's position.
 pub fn router(state: AppState) -> Router {
-    let (public, _) = public_api(state.node.config.max_body_bytes).split_for_parts();
+    let config = &state.node.config;
+    let (public, _) = public_api(config.max_body_bytes, config.max_card_bytes).split_for_parts();
     let public = public
         .merge(openapi::swagger_ui())
         .layer(middleware::from_fn_with_state(

@@ -738,7 +738,8 @@ impl Node {
     /// together. Only after a change of leader can the registry overshoot,
     /// by the registrations the old leader had in flight.
     fn admit(&self, cmd: &Command) -> Result<Option<CreationSlot<'_>>, ForwardError> {
-        let Command::Register(reg) = cmd.inner() else {
+        let (Command::Register(reg) | Command::RegisterCard { register: reg, .. }) = cmd.inner()
+        else {
             return Ok(None);
         };
         let max = self.config.max_agents;

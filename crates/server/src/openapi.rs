@@ -90,7 +90,7 @@ pub struct ApiDoc;
 /// the position headers on every response.
 pub fn document() -> Document {
     // The body limits do not show in the document: any will do.
-    let mut doc = crate::public_api(0).into_openapi();
+    let mut doc = crate::public_api(0, 0).into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     add_security(&mut doc);
     add_position_headers(&mut doc);

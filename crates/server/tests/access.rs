@@ -133,6 +133,18 @@ fn agent(id: &str, runtime: &str) -> Value {
     })
 }
 
+/// A valid A2A card (one skill) for the card cases.
+fn a2a_card(name: &str) -> Value {
+    json!({
+        "name": name, "description": "d", "version": "1",
+        "supportedInterfaces": [{"url": format!("http://{name}.local:8080/a2a"),
+                                 "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "capabilities": {}, "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "summarize", "name": "summarize", "description": "d", "tags": []}]
+    })
+}
+
 /// The caller kinds of the matrix.
 const ROLES: [&str; 5] = ["admin", "operator", "agent", "reader", "anonymous"];
 
@@ -181,6 +193,56 @@ fn cases() -> Vec<Case> {
         case("ready", M::GET, "/health/ready", None, EVERYONE, false),
         case("metrics", M::GET, "/metrics", None, EVERYONE, false),
         case("openapi", M::GET, "/openapi.json", None, EVERYONE, false),
+        case(
+            "registry card",
+            M::GET,
+            "/.well-known/agent-card.json",
+            None,
+            EVERYONE,
+            false,
+        ),
+        // A2A cards: reading like reading agents, writing like registering.
+        case(
+            "card list",
+            M::GET,
+            "/v1/agent-cards",
+            None,
+            EVERY_TOKEN,
+            false,
+        ),
+        case(
+            "card get",
+            M::GET,
+            "/v1/agents/team-b-1/agent-card.json?include_inactive=true",
+            None,
+            EVERY_TOKEN,
+            false,
+        ),
+        case(
+            "card set in scope",
+            M::POST,
+            "/v1/agents/team-a-1/agent-card",
+            Some(a2a_card("team-a-1")),
+            &["admin", "agent"],
+            true,
+        ),
+        case(
+            "card set out of scope",
+            M::POST,
+            "/v1/agents/team-b-1/agent-card",
+            Some(a2a_card("team-b-1")),
+            &["admin"],
+            true,
+        ),
+        case(
+            "register with a card in scope",
+            M::POST,
+            "/v1/agents",
+            Some(json!({"agent_id": "team-a-card", "runtime_id": "rt-a",
+                        "agent_card": a2a_card("team-a-card")})),
+            &["admin", "agent"],
+            true,
+        ),
         // Reads.
         case("list", M::GET, "/v1/agents", None, EVERY_TOKEN, false),
         case(

@@ -157,6 +157,26 @@ fn post_raw(what: &str, body: &str, want: Want) -> Case {
     }
 }
 
+/// A valid A2A 1.0 card with three skills; `f` breaks it.
+fn card_with(f: impl FnOnce(&mut Value)) -> Value {
+    let mut card = json!({
+        "name": "Target", "description": "d", "version": "1",
+        "supportedInterfaces": [
+            {"url": "https://target.example.com/a2a", "protocolBinding": "JSONRPC",
+             "protocolVersion": "1.0"}
+        ],
+        "capabilities": {"streaming": false},
+        "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
+        "skills": [
+            {"id": "a", "name": "A", "description": "a", "tags": ["x"]},
+            {"id": "b", "name": "B", "description": "b", "tags": ["x"]},
+            {"id": "c", "name": "C", "description": "c", "tags": ["x"]}
+        ]
+    });
+    f(&mut card);
+    card
+}
+
 /// `POST /v1/agents` of the target's registration with `extra` merged in.
 fn register(what: &str, extra: Value, want: Want) -> Case {
     let body = registration(TARGET, extra);
@@ -175,7 +195,9 @@ fn cases() -> Vec<Case> {
     let health = format!("/v1/agents/{TARGET}/health");
     let oversized = format!(
         r#"{{"agent_id": "{TARGET}", "name": "x", "endpoint": "http://e", "description": "{}"}}"#,
-        "d".repeat(65 * 1024)
+        // Over --max-body-bytes plus --max-card-bytes (a registration may
+        // carry a card), 64 KiB each by default.
+        "d".repeat(129 * 1024)
     );
     let caps_129: Vec<Value> = (0..129).map(|i| json!({"name": format!("c{i}")})).collect();
     let tags_65: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
@@ -187,7 +209,7 @@ fn cases() -> Vec<Case> {
         post_raw("not JSON", "name=x", Malformed),
         post_raw("empty body", "", Malformed),
         post_raw("a JSON array", "[1, 2]", WrongType),
-        post_raw("body over 64 KiB", &oversized, Error(413, "payload_too_large")),
+        post_raw("body over 128 KiB", &oversized, Error(413, "payload_too_large")),
         register("name is a number", json!({"name": 5}), Field("name")),
         register("capabilities not a list", json!({"capabilities": "x"}), Field("capabilities")),
         register("a capability is a string", json!({"capabilities": ["x"]}), Field("capabilities[0]")),
@@ -321,6 +343,48 @@ fn cases() -> Vec<Case> {
              Some(json!({"agent_id": TARGET, "agent_name": "x",
                          "base_url": "javascript:alert(1)"})),
              Field("base_url")),
+        // A2A cards: the JSON path of the problem, under `agent_card` in a
+        // registration; the card's own path when the body is the card.
+        register("card skill without an id",
+                 json!({"agent_card": card_with(|c| { c["skills"][2].as_object_mut().unwrap().remove("id"); })}),
+                 Field("agent_card.skills[2].id")),
+        register("card interface url relative",
+                 json!({"agent_card": card_with(|c| c["supportedInterfaces"][0]["url"] = json!("/a2a"))}),
+                 Field("agent_card.supportedInterfaces[0].url")),
+        register("card interface url ftp:",
+                 json!({"agent_card": card_with(|c| c["supportedInterfaces"][0]["url"] = json!("ftp://h/x"))}),
+                 Field("agent_card.supportedInterfaces[0].url")),
+        register("card duplicate skill ids",
+                 json!({"agent_card": card_with(|c| c["skills"][1]["id"] = json!("a"))}),
+                 Field("agent_card.skills[1].id")),
+        register("card without interfaces",
+                 json!({"agent_card": card_with(|c| { c.as_object_mut().unwrap().remove("supportedInterfaces"); })}),
+                 Field("agent_card.supportedInterfaces")),
+        register("card a list", json!({"agent_card": [1]}), Field("agent_card")),
+        register("card skill tags a string",
+                 json!({"agent_card": card_with(|c| c["skills"][0]["tags"] = json!("x"))}),
+                 Field("agent_card.skills[0].tags")),
+        register("0.3 card url not a URL",
+                 json!({"agent_card": card_with(|c| {
+                     c.as_object_mut().unwrap().remove("supportedInterfaces");
+                     c["url"] = json!("not a url");
+                 })}),
+                 Field("agent_card.url")),
+        register("card over 64 KiB",
+                 json!({"agent_card": card_with(|c| c["x-pad"] = json!("p".repeat(65 * 1024)))}),
+                 Error(413, "payload_too_large")),
+        case("card replaced by a bad one", M::POST, &format!("/v1/agents/{TARGET}/agent-card"),
+             Some(card_with(|c| c["skills"][0]["name"] = json!(" "))), Field("skills[0].name")),
+        case("card replaced by one over 64 KiB", M::POST, &format!("/v1/agents/{TARGET}/agent-card"),
+             Some(card_with(|c| c["x-pad"] = json!("p".repeat(65 * 1024)))),
+             Error(413, "payload_too_large")),
+        case("card of an absent agent", M::POST, "/v1/agents/no-such-agent/agent-card",
+             Some(card_with(|_| {})), Error(404, "agent_not_found")),
+        case("card of an agent without one", M::GET, &format!("/v1/agents/{TARGET}/agent-card.json"),
+             None, Error(404, "not_found")),
+        case("discover a blank skill", M::POST, "/v1/discover", Some(json!({"skills": [" "]})),
+             Field("skills[0]")),
+        case("card list limit 0", M::GET, "/v1/agent-cards?limit=0", None, Field("limit")),
         // Starting points beyond the registry: no wrap to 0.
         get_with("Last-Event-ID u64::MAX", "/v1/events",
                  ("Last-Event-ID", "18446744073709551615"), Field("Last-Event-ID")),

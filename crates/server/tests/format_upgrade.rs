@@ -3,7 +3,8 @@
 //! serves exactly what that node served: `tests/fixtures/format-v1` holds
 //! the directory and the answers (see its README for how it was made).
 //!
-//! The one expected difference: capabilities now carry `parameters` (empty
+//! The expected differences: capabilities now carry `parameters` (empty
+//! for old data), records an `agent_card` and events a `card_etag` (null
 //! for old data), and numbers are compared as numbers (`2` and `2.0` are the
 //! same JSON number).
 
@@ -60,6 +61,7 @@ fn with_parameters(mut agents: Value) -> Value {
             c["parameters"] = json!({});
         }
         a["registered_by"] = json!({"token_id": null, "name": "anonymous"});
+        a["agent_card"] = Value::Null;
     }
     agents
 }
@@ -78,6 +80,7 @@ fn with_actors(mut events: Vec<Value>) -> Vec<Value> {
         } else {
             Value::Null
         };
+        e["card_etag"] = Value::Null;
     }
     events
 }

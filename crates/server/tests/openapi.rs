@@ -28,6 +28,10 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/agents/{id}/status", &["put"]),
     ("/v1/agents/{id}/health", &["put"]),
     ("/v1/agents/{id}/heartbeat", &["post"]),
+    ("/v1/agents/{id}/agent-card", &["post"]),
+    ("/v1/agents/{id}/agent-card.json", &["get"]),
+    ("/v1/agent-cards", &["get"]),
+    ("/.well-known/agent-card.json", &["get"]),
     ("/agents/{id}/heartbeat", &["post"]),
     ("/v1/heartbeats", &["post"]),
     ("/v1/capabilities/search", &["get"]),
@@ -506,4 +510,57 @@ fn liveness_schemas_match_the_wire_types() {
         batch["maxItems"].as_u64(),
         Some(agent_registry::api::MAX_BATCH_HEARTBEATS as u64)
     );
+}
+
+#[test]
+fn card_routes_and_fields_are_described() {
+    use registry_types::api::{DiscoverRequest, RegisterRequest};
+    let d = doc();
+    // The new request fields, as the wire types have them.
+    for (name, wire) in [
+        (
+            "DiscoverRequest",
+            serde_json::to_value(DiscoverRequest::default()).unwrap(),
+        ),
+        (
+            "RegisterRequest",
+            serde_json::to_value(RegisterRequest::default()).unwrap(),
+        ),
+    ] {
+        assert_eq!(schema_properties(&d, name), keys(&wire), "{name}");
+    }
+    for (schema, field) in [
+        ("DiscoverRequest", "skills"),
+        ("DiscoverRequest", "input_modes"),
+        ("DiscoverRequest", "output_modes"),
+        ("DiscoverRequest", "bindings"),
+        ("RegisterRequest", "agent_card"),
+        ("AgentRecord", "agent_card"),
+        ("Event", "card_etag"),
+        ("AgentCardList", "cards"),
+        ("AgentCardEntry", "etag"),
+    ] {
+        assert!(
+            schema_properties(&d, schema).contains(&field.to_string()),
+            "{schema}.{field} is not described"
+        );
+    }
+    // The card answer documents its caching headers and the 304.
+    let get = &d["paths"]["/v1/agents/{id}/agent-card.json"]["get"];
+    for h in ["ETag", "Cache-Control", "x-registry-agent-status"] {
+        assert!(
+            get["responses"]["200"]["headers"].get(h).is_some(),
+            "header {h}"
+        );
+    }
+    assert!(get["responses"].get("304").is_some());
+    // Writing a card needs what registering needs; the registry's own card
+    // needs nothing.
+    assert_eq!(
+        d["paths"]["/v1/agents/{id}/agent-card"]["post"]["x-required-role"],
+        d["paths"]["/v1/agents"]["post"]["x-required-role"]
+    );
+    assert!(d["paths"]["/.well-known/agent-card.json"]["get"]
+        .get("security")
+        .is_none());
 }

@@ -25,6 +25,8 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use registry_types::api::{DiscoverExplanation, DiscoverFilterCounts};
+use registry_types::card::media_major;
+pub use registry_types::card::{normalize_binding, normalize_media_type};
 use registry_types::{AgentRecord, AgentStatus};
 
 use crate::index::{normalize, AgentKey, Field, Postings};
@@ -43,6 +45,15 @@ pub struct Discover {
     pub tags: Vec<String>,
     pub agent_type: Option<String>,
     pub runtime_id: Option<String>,
+    /// A2A skill ids (trimmed), all required.
+    pub skills: Vec<String>,
+    /// Media types (normalized, [`normalize_media_type`]) the agent must
+    /// all accept.
+    pub input_modes: Vec<String>,
+    /// Media types the agent must all produce.
+    pub output_modes: Vec<String>,
+    /// Protocol bindings (normalized), at least one required.
+    pub bindings: Vec<String>,
     pub statuses: Vec<AgentStatus>,
     pub min_health_score: f64,
     pub max_load_factor: f64,
@@ -127,7 +138,44 @@ impl RegistryState {
                     .collect(),
             );
         }
+        for s in &q.skills {
+            constraints.push(vec![self.index.get(Field::SkillId, s)]);
+        }
+        for m in &q.input_modes {
+            constraints.push(self.mode_sets(Field::InputMode, Field::InputMajor, m));
+        }
+        for m in &q.output_modes {
+            constraints.push(self.mode_sets(Field::OutputMode, Field::OutputMajor, m));
+        }
+        if !q.bindings.is_empty() {
+            constraints.push(
+                q.bindings
+                    .iter()
+                    .map(|b| self.index.get(Field::Binding, b))
+                    .collect(),
+            );
+        }
         constraints
+    }
+
+    /// The agents that accept (or produce) media type `m`, normalized,
+    /// with wildcards matching both ways: `*/*` asked is every agent with
+    /// a type (the `*` key of `major`); `text/*` asked is every agent with
+    /// a `text/...` type (or `text/*`) and those with `*/*`; a concrete type
+    /// is the agents declaring it, its `type/*` or `*/*`.
+    pub(crate) fn mode_sets(&self, exact: Field, major: Field, m: &str) -> Vec<&Postings> {
+        if m == "*/*" {
+            vec![self.index.get(major, "*")]
+        } else if let Some(t) = m.strip_suffix("/*") {
+            vec![self.index.get(major, t), self.index.get(exact, "*/*")]
+        } else {
+            let family = format!("{}/*", media_major(m));
+            vec![
+                self.index.get(exact, m),
+                self.index.get(exact, &family),
+                self.index.get(exact, "*/*"),
+            ]
+        }
     }
 
     /// Runs a discovery query with exact filter counts (what `explain`

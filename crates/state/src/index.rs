@@ -53,10 +53,27 @@ pub enum Field {
     Runtime,
     /// The agent status name.
     Status,
+    /// Agents with an A2A card (one key, the empty string).
+    HasCard,
+    /// An A2A skill id of the agent's card (exact).
+    SkillId,
+    /// A normalized tag of one of the card's skills.
+    SkillTag,
+    /// A media type the agent accepts (normalized essence, `text/plain`).
+    InputMode,
+    /// The type of a media type the agent accepts (`text`), and `*` for
+    /// every agent that accepts any.
+    InputMajor,
+    /// A media type the agent produces.
+    OutputMode,
+    /// The type of a media type the agent produces, and `*`.
+    OutputMajor,
+    /// A protocol binding of the card's interfaces (upper case).
+    Binding,
 }
 
 /// Number of [`Field`] variants.
-const FIELDS: usize = 7;
+const FIELDS: usize = 15;
 
 impl Field {
     const ALL: [Field; FIELDS] = [
@@ -67,6 +84,14 @@ impl Field {
         Field::AgentType,
         Field::Runtime,
         Field::Status,
+        Field::HasCard,
+        Field::SkillId,
+        Field::SkillTag,
+        Field::InputMode,
+        Field::InputMajor,
+        Field::OutputMode,
+        Field::OutputMajor,
+        Field::Binding,
     ];
 }
 

@@ -17,9 +17,12 @@
 //! - [`events`]: the bounded event window behind watches.
 //! - [`ranked`]: per-capability orderings by performance, load and health,
 //!   so discovery with one of those sorts stops after `limit` hits.
+//! - [`cards`]: the fleet's A2A Agent Cards listed by skill, tag, media
+//!   type, binding, words and status.
 //! - [`discover`]: structured discovery (constraints over the index, filters, ranking).
 //! - [`scaling`]: scaling policies, evaluated into advisories on checkpoints.
 
+pub mod cards;
 pub mod discover;
 pub mod events;
 pub mod index;
@@ -31,5 +34,5 @@ pub mod scaling;
 pub use events::EventLog;
 pub use machine::{
     Counters, RegistryState, RestoreError, SnapshotData, SnapshotDataV2, SnapshotDataV3,
-    SnapshotView, StateConfig, SNAPSHOT_FORMAT_VERSION,
+    SnapshotDataV4, SnapshotView, StateConfig, SNAPSHOT_FORMAT_VERSION,
 };

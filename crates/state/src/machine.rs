@@ -7,13 +7,15 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use registry_types::card::media_major;
 use registry_types::command::{
     Cause, CheckpointEntry, ExpireEntry, ExpiryStep, ItemResult, Placement, Rejection,
+    SetCardCommand,
 };
 use registry_types::limits::{check_merged_metrics, check_metrics, Limits};
 use registry_types::{
-    AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind, Revision,
-    Timestamp,
+    AgentCard, AgentId, AgentRecord, AgentStatus, Command, CommandResult, Event, EventKind,
+    Revision, Timestamp,
 };
 
 use registry_types::auth::{permits, Actor, Existing, Rights, TokenId, TokenRecord, MAX_TOKENS};
@@ -42,7 +44,7 @@ pub const MAX_AGENT_KEY: usize = AgentKey::MAX as usize;
 /// Version of the [`SnapshotData`] encoding. Bump it (and keep the old shape,
 /// as [`SnapshotDataV2`], with a conversion) whenever the encoding of a
 /// record, event or command changes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
 
 /// Why [`RegistryState::restore`] refused a snapshot.
 ///
@@ -147,6 +149,41 @@ pub struct SnapshotData {
     pub advisories: Vec<ScalingAdvisory>,
     pub counters: Counters,
     pub tokens: Vec<TokenRecord>,
+}
+
+/// A snapshot of format 4 (before A2A Agent Cards): records without
+/// `agent_card`, events without `card_etag`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDataV4 {
+    pub format_version: u32,
+    pub revision: Revision,
+    pub total_registrations: u64,
+    pub agents: Vec<registry_types::v4::AgentRecord>,
+    pub events_compacted_through: Revision,
+    pub events: Vec<registry_types::v4::Event>,
+    pub brake_engaged: bool,
+    pub scaling_policies: Vec<ScalingPolicy>,
+    pub advisories: Vec<ScalingAdvisory>,
+    pub counters: Counters,
+    pub tokens: Vec<TokenRecord>,
+}
+
+impl From<SnapshotDataV4> for SnapshotData {
+    fn from(d: SnapshotDataV4) -> Self {
+        SnapshotData {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            revision: d.revision,
+            total_registrations: d.total_registrations,
+            agents: d.agents.into_iter().map(Into::into).collect(),
+            events_compacted_through: d.events_compacted_through,
+            events: d.events.into_iter().map(Into::into).collect(),
+            brake_engaged: d.brake_engaged,
+            scaling_policies: d.scaling_policies,
+            advisories: d.advisories,
+            counters: d.counters,
+            tokens: d.tokens,
+        }
+    }
 }
 
 /// A snapshot of format 3 (before access control): records without
@@ -372,7 +409,9 @@ impl RegistryState {
     /// Applies a checked command.
     fn dispatch(&mut self, log_index: u64, cmd: &Command, at: Placement) -> CommandResult {
         match cmd {
-            Command::Register(c) => self.apply_register(c),
+            Command::Register(c) => self.apply_register(c, None),
+            Command::RegisterCard { register, card } => self.apply_register(register, Some(card)),
+            Command::SetCard(c) => self.apply_set_card(c),
             Command::Deregister { agent_id, now } => self.apply_deregister(agent_id, *now),
             Command::SetStatus {
                 agent_id,
@@ -616,6 +655,7 @@ impl RegistryState {
             capabilities: Vec::new(),
             advisory: None,
             actor: None,
+            card_etag: None,
         });
         CommandResult::EntriesApplied {
             applied: 1,
@@ -690,7 +730,14 @@ impl RegistryState {
         self.brake_engaged
     }
 
-    fn apply_register(&mut self, c: &registry_types::command::RegisterCommand) -> CommandResult {
+    /// A registration, with the card it came with (`RegisterCard`). Without
+    /// one, an update drops the agent's card, unless it keeps its profile
+    /// (the legacy routes, whose bodies cannot carry a card).
+    fn apply_register(
+        &mut self,
+        c: &registry_types::command::RegisterCommand,
+        card: Option<&AgentCard>,
+    ) -> CommandResult {
         let existing = self.get(&c.agent_id);
         if let Some(expected) = c.expected_revision {
             let actual = existing.map_or(0, |r| r.revision);
@@ -778,6 +825,10 @@ impl RegistryState {
             revision: record_revision,
             epoch: record_revision,
             registered_by: self.acting.clone(),
+            agent_card: match card {
+                Some(card) => Some(card.clone()),
+                None => profile.and_then(|p| p.agent_card.clone()),
+            },
         };
         let kind = if created {
             self.total_registrations = self.total_registrations.saturating_add(1);
@@ -800,6 +851,45 @@ impl RegistryState {
             );
         }
         CommandResult::Agent { record, created }
+    }
+
+    /// A new card for an agent that exists, with the fields the edge mapped
+    /// from it; the rest of the record stays (it is not a registration: the
+    /// epoch and the last heartbeat stay too). `AGENT_UPDATED`, and a status
+    /// never changes.
+    fn apply_set_card(&mut self, c: &SetCardCommand) -> CommandResult {
+        let Some(previous) = self
+            .agents
+            .get(&c.agent_id)
+            .and_then(|&k| self.slots.get_mut(k as usize)?.take())
+        else {
+            return CommandResult::Rejected(Rejection::NotFound {
+                agent_id: c.agent_id.clone(),
+            });
+        };
+        let record = AgentRecord {
+            name: c.name.clone(),
+            endpoint: c.endpoint.clone(),
+            version: c.version.clone(),
+            description: c.description.clone(),
+            capabilities: c.capabilities.clone(),
+            agent_card: Some(c.card.clone()),
+            updated_at: c.now,
+            revision: self.next_revision(),
+            ..previous.clone()
+        };
+        let result = Box::new(record.clone());
+        self.put(
+            Some(previous),
+            record,
+            c.now,
+            Cause::Registration,
+            EventKind::AgentUpdated,
+        );
+        CommandResult::Agent {
+            record: result,
+            created: false,
+        }
     }
 
     fn apply_deregister(&mut self, id: &AgentId, now: Timestamp) -> CommandResult {
@@ -1014,6 +1104,7 @@ impl RegistryState {
             capabilities: Vec::new(),
             advisory: None,
             actor: self.actor_of(cause),
+            card_etag: None,
         });
     }
 
@@ -1040,6 +1131,9 @@ impl RegistryState {
             capabilities: record.map(capability_names).unwrap_or_default(),
             advisory: None,
             actor: self.actor_of(cause),
+            card_etag: record
+                .and_then(|r| r.agent_card.as_ref())
+                .map(|c| c.etag().to_string()),
         });
         self.revision
     }
@@ -1068,7 +1162,54 @@ impl RegistryState {
             keys.insert((Field::Runtime, record.runtime_id.clone()));
         }
         keys.insert((Field::Status, record.status.into_str().to_string()));
+        if let Some(card) = &record.agent_card {
+            Self::card_keys(card, &mut keys);
+        }
         keys
+    }
+
+    /// What an agent's card adds to its index keys: its skill ids and
+    /// skill tags, the words of its skills (names, descriptions, tags,
+    /// examples) and of its provider's organization, the media types it
+    /// accepts and produces (each under itself and under its type, and
+    /// every one under `*` for the `*/*` query), its protocol bindings.
+    fn card_keys(card: &AgentCard, keys: &mut FxHashSet<(Field, String)>) {
+        let v = card.view();
+        keys.insert((Field::HasCard, String::new()));
+        for s in &v.skills {
+            let id = s.id.trim();
+            if !id.is_empty() {
+                keys.insert((Field::SkillId, id.to_string()));
+            }
+            keys.extend(words(&s.name).map(|w| (Field::Word, w)));
+            keys.extend(words(&s.description).map(|w| (Field::Word, w)));
+            for t in &s.tags {
+                let t = normalize(t);
+                if !t.is_empty() {
+                    keys.extend(words(&t).map(|w| (Field::Word, w)));
+                    keys.insert((Field::SkillTag, t));
+                }
+            }
+            for e in &s.examples {
+                keys.extend(words(e).map(|w| (Field::Word, w)));
+            }
+        }
+        if let Some(org) = &v.provider_organization {
+            keys.extend(words(org).map(|w| (Field::Word, w)));
+        }
+        for (modes, exact, major) in [
+            (v.input_modes(), Field::InputMode, Field::InputMajor),
+            (v.output_modes(), Field::OutputMode, Field::OutputMajor),
+        ] {
+            for m in modes {
+                keys.insert((major, media_major(&m).to_string()));
+                keys.insert((major, "*".to_string()));
+                keys.insert((exact, m));
+            }
+        }
+        for b in v.bindings() {
+            keys.insert((Field::Binding, b));
+        }
     }
 
     /// Adds a record to the inverted index and to its capabilities'

@@ -228,6 +228,7 @@ impl RegistryState {
             advisory: Some(advisory.clone()),
             // The registry's own decision, whoever's change triggered it.
             actor: None,
+            card_etag: None,
         });
     }
 }

@@ -1,5 +1,8 @@
 //! Discovery equals a brute-force filter and sort over every agent, for
-//! random fleets and random queries.
+//! random fleets and random queries, A2A card terms included (skill ids,
+//! accepted and produced media types with wildcards, protocol bindings,
+//! words of skill examples), also at production shape (thousands of
+//! matching agents, limit 10).
 
 mod common;
 
@@ -8,9 +11,142 @@ use std::cmp::Ordering;
 use proptest::prelude::*;
 use registry_state::discover::{performance, Discover, SortBy};
 use registry_state::RegistryState;
-use registry_types::{AgentRecord, AgentStatus};
+use registry_types::card::{media_type_matches, normalize_media_type, AgentCard};
+use registry_types::command::RegisterCommand;
+use registry_types::limits::Limits;
+use registry_types::{AgentRecord, AgentStatus, Command};
+use serde_json::{json, Value};
 
 use common::{cap, norm, reg, register};
+
+/// Skill ids of the generated cards (and of queries).
+const SKILLS: [&str; 4] = ["translate", "summarize", "search-web", "plan"];
+/// Media types declared by cards and asked by queries: concrete ones,
+/// wildcards of a type and of everything, and parameters to be dropped.
+const MODES: [&str; 8] = [
+    "text/plain",
+    "text/*",
+    "application/json",
+    "image/png",
+    "*/*",
+    "text/html",
+    "image/*",
+    "application/json; charset=utf-8",
+];
+const BINDINGS: [&str; 3] = ["JSONRPC", "GRPC", "HTTP+JSON"];
+
+/// A skill of a generated card: its id, its own input and output modes
+/// (`None`: the card's defaults), as indexes into the pools above.
+type SkillSpec = (usize, Option<Vec<usize>>, Option<Vec<usize>>);
+
+/// An agent's A2A card, as indexes into the pools above.
+#[derive(Clone, Debug)]
+struct CardSpec {
+    skills: Vec<SkillSpec>,
+    default_in: Vec<usize>,
+    default_out: Vec<usize>,
+    bindings: Vec<usize>,
+    /// Whether the first skill's example mentions "lasagne" (a word no
+    /// capability carries: only examples can match it).
+    example: bool,
+}
+
+fn modes() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0..MODES.len(), 0..3)
+}
+
+fn card_spec() -> impl Strategy<Value = CardSpec> {
+    (
+        prop::collection::vec(
+            (
+                0..SKILLS.len(),
+                prop::option::of(modes()),
+                prop::option::of(modes()),
+            ),
+            0..3,
+        ),
+        modes(),
+        modes(),
+        prop::collection::vec(0..BINDINGS.len(), 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(mut skills, default_in, default_out, bindings, example)| {
+            // Skill ids are unique in a card.
+            skills.sort_by_key(|s| s.0);
+            skills.dedup_by_key(|s| s.0);
+            CardSpec {
+                skills,
+                default_in,
+                default_out,
+                bindings,
+                example,
+            }
+        })
+}
+
+/// The card JSON of a spec: A2A 1.0 for even agents, 0.3 (top-level `url`)
+/// for odd ones, so both shapes are indexed alike.
+fn card_json(i: usize, c: &CardSpec) -> Value {
+    let list = |v: &[usize]| v.iter().map(|&m| MODES[m]).collect::<Vec<_>>();
+    let skills: Vec<Value> = c
+        .skills
+        .iter()
+        .enumerate()
+        .map(|(n, (id, input, output))| {
+            let mut s = json!({
+                "id": SKILLS[*id],
+                "name": format!("skill {}", SKILLS[*id]),
+                "description": "a skill",
+                "tags": ["card"],
+                "examples": [if c.example && n == 0 { "cook a lasagne" } else { "hello" }],
+            });
+            if let Some(m) = input {
+                s["inputModes"] = json!(list(m));
+            }
+            if let Some(m) = output {
+                s["outputModes"] = json!(list(m));
+            }
+            s
+        })
+        .collect();
+    let url = format!("http://a{i}.example.com/a2a");
+    let mut card = json!({
+        "name": format!("agent {i}"),
+        "description": "generated",
+        "version": "1",
+        "capabilities": {},
+        "defaultInputModes": list(&c.default_in),
+        "defaultOutputModes": list(&c.default_out),
+        "skills": skills,
+    });
+    if i.is_multiple_of(2) {
+        card["supportedInterfaces"] = json!(c
+            .bindings
+            .iter()
+            .map(|&b| json!({"url": url, "protocolBinding": BINDINGS[b], "protocolVersion": "1.0"}))
+            .collect::<Vec<_>>());
+    } else {
+        card["url"] = json!(url);
+        card["preferredTransport"] = json!(BINDINGS[c.bindings[0]]);
+        card["protocolVersion"] = json!("0.3.0");
+        card["additionalInterfaces"] = json!(c
+            .bindings
+            .iter()
+            .map(|&b| json!({"url": url, "transport": BINDINGS[b]}))
+            .collect::<Vec<_>>());
+    }
+    card
+}
+
+/// A registration carrying a card, as the edge makes it (the usual
+/// fields given, so they win over the card's).
+fn register_with_card(c: RegisterCommand, card: &Value) -> Command {
+    let card = AgentCard::from_value(card, &Limits::DEFAULT, 1 << 20).expect("a valid card");
+    Command::RegisterCard {
+        register: Box::new(c),
+        card,
+    }
+}
 
 const CAPS: [&str; 5] = [
     "Trading",
@@ -20,7 +156,9 @@ const CAPS: [&str; 5] = [
     "web search",
 ];
 const TAGS: [&str; 4] = ["crypto", "fx", "fast", "eu"];
-const WORDS: [&str; 6] = ["trading", "risk", "python", "code", "search", "nothing"];
+const WORDS: [&str; 7] = [
+    "trading", "risk", "python", "code", "search", "nothing", "lasagne",
+];
 const STATUSES: [AgentStatus; 4] = [
     AgentStatus::Active,
     AgentStatus::Busy,
@@ -38,6 +176,7 @@ struct Spec {
     status: usize,
     health: u8,
     load: u8,
+    card: Option<CardSpec>,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -50,9 +189,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         0..STATUSES.len(),
         0..=10u8,
         0..=10u8,
+        prop::option::weighted(0.7, card_spec()),
     )
         .prop_map(
-            |(caps, cap_tags, tags, agent_type, runtime, status, health, load)| Spec {
+            |(caps, cap_tags, tags, agent_type, runtime, status, health, load, card)| Spec {
                 caps,
                 cap_tags,
                 tags,
@@ -61,6 +201,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 status,
                 health,
                 load,
+                card,
             },
         )
 }
@@ -83,7 +224,11 @@ fn fleet(specs: &[Spec]) -> RegistryState {
         c.status = Some(STATUSES[sp.status]).filter(|s| s.is_agent_reportable());
         c.health_score = Some(f64::from(sp.health) / 10.0);
         c.load_factor = Some(f64::from(sp.load) / 10.0);
-        s.apply(i as u64 + 1, &register(c));
+        let cmd = match &sp.card {
+            Some(card) => register_with_card(c, &card_json(i, card)),
+            None => register(c),
+        };
+        s.apply(i as u64 + 1, &cmd);
         if STATUSES[sp.status] == AgentStatus::Unhealthy {
             s.apply(
                 1000 + i as u64,
@@ -105,10 +250,119 @@ fn words_of(r: &AgentRecord) -> Vec<String> {
         ));
     }
     text.push_str(&format!(" {}", r.tags.join(" ")));
+    if let Some(card) = &r.agent_card {
+        let v = card.to_value();
+        for s in v["skills"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                " {} {}",
+                s["name"].as_str().unwrap_or(""),
+                s["description"].as_str().unwrap_or("")
+            ));
+            for t in s["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(s["examples"].as_array().into_iter().flatten())
+            {
+                text.push_str(&format!(" {}", t.as_str().unwrap_or("")));
+            }
+        }
+        if let Some(o) = v["provider"]["organization"].as_str() {
+            text.push_str(&format!(" {o}"));
+        }
+    }
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
         .collect()
+}
+
+/// What a card says, read from its JSON by hand (not through the code
+/// under test): skill ids, the media types it accepts and produces (a
+/// skill's own, or the defaults for a skill without them or a card
+/// without skills), its bindings.
+struct CardFacts {
+    skills: Vec<String>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    bindings: Vec<String>,
+}
+
+fn card_facts(r: &AgentRecord) -> Option<CardFacts> {
+    let v = r.agent_card.as_ref()?.to_value();
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .map(normalize_media_type)
+            .collect()
+    };
+    let skills = v["skills"].as_array().cloned().unwrap_or_default();
+    let effective = |own: &str, default: &str| -> Vec<String> {
+        let defaults = strs(&v[default]);
+        if skills.is_empty() {
+            return defaults;
+        }
+        skills
+            .iter()
+            .flat_map(|s| {
+                let mine = strs(&s[own]);
+                if mine.is_empty() {
+                    defaults.clone()
+                } else {
+                    mine
+                }
+            })
+            .collect()
+    };
+    let mut bindings: Vec<String> = v["supportedInterfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["protocolBinding"].as_str().unwrap_or("").to_uppercase())
+        .collect();
+    if let Some(t) = v["preferredTransport"].as_str() {
+        bindings.push(t.to_uppercase());
+    }
+    bindings.extend(
+        v["additionalInterfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["transport"].as_str().unwrap_or("").to_uppercase()),
+    );
+    Some(CardFacts {
+        skills: skills
+            .iter()
+            .map(|s| s["id"].as_str().unwrap_or("").to_string())
+            .collect(),
+        inputs: effective("inputModes", "defaultInputModes"),
+        outputs: effective("outputModes", "defaultOutputModes"),
+        bindings,
+    })
+}
+
+/// Whether the record's card satisfies the query's card terms.
+fn card_terms_hold(r: &AgentRecord, q: &Discover) -> bool {
+    let no_card_terms = q.skills.is_empty()
+        && q.input_modes.is_empty()
+        && q.output_modes.is_empty()
+        && q.bindings.is_empty();
+    if no_card_terms {
+        return true;
+    }
+    let Some(f) = card_facts(r) else {
+        return false;
+    };
+    q.skills.iter().all(|s| f.skills.contains(s))
+        && q.input_modes
+            .iter()
+            .all(|m| f.inputs.iter().any(|d| media_type_matches(d, m)))
+        && q.output_modes
+            .iter()
+            .all(|m| f.outputs.iter().any(|d| media_type_matches(d, m)))
+        && (q.bindings.is_empty() || q.bindings.iter().any(|b| f.bindings.contains(b)))
 }
 
 /// The same query answered by looking at every record. A query without a
@@ -119,7 +373,11 @@ fn brute(state: &RegistryState, q: &Discover) -> Vec<String> {
         && q.text_words.is_empty()
         && q.tags.is_empty()
         && q.agent_type.is_none()
-        && q.runtime_id.is_none();
+        && q.runtime_id.is_none()
+        && q.skills.is_empty()
+        && q.input_modes.is_empty()
+        && q.output_modes.is_empty()
+        && q.bindings.is_empty();
     if no_terms {
         return Vec::new();
     }
@@ -150,6 +408,7 @@ fn brute(state: &RegistryState, q: &Discover) -> Vec<String> {
         })
         .filter(|r| q.runtime_id.as_ref().is_none_or(|x| r.runtime_id == *x))
         .filter(|r| q.text_words.is_empty() || q.text_words.iter().any(|w| words_of(r).contains(w)))
+        .filter(|r| card_terms_hold(r, q))
         .filter(|r| q.statuses.contains(&r.status))
         .filter(|r| r.health_score >= q.min_health_score && r.load_factor <= q.max_load_factor)
         .map(|r| {
@@ -186,7 +445,47 @@ fn brute(state: &RegistryState, q: &Discover) -> Vec<String> {
         .collect()
 }
 
+/// Card terms of a query: (skills, input modes, output modes, bindings).
+type CardTerms = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+fn card_terms() -> impl Strategy<Value = CardTerms> {
+    let norm_modes = |v: Vec<usize>| {
+        let mut m: Vec<String> = v.iter().map(|&i| normalize_media_type(MODES[i])).collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    (
+        prop::collection::vec(0..SKILLS.len(), 0..2),
+        prop::collection::vec(0..MODES.len(), 0..2),
+        prop::collection::vec(0..MODES.len(), 0..2),
+        prop::collection::vec(0..BINDINGS.len(), 0..2),
+    )
+        .prop_map(move |(skills, input, output, bindings)| {
+            let mut skills: Vec<String> = skills.iter().map(|&s| SKILLS[s].to_string()).collect();
+            skills.sort();
+            skills.dedup();
+            let mut bindings: Vec<String> =
+                bindings.iter().map(|&b| BINDINGS[b].to_string()).collect();
+            bindings.sort();
+            bindings.dedup();
+            (skills, norm_modes(input), norm_modes(output), bindings)
+        })
+}
+
 fn query() -> impl Strategy<Value = Discover> {
+    (base_query(), card_terms()).prop_map(|(q, (skills, input_modes, output_modes, bindings))| {
+        Discover {
+            skills,
+            input_modes,
+            output_modes,
+            bindings,
+            ..q
+        }
+    })
+}
+
+fn base_query() -> impl Strategy<Value = Discover> {
     (
         prop::collection::vec(0..CAPS.len(), 0..2),
         prop::collection::vec(0..CAPS.len(), 0..3),
@@ -212,6 +511,10 @@ fn query() -> impl Strategy<Value = Discover> {
                 tags: tags.iter().map(|&t| TAGS[t].to_string()).collect(),
                 agent_type: ty.map(|t| ["llm", "tool", "orchestrator"][t].to_string()),
                 runtime_id: rt.map(|r| format!("rt{r}")),
+                skills: vec![],
+                input_modes: vec![],
+                output_modes: vec![],
+                bindings: vec![],
                 statuses: st.iter().map(|&s| STATUSES[s]).collect(),
                 min_health_score: f64::from(h) / 10.0,
                 max_load_factor: f64::from(l) / 10.0,
@@ -260,6 +563,7 @@ fn explain_counts_what_each_filter_dropped() {
             status: 0,
             health: 9,
             load: 1,
+            card: None,
         },
         Spec {
             caps: vec![0],
@@ -270,6 +574,7 @@ fn explain_counts_what_each_filter_dropped() {
             status: 3,
             health: 9,
             load: 1,
+            card: None,
         },
         Spec {
             caps: vec![0],
@@ -280,6 +585,7 @@ fn explain_counts_what_each_filter_dropped() {
             status: 0,
             health: 2,
             load: 1,
+            card: None,
         },
         Spec {
             caps: vec![0],
@@ -290,6 +596,7 @@ fn explain_counts_what_each_filter_dropped() {
             status: 0,
             health: 9,
             load: 9,
+            card: None,
         },
         Spec {
             caps: vec![1],
@@ -300,6 +607,7 @@ fn explain_counts_what_each_filter_dropped() {
             status: 0,
             health: 9,
             load: 1,
+            card: None,
         },
     ];
     let state = fleet(&specs);
@@ -310,6 +618,10 @@ fn explain_counts_what_each_filter_dropped() {
         tags: vec!["crypto".into()],
         agent_type: None,
         runtime_id: None,
+        skills: vec![],
+        input_modes: vec![],
+        output_modes: vec![],
+        bindings: vec![],
         statuses: vec![AgentStatus::Active],
         min_health_score: 0.5,
         max_load_factor: 0.8,
@@ -349,6 +661,8 @@ enum Change {
     Reregister(usize, Spec),
     Deregister(usize),
     Status(usize, usize),
+    /// A new card (`SetCard`): its skills become the capabilities.
+    Card(usize, CardSpec),
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -359,6 +673,7 @@ fn change() -> impl Strategy<Value = Change> {
         (0..40usize, spec()).prop_map(|(i, s)| Change::Reregister(i, s)),
         (0..40usize).prop_map(Change::Deregister),
         (0..40usize, 0..STATUSES.len()).prop_map(|(i, s)| Change::Status(i, s)),
+        (0..40usize, card_spec()).prop_map(|(i, c)| Change::Card(i, c)),
     ]
 }
 
@@ -389,7 +704,28 @@ fn apply_changes(state: &mut RegistryState, changes: &[Change]) {
                 c.runtime_id = r.runtime_id;
                 c.health_score = Some(r.health_score);
                 c.load_factor = Some(r.load_factor);
-                register(c)
+                match r.agent_card {
+                    Some(card) => Command::RegisterCard {
+                        register: Box::new(c),
+                        card,
+                    },
+                    None => register(c),
+                }
+            }
+            Change::Card(i, spec) => {
+                let card = AgentCard::from_value(&card_json(*i, spec), &Limits::DEFAULT, 1 << 20)
+                    .expect("a valid card");
+                let v = card.view();
+                Command::SetCard(Box::new(registry_types::command::SetCardCommand {
+                    agent_id: common::id(&format!("a{i:03}")),
+                    name: v.name.clone(),
+                    endpoint: v.endpoint().unwrap_or_default().to_string(),
+                    version: v.version.clone(),
+                    description: v.description.clone(),
+                    capabilities: v.capabilities(),
+                    card: card.clone(),
+                    now: registry_types::Timestamp(now),
+                }))
             }
             Change::Deregister(i) => common::deregister(&format!("a{i:03}"), now),
             Change::Status(i, s) => common::set_status(&format!("a{i:03}"), STATUSES[*s], now),
@@ -471,6 +807,7 @@ fn ranked_walk_breaks_ties_by_id() {
             status: 0,
             health: if i % 3 == 0 { 9 } else { 10 },
             load: 0,
+            card: None,
         })
         .collect();
     let state = fleet(&specs);
@@ -481,6 +818,10 @@ fn ranked_walk_breaks_ties_by_id() {
         tags: vec![],
         agent_type: None,
         runtime_id: None,
+        skills: vec![],
+        input_modes: vec![],
+        output_modes: vec![],
+        bindings: vec![],
         statuses: vec![AgentStatus::Active],
         min_health_score: 0.5,
         max_load_factor: 0.8,
@@ -493,4 +834,120 @@ fn ranked_walk_breaks_ties_by_id() {
     assert_eq!(got, brute(&state, &q));
     // Every agent has one capability: three orderings of 30 agents.
     assert_eq!(state.ranked_entries(), 90);
+}
+
+// ---- Production shape: a fleet of a few thousand agents with cards, most
+// of which match the card terms, queried with limit 10 (the default). The
+// index must give the brute force's first ten, whichever constraint drives.
+
+/// A fleet of `n` agents, nearly all with cards that accept text and JSON
+/// and speak JSON-RPC, a few with narrower cards, one in ten without.
+fn big_fleet(n: usize, seed: u64) -> RegistryState {
+    let mut s = RegistryState::default();
+    for i in 0..n {
+        let mix = (i as u64).wrapping_mul(2_654_435_761).wrapping_add(seed);
+        let mut c = reg(&format!("b{i:05}"), i as i64 + 1);
+        c.capabilities = vec![cap(
+            CAPS[(mix % 5) as usize],
+            "does it",
+            &[TAGS[(mix % 4) as usize]],
+        )];
+        c.health_score = Some(f64::from((mix % 11) as u8) / 10.0);
+        c.load_factor = Some(f64::from(((mix >> 8) % 11) as u8) / 10.0);
+        let card = match mix % 10 {
+            0 => None,
+            1 => Some(CardSpec {
+                skills: vec![(3, Some(vec![3]), Some(vec![6]))],
+                default_in: vec![],
+                default_out: vec![],
+                bindings: vec![1],
+                example: false,
+            }),
+            _ => Some(CardSpec {
+                skills: vec![
+                    (0, None, None),
+                    ((1 + mix % 3) as usize, Some(vec![2]), None),
+                ],
+                default_in: vec![0, 2],
+                default_out: vec![0],
+                bindings: vec![0, (mix % 3) as usize],
+                example: mix.is_multiple_of(7),
+            }),
+        };
+        let cmd = match card {
+            Some(card) => register_with_card(c, &card_json(i, &card)),
+            None => register(c),
+        };
+        s.apply(i as u64 + 1, &cmd);
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    #[test]
+    fn card_terms_at_production_shape_equal_a_brute_force_scan(
+        seed in any::<u64>(),
+        queries in prop::collection::vec((card_terms(), prop::option::of(0..CAPS.len()), prop::sample::select(vec![
+            SortBy::Performance,
+            SortBy::Health,
+            SortBy::Load,
+            SortBy::Relevance,
+        ])), 8..12),
+    ) {
+        let state = big_fleet(3000, seed);
+        for ((skills, input_modes, output_modes, bindings), capability, sort_by) in queries {
+            let q = Discover {
+                capabilities: capability.map(|c| vec![norm(CAPS[c])]).unwrap_or_default(),
+                any_capabilities: vec![],
+                text_words: if sort_by == SortBy::Relevance { vec!["lasagne".into(), "trading".into()] } else { vec![] },
+                tags: vec![],
+                agent_type: None,
+                runtime_id: None,
+                skills,
+                input_modes,
+                output_modes,
+                bindings,
+                statuses: vec![AgentStatus::Active],
+                min_health_score: 0.2,
+                max_load_factor: 0.9,
+                sort_by,
+                limit: 10,
+                seed: 3,
+            };
+            let want = brute(&state, &q);
+            prop_assert_eq!(hit_ids(&state.discover_hits(&q)), want.clone(), "{:?}", q);
+            prop_assert_eq!(hit_ids(&state.discover(&q).hits), want, "{:?}", q);
+        }
+    }
+}
+
+/// The production fleet really is production-shaped: a plain card query
+/// has thousands of candidates, of which limit 10 are returned.
+#[test]
+fn the_big_fleet_has_thousands_of_matches() {
+    let state = big_fleet(3000, 1);
+    let q = Discover {
+        capabilities: vec![],
+        any_capabilities: vec![],
+        text_words: vec![],
+        tags: vec![],
+        agent_type: None,
+        runtime_id: None,
+        skills: vec!["translate".into()],
+        input_modes: vec!["text/plain".into()],
+        output_modes: vec![],
+        bindings: vec!["JSONRPC".into()],
+        statuses: vec![AgentStatus::Active],
+        min_health_score: 0.0,
+        max_load_factor: 1.0,
+        sort_by: SortBy::Performance,
+        limit: 10,
+        seed: 1,
+    };
+    let out = state.discover(&q);
+    assert!(out.counts.candidates > 2000, "{:?}", out.counts);
+    assert_eq!(out.hits.len(), 10);
+    assert_eq!(hit_ids(&out.hits), brute(&state, &q));
 }

@@ -387,6 +387,12 @@ pub struct AgentRecord {
     #[serde(default)]
     #[schema(required = true)]
     pub registered_by: Option<crate::auth::Actor>,
+    /// The agent's A2A Agent Card, verbatim (canonical JSON), when it
+    /// registered with one; null otherwise. Served on its own, with an
+    /// ETag, at `GET /v1/agents/{id}/agent-card.json`.
+    #[serde(default)]
+    #[schema(required = true, value_type = Option<Object>)]
+    pub agent_card: Option<crate::card::AgentCard>,
 }
 
 impl AgentRecord {
@@ -420,6 +426,7 @@ impl AgentRecord {
             + caps
             + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
             + self.metadata.encoded_len()
+            + self.agent_card.as_ref().map_or(0, |c| c.len() + 64)
             + self
                 .performance_metrics
                 .keys()

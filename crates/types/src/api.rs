@@ -121,6 +121,16 @@ pub struct RegisterRequest {
     #[serde(default)]
     #[schema(value_type = Option<u64>)]
     pub expected_revision: Option<Revision>,
+    /// The agent's A2A Agent Card (1.0, or 0.2/0.3 with a top-level `url`),
+    /// kept verbatim. What the body leaves out is mapped from it: `name`,
+    /// `endpoint` (the first interface's URL), `version`, `description` and
+    /// `capabilities` (one per skill); fields given in the body win. A bad
+    /// card is a 400 naming its JSON path (`agent_card.skills[2].id`); one
+    /// larger than the node's `--max-card-bytes` (64 KiB) as canonical JSON
+    /// a 413.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub agent_card: Option<serde_json::Value>,
 }
 
 /// Answer to a registration.
@@ -583,8 +593,8 @@ pub struct BatchHeartbeatResponse {
 }
 
 /// Body of `POST /v1/discover`. At least one of `capabilities`,
-/// `any_capabilities`, `text`, `tags`, `agent_type` or `runtime_id` is
-/// required.
+/// `any_capabilities`, `text`, `tags`, `agent_type`, `runtime_id`,
+/// `skills`, `input_modes`, `output_modes` or `bindings` is required.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
@@ -594,9 +604,11 @@ pub struct DiscoverRequest {
     /// Capability names of which the agent must have at least one.
     #[serde(default)]
     pub any_capabilities: Vec<String>,
-    /// Free text over capability names, descriptions and tags, and agent
-    /// tags: an agent matches when it has at least one of the words; more
-    /// matched words rank higher (`relevance`).
+    /// Free text over capability names, descriptions and tags, agent tags,
+    /// and the skills of an agent's card (names, descriptions, tags,
+    /// examples) and its provider's organization: an agent matches when it
+    /// has at least one of the words; more matched words rank higher
+    /// (`relevance`).
     #[serde(default)]
     pub text: Option<String>,
     /// Tags the agent must all carry (its own or one of its capabilities').
@@ -608,6 +620,24 @@ pub struct DiscoverRequest {
     /// Only agents in this runtime (exact).
     #[serde(default)]
     pub runtime_id: Option<String>,
+    /// A2A skill ids (exact) the agent's card must all list.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Media types the agent must all accept: a type qualifies when one of
+    /// the card's skills accepts it (its own `inputModes`, or the card's
+    /// `defaultInputModes` for a skill without them). Wildcards match both
+    /// ways: `text/*` asked matches `text/plain` declared and the reverse;
+    /// `*/*` on either side matches every type. Parameters
+    /// (`; charset=utf-8`) are ignored.
+    #[serde(default)]
+    pub input_modes: Vec<String>,
+    /// Media types the agent must all produce, as `input_modes`.
+    #[serde(default)]
+    pub output_modes: Vec<String>,
+    /// Protocol bindings (`JSONRPC`, `GRPC`, `HTTP+JSON`, case-insensitive)
+    /// of which the agent's card must offer at least one interface.
+    #[serde(default)]
+    pub bindings: Vec<String>,
     /// Statuses accepted; default `["active"]`.
     #[serde(default)]
     pub status: Option<Vec<String>>,
@@ -769,4 +799,31 @@ pub struct LeaderHandover {
     /// Milliseconds the previous leader held writes, linearizable reads and
     /// heartbeats back (they waited, then went to the new leader).
     pub paused_ms: u64,
+}
+
+/// One agent's card in `GET /v1/agent-cards`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentCardEntry {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The agent's status now.
+    pub status: AgentStatus,
+    /// The card's strong ETag, as `GET /v1/agents/{id}/agent-card.json`
+    /// sends it.
+    pub etag: String,
+    /// The card, verbatim.
+    pub card: crate::card::AgentCard,
+}
+
+/// Answer to `GET /v1/agent-cards`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentCardList {
+    /// One page of cards, by agent id.
+    pub cards: Vec<AgentCardEntry>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The registry revision the page was read at.
+    #[schema(value_type = u64)]
+    pub revision: Revision,
 }

@@ -455,7 +455,8 @@ pub fn permits(
         (Role::Reader, c) => Err(format!("{} may not {}", role.with_article(), c.action())),
         (Role::Operator, Command::SetStatus { .. } | Command::Deregister { .. })
         | (Role::Operator, Command::SetScalingPolicy { .. }) => Ok(()),
-        (Role::Agent, Command::Register(c)) => {
+        (Role::Agent, Command::Register(c))
+        | (Role::Agent, Command::RegisterCard { register: c, .. }) => {
             // Both the agent as it would be and, when it exists, as it is.
             let new = rights.scope.matches(c.agent_id.as_str(), &c.runtime_id);
             let old =
@@ -474,6 +475,13 @@ pub fn permits(
                 Ok(())
             } else {
                 Err(out_of_scope(agent_id))
+            }
+        }
+        (Role::Agent, Command::SetCard(c)) => {
+            if in_scope(&c.agent_id) {
+                Ok(())
+            } else {
+                Err(out_of_scope(&c.agent_id))
             }
         }
         (

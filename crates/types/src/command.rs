@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::agent::{AgentRecord, AgentStatus, Capability, Metadata};
 use crate::auth::{Actor, TokenId, TokenRecord};
+use crate::card::AgentCard;
 use crate::error::ErrorBody;
 use crate::ids::{AgentId, Revision, Timestamp};
 use crate::limits::{
@@ -112,6 +113,39 @@ pub enum Command {
         #[serde(deserialize_with = "nesting::authorized")]
         command: Box<Command>,
     },
+    /// Register with an A2A Agent Card: the registration, with the card
+    /// already mapped onto it where the request arrived (the request's own
+    /// fields winning), and the card, kept verbatim. Applied as the
+    /// registration, the record then holding the card. Appended after every
+    /// earlier variant: the variant order is the encoding, so entries of
+    /// earlier releases decode unchanged.
+    RegisterCard {
+        register: Box<RegisterCommand>,
+        card: AgentCard,
+    },
+    /// Replace an existing agent's card, and the fields mapped from it.
+    SetCard(Box<SetCardCommand>),
+}
+
+/// `POST /v1/agents/{id}/agent-card`: a new card for an agent that exists,
+/// and what the edge mapped from it. The rest of the record (type,
+/// runtime, tags, metadata, lease, status, health) stays; it is not a
+/// registration (the epoch and last heartbeat stay too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetCardCommand {
+    pub agent_id: AgentId,
+    /// The card's `name`.
+    pub name: String,
+    /// The URL of the card's first interface.
+    pub endpoint: String,
+    /// The card's `version`.
+    pub version: String,
+    /// The card's `description`.
+    pub description: String,
+    /// The card's skills, one capability each.
+    pub capabilities: Vec<Capability>,
+    pub card: AgentCard,
+    pub now: Timestamp,
 }
 
 /// One agent's liveness as the leader last heard it.
@@ -154,6 +188,8 @@ impl Command {
     pub fn now(&self) -> Timestamp {
         match self {
             Command::Register(c) => c.now,
+            Command::RegisterCard { register, .. } => register.now,
+            Command::SetCard(c) => c.now,
             Command::Deregister { now, .. }
             | Command::SetStatus { now, .. }
             | Command::SetHealth { now, .. }
@@ -176,6 +212,8 @@ impl Command {
     pub fn stamp(&mut self, at: Timestamp) {
         match self {
             Command::Register(c) => c.now = at,
+            Command::RegisterCard { register, .. } => register.now = at,
+            Command::SetCard(c) => c.now = at,
             Command::Deregister { now, .. }
             | Command::SetStatus { now, .. }
             | Command::SetHealth { now, .. }
@@ -209,13 +247,16 @@ impl Command {
             Command::CreateToken(_) => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
             Command::Authorized { .. } => "authorized",
+            Command::RegisterCard { .. } => "register_card",
+            Command::SetCard(_) => "set_card",
         }
     }
 
     /// What the command does, for refusals: "register agents", ...
     pub fn action(&self) -> &'static str {
         match self {
-            Command::Register(_) => "register agents",
+            Command::Register(_) | Command::RegisterCard { .. } => "register agents",
+            Command::SetCard(_) => "replace agent cards",
             Command::Deregister { .. } => "deregister agents",
             Command::SetStatus { .. } => "change an agent's status",
             Command::SetHealth { .. } => "report an agent's health",
@@ -240,6 +281,8 @@ impl Command {
         matches!(
             self,
             Command::Register(_)
+                | Command::RegisterCard { .. }
+                | Command::SetCard(_)
                 | Command::Deregister { .. }
                 | Command::SetStatus { .. }
                 | Command::SetHealth { .. }
@@ -262,6 +305,8 @@ impl Command {
     pub fn agent_id(&self) -> Option<&AgentId> {
         match self.inner() {
             Command::Register(c) => Some(&c.agent_id),
+            Command::RegisterCard { register, .. } => Some(&register.agent_id),
+            Command::SetCard(c) => Some(&c.agent_id),
             Command::Deregister { agent_id, .. }
             | Command::SetStatus { agent_id, .. }
             | Command::SetHealth { agent_id, .. } => Some(agent_id),
@@ -337,6 +382,7 @@ impl Command {
         self.check_content(limits)?;
         match self.inner() {
             Command::Register(c) => c.check_request_rules(),
+            Command::RegisterCard { register, .. } => register.check_request_rules(),
             Command::SetHealth {
                 health_score,
                 load_factor,
@@ -391,6 +437,11 @@ impl Command {
     pub fn check_fields(&self, limits: &Limits) -> Result<(), ErrorBody> {
         match self {
             Command::Register(c) => c.check(limits),
+            Command::RegisterCard { register, card } => {
+                register.check(limits)?;
+                card.check_stored("agent_card")
+            }
+            Command::SetCard(c) => c.check(limits),
             Command::SetHealth {
                 health_score,
                 load_factor,
@@ -925,6 +976,12 @@ pub struct Event {
     #[serde(default)]
     #[schema(required = true)]
     pub actor: Option<Actor>,
+    /// The ETag of the agent's A2A Agent Card after the change (the
+    /// card itself is at `GET /v1/agents/{id}/agent-card.json`); null when
+    /// the agent has none, and on events without an agent.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub card_etag: Option<String>,
 }
 
 #[cfg(test)]

@@ -26,7 +26,10 @@
 //!   what each role may do.
 //! - [`v1`]: the persisted shapes of format version 1, frozen, and their
 //!   conversion to the current types; [`v3`]: records and events as
-//!   snapshots of format 3 held them.
+//!   snapshots of format 3 held them; [`v4`]: as snapshots of format 4
+//!   held them (before Agent Cards).
+//! - [`card`]: A2A Agent Cards: validation of both shapes (1.0, 0.2/0.3),
+//!   the stored canonical form and its ETag, the mapping onto a record.
 
 // Types that travel inside Raft entries and snapshots are encoded with bincode,
 // which is not self-describing: they must never use `skip_serializing_if`
@@ -35,6 +38,7 @@ pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod card;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -46,8 +50,10 @@ pub mod query;
 pub mod scaling;
 pub mod v1;
 pub mod v3;
+pub mod v4;
 
 pub use agent::{AgentRecord, AgentStatus, Capability, CostEstimate, Metadata};
+pub use card::AgentCard;
 pub use command::{Command, CommandResult, Event, EventKind, ItemResult};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{AgentId, NodeId, Revision, Timestamp};

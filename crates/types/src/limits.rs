@@ -408,6 +408,36 @@ impl RegisterCommand {
     }
 }
 
+impl crate::command::SetCardCommand {
+    /// Checks what a card replacement carries with the rules of a
+    /// registration (the fields mapped from the card), and the card with
+    /// the state machine's own bound ([`crate::card::AgentCard::check_stored`]).
+    pub fn check(&self, limits: &Limits) -> Result<(), ErrorBody> {
+        check_registration_text(
+            Some(&self.name),
+            Some(&self.endpoint),
+            "",
+            "",
+            &self.version,
+            &self.description,
+            limits,
+        )?;
+        check_capability_count(self.capabilities.len(), limits)?;
+        for (i, c) in self.capabilities.iter().enumerate() {
+            check_capability(
+                i,
+                &c.name,
+                &c.description,
+                &c.tags,
+                c.cost_estimate.as_ref(),
+                Some(Ok(c.parameters.encoded_len())),
+                limits,
+            )?;
+        }
+        self.card.check_stored("agent_card")
+    }
+}
+
 impl HealthUpdateRequest {
     pub fn validate(&self, limits: &Limits) -> Result<(), ErrorBody> {
         check_unit("health_score", self.health_score)?;

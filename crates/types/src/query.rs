@@ -258,6 +258,45 @@ pub struct ListPage {
     pub cursor: Option<String>,
 }
 
+/// Filters of `GET /v1/agent-cards`: every given filter must match. Only
+/// agents with a card are listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub struct CardFilter {
+    /// Only cards listing a skill of this id (exact).
+    pub skill: Option<String>,
+    /// Only agents carrying this tag: their own, a capability's or a
+    /// skill's (case-insensitive).
+    pub tag: Option<String>,
+    /// Only agents that accept this media type (wildcards match both
+    /// ways, as `input_modes` of `POST /v1/discover`).
+    pub input_mode: Option<String>,
+    /// Only agents that produce this media type.
+    pub output_mode: Option<String>,
+    /// Only cards with an interface of this protocol binding
+    /// (case-insensitive).
+    pub binding: Option<String>,
+    /// Words (at most 512 bytes) every one of which the agent's
+    /// capabilities, tags, skills (examples too) or provider must carry.
+    pub q: Option<String>,
+    /// Only agents in this status (any ASCII case). Absent: the live ones,
+    /// every status but `offline` and `suspended`.
+    #[serde(deserialize_with = "parsed")]
+    pub status: Option<AgentStatus>,
+}
+
+/// Options of `GET /v1/agents/{id}/agent-card.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub struct CardOptions {
+    /// Serve the card of an `offline` or `suspended` agent too (404
+    /// otherwise). `1`, `0` and any ASCII case are accepted.
+    #[serde(deserialize_with = "loose_bool")]
+    pub include_inactive: Option<bool>,
+}
+
 /// The options of the legacy listing `GET /agents`, besides its
 /// [`ListFilter`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]

@@ -110,6 +110,7 @@ impl From<AgentRecord> for crate::AgentRecord {
             epoch: r.epoch,
             // Every caller was anonymous before access control (see v3.rs).
             registered_by: Some(crate::auth::Actor::anonymous()),
+            agent_card: None,
         }
     }
 }
@@ -441,6 +442,8 @@ mod tests {
         let mut old = serde_json::to_value(&r).unwrap();
         old["capabilities"][0]["parameters"] = serde_json::json!({});
         old["registered_by"] = serde_json::json!({"token_id": null, "name": "anonymous"});
+        // No card before A2A Agent Cards.
+        old["agent_card"] = serde_json::Value::Null;
         assert_eq!(back, old, "every field carried over, numbers as numbers");
     }
 }

@@ -77,6 +77,7 @@ impl From<AgentRecord> for crate::AgentRecord {
             revision: r.revision,
             epoch: r.epoch,
             registered_by: Some(crate::auth::Actor::anonymous()),
+            agent_card: None,
         }
     }
 }
@@ -115,6 +116,7 @@ impl From<Event> for crate::Event {
                 .cause
                 .names_anonymous()
                 .then(crate::auth::Actor::anonymous),
+            card_etag: None,
         }
     }
 }

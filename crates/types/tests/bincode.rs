@@ -87,6 +87,30 @@ fn commands_roundtrip_with_and_without_optional_fields() {
         agent_id: AgentId::parse("x").unwrap(),
         now: Timestamp(2),
     });
+    // The card commands: the card travels as its canonical JSON text.
+    let card = registry_types::AgentCard::from_stored(
+        r#"{"name":"n","skills":[{"id":"s","name":"S"}],"url":"http://e"}"#,
+    )
+    .unwrap();
+    let Command::Register(reg) = register(Some(1.0), None) else {
+        unreachable!()
+    };
+    roundtrip(&Command::RegisterCard {
+        register: reg,
+        card: card.clone(),
+    });
+    roundtrip(&Command::SetCard(Box::new(
+        registry_types::command::SetCardCommand {
+            agent_id: AgentId::parse("x").unwrap(),
+            name: "n".into(),
+            endpoint: "http://e".into(),
+            version: "1".into(),
+            description: String::new(),
+            capabilities: vec![],
+            card,
+            now: Timestamp(9),
+        },
+    )));
 }
 
 #[test]
@@ -104,6 +128,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
         capabilities: vec![],
         advisory: None,
         actor: None,
+        card_etag: None,
     });
     roundtrip(&Event {
         revision: 4,
@@ -121,6 +146,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
             token_id: Some(registry_types::auth::TokenId::bootstrap()),
             name: "oncall".into(),
         }),
+        card_etag: Some("\"0123456789abcdef0123456789abcdef\"".into()),
     });
     roundtrip(&Event {
         revision: 5,
@@ -149,6 +175,7 @@ fn events_roundtrip_with_and_without_optional_fields() {
             revision: 5,
         }),
         actor: Some(registry_types::auth::Actor::anonymous()),
+        card_etag: None,
     });
     roundtrip(&Command::SetScalingPolicy {
         capability: "trading".into(),

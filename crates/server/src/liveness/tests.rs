@@ -33,6 +33,7 @@ fn record(status: AgentStatus, ttl: u32, offline: u32, dereg: u32) -> AgentRecor
         revision: 1,
         epoch: 1,
         registered_by: None,
+        agent_card: None,
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Model {
     pub tokens: BTreeMap<TokenId, TokenRecord>,
     /// Whom the events of the client change being applied name.
     acting: Option<Actor>,
+    /// The card of the `RegisterCard` being applied (its registration is
+    /// applied as a `Register` that takes it).
+    card: Option<registry_types::AgentCard>,
 }
 
 /// The rule one batch entry took.
@@ -156,6 +159,9 @@ impl Model {
                 .unwrap_or_default(),
             advisory: None,
             actor: self.actor(cause),
+            card_etag: r
+                .and_then(|r| r.agent_card.as_ref())
+                .map(|c| c.etag().to_string()),
         });
     }
 
@@ -190,6 +196,7 @@ impl Model {
             capabilities: Vec::new(),
             advisory: None,
             actor: self.actor(cause),
+            card_etag: None,
         });
     }
 
@@ -326,6 +333,7 @@ impl Model {
             capabilities: Vec::new(),
             advisory: None,
             actor: None,
+            card_etag: None,
         });
         CommandResult::EntriesApplied {
             applied: 1,
@@ -490,6 +498,44 @@ impl Model {
                     })
                     .collect(),
             ),
+            Command::RegisterCard { register, card } => {
+                self.card = Some(card.clone());
+                let result = self.apply_command(&Command::Register(register.clone()));
+                self.card = None;
+                result
+            }
+            // The fields mapped from the card replace the record's; the
+            // rest stays. One AGENT_UPDATED; no runtime or status change.
+            Command::SetCard(c) => {
+                let Some(prev) = self.agents.get(&c.agent_id).cloned() else {
+                    return CommandResult::Rejected(Rejection::NotFound {
+                        agent_id: c.agent_id.clone(),
+                    });
+                };
+                let n = AgentRecord {
+                    name: c.name.clone(),
+                    endpoint: c.endpoint.clone(),
+                    version: c.version.clone(),
+                    description: c.description.clone(),
+                    capabilities: c.capabilities.clone(),
+                    agent_card: Some(c.card.clone()),
+                    updated_at: c.now,
+                    revision: self.revision + 1,
+                    ..prev.clone()
+                };
+                self.agents.insert(c.agent_id.clone(), n.clone());
+                self.event(
+                    EventKind::AgentUpdated,
+                    Some(&n),
+                    Some(prev.status),
+                    c.now,
+                    Cause::Registration,
+                );
+                CommandResult::Agent {
+                    record: Box::new(n),
+                    created: false,
+                }
+            }
             Command::Register(c) => {
                 let prev = self.agents.get(&c.agent_id).cloned();
                 let actual = prev.as_ref().map_or(0, |p| p.revision);
@@ -559,6 +605,12 @@ impl Model {
                     revision: rev,
                     epoch: rev,
                     registered_by: self.acting.clone(),
+                    // A registration with a card takes it; one without
+                    // keeps the card only with its profile.
+                    agent_card: self
+                        .card
+                        .clone()
+                        .or_else(|| profile.and_then(|p| p.agent_card.clone())),
                 };
                 let new_rt =
                     !record.runtime_id.is_empty() && !self.runtime_used(&record.runtime_id);
