@@ -967,7 +967,6 @@ impl LeaderWait {
     }
 }
 
-/// Member `id`'s address in the membership the metrics report.
 /// A registration of a new agent admitted by [`Node::admit`]; its slot is
 /// given back when dropped.
 struct CreationSlot<'a>(&'a AtomicU64);
@@ -978,6 +977,7 @@ impl Drop for CreationSlot<'_> {
     }
 }
 
+/// Member `id`'s address in the membership the metrics report.
 fn addr_of(m: &openraft::RaftMetrics<u64, BasicNode>, id: NodeId) -> Option<String> {
     Some(m.membership_config.membership().get_node(&id)?.addr.clone())
 }
