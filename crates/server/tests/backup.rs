@@ -576,7 +576,7 @@ async fn damaged_truncated_foreign_and_future_backups_are_refused_with_nothing_w
     header_flipped[20] ^= 0x80;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("flipped", flipped, "checksum mismatch"),
-        ("header-flipped", header_flipped, "damaged backup header"),
+        ("header-flipped", header_flipped, "damaged header"),
         (
             "truncated",
             bytes[..bytes.len() - 1000].to_vec(),
@@ -589,7 +589,7 @@ async fn damaged_truncated_foreign_and_future_backups_are_refused_with_nothing_w
         ),
         ("cut-header", bytes[..40].to_vec(), "truncated"),
         ("wrong-magic", wrong_magic, "not an agent-registry backup"),
-        ("future", future, "backup format 2 is not supported"),
+        ("future", future, "header version 2 is not supported"),
         ("empty", Vec::new(), "not an agent-registry backup"),
         (
             "trailing",
