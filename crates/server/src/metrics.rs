@@ -725,10 +725,7 @@ impl Metrics {
         self.raft_member_last_ack.reset();
         self.raft_member_matched_index.reset();
         self.raft_member_lag.reset();
-        let Some(replication) = m.replication.as_ref() else {
-            return;
-        };
-        if m.current_leader != Some(m.id) {
+        if m.replication.is_none() || m.current_leader != Some(m.id) {
             return;
         }
         let last_log = m.last_log_index.unwrap_or(0);
@@ -744,11 +741,7 @@ impl Metrics {
                     .with_label_values(&label)
                     .set(age.as_secs_f64());
             }
-            let matched = replication
-                .get(id)
-                .copied()
-                .flatten()
-                .map_or(0, |l| l.index);
+            let matched = crate::node::matched_of(m, *id).map_or(0, |l| l.index);
             self.raft_member_matched_index
                 .with_label_values(&label)
                 .set(clamp(matched));
