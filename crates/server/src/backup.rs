@@ -214,19 +214,14 @@ pub struct RestoreArgs {
 
 /// Whether the command line asks for `restore` (its first argument).
 pub fn requested() -> bool {
-    std::env::args_os().nth(1).is_some_and(|a| a == "restore")
+    crate::config::subcommand_requested("restore")
 }
 
 /// Runs `agent-registry restore ARGS...` and returns the exit code: 0 with
 /// a JSON report on stdout, 1 with the reason on stderr (and nothing
 /// written).
 pub fn run() -> i32 {
-    let args = RestoreArgs::parse_from(
-        std::env::args_os()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, a)| a),
-    );
+    let args = RestoreArgs::parse_from(crate::config::subcommand_args());
     let fail = |m: String| {
         eprintln!("agent-registry restore: {m}");
         1
