@@ -250,7 +250,12 @@ pub fn run() -> i32 {
         Err(e) => return fail(e.to_string()),
     };
     let mut json = serde_json::json!(report);
-    json["elapsed_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert(
+            "elapsed_ms".into(),
+            serde_json::json!(started.elapsed().as_millis() as u64),
+        );
+    }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{json:#}").and_then(|()| out.flush()) {

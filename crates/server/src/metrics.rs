@@ -320,6 +320,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        // The `expect("valid metric")` below cannot fire on anything a
+        // request or an entry carries: they check constant names, help
+        // texts, label names and buckets, fixed at compile time, and every
+        // unit test that builds a node runs them. Label values (the only
+        // input from outside, capability names) are taken as they come.
         let registry = Registry::new_custom(Some("registry".into()), None).unwrap_or_default();
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route and status"),

@@ -69,16 +69,18 @@ async fn register_all(client: &Client, ids: Vec<String>) {
             let client = client.clone();
             async move {
                 let req = agent(&id);
-                for _ in 0..50 {
+                // Retried while no node takes it (an election); refused
+                // outright, the test fails.
+                wait_until(&format!("a node to take {id}"), || async {
                     match client.register(&req).await {
-                        Ok(_) => return,
+                        Ok(_) => Ok(()),
                         Err(e) if e.code().is_some_and(|c| c.http_status() < 500) => {
                             panic!("registering {id}: {e}")
                         }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(e) => Err(e.to_string()),
                     }
-                }
-                panic!("registering {id}: no node took it");
+                })
+                .await;
             }
         })
         .buffer_unordered(64)
