@@ -20,10 +20,15 @@
 //! existed: a file of the previous release starts with its format marker
 //! (1 or 2), snapshot data with its `u32` format number (2 or 3), never
 //! with `A`. The body follows the header directly and runs to the end.
+//! The parts every sealed header shares (magic, version, the body's length
+//! and checksum, the header's own checksum) are written and checked by
+//! [`registry_types::sealed`], as the backup header's are.
 
 use std::io::Write;
 
 use serde::Serialize;
+
+use registry_types::sealed;
 
 use crate::identity::ClusterId;
 
@@ -66,42 +71,25 @@ pub struct SnapshotHeader {
     pub body_crc: u32,
 }
 
-/// Why a framed snapshot cannot be read.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    /// The header's own checksum does not match: the header is damaged.
-    #[error("damaged header (its checksum does not match)")]
-    HeaderChecksum,
-    /// A header layout this build does not know (a later release).
-    #[error("header version {found} is not supported (this build reads {HEADER_VERSION})")]
-    UnsupportedVersion { found: u16 },
-    /// Fewer bytes than the header announces (or than a header).
-    #[error("truncated: {found} bytes where {expected} were written")]
-    Truncated { expected: u64, found: u64 },
-    /// More bytes than the header announces.
-    #[error("{found} bytes where {expected} were written (trailing bytes)")]
-    TrailingBytes { expected: u64, found: u64 },
-    /// The body's checksum is not the one the header recorded: damaged.
-    #[error(
-        "checksum mismatch: the body's CRC32C is {found:08x}, the header recorded {expected:08x}"
-    )]
-    Checksum { expected: u32, found: u32 },
-}
+/// Why a framed snapshot cannot be read (the checks every sealed header
+/// shares, see [`registry_types::sealed`]).
+pub use registry_types::sealed::FrameError;
 
 impl SnapshotHeader {
     /// The header bytes, its own checksum included.
     pub fn encode(&self, kind: FrameKind) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[0..8].copy_from_slice(kind.magic());
-        h[8..10].copy_from_slice(&HEADER_VERSION.to_le_bytes());
         if let Some(id) = self.cluster_id {
             h[12..28].copy_from_slice(id.0.as_bytes());
         }
         h[28..36].copy_from_slice(&self.node_id.to_le_bytes());
-        h[36..44].copy_from_slice(&self.body_len.to_le_bytes());
-        h[44..48].copy_from_slice(&self.body_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..48]);
-        h[48..52].copy_from_slice(&crc.to_le_bytes());
+        sealed::seal(
+            &mut h,
+            kind.magic(),
+            HEADER_VERSION,
+            self.body_len,
+            self.body_crc,
+        );
         h
     }
 
@@ -112,7 +100,8 @@ impl SnapshotHeader {
         if !bytes.starts_with(kind.magic()) {
             return Ok(None);
         }
-        let header = SnapshotHeader::parse(&bytes[..bytes.len().min(HEADER_LEN)])?;
+        let header = SnapshotHeader::parse(bytes)?;
+        // The whole header was read: the body follows it.
         let body = &bytes[HEADER_LEN..];
         header.check_body(body)?;
         Ok(Some((header, body)))
@@ -125,61 +114,26 @@ impl SnapshotHeader {
         if !is_framed(kind, bytes) {
             return Ok(None);
         }
-        SnapshotHeader::parse(&bytes[..bytes.len().min(HEADER_LEN)]).map(Some)
+        SnapshotHeader::parse(bytes).map(Some)
     }
 
     /// Reads a header (after its magic was recognised): its checksum and
     /// version, not the body.
-    fn parse(h: &[u8]) -> Result<Self, FrameError> {
-        if h.len() < HEADER_LEN {
-            return Err(FrameError::Truncated {
-                expected: HEADER_LEN as u64,
-                found: h.len() as u64,
-            });
-        }
-        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
-        if crc32c::crc32c(&h[..48]) != u32_at(48) {
-            return Err(FrameError::HeaderChecksum);
-        }
-        let version = u16::from_le_bytes([h[8], h[9]]);
-        if version != HEADER_VERSION {
-            return Err(FrameError::UnsupportedVersion { found: version });
-        }
-        let id = uuid::Uuid::from_slice(&h[12..28]).expect("16 bytes");
+    fn parse(bytes: &[u8]) -> Result<Self, FrameError> {
+        let h = sealed::open(bytes, HEADER_LEN, HEADER_VERSION)?;
         Ok(SnapshotHeader {
-            cluster_id: (!id.is_nil()).then_some(ClusterId(id)),
-            node_id: u64_at(28),
-            body_len: u64_at(36),
-            body_crc: u32_at(44),
+            cluster_id: h.uuid_at(12).map(ClusterId),
+            node_id: h.u64_at(28),
+            body_len: h.body_len(),
+            body_crc: h.body_crc(),
         })
     }
 
     /// Checks `body` is what this header describes: its length, then its
     /// checksum.
     fn check_body(&self, body: &[u8]) -> Result<(), FrameError> {
-        let found = body.len() as u64;
-        if found < self.body_len {
-            // Counted with the header, as the file's size is.
-            return Err(FrameError::Truncated {
-                expected: self.body_len + HEADER_LEN as u64,
-                found: found + HEADER_LEN as u64,
-            });
-        }
-        if found > self.body_len {
-            return Err(FrameError::TrailingBytes {
-                expected: self.body_len + HEADER_LEN as u64,
-                found: found + HEADER_LEN as u64,
-            });
-        }
-        let crc = crc32c::crc32c(body);
-        if crc != self.body_crc {
-            return Err(FrameError::Checksum {
-                expected: self.body_crc,
-                found: crc,
-            });
-        }
-        Ok(())
+        sealed::check_len(HEADER_LEN, self.body_len, body.len() as u64)?;
+        sealed::check_crc(self.body_crc, crc32c::crc32c(body))
     }
 }
 
@@ -397,7 +351,10 @@ mod tests {
         bytes[48..52].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             SnapshotHeader::open(FrameKind::File, &bytes).unwrap_err(),
-            FrameError::UnsupportedVersion { found: 2 }
+            FrameError::UnsupportedVersion {
+                found: 2,
+                supported: HEADER_VERSION
+            }
         );
     }
 

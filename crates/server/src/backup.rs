@@ -214,19 +214,14 @@ pub struct RestoreArgs {
 
 /// Whether the command line asks for `restore` (its first argument).
 pub fn requested() -> bool {
-    std::env::args_os().nth(1).is_some_and(|a| a == "restore")
+    crate::config::subcommand_requested("restore")
 }
 
 /// Runs `agent-registry restore ARGS...` and returns the exit code: 0 with
 /// a JSON report on stdout, 1 with the reason on stderr (and nothing
 /// written).
 pub fn run() -> i32 {
-    let args = RestoreArgs::parse_from(
-        std::env::args_os()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, a)| a),
-    );
+    let args = RestoreArgs::parse_from(crate::config::subcommand_args());
     let fail = |m: String| {
         eprintln!("agent-registry restore: {m}");
         1
@@ -255,7 +250,12 @@ pub fn run() -> i32 {
         Err(e) => return fail(e.to_string()),
     };
     let mut json = serde_json::json!(report);
-    json["elapsed_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert(
+            "elapsed_ms".into(),
+            serde_json::json!(started.elapsed().as_millis() as u64),
+        );
+    }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{json:#}").and_then(|()| out.flush()) {

@@ -637,6 +637,21 @@ impl Config {
     }
 }
 
+/// Whether the command line asks for subcommand `name` (`agent-registry
+/// NAME ...`, its first argument): `inspect`, `restore`.
+pub fn subcommand_requested(name: &str) -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == name)
+}
+
+/// The command line of a subcommand as its own parser reads it: the
+/// program's name, then the subcommand's flags (its name left out).
+pub fn subcommand_args() -> impl Iterator<Item = std::ffi::OsString> {
+    std::env::args_os()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, a)| a)
+}
+
 /// Checks that `addr` is exactly one member address, `HOST:PORT`: a host
 /// with no whitespace and none of the member list's separators (`,`, `=`),
 /// and a decimal port. A membership a leader sends is checked with this

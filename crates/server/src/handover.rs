@@ -51,7 +51,7 @@ use registry_types::{ErrorCode, NodeId};
 use crate::election::{is_quorum, Timing};
 use crate::error::ApiError;
 use crate::extract::OptionalJsonBody;
-use crate::node::Node;
+use crate::node::{matched_of, Node};
 
 /// Path of the leader's word to its chosen successor: stand now.
 pub const STAND_PATH: &str = "/internal/stand";
@@ -480,12 +480,7 @@ async fn caught_up(
     loop {
         let (leader, last, matched) = {
             let m = rx.borrow_and_update();
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&target).cloned())
-                .flatten();
-            (m.current_leader, m.last_log_index, matched)
+            (m.current_leader, m.last_log_index, matched_of(&m, target))
         };
         if leader != Some(node.id) {
             return Err(HandoverError::LostLeadership { leader });

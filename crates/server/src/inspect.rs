@@ -26,19 +26,14 @@ pub struct InspectArgs {
 
 /// Whether the command line asks for `inspect` (its first argument).
 pub fn requested() -> bool {
-    std::env::args_os().nth(1).is_some_and(|a| a == "inspect")
+    crate::config::subcommand_requested("inspect")
 }
 
 /// Runs `agent-registry inspect ARGS...` and returns the exit code: 0 with
 /// the report on stdout, 1 with the reason on stderr.
 pub fn run() -> i32 {
     // `inspect` itself is skipped: the remaining flags are its own.
-    let args = InspectArgs::parse_from(
-        std::env::args_os()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, a)| a),
-    );
+    let args = InspectArgs::parse_from(crate::config::subcommand_args());
     let report = match registry_raft::store::inspect(&args.data_dir, args.entry) {
         Ok(report) => report,
         Err(e) => {

@@ -50,7 +50,7 @@ use registry_types::{ErrorBody, ErrorCode, NodeId, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Query};
-use crate::node::{LeaderWait, Node};
+use crate::node::{matched_of, LeaderWait, Node};
 use crate::openapi::{BadRequest, Internal, WriteTimeout, WriteUnavailable};
 
 /// Node-to-node route of a membership request a follower forwards.
@@ -615,13 +615,8 @@ impl Membership {
         loop {
             let (matched, last, leads) = {
                 let m = metrics.borrow_and_update();
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&node_id).copied().flatten())
-                    .map(|l| l.index);
                 (
-                    matched,
+                    matched_of(&m, node_id).map(|l| l.index),
                     m.last_log_index.unwrap_or(0),
                     m.current_leader == Some(node.id),
                 )

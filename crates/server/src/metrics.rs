@@ -320,6 +320,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        // The `expect("valid metric")` below cannot fire on anything a
+        // request or an entry carries: they check constant names, help
+        // texts, label names and buckets, fixed at compile time, and every
+        // unit test that builds a node runs them. Label values (the only
+        // input from outside, capability names) are taken as they come.
         let registry = Registry::new_custom(Some("registry".into()), None).unwrap_or_default();
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route and status"),
@@ -725,10 +730,7 @@ impl Metrics {
         self.raft_member_last_ack.reset();
         self.raft_member_matched_index.reset();
         self.raft_member_lag.reset();
-        let Some(replication) = m.replication.as_ref() else {
-            return;
-        };
-        if m.current_leader != Some(m.id) {
+        if m.replication.is_none() || m.current_leader != Some(m.id) {
             return;
         }
         let last_log = m.last_log_index.unwrap_or(0);
@@ -744,11 +746,7 @@ impl Metrics {
                     .with_label_values(&label)
                     .set(age.as_secs_f64());
             }
-            let matched = replication
-                .get(id)
-                .copied()
-                .flatten()
-                .map_or(0, |l| l.index);
+            let matched = crate::node::matched_of(m, *id).map_or(0, |l| l.index);
             self.raft_member_matched_index
                 .with_label_values(&label)
                 .set(clamp(matched));

@@ -968,7 +968,6 @@ impl LeaderWait {
     }
 }
 
-/// Member `id`'s address in the membership the metrics report.
 /// A registration of a new agent admitted by [`Node::admit`]; its slot is
 /// given back when dropped.
 struct CreationSlot<'a>(&'a AtomicU64);
@@ -979,6 +978,17 @@ impl Drop for CreationSlot<'_> {
     }
 }
 
+/// The last log id the leader knows replicated to member `id`, from the
+/// replication progress in `m`: `None` off the leader, and for a member
+/// that matched nothing yet.
+pub(crate) fn matched_of(
+    m: &openraft::RaftMetrics<u64, BasicNode>,
+    id: NodeId,
+) -> Option<registry_raft::LogId> {
+    m.replication.as_ref()?.get(&id).copied().flatten()
+}
+
+/// Member `id`'s address in the membership the metrics report.
 fn addr_of(m: &openraft::RaftMetrics<u64, BasicNode>, id: NodeId) -> Option<String> {
     Some(m.membership_config.membership().get_node(&id)?.addr.clone())
 }

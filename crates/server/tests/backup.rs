@@ -69,16 +69,18 @@ async fn register_all(client: &Client, ids: Vec<String>) {
             let client = client.clone();
             async move {
                 let req = agent(&id);
-                for _ in 0..50 {
+                // Retried while no node takes it (an election); refused
+                // outright, the test fails.
+                wait_until(&format!("a node to take {id}"), || async {
                     match client.register(&req).await {
-                        Ok(_) => return,
+                        Ok(_) => Ok(()),
                         Err(e) if e.code().is_some_and(|c| c.http_status() < 500) => {
                             panic!("registering {id}: {e}")
                         }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(e) => Err(e.to_string()),
                     }
-                }
-                panic!("registering {id}: no node took it");
+                })
+                .await;
             }
         })
         .buffer_unordered(64)
@@ -588,7 +590,7 @@ async fn damaged_truncated_foreign_and_future_backups_are_refused_with_nothing_w
     header_flipped[20] ^= 0x80;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("flipped", flipped, "checksum mismatch"),
-        ("header-flipped", header_flipped, "damaged backup header"),
+        ("header-flipped", header_flipped, "damaged header"),
         (
             "truncated",
             bytes[..bytes.len() - 1000].to_vec(),
@@ -601,7 +603,7 @@ async fn damaged_truncated_foreign_and_future_backups_are_refused_with_nothing_w
         ),
         ("cut-header", bytes[..40].to_vec(), "truncated"),
         ("wrong-magic", wrong_magic, "not an agent-registry backup"),
-        ("future", future, "backup format 2 is not supported"),
+        ("future", future, "header version 2 is not supported"),
         ("empty", Vec::new(), "not an agent-registry backup"),
         (
             "trailing",

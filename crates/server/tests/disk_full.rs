@@ -8,13 +8,19 @@
 //!   with ENOSPC and wait instead of failing; the node stays up and catches
 //!   up once space is freed, with every acknowledged write there.
 //!
-//! Mounting needs root. Outside CI a test run without it says so and skips;
-//! in CI (`CI=true`) it fails.
+//! Mounting needs root (CAP_SYS_ADMIN) and tmpfs in the kernel. A run
+//! without them says so and skips, outside CI; in CI (`CI=true`, run as
+//! root) it fails. The mount is mount(2) itself (no `mount` binary to find
+//! or wait for), and the test checks it got a tmpfs of the size it asked
+//! before it fills anything, so the ballast never lands on the real disk.
+//! Every wait is bounded (`wait_until`, the HTTP client's timeout; the
+//! ballast by the tmpfs's size).
 
 mod common;
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{send, wait_until, Cluster};
 use registry_client::types::NodeId;
@@ -27,58 +33,97 @@ const MIB: u64 = 1 << 20;
 /// A tmpfs mounted on a directory, unmounted on drop.
 struct Tmpfs(PathBuf);
 
+/// Why no tmpfs was mounted.
+enum MountError {
+    /// This run may not mount a tmpfs: not root (no CAP_SYS_ADMIN), or no
+    /// tmpfs in the kernel.
+    NotHere(String),
+    /// Anything else: the test fails.
+    Failed(String),
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).expect("a path without NUL")
+}
+
 impl Tmpfs {
-    fn mount(dir: &Path, size_mb: u64) -> Tmpfs {
+    fn mount(dir: &Path, size_mb: u64) -> Result<Tmpfs, MountError> {
         std::fs::create_dir_all(dir).expect("create the mount point");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mount tmpfs on {}: {status}",
-            dir.display()
-        );
-        Tmpfs(dir.to_path_buf())
+        let target = c_path(dir);
+        let options = CString::new(format!("size={size_mb}m")).expect("no NUL");
+        // SAFETY: every pointer is a NUL-terminated string that outlives
+        // the call; mount(2) reads them and keeps none.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            let why = format!("mount tmpfs on {}: {e}", dir.display());
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES | libc::ENODEV) => MountError::NotHere(why),
+                _ => MountError::Failed(why),
+            });
+        }
+        let mounted = Tmpfs(dir.to_path_buf());
+        // SAFETY: statfs fills the zeroed struct it is given; the path is
+        // a NUL-terminated string.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statfs(target.as_ptr(), &mut st) };
+        let size = st.f_blocks as u64 * st.f_bsize as u64;
+        if rc != 0 || st.f_type != libc::TMPFS_MAGIC || size != size_mb * MIB {
+            return Err(MountError::Failed(format!(
+                "{} is not the tmpfs of {size_mb} MiB just mounted (statfs: rc {rc}, type {:#x}, {size} bytes)",
+                dir.display(),
+                st.f_type
+            )));
+        }
+        Ok(mounted)
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        // Lazy: the node may still hold files open while it is killed.
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        // Detached (lazy): the node may still hold files open while it is
+        // killed.
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c_path(&self.0).as_ptr(), libc::MNT_DETACH) };
     }
 }
 
-/// Whether this run may mount file systems; panics in CI when it may not.
-fn may_mount(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} mounts a tmpfs and needs root; CI runs as root");
-    }
-    eprintln!("SKIPPED {test}: mounting a tmpfs needs root");
-    false
-}
-
-/// A cluster of three whose data directories are tmpfs of `size_mb` each.
-async fn start_on_tmpfs(size_mb: u64, args: &[&str]) -> (Cluster, Vec<Tmpfs>) {
+/// A cluster of three whose data directories are tmpfs of `size_mb` each;
+/// `None` when this run may not mount them (see the module docs): the test
+/// skips, saying why, or fails in CI.
+async fn start_on_tmpfs(test: &str, size_mb: u64, args: &[&str]) -> Option<(Cluster, Vec<Tmpfs>)> {
     let mut c = Cluster::new(3, args);
-    let mounts = c
-        .ids()
-        .iter()
-        .map(|id| Tmpfs::mount(&c.node(*id).data_dir, size_mb))
-        .collect();
+    let mut mounts = Vec::new();
+    for id in c.ids() {
+        match Tmpfs::mount(&c.node(id).data_dir, size_mb) {
+            Ok(m) => mounts.push(m),
+            Err(MountError::NotHere(why)) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{test} needs a tmpfs of its own, and CI runs as root: {why}");
+                }
+                eprintln!(
+                    "SKIPPED {test}: it mounts a tmpfs, which this run may not (it needs root with CAP_SYS_ADMIN): {why}"
+                );
+                return None;
+            }
+            Err(MountError::Failed(why)) => panic!("{why}"),
+        }
+    }
     for id in c.ids() {
         c.start_node(id);
     }
     for id in c.ids() {
         c.wait_ready(id).await;
     }
-    (c, mounts)
+    Some((c, mounts))
 }
 
 /// Writes a ballast file into `dir` until at most `leave` bytes are free
@@ -176,10 +221,10 @@ fn assert_never_restarted(c: &Cluster, pids: &[(NodeId, Option<u32>)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_below_the_floor_refuses_writes_serves_reads_and_heartbeats_and_recovers() {
-    if !may_mount("a_leader_below_the_floor_refuses_writes") {
+    let test = "a_leader_below_the_floor_refuses_writes";
+    let Some((c, _mounts)) = start_on_tmpfs(test, 160, &["--min-free-disk-mb", "48"]).await else {
         return;
-    }
-    let (c, _mounts) = start_on_tmpfs(160, &["--min-free-disk-mb", "48"]).await;
+    };
     let ids = c.ids();
     let (leader, _) = c.wait_leader(&ids).await;
     let follower = *ids.iter().find(|id| **id != leader).unwrap();
@@ -257,14 +302,14 @@ async fn a_leader_below_the_floor_refuses_writes_serves_reads_and_heartbeats_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_whose_disk_fills_up_stays_up_and_catches_up() {
-    if !may_mount("a_follower_whose_disk_fills_up_stays_up") {
-        return;
-    }
     // No floor: the follower's own writes run into the full disk. Small
     // snapshots, so the leader compacts its log meanwhile and the follower
     // catches up by snapshot.
-    let (c, _mounts) =
-        start_on_tmpfs(160, &["--min-free-disk-mb", "0", "--snapshot-logs", "10"]).await;
+    let test = "a_follower_whose_disk_fills_up_stays_up";
+    let args = ["--min-free-disk-mb", "0", "--snapshot-logs", "10"];
+    let Some((c, _mounts)) = start_on_tmpfs(test, 160, &args).await else {
+        return;
+    };
     let ids = c.ids();
     let (leader, _) = c.wait_leader(&ids).await;
     let follower = *ids.iter().find(|id| **id != leader).unwrap();

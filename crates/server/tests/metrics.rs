@@ -100,18 +100,14 @@ async fn scrape(c: &Cluster, id: u64) -> Result<Scrape, String> {
     Ok(Scrape(parse(&r.text)))
 }
 
-async fn call(c: &Cluster, id: u64, method: Method, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}{path}", c.url(id));
-    let r = send(
-        &c.http,
-        method,
-        &url,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(r.status < 300, "{path}: {} {}", r.status, r.text);
-    r.json()
+/// Sets the status of the 60 agents `b00` to `b59` through `node`: 60
+/// sequential writes, one log entry each.
+async fn set_status(c: &Cluster, node: u64, status: &str) {
+    for i in 0..60 {
+        let path = format!("/v1/agents/b{i:02}/status");
+        c.call(node, Method::PUT, &path, Some(json!({"status": status})))
+            .await;
+    }
 }
 
 fn agent(id: &str, capabilities: &[&str], ttl: u32) -> Value {
@@ -183,8 +179,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     }
 
     eprintln!("--- registrations move the agent and capability figures on every node");
-    call(
-        &c,
+    c.call(
         follower,
         Method::POST,
         "/v1/agents",
@@ -193,7 +188,8 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     .await;
     for i in 1..3 {
         let body = agent(&format!("a{i}"), &["trade", "vision"], 2);
-        call(&c, follower, Method::POST, "/v1/agents", Some(body)).await;
+        c.call(follower, Method::POST, "/v1/agents", Some(body))
+            .await;
     }
     everywhere(&c, "agent_registry_capabilities_total", &[], 6.0).await;
 
@@ -222,9 +218,11 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
         .need(count, &[])
         .unwrap();
     for _ in 0..5 {
-        call(&c, follower, Method::POST, "/v1/agents/a0/heartbeat", None).await;
+        c.call(follower, Method::POST, "/v1/agents/a0/heartbeat", None)
+            .await;
     }
-    call(&c, follower, Method::POST, "/agents/a0/heartbeat", None).await;
+    c.call(follower, Method::POST, "/agents/a0/heartbeat", None)
+        .await;
     let after = scrape(&c, follower)
         .await
         .unwrap()
@@ -233,8 +231,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     assert_eq!(after - before, 6.0, "one observation per heartbeat");
 
     eprintln!("--- a1 registers again with a long TTL: one stale agent left");
-    call(
-        &c,
+    c.call(
         follower,
         Method::POST,
         "/v1/agents",
@@ -247,7 +244,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     eprintln!("--- 60 more agents, one capability each: more capabilities than labels");
     for i in 0..60 {
         let body = agent(&format!("b{i:02}"), &[&format!("cap-{i:02}")], 600);
-        call(&c, leader, Method::POST, "/v1/agents", Some(body)).await;
+        c.call(leader, Method::POST, "/v1/agents", Some(body)).await;
     }
     let name = "agent_registry_discovery_requests_total";
     wait_until("trade and vision labelled, the set full", || async {
@@ -265,8 +262,7 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     eprintln!("--- searches, discoveries and selections count per capability");
     let s0 = scrape(&c, follower).await.unwrap();
     for _ in 0..3 {
-        call(
-            &c,
+        c.call(
             follower,
             Method::GET,
             "/v1/capabilities/search?q=Trade",
@@ -276,18 +272,12 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
     }
     for _ in 0..2 {
         let q = json!({"capabilities": ["trade"], "any_capabilities": ["vision", "trade"]});
-        call(&c, follower, Method::POST, "/v1/discover", Some(q)).await;
+        c.call(follower, Method::POST, "/v1/discover", Some(q))
+            .await;
     }
-    call(
-        &c,
-        follower,
-        Method::GET,
-        "/v1/select?capability=trade",
-        None,
-    )
-    .await;
-    call(
-        &c,
+    c.call(follower, Method::GET, "/v1/select?capability=trade", None)
+        .await;
+    c.call(
         follower,
         Method::POST,
         "/v1/discover",
@@ -407,30 +397,10 @@ async fn metrics_move_with_the_registry_and_stay_bounded() {
             "purged {purged}, matched {matched}, lag {lag} after {rounds} rounds"
         );
         let status = if rounds % 2 == 0 { "degraded" } else { "busy" };
-        for i in 0..60 {
-            let path = format!("/v1/agents/b{i:02}/status");
-            call(
-                &c,
-                leader,
-                Method::PUT,
-                &path,
-                Some(json!({"status": status})),
-            )
-            .await;
-        }
+        set_status(&c, leader, status).await;
         rounds += 1;
     }
-    for i in 0..60 {
-        let path = format!("/v1/agents/b{i:02}/status");
-        call(
-            &c,
-            leader,
-            Method::PUT,
-            &path,
-            Some(json!({"status": "busy"})),
-        )
-        .await;
-    }
+    set_status(&c, leader, "busy").await;
 
     eprintln!("--- back, it catches up by installing a snapshot");
     c.start_node(down);

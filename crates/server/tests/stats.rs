@@ -6,7 +6,7 @@ mod common;
 
 use common::{send, wait_until, Cluster};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const COUNTERS: [&str; 4] = [
     "health_checks_performed",
@@ -14,20 +14,6 @@ const COUNTERS: [&str; 4] = [
     "auto_scaling_events",
     "service_discovery_requests",
 ];
-
-async fn call(c: &Cluster, id: u64, method: Method, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}{path}", c.url(id));
-    let r = send(
-        &c.http,
-        method,
-        &url,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(r.status < 300, "{path}: {} {}", r.status, r.text);
-    r.json()
-}
 
 /// The counters as node `id` reports them.
 async fn counters(c: &Cluster, id: u64) -> Result<Vec<u64>, String> {
@@ -60,24 +46,19 @@ async fn counters_are_replicated_and_survive_leader_death_and_restart() {
     for i in 0..3 {
         let body = json!({"agent_id": format!("a{i}"), "name": "A", "endpoint": "http://a:1",
                           "capabilities": [{"name": "trade", "cost_estimate": "~1 token"}]});
-        call(&c, follower, Method::POST, "/v1/agents", Some(body)).await;
+        c.call(follower, Method::POST, "/v1/agents", Some(body))
+            .await;
     }
     for _ in 0..5 {
-        call(&c, follower, Method::POST, "/agents/a0/heartbeat", None).await;
+        c.call(follower, Method::POST, "/agents/a0/heartbeat", None)
+            .await;
     }
     for _ in 0..7 {
-        call(
-            &c,
-            follower,
-            Method::GET,
-            "/capabilities/search?q=trade",
-            None,
-        )
-        .await;
-        call(&c, leader, Method::GET, "/agents", None).await;
+        c.call(follower, Method::GET, "/capabilities/search?q=trade", None)
+            .await;
+        c.call(leader, Method::GET, "/agents", None).await;
     }
-    call(
-        &c,
+    c.call(
         leader,
         Method::PUT,
         "/v1/scaling/policies/trade",

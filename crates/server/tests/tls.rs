@@ -1,4 +1,5 @@
-//! TLS on real nodes, with certificate authorities made in the test (rcgen).
+//! TLS on real nodes, with certificate authorities made in the test
+//! (`registry-test-ca`).
 //!
 //! - The public API over TLS: a client that trusts the node's CA is
 //!   served, one that trusts another CA is refused in the handshake, and a
@@ -20,70 +21,24 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
 use reqwest::Method;
 
 use registry_client::types::api::{NodeRole, PeerAuthMode};
 use registry_raft::network::BINCODE_CONTENT_TYPE;
+use registry_test_ca::{Ca, Issued, LOCAL_NAMES};
 
 use common::{free_ports, http_client_trusting, send, wait_until, Cluster, Reply};
 
-/// A certificate authority made for the test.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+/// A certificate authority for the test.
+fn new_ca(name: &str) -> Ca {
+    Ca::new(name).expect("a test CA")
 }
 
-/// A certificate and its key, as PEM.
-struct Issued {
-    cert: String,
-    key: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// A certificate for 127.0.0.1 and localhost, good for a server and a
-    /// client (a node presents it both ways).
-    fn issue(&self, common_name: &str) -> Issued {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signed certificate");
-        Issued {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
+/// A certificate of `ca` for 127.0.0.1 and localhost, good for a server
+/// and a client (a node presents it both ways).
+fn issue(ca: &Ca, common_name: &str) -> Issued {
+    ca.issue(common_name, &LOCAL_NAMES)
+        .expect("a certificate signed by the test CA")
 }
 
 /// Writes `contents` to `path` whole: a temporary file renamed over it,
@@ -176,11 +131,11 @@ fn register_body(id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_api_over_tls_serves_clients_of_its_ca_only() {
-    let ca = Ca::new("registry test CA");
-    let other = Ca::new("another CA");
+    let ca = new_ca("registry test CA");
+    let other = new_ca("another CA");
     let mut cluster = Cluster::new(1, &["--header-read-timeout-ms", "1000"]);
     let dir = cluster.dir().to_path_buf();
-    let (cert, key) = write_pair(&dir, "node-1", &ca.issue("node-1"));
+    let (cert, key) = write_pair(&dir, "node-1", &issue(&ca, "node-1"));
     let ca_file = write_ca(&dir, "ca", &ca);
     cluster.set_node_args(
         1,
@@ -296,13 +251,13 @@ async fn the_public_api_over_tls_serves_clients_of_its_ca_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reload_on_sighup_and_a_broken_file_keeps_the_old_one() {
-    let first = Ca::new("first CA");
-    let second = Ca::new("second CA");
+    let first = new_ca("first CA");
+    let second = new_ca("second CA");
     // SIGHUP only: no file-change polling, so nothing changes until the
     // signal.
     let mut cluster = Cluster::new(1, &["--tls-reload-interval-ms", "0"]);
     let dir = cluster.dir().to_path_buf();
-    let (cert, key) = write_pair(&dir, "node-1", &first.issue("node-1"));
+    let (cert, key) = write_pair(&dir, "node-1", &issue(&first, "node-1"));
     // The harness's own client trusts both CAs.
     let both = dir.join("both.pem");
     replace(&both, &format!("{}{}", first.pem(), second.pem()));
@@ -323,7 +278,7 @@ async fn certificates_reload_on_sighup_and_a_broken_file_keeps_the_old_one() {
     assert!(live_with(&second, &url).await.is_err());
 
     eprintln!("--- new files are not read without a signal");
-    write_pair(&dir, "node-1", &second.issue("node-1 renewed"));
+    write_pair(&dir, "node-1", &issue(&second, "node-1 renewed"));
     assert_eq!(
         live_with(&first, &url)
             .await
@@ -370,8 +325,8 @@ async fn certificates_reload_on_sighup_and_a_broken_file_keeps_the_old_one() {
         .contains("TLS certificate reload failed"));
 
     eprintln!("--- a key that does not fit the certificate: refused too");
-    let (_, other_key) = write_pair(&dir, "unrelated", &second.issue("unrelated"));
-    replace(&cert, &second.issue("node-1 again").cert);
+    let (_, other_key) = write_pair(&dir, "unrelated", &issue(&second, "unrelated"));
+    replace(&cert, &issue(&second, "node-1 again").cert);
     std::fs::copy(&other_key, &key).expect("copy a key of another certificate");
     cluster.signal(1, libc::SIGHUP);
     wait_until("the second failed reload to be counted", || async {
@@ -390,11 +345,11 @@ async fn certificates_reload_on_sighup_and_a_broken_file_keeps_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reload_when_their_files_change() {
-    let first = Ca::new("first CA");
-    let second = Ca::new("second CA");
+    let first = new_ca("first CA");
+    let second = new_ca("second CA");
     let mut cluster = Cluster::new(1, &["--tls-reload-interval-ms", "200"]);
     let dir = cluster.dir().to_path_buf();
-    let (cert, key) = write_pair(&dir, "node-1", &first.issue("node-1"));
+    let (cert, key) = write_pair(&dir, "node-1", &issue(&first, "node-1"));
     let ca_file = write_ca(&dir, "first", &first);
     cluster.set_node_args(
         1,
@@ -412,7 +367,7 @@ async fn certificates_reload_when_their_files_change() {
     assert!(live_with(&second, &url).await.is_err());
 
     eprintln!("--- the files are replaced, no signal: the node notices");
-    write_pair(&dir, "node-1", &second.issue("node-1 renewed"));
+    write_pair(&dir, "node-1", &issue(&second, "node-1 renewed"));
     wait_until("the certificate of the second CA to be served", || async {
         live_with(&second, &url).await.map(|_| ())
     })
@@ -422,8 +377,8 @@ async fn certificates_reload_when_their_files_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_mutual_tls_forms_a_cluster_and_keeps_out_other_cas() {
-    let ca = Ca::new("cluster peer CA");
-    let foreign = Ca::new("foreign CA");
+    let ca = new_ca("cluster peer CA");
+    let foreign = new_ca("foreign CA");
     let mut cluster = Cluster::new(3, &[]);
     let dir = cluster.dir().to_path_buf();
     let ca_file = write_ca(&dir, "peer-ca", &ca);
@@ -433,7 +388,7 @@ async fn peer_mutual_tls_forms_a_cluster_and_keeps_out_other_cas() {
         let (cert, key) = write_pair(
             &dir,
             &format!("node-{id}"),
-            &ca.issue(&format!("node-{id}")),
+            &issue(&ca, &format!("node-{id}")),
         );
         let args: Vec<String> = vec![
             "--peer-tls-cert-file".into(),
@@ -501,7 +456,7 @@ async fn peer_mutual_tls_forms_a_cluster_and_keeps_out_other_cas() {
         .expect("the listener takes clients without a certificate");
     assert_eq!(no_cert.status().as_u16(), 401);
     let before = handshakes_refused(&cluster, leader).await;
-    let intruder = client_with_identity(&ca, &foreign.issue("node-3"));
+    let intruder = client_with_identity(&ca, &issue(&foreign, "node-3"));
     let refused = intruder
         .post(&vote_url)
         .header("content-type", BINCODE_CONTENT_TYPE)
@@ -540,7 +495,7 @@ async fn peer_mutual_tls_forms_a_cluster_and_keeps_out_other_cas() {
     let second_revision = cluster.info(leader).await.expect("info").revision;
     let before_1 = handshakes_refused(&cluster, 1).await;
     let before_2 = handshakes_refused(&cluster, 2).await;
-    let (cert, key) = write_pair(&dir, "impostor", &foreign.issue("node-3"));
+    let (cert, key) = write_pair(&dir, "impostor", &issue(&foreign, "node-3"));
     cluster.set_node_args(
         3,
         &[
@@ -607,11 +562,11 @@ async fn peer_mutual_tls_forms_a_cluster_and_keeps_out_other_cas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_listener_requires_the_client_certificate_in_the_handshake() {
-    let ca = Ca::new("peer CA");
+    let ca = new_ca("peer CA");
     let mut cluster = Cluster::new(1, &[]);
     let dir = cluster.dir().to_path_buf();
     let ca_file = write_ca(&dir, "peer-ca", &ca);
-    let (cert, key) = write_pair(&dir, "node-1", &ca.issue("node-1"));
+    let (cert, key) = write_pair(&dir, "node-1", &issue(&ca, "node-1"));
     let peer_port = free_ports(1)[0];
     let peer_listen = format!("127.0.0.1:{peer_port}");
     cluster.set_node_args(
@@ -658,7 +613,7 @@ async fn a_peer_listener_requires_the_client_certificate_in_the_handshake() {
     );
 
     eprintln!("--- a certificate of the peer CA: past TLS, then the peer guard");
-    let member = client_with_identity(&ca, &ca.issue("node-2"));
+    let member = client_with_identity(&ca, &issue(&ca, "node-2"));
     let r = member
         .post(&vote_url)
         .header("content-type", BINCODE_CONTENT_TYPE)
@@ -675,12 +630,12 @@ async fn a_peer_listener_requires_the_client_certificate_in_the_handshake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_to_start_with_certificates_its_peers_would_refuse() {
-    let public_ca = Ca::new("public CA");
-    let peer_ca = Ca::new("peer CA");
+    let public_ca = new_ca("public CA");
+    let peer_ca = new_ca("peer CA");
     let mut cluster = Cluster::new(1, &[]);
     let dir = cluster.dir().to_path_buf();
-    let (cert, key) = write_pair(&dir, "public", &public_ca.issue("node-1"));
-    let (peer_cert, peer_key) = write_pair(&dir, "peer", &peer_ca.issue("node-1"));
+    let (cert, key) = write_pair(&dir, "public", &issue(&public_ca, "node-1"));
+    let (peer_cert, peer_key) = write_pair(&dir, "peer", &issue(&peer_ca, "node-1"));
     let peer_ca_file = write_ca(&dir, "peer-ca", &peer_ca);
     let peer_flags = [
         "--peer-tls-cert-file",

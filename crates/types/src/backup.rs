@@ -29,9 +29,14 @@
 //! | 80     | 8    | body length in bytes                                   |
 //! | 88     | 4    | CRC32C of the body                                     |
 //! | 92     | 4    | CRC32C of bytes 0..92 (the header itself)              |
+//!
+//! Magic, version, the body's length and CRC32C and the header's own
+//! CRC32C are written and checked by [`crate::sealed`], as the snapshot
+//! headers' are.
 
 use serde::Serialize;
 
+use crate::sealed::{self, FrameError};
 use crate::{Revision, Timestamp};
 
 /// Bytes of a backup header.
@@ -77,33 +82,16 @@ pub enum BackupError {
     /// The file does not start with [`BACKUP_MAGIC`].
     #[error("not an agent-registry backup (it does not start with AREGBKUP)")]
     NotABackup,
-    /// The header's own checksum does not match.
-    #[error("damaged backup header (its checksum does not match)")]
-    HeaderChecksum,
-    /// A header layout this build does not read (written by a later release).
-    #[error(
-        "backup format {found} is not supported (this build reads {BACKUP_VERSION}); use the release that wrote it, or a later one"
-    )]
-    UnsupportedVersion { found: u16 },
-    /// Fewer bytes than the header announces (or than a header).
-    #[error("truncated: {found} bytes where {expected} were written")]
-    Truncated { expected: u64, found: u64 },
-    /// More bytes than the header announces.
-    #[error("{found} bytes where {expected} were written (trailing bytes)")]
-    TrailingBytes { expected: u64, found: u64 },
-    /// The body is not what was written.
-    #[error(
-        "checksum mismatch: the body's CRC32C is {found:08x}, the header recorded {expected:08x}: the file is damaged"
-    )]
-    Checksum { expected: u32, found: u32 },
+    /// A damaged, truncated or extended file, or a header layout this
+    /// build does not read (written by a later release).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
 }
 
 impl BackupHeader {
     /// The header bytes, its own checksum included.
     pub fn encode(&self) -> [u8; BACKUP_HEADER_LEN] {
         let mut h = [0u8; BACKUP_HEADER_LEN];
-        h[0..8].copy_from_slice(BACKUP_MAGIC);
-        h[8..10].copy_from_slice(&BACKUP_VERSION.to_le_bytes());
         h[12..16].copy_from_slice(&self.snapshot_format.to_le_bytes());
         h[16..24].copy_from_slice(&self.revision.to_le_bytes());
         h[24..32].copy_from_slice(&self.log_term.to_le_bytes());
@@ -114,10 +102,13 @@ impl BackupHeader {
         h[56..64].copy_from_slice(&self.node_id.to_le_bytes());
         h[64..72].copy_from_slice(&self.created_at.0.to_le_bytes());
         h[72..80].copy_from_slice(&self.agents.to_le_bytes());
-        h[80..88].copy_from_slice(&self.body_len.to_le_bytes());
-        h[88..92].copy_from_slice(&self.body_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..92]);
-        h[92..96].copy_from_slice(&crc.to_le_bytes());
+        sealed::seal(
+            &mut h,
+            BACKUP_MAGIC,
+            BACKUP_VERSION,
+            self.body_len,
+            self.body_crc,
+        );
         h
     }
 
@@ -127,40 +118,18 @@ impl BackupHeader {
         if bytes[..magic_len] != BACKUP_MAGIC[..magic_len] {
             return Err(BackupError::NotABackup);
         }
-        if bytes.len() < BACKUP_HEADER_LEN {
-            return Err(BackupError::Truncated {
-                expected: BACKUP_HEADER_LEN as u64,
-                found: bytes.len() as u64,
-            });
-        }
-        let h = &bytes[..BACKUP_HEADER_LEN];
-        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
-        if crc32c::crc32c(&h[..92]) != u32_at(92) {
-            return Err(BackupError::HeaderChecksum);
-        }
-        let version = u16::from_le_bytes([h[8], h[9]]);
-        if version != BACKUP_VERSION {
-            return Err(BackupError::UnsupportedVersion { found: version });
-        }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h[40..56]);
-        let id = uuid::Uuid::from_bytes(id);
+        let h = sealed::open(bytes, BACKUP_HEADER_LEN, BACKUP_VERSION)?;
         Ok(BackupHeader {
-            snapshot_format: u32_at(12),
-            revision: u64_at(16),
-            log_term: u64_at(24),
-            log_index: u64_at(32),
-            cluster_id: (!id.is_nil()).then_some(id),
-            node_id: u64_at(56),
-            created_at: Timestamp(u64_at(64) as i64),
-            agents: u64_at(72),
-            body_len: u64_at(80),
-            body_crc: u32_at(88),
+            snapshot_format: h.u32_at(12),
+            revision: h.u64_at(16),
+            log_term: h.u64_at(24),
+            log_index: h.u64_at(32),
+            cluster_id: h.uuid_at(40),
+            node_id: h.u64_at(56),
+            created_at: Timestamp(h.u64_at(64) as i64),
+            agents: h.u64_at(72),
+            body_len: h.body_len(),
+            body_crc: h.body_crc(),
         })
     }
 
@@ -215,10 +184,7 @@ impl BackupCheck {
         };
         self.body_len += bytes.len() as u64;
         if self.body_len > header.body_len {
-            return Err(BackupError::TrailingBytes {
-                expected: header.file_len(),
-                found: self.body_len + BACKUP_HEADER_LEN as u64,
-            });
+            sealed::check_len(BACKUP_HEADER_LEN, header.body_len, self.body_len)?;
         }
         self.body_crc = crc32c::crc32c_append(self.body_crc, bytes);
         Ok(())
@@ -236,23 +202,14 @@ impl BackupCheck {
             if self.head.is_empty() {
                 return Err(BackupError::NotABackup);
             }
-            return Err(BackupError::Truncated {
+            return Err(FrameError::Truncated {
                 expected: BACKUP_HEADER_LEN as u64,
                 found: self.head.len() as u64,
-            });
+            }
+            .into());
         };
-        if self.body_len < header.body_len {
-            return Err(BackupError::Truncated {
-                expected: header.file_len(),
-                found: self.body_len + BACKUP_HEADER_LEN as u64,
-            });
-        }
-        if self.body_crc != header.body_crc {
-            return Err(BackupError::Checksum {
-                expected: header.body_crc,
-                found: self.body_crc,
-            });
-        }
+        sealed::check_len(BACKUP_HEADER_LEN, header.body_len, self.body_len)?;
+        sealed::check_crc(header.body_crc, self.body_crc)?;
         Ok(header)
     }
 }
@@ -305,12 +262,12 @@ mod tests {
             let expected = if i < 8 {
                 BackupError::NotABackup
             } else if i < BACKUP_HEADER_LEN {
-                BackupError::HeaderChecksum
+                BackupError::Frame(FrameError::HeaderChecksum)
             } else {
-                BackupError::Checksum {
+                BackupError::Frame(FrameError::Checksum {
                     expected: h.body_crc,
                     found: crc32c::crc32c(&bad[BACKUP_HEADER_LEN..]),
-                }
+                })
             };
             assert_eq!(err, expected, "byte {i}");
         }
@@ -323,27 +280,27 @@ mod tests {
         let len = bytes.len() as u64;
         assert_eq!(
             BackupHeader::open(&bytes[..bytes.len() - 1]),
-            Err(BackupError::Truncated {
+            Err(BackupError::Frame(FrameError::Truncated {
                 expected: len,
                 found: len - 1
-            })
+            }))
         );
         assert_eq!(
             BackupHeader::open(&bytes[..50]),
-            Err(BackupError::Truncated {
+            Err(BackupError::Frame(FrameError::Truncated {
                 expected: 96,
                 found: 50
-            })
+            }))
         );
         assert_eq!(BackupHeader::open(&[]), Err(BackupError::NotABackup));
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(
             BackupHeader::open(&longer),
-            Err(BackupError::TrailingBytes {
+            Err(BackupError::Frame(FrameError::TrailingBytes {
                 expected: len,
                 found: len + 1
-            })
+            }))
         );
         assert_eq!(
             BackupHeader::open(b"AREGSNAP and more"),
@@ -355,7 +312,10 @@ mod tests {
         future[92..96].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             BackupHeader::open(&future),
-            Err(BackupError::UnsupportedVersion { found: 2 })
+            Err(BackupError::Frame(FrameError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }))
         );
     }
 }

@@ -20,6 +20,9 @@
 //!   shapes of the registries it was written for.
 //! - [`backup`]: the header of a backup file (`GET /v1/snapshot`) and its
 //!   checks.
+//! - [`sealed`]: what the backup header and the snapshot headers of
+//!   `registry-raft` share: magic, version, the body's length and CRC32C,
+//!   the header's own CRC32C, written and checked in one place.
 //! - [`membership`]: bodies of the membership routes (adding and
 //!   removing nodes) and the progress of a change.
 //! - [`auth`]: roles, token scopes and records, the actor of a change, and
@@ -48,6 +51,7 @@ pub mod membership;
 pub mod names;
 pub mod query;
 pub mod scaling;
+pub mod sealed;
 pub mod v1;
 pub mod v3;
 pub mod v4;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use registry_test_ca::NodeTlsFiles as TlsFiles;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -35,66 +36,11 @@ pub struct NodeSettings {
 
 /// The certificate files of a `--tls` run: a CA made for the run and one
 /// certificate for every node address, presented as server and client.
-struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    ca_pem: Vec<u8>,
-}
-
-impl TlsFiles {
-    fn create(dir: &Path, nodes: u64) -> anyhow::Result<TlsFiles> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
-        let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "registry-chaos CA");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca.self_signed(&ca_key)?;
-        let mut names: Vec<String> = (1..=nodes).map(|id| node_ip(id).to_string()).collect();
-        names.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
-        let key = KeyPair::generate()?;
-        let mut node = CertificateParams::new(names)?;
-        node.distinguished_name
-            .push(DnType::CommonName, "registry-chaos node");
-        node.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let node = node.signed_by(&key, &ca, &ca_key)?;
-        let files = TlsFiles {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("node.crt"),
-            key: dir.join("node.key"),
-            ca_pem: ca.pem().into_bytes(),
-        };
-        std::fs::write(&files.ca, &files.ca_pem)?;
-        std::fs::write(&files.cert, node.pem())?;
-        std::fs::write(&files.key, key.serialize_pem())?;
-        Ok(files)
-    }
-
-    fn flags(&self) -> Vec<std::ffi::OsString> {
-        let mut out = Vec::new();
-        for (flag, path) in [
-            ("--tls-cert-file", &self.cert),
-            ("--tls-key-file", &self.key),
-            ("--peer-tls-cert-file", &self.cert),
-            ("--peer-tls-key-file", &self.key),
-            ("--peer-tls-ca-file", &self.ca),
-        ] {
-            out.push(flag.into());
-            out.push(path.clone().into_os_string());
-        }
-        out
-    }
+fn tls_files(dir: &Path, nodes: u64) -> anyhow::Result<TlsFiles> {
+    let ips: Vec<String> = (1..=nodes).map(|id| node_ip(id).to_string()).collect();
+    let mut names: Vec<&str> = ips.iter().map(String::as_str).collect();
+    names.extend(registry_test_ca::LOCAL_NAMES);
+    Ok(TlsFiles::create(dir, "registry-chaos", &names)?)
 }
 
 /// The incarnation of each node (index = id - 1), shared with the sampler.
@@ -164,7 +110,7 @@ impl ProcessCluster {
             None
         };
         let tls = if settings.tls {
-            Some(TlsFiles::create(dir, n)?)
+            Some(tls_files(dir, n)?)
         } else {
             None
         };

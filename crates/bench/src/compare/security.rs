@@ -96,50 +96,17 @@ fn client_with(token: Option<&str>, ca_pem: Option<&[u8]>) -> anyhow::Result<req
 /// which every node presents as server and as client. Returns the CA's PEM
 /// and the flags that give the nodes their files (written into `dir`).
 fn tls_files(dir: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "registry-bench CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = ca.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut node = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-    node.distinguished_name
-        .push(DnType::CommonName, "registry-bench node");
-    node.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let node = node.signed_by(&key, &ca, &ca_key)?;
-    let write = |name: &str, pem: String| -> anyhow::Result<String> {
-        let path = dir.join(name);
-        std::fs::write(&path, pem)?;
-        Ok(path.display().to_string())
-    };
-    let ca_file = write("ca.pem", ca.pem())?;
-    let cert = write("node.crt", node.pem())?;
-    let key = write("node.key", key.serialize_pem())?;
-    let flags = vec![
-        "--tls-cert-file".into(),
-        cert.clone(),
-        "--tls-key-file".into(),
-        key.clone(),
-        "--peer-tls-cert-file".into(),
-        cert,
-        "--peer-tls-key-file".into(),
-        key,
-        "--peer-tls-ca-file".into(),
-        ca_file,
-    ];
-    Ok((ca.pem().into_bytes(), flags))
+    let files = registry_test_ca::NodeTlsFiles::create(
+        dir,
+        "registry-bench",
+        &registry_test_ca::LOCAL_NAMES,
+    )?;
+    let flags = files
+        .flags()
+        .into_iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    Ok((files.ca_pem, flags))
 }
 
 /// Creates a token through `url` with the admin client, waiting for the

@@ -523,6 +523,22 @@ impl Cluster {
             .map_err(|e| format!("node {id}: /v1/cluster body: {e}"))
     }
 
+    /// Sends `method path` with a JSON `body` to node `id` and answers the
+    /// JSON reply; fails the test unless the node answers with success.
+    pub async fn call(&self, id: NodeId, method: Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.url(id));
+        let r = send(
+            &self.http,
+            method,
+            &url,
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.status < 300, "{path}: {} {}", r.status, r.text);
+        r.json()
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `id`'s process.
     pub fn signal(&self, id: NodeId, signal: libc::c_int) {
         let pid = self.node(id).pid().expect("node is running");
