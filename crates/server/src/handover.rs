@@ -703,9 +703,14 @@ mod tests {
     #[tokio::test]
     async fn a_closed_gate_turns_proposals_away_and_waits_for_those_in_flight() {
         let gate = Gate::default();
+        assert!(!gate.is_closed());
         let pass = gate.enter().expect("open");
         gate.close();
+        assert!(gate.is_closed());
         assert!(gate.enter().is_none());
+        // A heartbeat waiting for the gate gives up at its deadline.
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(!gate.wait_open(soon).await);
         // The one in flight holds the drain until it ends.
         let drained = gate.drained();
         tokio::pin!(drained);
@@ -723,6 +728,7 @@ mod tests {
         let waiting = gate.wait_open(deadline);
         gate.reopen();
         assert!(waiting.await);
+        assert!(!gate.is_closed());
         assert!(gate.enter().is_some());
     }
 }

@@ -1015,3 +1015,130 @@ pub async fn join_gate(State(node): State<Node>, req: Request, next: Next) -> Re
     ))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::error::{ChangeMembershipError, EmptyMembership, Fatal, ForwardToLeader};
+
+    fn ids(v: &[NodeId]) -> BTreeSet<NodeId> {
+        v.iter().copied().collect()
+    }
+
+    fn change(phase: ChangePhase) -> MembershipChange {
+        MembershipChange {
+            kind: ChangeKind::Remove,
+            node_id: 4,
+            address: "127.0.0.1:8014".into(),
+            voter: true,
+            phase,
+            matched_index: None,
+            target_index: 0,
+            since: Timestamp(0),
+            elapsed_ms: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_majority_of_the_voters_must_stay_reachable() {
+        // 2 of 3, 3 of 5 and 1 of 1 are majorities.
+        assert!(check_majority(&ids(&[1, 2, 3]), &ids(&[1, 2]), "removing").is_ok());
+        assert!(check_majority(&ids(&[1, 2, 3, 4, 5]), &ids(&[1, 2, 3]), "adding").is_ok());
+        assert!(check_majority(&ids(&[1]), &ids(&[1]), "removing").is_ok());
+        // Reachable nodes that are not voters do not count.
+        assert!(check_majority(&ids(&[1, 2, 3]), &ids(&[1, 4, 5]), "adding").is_err());
+        // 2 of 4 is not a majority (an even count needs more than half).
+        let e = check_majority(&ids(&[1, 2, 3, 4]), &ids(&[1, 2]), "adding").unwrap_err();
+        assert_eq!(e.body.error.code, ErrorCode::MembershipConflict);
+        let m = e.body.error.message;
+        assert!(
+            m.starts_with("adding would leave voters {1, 2, 3, 4}"),
+            "{m}"
+        );
+        assert!(m.contains("with 2 reachable"), "{m}");
+        assert!(m.contains("not answering: [3, 4]"), "{m}");
+        assert!(m.contains("fewer than the 3 a majority needs"), "{m}");
+        let e = check_majority(&ids(&[1, 2, 3]), &ids(&[1]), "removing").unwrap_err();
+        assert!(
+            e.body
+                .error
+                .message
+                .contains("fewer than the 2 a majority needs"),
+            "{}",
+            e.body.error.message
+        );
+    }
+
+    #[test]
+    fn a_change_in_flight_is_named_in_the_refusal_of_the_next() {
+        let mut c = change(ChangePhase::Removing);
+        c.elapsed_ms = 1500;
+        let e = busy_error(&c);
+        assert_eq!(e.body.error.code, ErrorCode::MembershipConflict);
+        assert_eq!(
+            e.body.error.message,
+            "a membership change is in flight (removing node 4, Removing for 1500 ms): one change at a time; follow it in GET /v1/cluster"
+        );
+        c.kind = ChangeKind::Add;
+        assert!(busy_error(&c)
+            .body
+            .error
+            .message
+            .contains("(adding node 4,"));
+        let e = conflict("why").with_field("address");
+        assert_eq!(e.body.error.message, "why");
+        assert_eq!(e.body.error.field.as_deref(), Some("address"));
+    }
+
+    #[test]
+    fn a_change_answers_200_once_over_and_202_while_it_runs() {
+        assert_eq!(status_of(&change(ChangePhase::Done)), StatusCode::OK);
+        assert_eq!(status_of(&change(ChangePhase::Failed)), StatusCode::OK);
+        assert_eq!(
+            status_of(&change(ChangePhase::CatchingUp)),
+            StatusCode::ACCEPTED
+        );
+        let started = Instant::now();
+        let running = Tracked {
+            change: change(ChangePhase::Promoting),
+            started,
+            ended: None,
+            failure: None,
+        };
+        assert!(running.in_flight());
+        let over = Tracked {
+            change: change(ChangePhase::Done),
+            ended: Some(started + Duration::from_millis(1234)),
+            ..running.clone()
+        };
+        assert!(!over.in_flight());
+        // Once over, the elapsed time stops at the end.
+        let seen = over.snapshot();
+        assert_eq!(seen.elapsed_ms, 1234);
+        assert_eq!(seen.node_id, 4);
+        assert_eq!(seen.phase, ChangePhase::Done);
+    }
+
+    #[test]
+    fn a_failed_raft_change_is_told_by_its_cause() {
+        let (code, why) = write_failure(
+            "promoting the learner",
+            RaftError::APIError(ClientWriteError::ForwardToLeader(ForwardToLeader::empty())),
+        );
+        assert_eq!(code, ErrorCode::Unavailable);
+        assert!(why.starts_with("this node stopped leading"), "{why}");
+        assert_eq!((code, why), not_leader_failure());
+        let (code, why) = write_failure(
+            "removing the member",
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::EmptyMembership(EmptyMembership {}),
+            )),
+        );
+        assert_eq!(code, ErrorCode::MembershipConflict);
+        assert!(why.starts_with("removing the member: "), "{why}");
+        let (code, why) = write_failure("adding the learner", RaftError::Fatal(Fatal::Stopped));
+        assert_eq!(code, ErrorCode::Unavailable);
+        assert_eq!(why, "adding the learner: raft stopped");
+    }
+}

@@ -134,3 +134,44 @@ impl NodeTlsFiles {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_files_are_written_and_named_by_the_flags() {
+        let dir = std::env::temp_dir().join(format!("registry-test-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = NodeTlsFiles::create(&dir, "unit", &LOCAL_NAMES).unwrap();
+        let ca = std::fs::read(&files.ca).unwrap();
+        assert_eq!(ca, files.ca_pem);
+        assert!(ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
+        let cert = std::fs::read_to_string(&files.cert).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        let key = std::fs::read_to_string(&files.key).unwrap();
+        assert!(key.contains("PRIVATE KEY-----"));
+        let flags: Vec<String> = files
+            .flags()
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        let at = |flag: &str| {
+            let i = flags.iter().position(|f| f == flag).unwrap();
+            PathBuf::from(&flags[i + 1])
+        };
+        assert_eq!(at("--tls-cert-file"), files.cert);
+        assert_eq!(at("--peer-tls-cert-file"), files.cert);
+        assert_eq!(at("--tls-key-file"), files.key);
+        assert_eq!(at("--peer-tls-key-file"), files.key);
+        assert_eq!(at("--peer-tls-ca-file"), files.ca);
+        // Two certificates of one CA are distinct (fresh keys).
+        let ca = Ca::new("unit CA").unwrap();
+        let (a, b) = (
+            ca.issue("a", &LOCAL_NAMES).unwrap(),
+            ca.issue("a", &LOCAL_NAMES).unwrap(),
+        );
+        assert_ne!(a.key, b.key);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

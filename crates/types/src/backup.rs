@@ -252,6 +252,29 @@ mod tests {
     }
 
     #[test]
+    fn the_header_shows_once_its_bytes_are_in_and_a_longer_body_fails_at_once() {
+        let body = vec![2u8; 10];
+        let (h, bytes) = backup(&body);
+        assert_eq!(h.file_len(), BACKUP_HEADER_LEN as u64 + 10);
+        assert_eq!(h.file_len(), bytes.len() as u64);
+        let mut check = BackupCheck::default();
+        check.update(&bytes[..BACKUP_HEADER_LEN - 1]).unwrap();
+        assert_eq!(check.header(), None, "one byte short of a header");
+        check.update(&bytes[BACKUP_HEADER_LEN - 1..100]).unwrap();
+        assert_eq!(check.header(), Some(h));
+        check.update(&bytes[100..]).unwrap();
+        // One byte past the announced body: refused by this very update,
+        // not only by `finish` (a stream stops there).
+        assert_eq!(
+            check.update(&[0]),
+            Err(BackupError::Frame(FrameError::TrailingBytes {
+                expected: h.file_len(),
+                found: h.file_len() + 1
+            }))
+        );
+    }
+
+    #[test]
     fn damage_anywhere_is_refused() {
         let body = vec![9u8; 300];
         let (h, bytes) = backup(&body);

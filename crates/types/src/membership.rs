@@ -134,3 +134,48 @@ pub struct MemberList {
     #[schema(required = true)]
     pub membership_change: Option<MembershipChange>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_addition_promotes_and_respects_the_majority_unless_told_otherwise() {
+        let req: AddMemberRequest =
+            serde_json::from_str(r#"{"node_id": 4, "address": "10.0.0.4:8014"}"#).unwrap();
+        assert_eq!(
+            req,
+            AddMemberRequest {
+                node_id: 4,
+                address: "10.0.0.4:8014".into(),
+                voter: true,
+                force: false,
+            }
+        );
+        let learner: AddMemberRequest = serde_json::from_str(
+            r#"{"node_id": 4, "address": "a:1", "voter": false, "force": true}"#,
+        )
+        .unwrap();
+        assert!(!learner.voter && learner.force);
+        // A misspelt field is refused, not ignored (it could be `force`).
+        assert!(serde_json::from_str::<AddMemberRequest>(
+            r#"{"node_id": 4, "address": "a:1", "forse": true}"#
+        )
+        .is_err());
+        let query: RemoveMemberQuery = serde_json::from_str("{}").unwrap();
+        assert!(!query.force);
+    }
+
+    #[test]
+    fn a_change_is_over_once_done_or_failed() {
+        for (phase, over) in [
+            (ChangePhase::CatchingUp, false),
+            (ChangePhase::Promoting, false),
+            (ChangePhase::Removing, false),
+            (ChangePhase::Done, true),
+            (ChangePhase::Failed, true),
+        ] {
+            assert_eq!(phase.is_over(), over, "{phase:?}");
+        }
+    }
+}
