@@ -603,8 +603,8 @@ enum Injected {
     Paused(u64),
     Net,
     Isolated(u64),
-    /// Removed from the voters; its address, to add it back.
-    Removed(u64, String),
+    /// Removed from the voters (and wiped), to be added back.
+    Removed(u64),
 }
 
 impl NemesisRunner<'_> {
@@ -714,10 +714,10 @@ impl NemesisRunner<'_> {
                 (Injected::Net, nodes.clone())
             }
             Fault::Membership { node } => {
-                let addr = self.remove_member(*node).await;
+                self.remove_member(*node).await;
                 // Its disk dies: it can only come back as a new, empty node.
                 self.cluster.wipe(*node).await?;
-                (Injected::Removed(*node, addr), vec![*node])
+                (Injected::Removed(*node), vec![*node])
             }
             Fault::SnapshotInstall => {
                 let l = self.leader().await?;
@@ -749,8 +749,10 @@ impl NemesisRunner<'_> {
                     c.isolate(id, false)?;
                 }
             }
-            Injected::Removed(id, addr) => {
+            Injected::Removed(id) => {
                 self.cluster.start(id)?;
+                // It comes back where it was: the address the harness gave it.
+                let addr = self.cluster.client_addr(id);
                 self.add_member_back(id, &addr).await
             }
         }
@@ -759,18 +761,10 @@ impl NemesisRunner<'_> {
 
     /// Removes `node` from the voters through another node (which forwards
     /// to the leader), retrying while a change is refused as unsafe or
-    /// busy; clients stay away from it until it is back. Returns its
-    /// address. A removal that never takes is a problem of the run.
-    async fn remove_member(&mut self, node: u64) -> String {
+    /// busy; clients stay away from it until it is back. A removal that
+    /// never takes is a problem of the run.
+    async fn remove_member(&mut self, node: u64) {
         self.avoid.store(node, Ordering::Relaxed);
-        let vs = views(self.http, self.urls).await;
-        let addr = vs
-            .iter()
-            .flatten()
-            .flat_map(|v| v.members.iter())
-            .find(|m| m.node_id == node)
-            .map(|m| m.addr.clone())
-            .unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = None;
         while Instant::now() < deadline && !INTERRUPTED.load(Ordering::Relaxed) {
@@ -784,7 +778,7 @@ impl NemesisRunner<'_> {
                     .voters_agree(Some(node), |voters| !voters.contains(&node))
                     .await
             {
-                return addr;
+                return;
             }
             last = Some(answer);
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -792,7 +786,6 @@ impl NemesisRunner<'_> {
         self.problems.push(format!(
             "membership: n{node} was not removed within 30 s (last answer {last:?})"
         ));
-        addr
     }
 
     /// Adds `node` back (learner, caught up, promoted) and waits until
