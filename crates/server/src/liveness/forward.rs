@@ -75,8 +75,16 @@ impl Liveness {
         loop {
             wait.observe();
             match node.leader() {
+                // Elected while this batch waited: record it here once the
+                // leadership has settled (lease table reset, a quorum heard
+                // from, no handover under way), as a beat sent to this node
+                // as leader would be. Recording at once answered "became
+                // leader a moment ago" to beats a moment later it takes, a
+                // failure a client sees on a leader's SIGTERM handover.
                 Some((l, _)) if l == node.id => {
-                    return Ok(self.leader_heartbeats(items));
+                    if self.settled_leader().await {
+                        return Ok(self.leader_heartbeats(items));
+                    }
                 }
                 Some((leader, addr)) => {
                     let remaining = deadline.saturating_duration_since(std::time::Instant::now());
