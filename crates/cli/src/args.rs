@@ -202,7 +202,7 @@ pub(crate) enum MemberCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AgentCommand {
-    /// Register the agent described by --config, keep it alive with
+    /// Register the agent described by --config and/or --card, keep it alive with
     /// heartbeats while its --health-url answers 2xx (degraded while it does
     /// not), and deregister it on SIGTERM/SIGINT or when COMMAND exits (then
     /// exit with COMMAND's status).
@@ -212,9 +212,16 @@ pub(crate) enum AgentCommand {
 #[derive(Debug, Args)]
 pub(crate) struct AgentRunArgs {
     /// The agent's registration: a `POST /v1/agents` JSON body (name,
-    /// endpoint, capabilities, ttl_seconds, ...).
+    /// endpoint, capabilities, ttl_seconds, ...). Its fields win over the
+    /// card's.
+    #[arg(long, value_name = "PATH", required_unless_present = "card")]
+    pub(crate) config: Option<PathBuf>,
+    /// The agent's A2A Agent Card (the JSON it serves at
+    /// `/.well-known/agent-card.json`; A2A 1.0, or 0.2/0.3): registered
+    /// with the agent, and what --config leaves out (name, endpoint,
+    /// version, description, capabilities) is taken from it.
     #[arg(long, value_name = "PATH")]
-    pub(crate) config: PathBuf,
+    pub(crate) card: Option<PathBuf>,
     /// The agent's own health URL, probed with GET: 2xx is healthy, and a
     /// JSON body's `load` or `load_factor` (0 to 1) is reported as its load.
     /// Without it the agent is reported active for as long as the sidecar
@@ -426,6 +433,10 @@ pub(crate) struct DiscoverArgs {
     /// Add why each agent matched and what each filter dropped.
     #[arg(long)]
     pub(crate) explain: bool,
+    /// Return each agent's A2A card in full (by default a hit names it by
+    /// its `card_etag`; `card get ID` fetches it).
+    #[arg(long)]
+    pub(crate) include_card: bool,
     /// Print a table instead of JSON.
     #[arg(long)]
     pub(crate) table: bool,

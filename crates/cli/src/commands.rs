@@ -470,6 +470,7 @@ pub(crate) fn discover_request(args: DiscoverArgs) -> DiscoverRequest {
         sort_by: args.sort_by,
         limit: args.limit,
         explain: args.explain,
+        include_card: args.include_card,
     }
 }
 

@@ -151,6 +151,7 @@ mod tests {
             "--limit",
             "3",
             "--explain",
+            "--include-card",
         ])
         .unwrap();
         let Command::Discover(args) = cli.command else {
@@ -169,7 +170,10 @@ mod tests {
             (Some(0.7), Some(0.5))
         );
         assert_eq!(req.sort_by.as_deref(), Some("health"));
-        assert_eq!((req.limit, req.explain), (Some(3), true));
+        assert_eq!(
+            (req.limit, req.explain, req.include_card),
+            (Some(3), true, true)
+        );
         for args in [
             &["registryctl", "discover"][..],
             &["registryctl", "discover", "--limit", "3"][..],

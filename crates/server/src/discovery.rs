@@ -326,9 +326,16 @@ pub async fn discover(
     Ok(Json(DiscoverResponse {
         agents: hits
             .into_iter()
-            .map(|(agent, why)| DiscoverHit {
-                agent,
-                explanation: req.explain.then_some(why),
+            .map(|(mut agent, why)| {
+                let card_etag = agent.agent_card.as_ref().map(|c| c.etag().to_string());
+                if !req.include_card {
+                    agent.agent_card = None;
+                }
+                DiscoverHit {
+                    agent,
+                    card_etag,
+                    explanation: req.explain.then_some(why),
+                }
             })
             .collect(),
         sort_by: q.sort_by,

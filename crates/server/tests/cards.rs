@@ -257,6 +257,24 @@ async fn a_card_is_served_alike_by_every_node_while_its_agent_lives() {
         .map(|h| h["agent"]["agent_id"].as_str().unwrap())
         .collect();
     assert_eq!(found, [AGENT]);
+    // A hit names its card by ETag; the card itself only when asked for.
+    assert_eq!(hits["agents"][0]["card_etag"], etag.as_str());
+    assert_eq!(hits["agents"][0]["agent"]["agent_card"], Value::Null);
+    let r = call(
+        &c,
+        follower,
+        Method::POST,
+        "/v1/discover",
+        Some(
+            json!({"skills": ["plan-menu"], "status": ["active", "unhealthy"],
+                    "include_card": true}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hit = &r.json()["agents"][0];
+    assert_eq!(hit["card_etag"], etag.as_str());
+    assert_eq!(hit["agent"]["agent_card"], card("1.0.0"));
 
     eprintln!("--- silent: the card leaves the listing of every node once the agent is offline");
     wait_until("the card to leave every node's listing", || async {

@@ -657,6 +657,13 @@ pub struct DiscoverRequest {
     /// Add why each agent matched, its score, and what each filter dropped.
     #[serde(default)]
     pub explain: bool,
+    /// Return each hit's A2A Agent Card in `agent.agent_card`. Default
+    /// false: a hit names its card by `card_etag` only, and the card is
+    /// fetched (and cached by that ETag) from
+    /// `GET /v1/agents/{id}/agent-card.json`, so that a search with
+    /// `limit` 10 over agents with 4 KiB cards answers a few KiB, not 40.
+    #[serde(default)]
+    pub include_card: bool,
 }
 
 /// Why one agent was returned.
@@ -675,8 +682,15 @@ pub struct DiscoverExplanation {
 /// One agent found by discovery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverHit {
-    /// The agent found.
+    /// The agent found. Its `agent_card` is null unless the request said
+    /// `include_card`.
     pub agent: AgentRecord,
+    /// The strong ETag of the agent's card (the one
+    /// `GET /v1/agents/{id}/agent-card.json` answers with); null when the
+    /// agent has no card.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub card_etag: Option<String>,
     /// Why it was returned (with `explain`; null otherwise).
     #[serde(default)]
     #[schema(required = true)]
