@@ -2,10 +2,13 @@
 //! Rust. It keeps the agent described by a file registered for as long as the
 //! agent is there, and says how it is doing.
 //!
-//! - [`read_config`]: the registration is a `POST /v1/agents` body read from
-//!   `--config` and checked here with the registry's own rules
-//!   ([`RegisterRequest::validate`]) and for unknown keys, so that a bad file
-//!   fails before anything is sent, naming the field (exit code 2).
+//! - [`read_registration`]: the registration is a `POST /v1/agents` body read
+//!   from `--config`, and/or the agent's A2A card read from `--card` (what
+//!   the config leaves out is mapped from the card as the registry maps it).
+//!   Both are checked here with the registry's own rules
+//!   ([`RegisterRequest::validate`], [`AgentCard::from_value`]) and the config
+//!   for unknown keys, so that a bad file fails before anything is sent,
+//!   naming the file and the field (exit code 2).
 //! - Liveness is an [`AgentSession`]: it registers, beats at the pace each
 //!   heartbeat answer asks for (`next_heartbeat_ms`), registers again after
 //!   an expiry, fails over between nodes, and deregisters on `stop`. The
@@ -25,6 +28,7 @@ use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use registry_client::types::api::{HeartbeatRequest, RegisterRequest};
+use registry_client::types::card::{AgentCard, DEFAULT_MAX_CARD_BYTES};
 use registry_client::types::limits::Limits;
 use registry_client::types::{AgentStatus, ErrorCode};
 use registry_client::{AgentSession, Client, ClientError};
@@ -132,9 +136,87 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads and checks the registration in `path`; every error names the file
-/// and, when one is at fault, the field.
-pub(crate) fn read_config(path: &Path) -> Result<RegisterRequest, UsageError> {
+/// Where the registration came from: the files its errors name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sources {
+    config: Option<std::path::PathBuf>,
+    card: Option<std::path::PathBuf>,
+}
+
+impl Sources {
+    /// The usage error for the registry's (or this check's) complaint about
+    /// `field`: a card's field is named in the card file, as a JSON path of
+    /// the card, when the card came from `--card`.
+    fn error(&self, field: Option<&str>, message: &str, suffix: &str) -> UsageError {
+        let in_card = field.and_then(|f| {
+            let rest = f.strip_prefix("agent_card")?;
+            (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+                .then(|| rest.trim_start_matches('.'))
+        });
+        let (file, field) = match (in_card, &self.card, &self.config) {
+            (Some(path), Some(card), _) => (card, (!path.is_empty()).then_some(path)),
+            (_, _, Some(config)) => (config, field),
+            (_, Some(card), None) => (card, field),
+            (_, None, None) => return UsageError(format!("{message}{suffix}")),
+        };
+        let file = file.display();
+        match field {
+            Some(field) => UsageError(format!("{file}: field `{field}`: {message}{suffix}")),
+            None => UsageError(format!("{file}: {message}{suffix}")),
+        }
+    }
+}
+
+/// Reads and checks the registration: the body in `config`, the card in
+/// `card`, or both (the config's fields win, and it may not hold a card of
+/// its own then). Every error names the file and, when one is at fault,
+/// the field.
+pub(crate) fn read_registration(
+    config: Option<&Path>,
+    card: Option<&Path>,
+) -> Result<(RegisterRequest, Sources), UsageError> {
+    let sources = Sources {
+        config: config.map(Path::to_path_buf),
+        card: card.map(Path::to_path_buf),
+    };
+    let mut req = match config {
+        Some(path) => read_config(path)?,
+        None => RegisterRequest::default(),
+    };
+    if let Some(path) = card {
+        if req.agent_card.is_some() {
+            return Err(UsageError(format!(
+                "{}: field `agent_card`: give the card once, in the config or with --card",
+                sources.config.as_deref().unwrap_or(path).display()
+            )));
+        }
+        let file = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read --card {file}: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| UsageError(format!("{file} is not JSON: {e}")))?;
+        req.agent_card = Some(value);
+    }
+    // A card (from either file) is checked as the registry checks it, and
+    // fills what the config leaves out, so that a card-only registration
+    // has its name and endpoint before it is validated.
+    if let Some(value) = &req.agent_card {
+        let card = AgentCard::from_value(value, &Limits::DEFAULT, DEFAULT_MAX_CARD_BYTES).map_err(
+            |e| {
+                let body = e.into_error("agent_card");
+                sources.error(body.error.field.as_deref(), &body.error.message, "")
+            },
+        )?;
+        card.view().fill_registration(&mut req);
+    }
+    req.validate(&Limits::DEFAULT)
+        .map_err(|body| sources.error(body.error.field.as_deref(), &body.error.message, ""))?;
+    Ok((req, sources))
+}
+
+/// Reads the registration body in `path` and checks its keys and types;
+/// every error names the file and, when one is at fault, the field.
+fn read_config(path: &Path) -> Result<RegisterRequest, UsageError> {
     let file = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read --config {file}: {e}")))?;
@@ -155,14 +237,8 @@ pub(crate) fn read_config(path: &Path) -> Result<RegisterRequest, UsageError> {
             known.join(", ")
         )));
     }
-    let req: RegisterRequest = serde_path_to_error::deserialize(value)
-        .map_err(|e| UsageError(format!("{file}: field `{}`: {}", e.path(), e.inner())))?;
-    req.validate(&Limits::DEFAULT)
-        .map_err(|body| match body.error.field {
-            Some(field) => UsageError(format!("{file}: field `{field}`: {}", body.error.message)),
-            None => UsageError(format!("{file}: {}", body.error.message)),
-        })?;
-    Ok(req)
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| UsageError(format!("{file}: field `{}`: {}", e.path(), e.inner())))
 }
 
 /// The keys a registration body may have: its fields and their aliases.
@@ -197,26 +273,24 @@ fn registration_keys() -> Vec<&'static str> {
 }
 
 /// Maps the registry's refusal of the first registration to a usage error
-/// naming the file's field (the file is what was sent); other failures stay
-/// as they are.
-fn refused_config(path: &Path, e: ClientError) -> anyhow::Error {
+/// naming the file and its field (the files are what was sent); other
+/// failures stay as they are.
+fn refused_config(sources: &Sources, e: ClientError) -> anyhow::Error {
     let Some(body) = e.body().filter(|b| {
         matches!(
             b.error.code,
-            ErrorCode::InvalidArgument | ErrorCode::InvalidJson
+            ErrorCode::InvalidArgument | ErrorCode::InvalidJson | ErrorCode::PayloadTooLarge
         )
     }) else {
         return e.into();
     };
-    let file = path.display();
-    let message = &body.error.message;
-    match &body.error.field {
-        Some(field) => UsageError(format!(
-            "{file}: field `{field}`: {message} (refused by the registry)"
-        )),
-        None => UsageError(format!("{file}: {message} (refused by the registry)")),
-    }
-    .into()
+    sources
+        .error(
+            body.error.field.as_deref(),
+            &body.error.message,
+            " (refused by the registry)",
+        )
+        .into()
 }
 
 /// Why the run ends.
@@ -231,7 +305,8 @@ enum End {
 /// `registryctl agent run`.
 pub(crate) async fn agent_run(client: Client, args: AgentRunArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    let mut registration = read_config(&args.config)?;
+    let (mut registration, sources) =
+        read_registration(args.config.as_deref(), args.card.as_deref())?;
     // Before registering, so that the handlers are in place for the whole
     // life of the agent's record.
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -263,7 +338,7 @@ pub(crate) async fn agent_run(client: Client, args: AgentRunArgs) -> anyhow::Res
         .report_from(report_rx)
         .start()
         .await
-        .map_err(|e| refused_config(&args.config, e))?;
+        .map_err(|e| refused_config(&sources, e))?;
     let agent_id = session.agent_id().to_string();
     tracing::info!(%agent_id, "agent registered; heartbeats at the registry's pace");
     match (&latest, args.command.is_empty()) {
@@ -408,10 +483,167 @@ mod tests {
     use super::*;
 
     fn config(text: &str) -> Result<RegisterRequest, String> {
+        files(Some(text), None)
+    }
+
+    /// The registration read from a config and/or a card written as
+    /// `agent.json` and `card.json`.
+    fn files(config: Option<&str>, card: Option<&str>) -> Result<RegisterRequest, String> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.json");
-        std::fs::write(&path, text).unwrap();
-        read_config(&path).map_err(|e| e.0)
+        let write = |name: &str, text: Option<&str>| {
+            text.map(|t| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, t).unwrap();
+                path
+            })
+        };
+        let (config, card) = (write("agent.json", config), write("card.json", card));
+        read_registration(config.as_deref(), card.as_deref())
+            .map(|(req, _)| req)
+            .map_err(|e| e.0)
+    }
+
+    fn card() -> serde_json::Value {
+        serde_json::json!({
+            "name": "Recipes", "description": "finds recipes", "version": "2.1.0",
+            "supportedInterfaces": [{"url": "https://recipes.example.test/a2a",
+                                     "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+            "capabilities": {"streaming": true},
+            "defaultInputModes": ["text/plain"], "defaultOutputModes": ["application/json"],
+            "skills": [
+                {"id": "find-recipe", "name": "Find a recipe", "description": "by ingredient",
+                 "tags": ["cooking"]},
+                {"id": "plan-menu", "name": "Plan a menu", "description": "for a week",
+                 "tags": ["cooking", "planning"]}
+            ]
+        })
+    }
+
+    #[test]
+    fn a_card_alone_is_a_registration_mapped_as_the_registry_maps_it() {
+        let req = files(None, Some(&card().to_string())).unwrap();
+        assert_eq!(req.name.as_deref(), Some("Recipes"));
+        assert_eq!(
+            req.endpoint.as_deref(),
+            Some("https://recipes.example.test/a2a")
+        );
+        assert_eq!(
+            (req.version.as_str(), req.description.as_str()),
+            ("2.1.0", "finds recipes")
+        );
+        let caps: Vec<&str> = req.capabilities.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(caps, ["Find a recipe", "Plan a menu"]);
+        assert_eq!(req.capabilities[1].tags, ["cooking", "planning"]);
+        assert_eq!(req.agent_card, Some(card()), "the card is sent as written");
+
+        // A 0.3 card: its top-level url is the endpoint.
+        let mut old = card();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("supportedInterfaces");
+        obj.insert("url".into(), "http://old.example.test:8080/".into());
+        obj.insert("protocolVersion".into(), "0.3.0".into());
+        let req = files(None, Some(&old.to_string())).unwrap();
+        assert_eq!(
+            req.endpoint.as_deref(),
+            Some("http://old.example.test:8080/")
+        );
+    }
+
+    #[test]
+    fn the_configs_fields_win_over_the_cards() {
+        let req = files(
+            Some(r#"{"agent_id": "r-1", "name": "Mine", "ttl_seconds": 9}"#),
+            Some(&card().to_string()),
+        )
+        .unwrap();
+        assert_eq!(req.agent_id.as_deref(), Some("r-1"));
+        assert_eq!(req.name.as_deref(), Some("Mine"));
+        assert_eq!(req.ttl_seconds, Some(9));
+        assert_eq!(
+            req.endpoint.as_deref(),
+            Some("https://recipes.example.test/a2a"),
+            "what the config leaves out comes from the card"
+        );
+        assert_eq!(req.capabilities.len(), 2);
+        // A card inside the config is read the same way.
+        let inline = serde_json::json!({"agent_card": card(), "endpoint": "http://here:1/"});
+        let req = files(Some(&inline.to_string()), None).unwrap();
+        assert_eq!(req.name.as_deref(), Some("Recipes"));
+        assert_eq!(req.endpoint.as_deref(), Some("http://here:1/"));
+    }
+
+    #[test]
+    fn a_bad_card_names_the_card_file_and_the_json_path() {
+        let mut no_id = card();
+        no_id["skills"][1].as_object_mut().unwrap().remove("id");
+        let err = files(None, Some(&no_id.to_string())).unwrap_err();
+        assert!(err.contains("card.json: field `skills[1].id`"), "{err}");
+        let mut bad_url = card();
+        bad_url["supportedInterfaces"][0]["url"] = "ftp://x".into();
+        let err = files(Some(r#"{"ttl_seconds": 9}"#), Some(&bad_url.to_string())).unwrap_err();
+        assert!(
+            err.contains("card.json: field `supportedInterfaces[0].url`"),
+            "{err}"
+        );
+        let mut dup = card();
+        dup["skills"][1]["id"] = "find-recipe".into();
+        let err = files(None, Some(&dup.to_string())).unwrap_err();
+        assert!(err.contains("card.json: field `skills[1].id`"), "{err}");
+        // Inside the config, the path is the config's.
+        let inline = serde_json::json!({"agent_card": no_id});
+        let err = files(Some(&inline.to_string()), None).unwrap_err();
+        assert!(
+            err.contains("agent.json: field `agent_card.skills[1].id`"),
+            "{err}"
+        );
+        // Too large for the registry's default bound.
+        let mut big = card();
+        big["description"] = "d".repeat(DEFAULT_MAX_CARD_BYTES).into();
+        let err = files(None, Some(&big.to_string())).unwrap_err();
+        assert!(err.starts_with("card.json"), "{err}");
+        for (config, card_text, expected) in [
+            (None, Some("{"), "card.json is not JSON"),
+            (None, Some("[1]"), "card.json"),
+            (
+                Some(serde_json::json!({"agent_card": card()}).to_string()),
+                Some(card().to_string()),
+                "give the card once",
+            ),
+        ] {
+            let err = files(config.as_deref(), card_text).unwrap_err();
+            assert!(err.contains(expected), "{card_text:?}: {err}");
+        }
+        let err = read_registration(None, Some(Path::new("/nonexistent/card.json"))).unwrap_err();
+        assert!(err.0.contains("cannot read --card"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_refusal_names_the_file_the_field_came_from() {
+        let both = Sources {
+            config: Some("a.json".into()),
+            card: Some("c.json".into()),
+        };
+        let msg = |s: &Sources, field: Option<&str>| s.error(field, "bad", "!").0;
+        assert_eq!(
+            msg(&both, Some("agent_card.skills[0].id")),
+            "c.json: field `skills[0].id`: bad!"
+        );
+        assert_eq!(msg(&both, Some("agent_card")), "c.json: bad!");
+        assert_eq!(
+            msg(&both, Some("agent_cardx")),
+            "a.json: field `agent_cardx`: bad!"
+        );
+        assert_eq!(
+            msg(&both, Some("ttl_seconds")),
+            "a.json: field `ttl_seconds`: bad!"
+        );
+        assert_eq!(msg(&both, None), "a.json: bad!");
+        let card_only = Sources {
+            config: None,
+            card: Some("c.json".into()),
+        };
+        assert_eq!(msg(&card_only, Some("name")), "c.json: field `name`: bad!");
+        assert_eq!(msg(&Sources::default(), Some("name")), "bad!");
     }
 
     #[test]
@@ -454,7 +686,7 @@ mod tests {
             assert!(err.contains("agent.json"), "{text}: {err}");
             assert!(err.contains(expected), "{text}: {err}");
         }
-        let err = read_config(Path::new("/nonexistent/agent.json")).unwrap_err();
+        let err = read_registration(Some(Path::new("/nonexistent/agent.json")), None).unwrap_err();
         assert!(err.0.contains("cannot read --config"), "{}", err.0);
     }
 

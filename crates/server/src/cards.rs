@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use registry_types::api::{AgentCardList, AgentResponse, CapabilityInput, RegisterRequest};
+use registry_types::api::{AgentCardList, AgentResponse, RegisterRequest};
 use registry_types::card::{card_is_live, AgentCard, HEADER_AGENT_STATUS};
 use registry_types::command::SetCardCommand;
 use registry_types::query::{CardFilter, CardOptions, ListPage, ReadOptions};
@@ -67,32 +67,7 @@ pub fn take_card(node: &Node, req: &mut RegisterRequest) -> ApiResult<Option<Age
         return Ok(None);
     };
     let card = parse_card(node, &v, "agent_card")?;
-    let view = card.view();
-    if req.name.is_none() {
-        req.name = Some(view.name.trim().to_string());
-    }
-    if req.endpoint.is_none() {
-        req.endpoint = view.endpoint().map(str::to_string);
-    }
-    if req.version.is_empty() {
-        req.version = view.version.clone();
-    }
-    if req.description.is_empty() {
-        req.description = view.description.clone();
-    }
-    if req.capabilities.is_empty() {
-        req.capabilities = view
-            .capabilities()
-            .into_iter()
-            .map(|c| CapabilityInput {
-                name: c.name,
-                description: c.description,
-                tags: c.tags,
-                cost_estimate: None,
-                parameters: None,
-            })
-            .collect();
-    }
+    card.view().fill_registration(req);
     Ok(Some(card))
 }
 

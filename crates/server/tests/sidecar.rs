@@ -98,6 +98,30 @@ impl Sidecar {
     ) -> Sidecar {
         let config_path = cluster.dir().join(format!("{name}.json"));
         std::fs::write(&config_path, config.to_string()).expect("write the config");
+        Self::spawn(cluster, name, "--config", &config_path, health_url, command)
+    }
+
+    /// Starts the sidecar for the agent whose A2A card is `card` alone
+    /// (`--card`, no `--config`).
+    fn start_with_card(
+        cluster: &Cluster,
+        name: &str,
+        card: serde_json::Value,
+        health_url: &str,
+    ) -> Sidecar {
+        let card_path = cluster.dir().join(format!("{name}.card.json"));
+        std::fs::write(&card_path, card.to_string()).expect("write the card");
+        Self::spawn(cluster, name, "--card", &card_path, health_url, &[])
+    }
+
+    fn spawn(
+        cluster: &Cluster,
+        name: &str,
+        flag: &str,
+        file: &Path,
+        health_url: &str,
+        command: &[&str],
+    ) -> Sidecar {
         let log = cluster.dir().join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("sidecar log");
         let mut cmd = tokio::process::Command::new(registryctl());
@@ -109,8 +133,8 @@ impl Sidecar {
         cmd.env("NO_COLOR", "1")
             .arg("--nodes")
             .arg(nodes(cluster))
-            .args(["agent", "run", "--config"])
-            .arg(&config_path)
+            .args(["agent", "run", flag])
+            .arg(file)
             .args(["--health-url", health_url, "--probe-interval-ms", "100"])
             .args(["--probe-timeout-ms", "2000", "--stop-timeout-ms", "10000"]);
         if !command.is_empty() {
@@ -331,4 +355,64 @@ async fn the_sidecar_follows_the_agents_health_and_deregisters_it_when_it_ends()
     assert_eq!(sidecar.exit_code().await, 2, "{}", sidecar.log());
     let log = sidecar.log();
     assert!(log.contains("refused.json: field `ttl_seconds`"), "{log}");
+
+    eprintln!("--- from the agent's A2A card alone: registered with it, mapped, kept alive");
+    let card = json!({
+        "name": "Card Agent", "description": "registered from its card", "version": "1.2.0",
+        "supportedInterfaces": [{"url": "http://127.0.0.1:9/a2a", "protocolBinding": "JSONRPC",
+                                 "protocolVersion": "1.0"}],
+        "capabilities": {}, "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "echo", "name": "echo", "description": "says it back", "tags": []}]
+    });
+    let mut sidecar = Sidecar::start_with_card(&cluster, "carded", card.clone(), &health.url);
+    let found = wait_until("the carded agent to be registered", || async {
+        let hits = client
+            .discover(
+                &registry_client::types::api::DiscoverRequest {
+                    skills: vec!["echo".into()],
+                    include_card: true,
+                    ..Default::default()
+                },
+                ReadOptions::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        hits.agents
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("not found yet\n{}", sidecar.log()))
+    })
+    .await;
+    let agent = found.agent;
+    assert_eq!(agent.name, "Card Agent");
+    assert_eq!(agent.endpoint, "http://127.0.0.1:9/a2a");
+    assert_eq!(agent.version, "1.2.0");
+    assert_eq!(agent.capabilities[0].name, "echo");
+    let stored = agent.agent_card.expect("the card is stored");
+    assert_eq!(stored.to_value(), card);
+    assert_eq!(found.card_etag.as_deref(), Some(stored.etag()));
+    let id = agent.agent_id.as_str().to_string();
+    let first = agent.registered_at.millis();
+    wait_agent(
+        &client,
+        &id,
+        "a heartbeat two TTLs after registering",
+        |a| a.last_heartbeat.millis() - first >= 2 * 1000 * i64::from(TTL_SECONDS),
+    )
+    .await;
+    sidecar.signal(libc::SIGTERM);
+    assert_eq!(sidecar.exit_code().await, 0, "{}", sidecar.log());
+    wait_gone(&client, &id).await;
+
+    eprintln!("--- a bad card: exit 2, naming the card file and the JSON path");
+    let mut bad = card;
+    bad["skills"][0]["id"] = json!("");
+    let mut sidecar = Sidecar::start_with_card(&cluster, "bad-card", bad, &health.url);
+    assert_eq!(sidecar.exit_code().await, 2, "{}", sidecar.log());
+    let log = sidecar.log();
+    assert!(
+        log.contains("bad-card.card.json: field `skills[0].id`"),
+        "{log}"
+    );
 }

@@ -415,6 +415,41 @@ impl CardView {
             .collect()
     }
 
+    /// Fills what a registration leaves out from this card (the mapping
+    /// docs/api.md tabulates, done once at the edge): `name`, `endpoint`
+    /// (the first interface's URL), `version`, `description` and
+    /// `capabilities` (one per skill). A field the request gives (present,
+    /// or a non-empty string or list) wins. The server maps a registration
+    /// with this, and so does a client that checks a card before sending it
+    /// (the sidecar), so both read a card alike.
+    pub fn fill_registration(&self, req: &mut crate::api::RegisterRequest) {
+        if req.name.is_none() {
+            req.name = Some(self.name.trim().to_string());
+        }
+        if req.endpoint.is_none() {
+            req.endpoint = self.endpoint().map(str::to_string);
+        }
+        if req.version.is_empty() {
+            req.version = self.version.clone();
+        }
+        if req.description.is_empty() {
+            req.description = self.description.clone();
+        }
+        if req.capabilities.is_empty() {
+            req.capabilities = self
+                .capabilities()
+                .into_iter()
+                .map(|c| crate::api::CapabilityInput {
+                    name: c.name,
+                    description: c.description,
+                    tags: c.tags,
+                    cost_estimate: None,
+                    parameters: None,
+                })
+                .collect();
+        }
+    }
+
     /// The media types the agent accepts, normalized, sorted, without
     /// duplicates: each skill's own `inputModes`, or the card's defaults
     /// for a skill without them (and for a card without skills).
@@ -1118,6 +1153,40 @@ mod tests {
             canonical_json(&v),
             r#"{"Z":null,"a":[{"c":2,"d":1}],"b":1,"é":0}"#
         );
+    }
+
+    #[test]
+    fn a_registration_takes_from_the_card_only_what_it_leaves_out() {
+        let c =
+            AgentCard::from_value(&card_v1(), &Limits::DEFAULT, DEFAULT_MAX_CARD_BYTES).unwrap();
+        let mut empty = crate::api::RegisterRequest::default();
+        c.view().fill_registration(&mut empty);
+        assert_eq!(empty.name.as_deref(), Some("Recipe Agent"));
+        assert_eq!(
+            empty.endpoint.as_deref(),
+            Some("https://recipes.example.com/a2a")
+        );
+        assert_eq!(empty.version, c.view().version);
+        assert_eq!(empty.description, c.view().description);
+        let names: Vec<&str> = empty.capabilities.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Find recipe", "Plan menu"]);
+        assert_eq!(empty.capabilities[0].tags, ["cooking", "food"]);
+        assert_eq!(empty.capabilities[0].description, "Finds a recipe");
+
+        let mut given = crate::api::RegisterRequest {
+            name: Some("mine".into()),
+            endpoint: Some("http://mine:1/".into()),
+            version: "7".into(),
+            description: "my own".into(),
+            capabilities: vec![crate::api::CapabilityInput {
+                name: "own".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let before = given.clone();
+        c.view().fill_registration(&mut given);
+        assert_eq!(given, before, "every field the request gives wins");
     }
 
     #[test]
