@@ -9,8 +9,9 @@
 #            (default /var/cache/agent-registry/venv-python-sdk), made with
 #            `python3 -m venv`; clients/python/requirements-test.txt (pinned
 #            test tools) is installed into it only when it changed
-#   install  pip install ./clients/python[fastapi] (the package as a user
-#            gets it, with the FastAPI extra the examples need)
+#   install  pip install ./clients/python[fastapi,a2a] (the package as a
+#            user gets it, with the FastAPI extra the examples need and the
+#            a2a extra (a2a-sdk) the A2A card tests need)
 #   build    cargo build --release -p agent-registry (skipped with REGISTRY_BIN)
 #   ruff     ruff check + ruff format --check on clients/python
 #   mypy     mypy --strict on the package, the tests and the examples
@@ -44,7 +45,7 @@ step() {
 # The package is installed from its directory every run (it is small; pip
 # rebuilds the wheel), so the tests always import what is checked out.
 install_sdk() {
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$SDK_DIR[fastapi]"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$SDK_DIR[fastapi,a2a]"
 }
 
 step venv make_venv "$VENV" PYTHON_SDK_VENV

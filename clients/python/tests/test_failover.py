@@ -61,7 +61,8 @@ async def test_every_call_fails_over_across_a_kill_of_the_leader(restore: Cluste
     nodes = [leader.url] + [n.url for n in followers]
     fresh = new_id("fo-fresh")
     async with AsyncRegistryClient(nodes) as c:
-        assert (await c.register(registration(fresh, cap))).created
+        made = await c.register(registration(fresh, cap))
+        assert made.created
         assert (await c.get(existing)).agent_id == existing
         listed = [a.agent_id async for a in c.list_agents(capability=cap, page_size=1)]
         assert sorted(listed) == sorted([existing, fresh])
@@ -85,7 +86,8 @@ async def test_every_call_fails_over_across_a_kill_of_the_leader(restore: Cluste
         assert any(p.capability == cap for p in (await c.scaling_policies()).policies)
         await c.scaling_advisories(cap)
         await c.delete_scaling_policy(cap)
-        batch = await c.events(from_revision=1, agent_id=fresh)
+        # From its registration on: earlier events may have left the window.
+        batch = await c.events(from_revision=made.revision, agent_id=fresh)
         assert batch.events and batch.events[0].agent_id == fresh
         assert (await c.deregister(fresh)).success
         with pytest.raises(NotFound):

@@ -16,6 +16,8 @@ Layout (each module owns one thing):
   (needs the ``fastapi`` extra);
 - :mod:`agent_registry.models` and :mod:`agent_registry.errors`: the wire
   types and the typed errors;
+- :mod:`agent_registry.cards`: A2A Agent Cards as JSON and as ``a2a-sdk``
+  ``AgentCard`` objects (the ``a2a`` extra);
 - :mod:`agent_registry.compat`: drop-in replacements for the clients of the
   Dev-Tools and configurable-agents registries.
 
@@ -26,6 +28,7 @@ Quick start::
     print(client.select("summarize"))
 """
 
+from .cards import CardInput, card_from_json, card_to_json
 from .client import AsyncRegistryClient
 from .errors import (
     Compacted,
@@ -40,6 +43,8 @@ from .errors import (
     Unavailable,
 )
 from .models import (
+    AgentCardEntry,
+    AgentCardList,
     AgentRecord,
     AgentRegistration,
     AgentStatus,
@@ -55,6 +60,7 @@ from .models import (
     MembershipChangeResponse,
     Role,
     SelectStrategy,
+    ServedCard,
     SortBy,
 )
 from .session import AgentSession, SessionStats
@@ -64,12 +70,15 @@ from .sync import RegistryClient
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentCardEntry",
+    "AgentCardList",
     "AgentRecord",
     "AgentRegistration",
     "AgentSession",
     "AgentStatus",
     "AsyncRegistryClient",
     "CapabilityInput",
+    "CardInput",
     "Compacted",
     "Conflict",
     "Consistency",
@@ -91,10 +100,13 @@ __all__ = [
     "Role",
     "SavedSnapshot",
     "SelectStrategy",
+    "ServedCard",
     "SessionStats",
     "SnapshotInfo",
     "SortBy",
     "Unauthorized",
     "Unavailable",
+    "card_from_json",
+    "card_to_json",
     "inspect_snapshot",
 ]

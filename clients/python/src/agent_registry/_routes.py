@@ -13,9 +13,11 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ._transport import Call, Kind, query, seg
+from ._transport import Answer, Call, Kind, query, seg
+from .cards import CardInput, card_to_json
 from .errors import RegistryError
 from .models import (
+    AgentCardList,
     AgentHealth,
     AgentList,
     AgentRecord,
@@ -46,6 +48,7 @@ from .models import (
     ScalingPolicyList,
     SearchResponse,
     SelectStrategy,
+    ServedCard,
     SortBy,
     Stats,
     TokenList,
@@ -72,22 +75,23 @@ HANDOVER_TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class Route(Generic[T]):
-    """A call and the function that turns its decoded JSON into ``T``."""
+    """A call and the function that turns its answer into ``T`` (most read
+    only the decoded JSON body: see :func:`_model`)."""
 
     call: Call
-    parse: Callable[[Any], T]
+    parse: Callable[[Answer], T]
 
 
-def _model(cls: type[M]) -> Callable[[Any], M]:
-    return cls.model_validate
+def _model(cls: type[M]) -> Callable[[Answer], M]:
+    return lambda answer: cls.model_validate(answer.body)
 
 
-def _agent(body: Any) -> AgentRecord:
-    return AgentResponse.model_validate(body).agent
+def _agent(answer: Answer) -> AgentRecord:
+    return AgentResponse.model_validate(answer.body).agent
 
 
-def _raw(body: Any) -> Any:
-    return body
+def _raw(answer: Answer) -> Any:
+    return answer.body
 
 
 class Pager:
@@ -142,16 +146,21 @@ def _reads(consistency: Consistency | str | None, min_revision: int | None) -> d
 
 
 def register(
-    registration: AgentRegistration,
+    registration: AgentRegistration | None,
     *,
+    agent_card: CardInput | None,
     if_absent: bool,
     expected_revision: int | None,
     timeout: float | None,
 ) -> Route[RegisterResponse]:
-    body = registration.to_json()
+    if registration is None and agent_card is None:
+        raise ValueError("register() needs a registration, an agent card, or both")
+    body = registration.to_json() if registration is not None else {}
     body["capabilities"] = [
         {"name": c} if isinstance(c, str) else c for c in body.get("capabilities", [])
     ]
+    if agent_card is not None:
+        body["agent_card"] = card_to_json(agent_card)
     if if_absent:
         body["if_absent"] = True
     if expected_revision is not None:
@@ -271,6 +280,113 @@ def agent_health(
     )
 
 
+# -- A2A agent cards ---------------------------------------------------------
+
+
+def set_agent_card(agent_id: str, card: CardInput, timeout: float | None) -> Route[AgentRecord]:
+    return Route(
+        Call(
+            "POST",
+            f"/v1/agents/{seg(agent_id)}/agent-card",
+            Kind.WRITE,
+            body=card_to_json(card),
+            timeout=timeout,
+        ),
+        _agent,
+    )
+
+
+def _agent_status(value: str | None) -> AgentStatus | None:
+    """The ``x-registry-agent-status`` header; None when absent or a status
+    this client does not know (a newer server's)."""
+    try:
+        return AgentStatus(value.strip().lower()) if value else None
+    except ValueError:
+        return None
+
+
+def _served_card(answer: Answer) -> ServedCard:
+    not_modified = answer.status == 304
+    card = answer.body if isinstance(answer.body, dict) and not not_modified else None
+    if card is None and not not_modified:
+        raise RegistryError(
+            f"HTTP {answer.status} with a card that is not a JSON object",
+            code="invalid_card",
+            status=answer.status,
+            node=answer.node,
+        )
+    return ServedCard(
+        card=card,
+        etag=answer.headers.get("etag"),
+        agent_status=_agent_status(answer.headers.get("x-registry-agent-status")),
+        not_modified=not_modified,
+    )
+
+
+def get_agent_card(
+    agent_id: str,
+    *,
+    include_inactive: bool,
+    if_none_match: str | None,
+    consistency: Consistency | str | None,
+    min_revision: int | None,
+    timeout: float | None,
+) -> Route[ServedCard]:
+    params = query(include_inactive=True if include_inactive else None)
+    params.update(_reads(consistency, min_revision))
+    return Route(
+        Call(
+            "GET",
+            f"/v1/agents/{seg(agent_id)}/agent-card.json",
+            Kind.READ,
+            params=params,
+            timeout=timeout,
+            headers={"if-none-match": if_none_match} if if_none_match else {},
+        ),
+        _served_card,
+    )
+
+
+def agent_cards_page(
+    *,
+    skill: str | None,
+    tag: str | None,
+    input_mode: str | None,
+    output_mode: str | None,
+    binding: str | None,
+    q: str | None,
+    status: AgentStatus | str | None,
+    limit: int | None,
+    cursor: str | None,
+    consistency: Consistency | str | None,
+    min_revision: int | None,
+    timeout: float | None,
+) -> Route[AgentCardList]:
+    params = query(
+        skill=skill,
+        tag=tag,
+        input_mode=input_mode,
+        output_mode=output_mode,
+        binding=binding,
+        q=q,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    params.update(_reads(consistency, min_revision))
+    return Route(
+        Call("GET", "/v1/agent-cards", Kind.READ, params=params, timeout=timeout),
+        _model(AgentCardList),
+    )
+
+
+def registry_agent_card(timeout: float | None) -> Route[ServedCard]:
+    return Route(
+        Call("GET", "/.well-known/agent-card.json", Kind.READ, timeout=timeout),
+        _served_card,
+    )
+
+
 # -- liveness ----------------------------------------------------------------
 
 
@@ -335,6 +451,10 @@ def discover(
     tags: Sequence[str] | None,
     agent_type: str | None,
     runtime_id: str | None,
+    skills: Sequence[str] | None,
+    input_modes: Sequence[str] | None,
+    output_modes: Sequence[str] | None,
+    bindings: Sequence[str] | None,
     status: Sequence[AgentStatus | str] | None,
     min_health_score: float | None,
     max_load_factor: float | None,
@@ -350,6 +470,10 @@ def discover(
         ("capabilities", capabilities),
         ("any_capabilities", any_capabilities),
         ("tags", tags),
+        ("skills", skills),
+        ("input_modes", input_modes),
+        ("output_modes", output_modes),
+        ("bindings", bindings),
     ):
         if value is not None:
             body[key] = list(value)
@@ -666,7 +790,7 @@ def list_tokens(timeout: float | None) -> Route[TokenList]:
 def revoke_token(token_id: str, timeout: float | None) -> Route[bool]:
     return Route(
         Call("DELETE", f"/v1/auth/tokens/{seg(token_id)}", Kind.WRITE, timeout=timeout),
-        lambda body: bool(body.get("revoked")) if isinstance(body, dict) else False,
+        lambda answer: isinstance(answer.body, dict) and bool(answer.body.get("revoked")),
     )
 
 

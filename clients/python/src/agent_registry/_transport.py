@@ -15,6 +15,8 @@ written twice, because one client awaits and the other blocks. The rules:
 - 504 ``timeout`` or a connection broken after sending: reads and
   idempotent writes (heartbeats) are sent again; any other write raises
   :class:`~agent_registry.errors.OutcomeUnknown` and is never repeated;
+- 304 (a conditional read whose ``If-None-Match`` still holds) is an
+  answer like a 2xx, without a body;
 - any other answer is final.
 
 A call gives up after ``retry_budget`` seconds of failing, raising
@@ -175,12 +177,27 @@ NOT_SENT: tuple[type[Exception], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A node's successful answer: what the routes read. Most read only the
+    body; a served card reads its headers (``ETag``) and status (304) too."""
+
+    #: The decoded JSON body (None: no body, as in a 304).
+    body: Any
+    #: The HTTP status: a 2xx, or 304.
+    status: int
+    #: The answer's headers (case-insensitive).
+    headers: Mapping[str, str]
+    #: Base URL of the node that answered.
+    node: str
+
+
 @dataclass
 class Step:
     """What to do after one attempt."""
 
-    #: The decoded JSON body when the call is done.
-    result: Any = None
+    #: The answer when the call is done.
+    answer: Answer | None = None
     #: The error to raise (done) or remember (retry).
     error: RegistryError | None = None
     #: Whether to try again on the next node.
@@ -218,12 +235,12 @@ def classify_response(kind: Kind, node: str, response: httpx.Response) -> Step:
         body: Any = response.json() if response.content else None
     except ValueError:
         body = None
-    if 200 <= status < 300:
+    if 200 <= status < 300 or status == 304:
         if body is None and response.content:
             return classify_exception(
                 kind, node, ValueError(f"HTTP {status} with a body that is not JSON")
             )
-        return Step(result=body)
+        return Step(answer=Answer(body, status, response.headers, node))
     err = from_answer(status, body, node, response.text if body is None else "")
     if status == 503 or (status == 504 and kind.repeatable):
         return Step(error=err, retry=True, retry_after=retry_after(response))
@@ -285,8 +302,8 @@ class Failover:
             step = ...  # send to node, classify the outcome
             if tries.answered(step):
                 preferred = index
-            if step.error is None:
-                return step.result
+            if step.answer is not None:
+                return step.answer
             sleep(tries.next_delay(step))  # raises when the call is over
     """
 

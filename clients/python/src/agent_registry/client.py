@@ -26,6 +26,7 @@ from . import _routes as routes
 # Defined here before the paging moved to _routes; still importable from here.
 from ._routes import MAX_PAGES as MAX_PAGES
 from ._transport import (
+    Answer,
     Call,
     Config,
     Failover,
@@ -35,8 +36,11 @@ from ._transport import (
     classify_response,
     resolve_config,
 )
+from .cards import CardInput
 from .errors import InvalidSnapshot, NotFound
 from .models import (
+    AgentCardEntry,
+    AgentCardList,
     AgentHealth,
     AgentList,
     AgentRecord,
@@ -69,6 +73,7 @@ from .models import (
     ScalingPolicyList,
     SearchResponse,
     SelectStrategy,
+    ServedCard,
     SortBy,
     Stats,
     TokenInfo,
@@ -148,7 +153,7 @@ class AsyncRegistryClient:
     async def _run(self, route: routes.Route[T]) -> T:
         return route.parse(await self._request(route.call))
 
-    async def _request(self, call: Call) -> Any:
+    async def _request(self, call: Call) -> Answer:
         """Sends ``call`` to the nodes in turn until one answers for good."""
         tries = Failover(self.config, self._preferred, f"{call.method} {call.path}")
         while True:
@@ -168,8 +173,8 @@ class AsyncRegistryClient:
                 step = classify_response(call.kind, node, response)
             if tries.answered(step):
                 self._preferred = index
-            if step.error is None:
-                return step.result
+            if step.answer is not None:
+                return step.answer
             delay = tries.next_delay(step)
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -197,14 +202,22 @@ class AsyncRegistryClient:
 
     async def register(
         self,
-        registration: AgentRegistration,
+        registration: AgentRegistration | None = None,
         *,
+        agent_card: CardInput | None = None,
         if_absent: bool = False,
         expected_revision: int | None = None,
         timeout: float | None = None,
     ) -> RegisterResponse:
         """Registers an agent, or replaces it (``POST /v1/agents``).
 
+        ``agent_card``: the agent's A2A card (a mapping, or an ``a2a-sdk``
+        ``AgentCard``), replacing ``registration.agent_card``; what the
+        registration leaves out (``name``, ``endpoint``, ``version``,
+        ``description``, capabilities) is mapped from it, so a card alone
+        registers an agent (give ``agent_id`` too, or a retry can make a
+        second one). A bad card is :class:`~agent_registry.errors.InvalidArgument`
+        whose ``field`` is its JSON path (``agent_card.skills[2].id``).
         ``if_absent``: :class:`~agent_registry.errors.Conflict` when it
         exists. ``expected_revision``: only if the record's ``revision`` is
         that (0: must not exist). A write: never retried after an unknown
@@ -213,6 +226,7 @@ class AsyncRegistryClient:
         return await self._run(
             routes.register(
                 registration,
+                agent_card=agent_card,
                 if_absent=if_absent,
                 expected_revision=expected_revision,
                 timeout=timeout,
@@ -337,6 +351,135 @@ class AsyncRegistryClient:
         """One agent's health (``GET /health/{id}``)."""
         return await self._run(routes.agent_health(agent_id, consistency, min_revision, timeout))
 
+    # -- A2A agent cards -----------------------------------------------------
+
+    async def set_agent_card(
+        self, agent_id: str, card: CardInput, *, timeout: float | None = None
+    ) -> AgentRecord:
+        """Replaces an agent's A2A card (``POST /v1/agents/{id}/agent-card``):
+        ``card`` is a mapping (A2A 1.0 or 0.2/0.3) or an ``a2a-sdk``
+        ``AgentCard``. The fields mapped from a card (name, endpoint,
+        version, description, capabilities) are replaced from it; the rest
+        of the record stays, and it is not a heartbeat. A bad card is
+        :class:`~agent_registry.errors.InvalidArgument` whose ``field`` is
+        its JSON path (``skills[2].id``) and changes nothing;
+        :class:`~agent_registry.errors.NotFound` for an unknown agent."""
+        return await self._run(routes.set_agent_card(agent_id, card, timeout))
+
+    async def get_agent_card(
+        self,
+        agent_id: str,
+        *,
+        include_inactive: bool = False,
+        if_none_match: str | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> ServedCard:
+        """An agent's A2A card as it registered it
+        (``GET /v1/agents/{id}/agent-card.json``), with its ETag and the
+        agent's status now; ``.as_a2a()`` reads it with ``a2a-sdk``.
+
+        The card of an ``offline`` or ``suspended`` agent is
+        :class:`~agent_registry.errors.NotFound` (code ``not_found``, as for
+        an agent without a card) unless ``include_inactive``; an unknown
+        agent is ``agent_not_found``. ``if_none_match``: the ETag of the
+        card held; when it is still current the answer is
+        ``not_modified`` without a card."""
+        return await self._run(
+            routes.get_agent_card(
+                agent_id,
+                include_inactive=include_inactive,
+                if_none_match=if_none_match,
+                consistency=consistency,
+                min_revision=min_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def list_agent_cards_page(
+        self,
+        *,
+        skill: str | None = None,
+        tag: str | None = None,
+        input_mode: str | None = None,
+        output_mode: str | None = None,
+        binding: str | None = None,
+        q: str | None = None,
+        status: AgentStatus | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        consistency: Consistency | str | None = None,
+        min_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> AgentCardList:
+        """One page of the A2A cards of matching agents, by agent id
+        (``GET /v1/agent-cards``); continue with ``next_cursor``. Filters
+        combine: ``skill`` (a skill id), ``tag``, ``input_mode`` and
+        ``output_mode`` (media types; wildcards match both ways),
+        ``binding`` (``JSONRPC``, ``GRPC``, ``HTTP+JSON``), ``q`` (every
+        word must match), ``status`` (default: live agents, every status
+        but ``offline`` and ``suspended``)."""
+        return await self._run(
+            routes.agent_cards_page(
+                skill=skill,
+                tag=tag,
+                input_mode=input_mode,
+                output_mode=output_mode,
+                binding=binding,
+                q=q,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+                consistency=consistency,
+                min_revision=min_revision,
+                timeout=timeout,
+            )
+        )
+
+    async def list_agent_cards(
+        self,
+        *,
+        skill: str | None = None,
+        tag: str | None = None,
+        input_mode: str | None = None,
+        output_mode: str | None = None,
+        binding: str | None = None,
+        q: str | None = None,
+        status: AgentStatus | str | None = None,
+        page_size: int | None = None,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[AgentCardEntry]:
+        """Every matching agent's card (the filters of
+        :meth:`list_agent_cards_page`), following the cursors; each page
+        after the first is read at least at the first page's revision."""
+        pages = routes.Pager("agent cards")
+        while pages.more():
+            page = await self.list_agent_cards_page(
+                skill=skill,
+                tag=tag,
+                input_mode=input_mode,
+                output_mode=output_mode,
+                binding=binding,
+                q=q,
+                status=status,
+                limit=page_size,
+                cursor=pages.cursor,
+                consistency=consistency,
+                min_revision=pages.revision,
+                timeout=timeout,
+            )
+            pages.turn(page.revision, page.next_cursor)
+            for entry in page.cards:
+                yield entry
+
+    async def registry_agent_card(self, *, timeout: float | None = None) -> ServedCard:
+        """The registry's own A2A card (``GET /.well-known/agent-card.json``):
+        the directory as an A2A agent, with the skills ``find-agent`` and
+        ``select-agent``."""
+        return await self._run(routes.registry_agent_card(timeout))
+
     # -- liveness ------------------------------------------------------------
 
     async def heartbeat(
@@ -394,6 +537,10 @@ class AsyncRegistryClient:
         tags: Sequence[str] | None = None,
         agent_type: str | None = None,
         runtime_id: str | None = None,
+        skills: Sequence[str] | None = None,
+        input_modes: Sequence[str] | None = None,
+        output_modes: Sequence[str] | None = None,
+        bindings: Sequence[str] | None = None,
         status: Sequence[AgentStatus | str] | None = None,
         min_health_score: float | None = None,
         max_load_factor: float | None = None,
@@ -405,7 +552,12 @@ class AsyncRegistryClient:
         timeout: float | None = None,
     ) -> DiscoverResponse:
         """Structured discovery (``POST /v1/discover``); fields left out take
-        the server's defaults (active agents, health >= 0.5, load <= 0.8)."""
+        the server's defaults (active agents, health >= 0.5, load <= 0.8).
+
+        From the agents' A2A cards: ``skills`` (skill ids, all required),
+        ``input_modes`` / ``output_modes`` (media types the agent must all
+        accept / produce; ``text/*`` and ``*/*`` match both ways),
+        ``bindings`` (protocol bindings, one of which it must offer)."""
         return await self._run(
             routes.discover(
                 capabilities=capabilities,
@@ -414,6 +566,10 @@ class AsyncRegistryClient:
                 tags=tags,
                 agent_type=agent_type,
                 runtime_id=runtime_id,
+                skills=skills,
+                input_modes=input_modes,
+                output_modes=output_modes,
+                bindings=bindings,
                 status=status,
                 min_health_score=min_health_score,
                 max_load_factor=max_load_factor,

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .cards import card_from_json, card_to_json
+
+if TYPE_CHECKING:
+    from a2a.types import AgentCard
+
 __all__ = [
     "Actor",
+    "AgentCardEntry",
+    "AgentCardList",
     "AgentHealth",
     "AgentList",
     "AgentRecord",
@@ -64,6 +71,7 @@ __all__ = [
     "ScalingPolicyList",
     "SearchResponse",
     "SelectStrategy",
+    "ServedCard",
     "SortBy",
     "Stats",
     "TokenInfo",
@@ -174,14 +182,17 @@ class AgentRegistration(_Request):
 
     ``capabilities`` may be given as plain names. Durations are in whole
     seconds; see docs/api.md, "Liveness", for what the three of them do.
+    ``name`` and ``endpoint`` are required unless ``agent_card`` is given
+    (the registry then maps them, ``version``, ``description`` and the
+    capabilities from the card; fields given here win).
     """
 
     #: Stable id (``[A-Za-z0-9._:-]{1,128}``); a UUID is made when absent,
     #: but then a retried registration can create a second agent.
     agent_id: str | None = None
-    name: str
+    name: str | None = None
     #: Where the agent serves (absolute http(s)/grpc(s)/ws(s) URL).
-    endpoint: str
+    endpoint: str | None = None
     agent_type: str | None = None
     runtime_id: str | None = None
     version: str | None = None
@@ -198,6 +209,11 @@ class AgentRegistration(_Request):
     ttl_seconds: int | None = None
     offline_after_seconds: int | None = None
     deregister_after_seconds: int | None = None
+    #: The agent's A2A Agent Card, kept verbatim by the registry: its JSON
+    #: (A2A 1.0, or 0.2/0.3 with a top-level ``url``). An ``a2a-sdk``
+    #: ``AgentCard`` is converted (:func:`agent_registry.cards.card_to_json`);
+    #: typed code passes one as ``register(..., agent_card=card)``.
+    agent_card: dict[str, Any] | None = None
 
     @field_validator("capabilities", mode="before")
     @classmethod
@@ -205,6 +221,11 @@ class AgentRegistration(_Request):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("agent_card", mode="before")
+    @classmethod
+    def _card_as_json(cls, value: Any) -> Any:
+        return None if value is None else card_to_json(value)
 
 
 class HeartbeatReport(_Request):
@@ -265,6 +286,10 @@ class AgentRecord(_Answer):
     revision: int
     epoch: int = 0
     registered_by: Actor | None = None
+    #: The agent's A2A card as it registered it (None without one, and
+    #: where an answer leaves cards out); served with its ETag and liveness
+    #: by ``get_agent_card``.
+    agent_card: dict[str, Any] | None = None
 
 
 class RegisterResponse(_Answer):
@@ -396,6 +421,9 @@ class DiscoverHit(_Answer):
 
     agent: AgentRecord
     explanation: DiscoverExplanation | None = None
+    #: The ETag of the agent's A2A card, when the server names it (fetch
+    #: the card with ``get_agent_card(..., if_none_match=card_etag)``).
+    card_etag: str | None = None
 
 
 class DiscoverResponse(_Answer):
@@ -641,6 +669,8 @@ class Event(_Answer):
     capabilities: list[str] = Field(default_factory=list)
     advisory: ScalingAdvisory | None = None
     actor: Actor | None = None
+    #: The ETag of the agent's A2A card after the change (None: no card).
+    card_etag: str | None = None
 
 
 class EventBatch(_Answer):
@@ -681,3 +711,55 @@ class TokenList(_Answer):
     """Every token."""
 
     tokens: list[TokenInfo]
+
+
+class ServedCard(_Answer):
+    """An A2A card as a node served it (``get_agent_card``,
+    ``registry_agent_card``): the card, its ETag, and the agent's status
+    when it was served. With ``if_none_match`` naming the current ETag the
+    node answers 304: ``not_modified``, and no ``card`` (the one held is
+    current)."""
+
+    #: The card's JSON, verbatim as stored (None when ``not_modified``).
+    card: dict[str, Any] | None = None
+    #: The card's strong ETag (``"..."``, quotes included), the same on
+    #: every node for the same card; pass it as ``if_none_match``.
+    etag: str | None = None
+    #: The agent's status now (``x-registry-agent-status``; None for the
+    #: registry's own card or a status this client does not know).
+    agent_status: AgentStatus | None = None
+    #: True when the node answered 304 Not Modified.
+    not_modified: bool = False
+
+    def as_a2a(self) -> AgentCard:
+        """The card as an ``a2a-sdk`` ``AgentCard``
+        (:func:`agent_registry.cards.card_from_json`; :class:`ImportError`
+        without ``a2a-sdk``). :class:`ValueError` when not modified."""
+        if self.card is None:
+            raise ValueError("the node answered 304 Not Modified: the card held is current")
+        return card_from_json(self.card)
+
+
+class AgentCardEntry(_Answer):
+    """One agent's card in ``GET /v1/agent-cards``."""
+
+    agent_id: str
+    #: The agent's status now.
+    status: AgentStatus
+    #: The card's ETag, as ``get_agent_card`` gives it.
+    etag: str
+    #: The card's JSON, verbatim.
+    card: dict[str, Any]
+
+    def as_a2a(self) -> AgentCard:
+        """The card as an ``a2a-sdk`` ``AgentCard`` (:class:`ImportError`
+        without ``a2a-sdk``)."""
+        return card_from_json(self.card)
+
+
+class AgentCardList(_Answer):
+    """One page of ``GET /v1/agent-cards``."""
+
+    cards: list[AgentCardEntry]
+    next_cursor: str | None = None
+    revision: int
