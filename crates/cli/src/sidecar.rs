@@ -28,7 +28,7 @@ use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use registry_client::types::api::{HeartbeatRequest, RegisterRequest};
-use registry_client::types::card::{AgentCard, DEFAULT_MAX_CARD_BYTES};
+use registry_client::types::card::{AgentCard, MAX_CARD_BYTES_CEILING};
 use registry_client::types::limits::Limits;
 use registry_client::types::{AgentStatus, ErrorCode};
 use registry_client::{AgentSession, Client, ClientError};
@@ -201,7 +201,10 @@ pub(crate) fn read_registration(
     // fills what the config leaves out, so that a card-only registration
     // has its name and endpoint before it is validated.
     if let Some(value) = &req.agent_card {
-        let card = AgentCard::from_value(value, &Limits::DEFAULT, DEFAULT_MAX_CARD_BYTES).map_err(
+        // Bounded by the ceiling no node accepts more than, not by the
+        // default: a node may run with a larger --max-card-bytes, and its
+        // 413 names the card file as well.
+        let card = AgentCard::from_value(value, &Limits::DEFAULT, MAX_CARD_BYTES_CEILING).map_err(
             |e| {
                 let body = e.into_error("agent_card");
                 sources.error(body.error.field.as_deref(), &body.error.message, "")
@@ -503,6 +506,8 @@ mod tests {
             .map_err(|e| e.0)
     }
 
+    use registry_client::types::card::DEFAULT_MAX_CARD_BYTES;
+
     fn card() -> serde_json::Value {
         serde_json::json!({
             "name": "Recipes", "description": "finds recipes", "version": "2.1.0",
@@ -596,21 +601,26 @@ mod tests {
             err.contains("agent.json: field `agent_card.skills[1].id`"),
             "{err}"
         );
-        // Too large for the registry's default bound.
+        // Over the default bound: left to the node, which may allow more.
         let mut big = card();
-        big["description"] = "d".repeat(DEFAULT_MAX_CARD_BYTES).into();
+        big["x-pad"] = "d".repeat(DEFAULT_MAX_CARD_BYTES).into();
+        assert!(files(None, Some(&big.to_string())).is_ok());
+        // Over what any node accepts.
+        big["x-pad"] = "d".repeat(MAX_CARD_BYTES_CEILING).into();
         let err = files(None, Some(&big.to_string())).unwrap_err();
-        assert!(err.starts_with("card.json"), "{err}");
+        assert!(err.contains("card.json: the agent card is"), "{err}");
+        let inline = serde_json::json!({"agent_card": card()}).to_string();
+        let whole = card().to_string();
         for (config, card_text, expected) in [
             (None, Some("{"), "card.json is not JSON"),
             (None, Some("[1]"), "card.json"),
             (
-                Some(serde_json::json!({"agent_card": card()}).to_string()),
-                Some(card().to_string()),
+                Some(inline.as_str()),
+                Some(whole.as_str()),
                 "give the card once",
             ),
         ] {
-            let err = files(config.as_deref(), card_text).unwrap_err();
+            let err = files(config, card_text).unwrap_err();
             assert!(err.contains(expected), "{card_text:?}: {err}");
         }
         let err = read_registration(None, Some(Path::new("/nonexistent/card.json"))).unwrap_err();
