@@ -81,8 +81,11 @@ impl Liveness {
                 // as leader would be. Recording at once answered "became
                 // leader a moment ago" to beats a moment later it takes, a
                 // failure a client sees on a leader's SIGTERM handover.
+                // (Not a guard of this arm: an unsettled leader would then
+                // fall to the next arm and forward the batch to itself.)
                 Some((l, _)) if l == node.id => {
-                    if self.settled_leader().await {
+                    let settled = self.settled_leader().await;
+                    if settled {
                         return Ok(self.leader_heartbeats(items));
                     }
                 }
