@@ -279,6 +279,12 @@ async def test_a_card_of_a2a_0_3_is_accepted_and_served_as_given(
     ]
     found = await client.discover(skills=["legacy-lookup"], bindings=["http+json"])
     assert [h.agent.agent_id for h in found.agents] == [aid]
+    # A hit names the card by its ETag; the card itself only when asked for.
+    assert found.agents[0].card_etag == served.etag
+    assert found.agents[0].agent.agent_card is None
+    with_card = await client.discover(skills=["legacy-lookup"], include_card=True)
+    assert with_card.agents[0].agent.agent_card == card
+    assert with_card.agents[0].card_etag == served.etag
 
 
 # -- (b) the SDK's resolver reads the registry's own card --------------------
@@ -582,6 +588,9 @@ def test_the_blocking_client_registers_and_reads_cards(nodes: list[str]) -> None
         assert [e.agent_id for e in c.list_agent_cards(skill=f"{aid}-s")] == [aid]
         hits = c.discover(skills=[f"{aid}-s"], bindings=["HTTP+JSON"])
         assert [h.agent.agent_id for h in hits.agents] == [aid]
+        assert hits.agents[0].card_etag == served.etag
+        hits = c.discover(skills=[f"{aid}-s"], include_card=True)
+        assert hits.agents[0].agent.agent_card == served.card
         renamed = a2a_card("Sync 2", [skill(f"{aid}-s")], binding="HTTP+JSON")
         assert c.set_agent_card(aid, renamed).name == "Sync 2"
         assert [s.id for s in c.registry_agent_card().as_a2a().skills] == [

@@ -461,6 +461,7 @@ def discover(
     sort_by: SortBy | str | None,
     limit: int | None,
     explain: bool,
+    include_card: bool,
     consistency: Consistency | str | None,
     min_revision: int | None,
     timeout: float | None,
@@ -493,6 +494,8 @@ def discover(
         body["sort_by"] = sort_by.value if isinstance(sort_by, SortBy) else sort_by
     if explain:
         body["explain"] = True
+    if include_card:
+        body["include_card"] = True
     return Route(
         Call(
             "POST",

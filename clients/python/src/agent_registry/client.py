@@ -547,6 +547,7 @@ class AsyncRegistryClient:
         sort_by: SortBy | str | None = None,
         limit: int | None = None,
         explain: bool = False,
+        include_card: bool = False,
         consistency: Consistency | str | None = None,
         min_revision: int | None = None,
         timeout: float | None = None,
@@ -557,7 +558,11 @@ class AsyncRegistryClient:
         From the agents' A2A cards: ``skills`` (skill ids, all required),
         ``input_modes`` / ``output_modes`` (media types the agent must all
         accept / produce; ``text/*`` and ``*/*`` match both ways),
-        ``bindings`` (protocol bindings, one of which it must offer)."""
+        ``bindings`` (protocol bindings, one of which it must offer).
+
+        A hit names its agent's card by ``card_etag``; ``include_card=True``
+        returns the card itself in ``hit.agent.agent_card`` too (by default
+        it is None: fetch it with ``get_agent_card``)."""
         return await self._run(
             routes.discover(
                 capabilities=capabilities,
@@ -576,6 +581,7 @@ class AsyncRegistryClient:
                 sort_by=sort_by,
                 limit=limit,
                 explain=explain,
+                include_card=include_card,
                 consistency=consistency,
                 min_revision=min_revision,
                 timeout=timeout,

@@ -421,8 +421,9 @@ class DiscoverHit(_Answer):
 
     agent: AgentRecord
     explanation: DiscoverExplanation | None = None
-    #: The ETag of the agent's A2A card, when the server names it (fetch
-    #: the card with ``get_agent_card(..., if_none_match=card_etag)``).
+    #: The ETag of the agent's A2A card (None without a card); the card
+    #: itself is in ``agent.agent_card`` only with ``include_card=True``
+    #: (else fetch it with ``get_agent_card``, cached by this ETag).
     card_etag: str | None = None
 
 

@@ -549,6 +549,7 @@ class RegistryClient:
         sort_by: SortBy | str | None = None,
         limit: int | None = None,
         explain: bool = False,
+        include_card: bool = False,
         consistency: Consistency | str | None = None,
         min_revision: int | None = None,
         timeout: float | None = None,
@@ -559,7 +560,11 @@ class RegistryClient:
         From the agents' A2A cards: ``skills`` (skill ids, all required),
         ``input_modes`` / ``output_modes`` (media types the agent must all
         accept / produce; ``text/*`` and ``*/*`` match both ways),
-        ``bindings`` (protocol bindings, one of which it must offer)."""
+        ``bindings`` (protocol bindings, one of which it must offer).
+
+        A hit names its agent's card by ``card_etag``; ``include_card=True``
+        returns the card itself in ``hit.agent.agent_card`` too (by default
+        it is None: fetch it with ``get_agent_card``)."""
         return self._run(
             routes.discover(
                 capabilities=capabilities,
@@ -578,6 +583,7 @@ class RegistryClient:
                 sort_by=sort_by,
                 limit=limit,
                 explain=explain,
+                include_card=include_card,
                 consistency=consistency,
                 min_revision=min_revision,
                 timeout=timeout,
