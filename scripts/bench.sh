@@ -72,8 +72,7 @@ fi
 log "$("$ETCD_BIN" --version | head -n1)"
 
 build_registry
-log "building the load generator: cargo build --release -p registry-bench"
-cargo build --release -p registry-bench || die "cargo build --release -p registry-bench failed"
+cargo_build_package registry-bench
 bench="$(cargo_target_dir)/release/registry-bench"
 
 out="${BENCH_OUT:-$(cargo_target_dir)/bench-results}"

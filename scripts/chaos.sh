@@ -31,8 +31,7 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in -h | --help | help) usage ;; esac
 
-log "building registry-chaos: cargo build --release -p jepsen-like-tests"
-cargo build --release -p jepsen-like-tests || die "building jepsen-like-tests failed"
+cargo_build_package jepsen-like-tests
 CHAOS="$(cargo_target_dir)/release/registry-chaos"
 [[ -x "$CHAOS" ]] || die "build succeeded but $CHAOS is missing"
 

@@ -44,9 +44,9 @@ is_static "$BUSYBOX" || die "$BUSYBOX is not busybox-static (apt-get install bus
 build_registry
 BIN="$(resolved_bin)"
 CTL="${REGISTRYCTL_BIN:-$(dirname "$BIN")/registryctl}"
-if [[ ! -x "$CTL" && -z "${REGISTRYCTL_BIN:-}" && -z "${REGISTRY_BIN:-}" ]]; then
-    log "building registryctl: cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins || die "cargo build --release --workspace --bins failed"
+# Built like the node (never an older registryctl left in the target dir).
+if [[ -z "${REGISTRYCTL_BIN:-}" && -z "${REGISTRY_BIN:-}" ]]; then
+    cargo_build_package registryctl
 fi
 [[ -x "$CTL" ]] || die "no registryctl at $CTL (set REGISTRYCTL_BIN)"
 

@@ -38,15 +38,26 @@ registry_bin() { printf '%s/release/agent-registry\n' "$(cargo_target_dir)"; }
 
 # Build the release node binary (once; cargo is a no-op when up to date).
 # REGISTRY_BIN=/path/to/agent-registry skips the build and uses that binary.
+# cargo_build_package PKG -> PKG's release binaries, built (dies on failure).
+# Alone, `cargo build --release -p PKG`: the least to compile. Once the whole
+# workspace is built with its tests (scripts/test.sh sets
+# REGISTRY_WORKSPACE_BUILT=1 after its nextest stage), `-p PKG` would resolve
+# other features for shared dependencies and compile them again (minutes per
+# script); building the workspace's own selection then is a no-op that still
+# checks every binary is fresh.
+cargo_build_package() {
+    local args=(--release -p "$1")
+    [[ "${REGISTRY_WORKSPACE_BUILT:-}" == 1 ]] && args=(--release --workspace --all-targets)
+    log "building $1: cargo build ${args[*]}"
+    cargo build "${args[@]}" || die "cargo build ${args[*]} failed"
+}
+
 build_registry() {
     if [[ -n "${REGISTRY_BIN:-}" ]]; then
         [[ -x "$REGISTRY_BIN" ]] || die "REGISTRY_BIN=$REGISTRY_BIN is not an executable file"
         return 0
     fi
-    log "building the node binary: cargo build --release -p agent-registry"
-    if ! cargo build --release -p agent-registry; then
-        die "cargo build --release -p agent-registry failed"
-    fi
+    cargo_build_package agent-registry
     [[ -x "$(registry_bin)" ]] || die "build succeeded but $(registry_bin) is missing"
 }
 
