@@ -3,6 +3,8 @@
 #
 #   scripts/cluster.sh up [1|3|5] [--secure] [--tls]
 #                                   build (release) and start; waits until every node is ready.
+#                                   Bare `up` on a cluster that exists (grown or shrunk
+#                                   included) starts its stopped nodes with their own flags
 #                                   --secure: access control on (--auth on); the admin token
 #                                   is created in $REGISTRY_CLUSTER_DIR/admin-token
 #                                   --tls: a CA and node certificates (openssl) in
@@ -263,8 +265,30 @@ lock() {
     flock -w 120 9 || die "another scripts/cluster.sh is running on $DIR"
 }
 
+# Starts the stopped nodes of the cluster in $DIR with the flags each was
+# last started with (node<i>.args): `up` without a size on a cluster that
+# grow or shrink changed, whose nodes no fresh set of flags describes (the
+# added ones joined with --join).
+resume_cluster() {
+    local n="$1" i
+    local -a started=()
+    "$REPO_ROOT/scripts/setup.sh" 9>&-
+    build_registry 9>&-
+    resolved_bin >"$DIR/bin"
+    for ((i = 1; i <= n; i++)); do
+        if node_pid "$i" >/dev/null; then continue; fi
+        start_node "$i"
+        started+=("$i")
+        log "started node $i (pid $(cat "$DIR/node$i.pid")) with its recorded flags on $(node_url "$i")"
+    done
+    ((${#started[@]} == 0)) || wait_ready "${started[@]}"
+    echo "cluster: $n node(s) up"
+    print_nodes
+    print_hint
+}
+
 cmd_up() {
-    local n=3 secure=0 tls=0 arg i running=() stopped=() existing
+    local n=3 bare=$(($# == 0)) secure=0 tls=0 arg i running=() stopped=() existing
     for arg in "$@"; do
         case "$arg" in
             --secure) secure=1 ;;
@@ -272,9 +296,16 @@ cmd_up() {
             *) n="$arg" ;;
         esac
     done
-    [[ "$n" =~ ^(1|3|5)$ ]] || die "cluster size must be 1, 3 or 5, got '$n'"
     lock
     existing="$(size)"
+    if ((bare && existing > 1)) && compgen -G "$DIR/node[0-9]*/*" >/dev/null; then
+        for ((i = 1; i <= existing; i++)); do
+            [[ -s "$DIR/node$i.args" ]] || die "$DIR/node$i.args is missing; run scripts/cluster.sh clean first"
+        done
+        resume_cluster "$existing"
+        return 0
+    fi
+    [[ "$n" =~ ^(1|3|5)$ ]] || die "cluster size must be 1, 3 or 5, got '$n'"
     if [[ "$existing" != 0 ]]; then
         for ((i = 1; i <= existing; i++)); do
             if node_pid "$i" >/dev/null; then running+=("$i"); else stopped+=("$i"); fi
