@@ -516,13 +516,27 @@ struct Observed {
 }
 
 /// Reads the registry's revision, size and the target's record
-/// (linearizably) through `node`.
+/// (linearizably) through `node`. A linearizable read the node refuses as
+/// retryable (a quorum not confirmed in time on a loaded machine: 503
+/// `unavailable`) is asked again, as a client would; any other answer
+/// but 200 fails.
 async fn observe(http: &reqwest::Client, node: &str) -> Observed {
-    let stats = get(http, &format!("{node}/v1/stats")).await;
-    assert_eq!(stats.status, 200, "stats: {}", stats.text);
-    let stats = stats.json();
-    let target = get(http, &format!("{node}/v1/agents/{TARGET}")).await;
-    assert_eq!(target.status, 200, "target: {}", target.text);
+    let read = |url: String| async move {
+        wait_until(&format!("a linearizable read of {url}"), || {
+            let url = url.clone();
+            async move {
+                let r = get(http, &url).await;
+                match r.status {
+                    200 => Ok(r),
+                    503 if r.json()["error"]["retryable"] == true => Err(r.text),
+                    other => panic!("{url}: {other} {}", r.text),
+                }
+            }
+        })
+        .await
+    };
+    let stats = read(format!("{node}/v1/stats")).await.json();
+    let target = read(format!("{node}/v1/agents/{TARGET}")).await;
     Observed {
         revision: stats["revision"].as_u64().expect("revision"),
         total_agents: stats["total_agents"].as_u64().expect("total_agents"),
