@@ -623,8 +623,13 @@ impl RecentEntries {
         }
     }
 
-    /// The entries of `range`, if its start is kept.
-    fn get<RB: RangeBounds<u64>>(&self, range: &RB, start: u64) -> Option<Vec<Entry>> {
+    /// The entries of `range`, if its start is kept, within `budget`.
+    fn get<RB: RangeBounds<u64>>(
+        &self,
+        range: &RB,
+        start: u64,
+        mut budget: ByteBudget,
+    ) -> Option<Vec<Entry>> {
         let first = self.first_index()?;
         if start < first {
             return None;
@@ -634,10 +639,50 @@ impl RecentEntries {
             self.entries
                 .iter()
                 .skip(skip)
-                .take_while(|(e, _)| range.contains(&e.log_id.index))
+                .take_while(|(e, n)| range.contains(&e.log_id.index) && budget.take(*n))
                 .map(|(e, _)| e.clone())
                 .collect(),
         )
+    }
+}
+
+/// Most encoded bytes of log entries one AppendEntries carries (one entry
+/// always goes, however large). openraft gives an AppendEntries one Raft
+/// heartbeat interval (100 ms by default) to be answered, the follower's
+/// fsync included, and otherwise sends up to 300 entries, each up to the
+/// group commit's 1 MiB: a follower that had fallen behind was sent
+/// hundreds of MiB at once, which never fit the interval, so it never
+/// caught up (a fill of 100,000 agents with 4 KiB cards wedged that way).
+/// 2 MiB crosses a gigabit link in about 17 ms.
+pub const MAX_APPEND_BYTES: usize = 2 << 20;
+
+/// A running total of entry sizes against a limit: the first entry is
+/// always taken, later ones while the total stays within the limit.
+#[derive(Clone, Copy, Debug)]
+struct ByteBudget {
+    limit: usize,
+    used: usize,
+    taken: usize,
+}
+
+impl ByteBudget {
+    fn new(limit: usize) -> Self {
+        ByteBudget {
+            limit,
+            used: 0,
+            taken: 0,
+        }
+    }
+
+    /// Whether an entry of `size` bytes fits; counts it when it does.
+    fn take(&mut self, size: usize) -> bool {
+        let used = self.used.saturating_add(size);
+        if self.taken > 0 && used > self.limit {
+            return false;
+        }
+        self.used = used;
+        self.taken += 1;
+        true
     }
 }
 
@@ -1490,17 +1535,20 @@ impl LogStore {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
+impl LogStore {
+    /// The entries of `range` in order, as many as `budget` allows (their
+    /// encoded sizes as stored).
+    fn entries_within<RB: RangeBounds<u64>>(
+        &self,
         range: RB,
+        mut budget: ByteBudget,
     ) -> Result<Vec<Entry>, StorageError<u64>> {
         let start = match range.start_bound() {
             std::ops::Bound::Included(x) => *x,
             std::ops::Bound::Excluded(x) => x.saturating_add(1),
             std::ops::Bound::Unbounded => 0,
         };
-        if let Some(hit) = self.recent().get(&range, start) {
+        if let Some(hit) = self.recent().get(&range, start, budget) {
             return Ok(hit);
         }
         let from = id_key(start);
@@ -1511,13 +1559,33 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for item in iter {
             let (k, v) = item.map_err(read_logs_err)?;
             let index = key_id(&k);
-            if !range.contains(&index) {
+            if !range.contains(&index) || !budget.take(v.len()) {
                 break;
             }
             let entry: Entry = decode(&v).map_err(read_logs_err)?;
             out.push(entry);
         }
         Ok(out)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<u64>> {
+        self.entries_within(range, ByteBudget::new(usize::MAX))
+    }
+
+    /// What replication sends a follower: at most [`MAX_APPEND_BYTES`] of
+    /// entries (at least one), so that each AppendEntries is answered
+    /// within the heartbeat interval openraft allows it.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError<u64>> {
+        self.entries_within(start..end, ByteBudget::new(MAX_APPEND_BYTES))
     }
 }
 
@@ -2040,35 +2108,94 @@ mod tests {
     #[test]
     fn recent_entries_answer_only_reads_starting_inside_them() {
         let mut r = RecentEntries::default();
-        assert_eq!(indexes(r.get(&(1..), 1)), None);
+        let all = || ByteBudget::new(usize::MAX);
+        assert_eq!(indexes(r.get(&(1..), 1, all())), None);
         for i in 5..=9 {
             r.push(entry(i), 10);
         }
-        assert_eq!(indexes(r.get(&(4..), 4)), None, "4 was never kept");
-        assert_eq!(indexes(r.get(&(6..8), 6)), Some(vec![6, 7]));
-        assert_eq!(indexes(r.get(&(7..), 7)), Some(vec![7, 8, 9]));
-        assert_eq!(indexes(r.get(&(12..), 12)), Some(vec![]));
+        assert_eq!(indexes(r.get(&(4..), 4, all())), None, "4 was never kept");
+        assert_eq!(indexes(r.get(&(6..8), 6, all())), Some(vec![6, 7]));
+        assert_eq!(indexes(r.get(&(7..), 7, all())), Some(vec![7, 8, 9]));
+        assert_eq!(indexes(r.get(&(12..), 12, all())), Some(vec![]));
 
         // A truncation drops the tail; an append after it continues there.
         r.truncate(8);
-        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6, 7]));
+        assert_eq!(indexes(r.get(&(5..), 5, all())), Some(vec![5, 6, 7]));
         r.push(entry(8), 10);
-        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6, 7, 8]));
+        assert_eq!(indexes(r.get(&(5..), 5, all())), Some(vec![5, 6, 7, 8]));
         // Overwriting an index drops it and everything after it.
         r.push(entry(6), 10);
-        assert_eq!(indexes(r.get(&(5..), 5)), Some(vec![5, 6]));
+        assert_eq!(indexes(r.get(&(5..), 5, all())), Some(vec![5, 6]));
         assert_eq!(r.bytes, 20);
 
         // A purge drops the head: reads from there go to the database.
         r.purge(5);
-        assert_eq!(indexes(r.get(&(5..), 5)), None);
-        assert_eq!(indexes(r.get(&(6..), 6)), Some(vec![6]));
+        assert_eq!(indexes(r.get(&(5..), 5, all())), None);
+        assert_eq!(indexes(r.get(&(6..), 6, all())), Some(vec![6]));
 
         // A gap (entries appended elsewhere) starts over.
         r.push(entry(20), 10);
-        assert_eq!(indexes(r.get(&(6..), 6)), None);
-        assert_eq!(indexes(r.get(&(20..), 20)), Some(vec![20]));
+        assert_eq!(indexes(r.get(&(6..), 6, all())), None);
+        assert_eq!(indexes(r.get(&(20..), 20, all())), Some(vec![20]));
         assert_eq!(r.bytes, 10);
+    }
+
+    #[test]
+    fn a_byte_budget_takes_the_first_entry_always_and_then_what_fits() {
+        let mut b = ByteBudget::new(25);
+        assert!(b.take(10) && b.take(15), "25 of 25");
+        assert!(!b.take(1), "over the limit");
+        let mut b = ByteBudget::new(5);
+        assert!(b.take(100), "the first entry goes however large");
+        assert!(!b.take(1));
+        let mut b = ByteBudget::new(usize::MAX);
+        assert!(b.take(usize::MAX) && b.take(usize::MAX), "no overflow");
+
+        let mut r = RecentEntries::default();
+        for i in 1..=6 {
+            r.push(entry(i), 10);
+        }
+        let within = |limit| indexes(r.get(&(2..), 2, ByteBudget::new(limit)));
+        assert_eq!(within(30), Some(vec![2, 3, 4]));
+        assert_eq!(within(39), Some(vec![2, 3, 4]));
+        assert_eq!(within(0), Some(vec![2]));
+        assert_eq!(within(usize::MAX), Some(vec![2, 3, 4, 5, 6]));
+    }
+
+    #[tokio::test]
+    async fn replication_reads_at_most_the_append_budget_from_cache_and_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _sm, _shared) = open_store(dir.path(), 1, no_cluster(), options()).unwrap();
+        let size = encode(&entry(1)).unwrap().len();
+        for i in 1..=10 {
+            log.db
+                .put_cf(log.cf_log(), id_key(i), encode(&entry(i)).unwrap())
+                .unwrap();
+        }
+        // From disk (nothing cached): a budget of three entries and a bit.
+        let got = log
+            .entries_within(2..10, ByteBudget::new(3 * size + size / 2))
+            .unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![2, 3, 4]));
+        let got = log.entries_within(2..10, ByteBudget::new(0)).unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![2]), "one entry at least");
+        // Small entries: replication gets the whole range asked for.
+        let got = log.limited_get_log_entries(3, 9).await.unwrap();
+        assert_eq!(indexes(Some(got)), Some((3..9).collect()));
+        let got = log.try_get_log_entries(1..=10).await.unwrap();
+        assert_eq!(got.len(), 10);
+        // From the cache: the sizes it recorded count.
+        for i in 1..=10 {
+            log.recent().push(entry(i), MAX_APPEND_BYTES / 4);
+        }
+        let got = log.limited_get_log_entries(1, 11).await.unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![1, 2, 3, 4]));
+        let got = log.try_get_log_entries(1..11).await.unwrap();
+        assert_eq!(
+            got.len(),
+            10,
+            "reads other than replication are not limited"
+        );
     }
 
     #[test]
