@@ -2,7 +2,8 @@
 //! (processes of the release `agent-registry` binary) and a 3-node etcd,
 //! each with fresh data directories under one work directory, on ports of
 //! their own (registry 27310-27313, etcd client 23791-23793 and peer
-//! 23801-23803, all on 127.0.0.1).
+//! 23801-23803, all on 127.0.0.1; `BENCH_PORT_BASE=P` moves them to P..P+3,
+//! P+11..P+13 and P+21..P+23, so that two runs on one machine do not clash).
 //!
 //! Every process is killed (SIGKILL) and its directory removed when its
 //! [`Cluster`] is dropped: at the end of a scenario, on an error (the `?`
@@ -218,6 +219,28 @@ pub const REGISTRY_BASE_PORT: u16 = 27310;
 pub const ETCD_CLIENT_BASE_PORT: u16 = 23790;
 pub const ETCD_PEER_BASE_PORT: u16 = 23800;
 
+/// Moves every port of the harness: registry `P..P+3`, etcd clients
+/// `P+11..P+13`, etcd peers `P+21..P+23`. For a second run on a machine
+/// where another one (or anything else) holds the default ports.
+pub const PORT_BASE_ENV: &str = "BENCH_PORT_BASE";
+
+/// The harness's first registry, etcd client and etcd peer ports:
+/// [`PORT_BASE_ENV`] when set, the defaults above otherwise.
+pub fn base_ports() -> anyhow::Result<(u16, u16, u16)> {
+    let Some(v) = std::env::var_os(PORT_BASE_ENV) else {
+        return Ok((
+            REGISTRY_BASE_PORT,
+            ETCD_CLIENT_BASE_PORT,
+            ETCD_PEER_BASE_PORT,
+        ));
+    };
+    let text = v.to_string_lossy();
+    match text.trim().parse::<u16>() {
+        Ok(p) if (1024..=65_500).contains(&p) => Ok((p, p + 10, p + 20)),
+        _ => bail!("{PORT_BASE_ENV}={text} is not a port number in 1024..65500"),
+    }
+}
+
 impl Cluster {
     /// Starts `size` registry nodes (1 or 3) with `extra` flags each, and
     /// waits until every node is ready. With `ca_pem`, the nodes serve
@@ -235,11 +258,12 @@ impl Cluster {
                 bin.display()
             );
         }
+        let (base, _, _) = base_ports()?;
         let dir = TempDir::new(work, "registry")?;
         let ports: Vec<u16> = if size == 1 {
-            vec![REGISTRY_BASE_PORT]
+            vec![base]
         } else {
-            (1..=size as u16).map(|i| REGISTRY_BASE_PORT + i).collect()
+            (1..=size as u16).map(|i| base + i).collect()
         };
         for p in &ports {
             check_port_free(*p)?;
@@ -312,15 +336,16 @@ impl Cluster {
                 bin.display()
             );
         }
+        let (_, client_base, peer_base) = base_ports()?;
         let dir = TempDir::new(work, "etcd")?;
         let ids: Vec<u16> = (1..=size as u16).collect();
         for i in &ids {
-            check_port_free(ETCD_CLIENT_BASE_PORT + i)?;
-            check_port_free(ETCD_PEER_BASE_PORT + i)?;
+            check_port_free(client_base + i)?;
+            check_port_free(peer_base + i)?;
         }
         let initial = ids
             .iter()
-            .map(|i| format!("e{i}=http://127.0.0.1:{}", ETCD_PEER_BASE_PORT + i))
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peer_base + i))
             .collect::<Vec<_>>()
             .join(",");
         let token = format!(
@@ -340,7 +365,7 @@ impl Cluster {
             system: System::Etcd,
             urls: ids
                 .iter()
-                .map(|i| format!("http://127.0.0.1:{}", ETCD_CLIENT_BASE_PORT + i))
+                .map(|i| format!("http://127.0.0.1:{}", client_base + i))
                 .collect(),
             procs: Vec::new(),
             data_dirs: Vec::new(),
@@ -349,8 +374,8 @@ impl Cluster {
         };
         for i in &ids {
             let data = c.dir.path().join(format!("e{i}"));
-            let client = format!("http://127.0.0.1:{}", ETCD_CLIENT_BASE_PORT + i);
-            let peer = format!("http://127.0.0.1:{}", ETCD_PEER_BASE_PORT + i);
+            let client = format!("http://127.0.0.1:{}", client_base + i);
+            let peer = format!("http://127.0.0.1:{}", peer_base + i);
             let args: Vec<OsString> = vec![
                 "--name".into(),
                 format!("e{i}").into(),
