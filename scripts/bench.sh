@@ -4,12 +4,15 @@
 #   scripts/bench.sh [all|<scenario>[,<scenario>...]] [--quick] [extra flags]
 #
 # Scenarios: ceiling, register, heartbeat, discover, mixed, expiry, failover,
-# footprint (docs/benchmarks.md says what each measures on both sides), and
-# security: the registry against itself with auth off and auth on (no etcd);
-# `all` runs every scenario, then security.
+# footprint, cards (agents with ~4 KiB A2A Agent Cards: memory with and
+# without cards, discovery by skill and input mode; docs/benchmarks.md says
+# what each measures on both sides), and security: the registry against
+# itself with auth off and auth on (no etcd); `all` runs every scenario, then
+# security.
 # Each one starts a fresh 3-node registry cluster and then a fresh 3-node etcd
 # cluster on this machine (registry on 127.0.0.1:27310-27313, etcd clients on
-# 23791-23793, peers on 23801-23803), one after the other, with the same client
+# 23791-23793, peers on 23801-23803; BENCH_PORT_BASE=P moves them to P..P+3,
+# P+11..P+13, P+21..P+23), one after the other, with the same client
 # concurrency and ~512-byte records, and removes them afterwards (also on
 # error and on Ctrl-C).
 #
@@ -18,14 +21,15 @@
 # scenario errors out or measures nothing).
 #
 # Extra flags go to `registry-bench compare` (e.g. --agents 20000, --seconds 5,
-# --concurrency 64). Results: JSON per scenario, results.md and benchmarks.svg
+# --concurrency 64, --include-card: cards asks for the cards in discovery hits). Results: JSON per scenario, results.md and benchmarks.svg
 # in BENCH_OUT (default $CARGO_TARGET_DIR/bench-results), with the registry
 # nodes' logs of every scenario in BENCH_OUT/logs; a full run (not --quick) of
 # all scenarios also writes docs/benchmarks.svg.
 #
 # Environment: CARGO_TARGET_DIR (default target), REGISTRY_BIN (use this node
 # binary, no build), ETCD_BIN (default /usr/bin/etcd), BENCH_OUT,
-# BENCH_KEEP_LOGS (where the node logs go; default BENCH_OUT/logs).
+# BENCH_KEEP_LOGS (where the node logs go; default BENCH_OUT/logs),
+# BENCH_PORT_BASE (see above).
 set -euo pipefail
 LIB_PROG=bench
 # shellcheck source=scripts/lib.sh

@@ -12,10 +12,23 @@
 //!
 //! All keys of an agent carry its lease, so revoking or expiring the lease
 //! removes the agent.
+//!
+//! Agents with A2A cards (the `cards` scenario) are kept apart, as a
+//! registry built on etcd would keep them so that a discovery by skill and
+//! input mode is a range plus one read:
+//! - `/agents/<agent id>` = the record the card maps to (name, endpoint,
+//!   version, description, one capability per skill);
+//! - `/cards/<agent id>` = the card, canonical JSON (~4 KiB);
+//! - `/skill/<skill id>/<agent id>` = the media types the agent accepts and
+//!   produces (`in,in|out,out`), one key per skill: the index a discovery
+//!   ranges over, holding what its input-mode filter needs, so that the
+//!   ~4 KiB card is stored once instead of once per skill.
 
 use serde_json::{json, Value};
 
-use super::{agent_body, agent_caps};
+use registry_types::card::canonical_json;
+
+use super::{agent_body, agent_caps, cards};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -43,6 +56,24 @@ pub fn b64(data: &[u8]) -> String {
         });
     }
     out
+}
+
+/// Decodes standard base64 (padding optional); `None` on a byte outside
+/// the alphabet.
+pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = B64.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// The first key after every key starting with `prefix` (etcd's
@@ -110,6 +141,56 @@ pub fn discover_body(cap: &str, limit: u64, serializable: bool) -> Value {
            "limit": limit, "serializable": serializable})
 }
 
+/// `POST /v3/kv/txn` body registering agent `i` of the card fleet (see
+/// [`crate::cards`]) under its lease, in one Raft entry: with its card,
+/// the record, the card and one index key per skill; without, the same
+/// record alone (the memory baseline).
+pub fn card_register_txn_body(i: usize, with_card: bool) -> Value {
+    let id = format!("bench-{i:07}");
+    let put = |key: String, value: &[u8]| json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease_id(i)}});
+    let record = serde_json::to_vec(&cards::registration_without_card(i)).unwrap_or_default();
+    let mut puts = vec![put(agent_key(i), &record)];
+    if with_card {
+        let card = canonical_json(&cards::card(i));
+        puts.push(put(format!("/cards/{id}"), card.as_bytes()));
+        let (input, output) = cards::agent_modes(i);
+        let modes = format!("{}|{}", input.join(","), output.join(","));
+        for s in cards::agent_skills(i) {
+            let skill = cards::skill_id(s);
+            puts.push(put(format!("/skill/{skill}/{id}"), modes.as_bytes()));
+        }
+    }
+    json!({"success": puts})
+}
+
+/// `POST /v3/kv/range` body: the next `limit` keys of skill `skill`'s index
+/// from key `from` on (the prefix itself for the first page).
+pub fn skill_page_body(skill: &str, from: &[u8], limit: u64, serializable: bool) -> Value {
+    let prefix = format!("/skill/{skill}/");
+    json!({"key": b64(from), "range_end": b64(&prefix_end(&prefix)),
+           "limit": limit, "serializable": serializable})
+}
+
+/// `POST /v3/kv/txn` body reading the records of agents `ids` (and their
+/// cards, with `cards`) in one round trip; served by the member itself
+/// when `serializable` (a read-only transaction of serializable ranges).
+pub fn fetch_txn_body(ids: &[String], cards: bool, serializable: bool) -> Value {
+    let mut reads = Vec::with_capacity(ids.len() * 2);
+    for id in ids {
+        reads.push(
+            json!({"request_range": {"key": b64(format!("/agents/{id}").as_bytes()),
+                                             "serializable": serializable}}),
+        );
+        if cards {
+            reads.push(
+                json!({"request_range": {"key": b64(format!("/cards/{id}").as_bytes()),
+                                                 "serializable": serializable}}),
+            );
+        }
+    }
+    json!({"success": reads})
+}
+
 /// `POST /v3/kv/range` body counting every key under `prefix`, answered by
 /// the member itself (serializable): what that member has applied.
 pub fn count_body(prefix: &str) -> Value {
@@ -126,6 +207,19 @@ pub fn keepalive_ok(body: &[u8]) -> bool {
 /// A range answer that returned at least one key.
 pub fn range_nonempty(body: &[u8]) -> bool {
     contains(body, b"\"kvs\"")
+}
+
+/// A read-only transaction's answer in which every read found its key.
+pub fn txn_reads_found(v: &Value) -> bool {
+    let Some(responses) = v["responses"].as_array() else {
+        return false;
+    };
+    !responses.is_empty()
+        && responses.iter().all(|r| {
+            r["response_range"]["kvs"]
+                .as_array()
+                .is_some_and(|kvs| !kvs.is_empty())
+        })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -180,6 +274,43 @@ mod tests {
         assert_eq!(b64(b"foo"), "Zm9v");
         assert_eq!(b64(b"foob"), "Zm9vYg==");
         assert_eq!(b64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    #[test]
+    fn base64_decodes_what_it_encodes() {
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            &[0xfb, 0xff, 0x00, 0x7f],
+        ] {
+            assert_eq!(b64_decode(&b64(data)).as_deref(), Some(data));
+        }
+        assert_eq!(b64_decode("Zm9v!"), None);
+    }
+
+    #[test]
+    fn a_card_registration_puts_record_card_and_one_index_key_per_skill() {
+        let v = card_register_txn_body(11, true);
+        let keys: Vec<String> = v["success"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let k = p["request_put"]["key"].as_str().unwrap();
+                String::from_utf8(b64_decode(k).unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(keys[0], "/agents/bench-0000011");
+        assert_eq!(keys[1], "/cards/bench-0000011");
+        assert_eq!(keys.len(), 2 + cards::agent_skills(11).len());
+        assert!(keys[2..]
+            .iter()
+            .all(|k| k.starts_with("/skill/") && k.ends_with("/bench-0000011")));
+        let bare = card_register_txn_body(11, false);
+        assert_eq!(bare["success"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

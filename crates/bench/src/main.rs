@@ -17,6 +17,7 @@
 //! The first four drive an existing cluster (`--nodes`); `compare` ignores
 //! `--nodes`.
 
+mod cards;
 mod compare;
 mod etcd;
 mod liveness;
@@ -102,7 +103,7 @@ enum Cmd {
     /// scenario, same concurrency and records (see docs/benchmarks.md).
     Compare {
         /// `all` or one of: ceiling, register, heartbeat, discover, mixed,
-        /// expiry, failover, footprint (comma-separated for several).
+        /// expiry, failover, footprint, cards (comma-separated for several).
         #[arg(default_value = "all")]
         scenario: String,
         /// Small numbers (1,000 agents, seconds per step) to prove the
@@ -122,6 +123,10 @@ enum Cmd {
         /// Client connections per closed-loop measurement.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// `cards`: ask for the cards in discovery hits
+        /// (`"include_card": true`), for a node that takes the field.
+        #[arg(long)]
+        include_card: bool,
         /// Directory for the JSON results, results.md and the chart.
         #[arg(long, default_value = "bench-results")]
         out_dir: std::path::PathBuf,
@@ -623,6 +628,7 @@ async fn compare_cmd(
     seconds: Option<u64>,
     mixed_discover_rate: Option<f64>,
     concurrency: usize,
+    include_card: bool,
     out_dir: std::path::PathBuf,
     svg: Option<std::path::PathBuf>,
     registry_bin: Option<std::path::PathBuf>,
@@ -640,6 +646,7 @@ async fn compare_cmd(
         mixed_seconds: if quick { 6 } else { 60 },
         trials: if quick { 1 } else { 5 },
         mixed_discover_rate: mixed_discover_rate.unwrap_or(if quick { 50.0 } else { 200.0 }),
+        include_card,
         registry_bin,
         etcd_bin,
         work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
@@ -819,6 +826,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             mixed_discover_rate,
             concurrency,
+            include_card,
             out_dir,
             svg,
             registry_bin,
@@ -832,6 +840,7 @@ async fn main() -> anyhow::Result<()> {
                 seconds,
                 mixed_discover_rate,
                 concurrency,
+                include_card,
                 out_dir,
                 svg,
                 registry_bin,
@@ -859,6 +868,7 @@ async fn main() -> anyhow::Result<()> {
                 mixed_seconds: 0,
                 trials: 0,
                 mixed_discover_rate: 0.0,
+                include_card: false,
                 registry_bin: registry_bin.unwrap_or_else(default_registry_bin),
                 etcd_bin: std::path::PathBuf::new(),
                 work_dir: work_dir.unwrap_or_else(std::env::temp_dir),

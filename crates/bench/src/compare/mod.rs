@@ -20,6 +20,7 @@ use super::etcd;
 use super::procs::{cpu_percent, cpu_seconds, Cluster, System};
 use super::{agent_body, any_body, run_pool, send_ok, summarize, Summary, Until};
 
+mod cards;
 mod ceiling;
 mod discover;
 mod expiry;
@@ -30,6 +31,7 @@ mod mixed;
 mod register;
 pub mod security;
 
+use cards::cards;
 use ceiling::ceiling;
 use discover::discover;
 use expiry::expiry;
@@ -40,7 +42,7 @@ use mixed::mixed;
 use register::register;
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "ceiling",
     "register",
     "heartbeat",
@@ -49,6 +51,7 @@ pub const SCENARIOS: [&str; 8] = [
     "expiry",
     "failover",
     "footprint",
+    "cards",
 ];
 
 /// Sizes and places of one comparison run.
@@ -71,6 +74,10 @@ pub struct Config {
     /// Discovery queries per second in `mixed` (0: none, to see what the
     /// heartbeats and churn alone hold).
     pub mixed_discover_rate: f64,
+    /// Ask the registry for the cards in discovery hits
+    /// (`"include_card": true`; `cards` scenario). Only for a node that
+    /// knows the field: an older one refuses it.
+    pub include_card: bool,
     /// The `agent-registry` release binary.
     pub registry_bin: PathBuf,
     /// The `etcd` binary.
@@ -186,6 +193,7 @@ pub async fn run(name: &str, cfg: &Config) -> anyhow::Result<ScenarioOut> {
         "expiry" => expiry(cfg).await?,
         "failover" => failover(cfg).await?,
         "footprint" => footprint(cfg).await?,
+        "cards" => cards(cfg).await?,
         other => bail!(
             "unknown scenario '{other}' (one of: all, {})",
             SCENARIOS.join(", ")
@@ -280,15 +288,40 @@ async fn registry_fill(
     ttl: u32,
     concurrency: usize,
 ) -> anyhow::Result<Summary> {
+    registry_post_agents(
+        client,
+        urls,
+        from,
+        to,
+        move |i| reg_body(i, ttl),
+        concurrency,
+    )
+    .await
+}
+
+/// Posts `body(i)` to `/v1/agents` for agents `i` in `from..to`, spread
+/// over the nodes, each retried a few times; fails when one never took.
+async fn registry_post_agents<B>(
+    client: &reqwest::Client,
+    urls: &[String],
+    from: usize,
+    to: usize,
+    body: B,
+    concurrency: usize,
+) -> anyhow::Result<Summary>
+where
+    B: Fn(usize) -> Value + Clone + Send + Sync + 'static,
+{
     let (client, urls) = (client.clone(), urls.to_vec());
     let t0 = Instant::now();
     let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
-        let (client, urls) = (client.clone(), urls.clone());
+        let (client, urls, body) = (client.clone(), urls.clone(), body.clone());
         async move {
+            let b = body(from + k);
             with_retries(
                 || {
                     let url = format!("{}/v1/agents", urls[(w + k) % urls.len()]);
-                    client.post(url).json(&reg_body(from + k, ttl))
+                    client.post(url).json(&b)
                 },
                 any_body,
             )
@@ -335,23 +368,41 @@ async fn etcd_fill(
     .await?;
     ensure!(s.errors == 0, "etcd: {} lease grants failed", s.errors);
     if layout {
-        let (c, u) = (client.clone(), urls.to_vec());
-        let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
-            let (c, u) = (c.clone(), u.clone());
-            async move {
-                with_retries(
-                    || {
-                        let url = format!("{}/v3/kv/txn", u[(w + k) % u.len()]);
-                        c.post(url).json(&etcd::register_txn_body(from + k))
-                    },
-                    any_body,
-                )
-                .await
-            }
-        })
-        .await?;
-        ensure!(s.errors == 0, "etcd: {} registrations failed", s.errors);
+        etcd_txns(client, urls, from, to, etcd::register_txn_body, concurrency).await?;
     }
+    Ok(())
+}
+
+/// Sends transaction `body(i)` for agents `i` in `from..to` (their leases
+/// granted before), spread over the members, each retried a few times.
+async fn etcd_txns<B>(
+    client: &reqwest::Client,
+    urls: &[String],
+    from: usize,
+    to: usize,
+    body: B,
+    concurrency: usize,
+) -> anyhow::Result<()>
+where
+    B: Fn(usize) -> Value + Clone + Send + Sync + 'static,
+{
+    let (c, u) = (client.clone(), urls.to_vec());
+    let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
+        let (c, u, body) = (c.clone(), u.clone(), body.clone());
+        async move {
+            let b = body(from + k);
+            with_retries(
+                || {
+                    let url = format!("{}/v3/kv/txn", u[(w + k) % u.len()]);
+                    c.post(url).json(&b)
+                },
+                any_body,
+            )
+            .await
+        }
+    })
+    .await?;
+    ensure!(s.errors == 0, "etcd: {} registrations failed", s.errors);
     Ok(())
 }
 
