@@ -280,7 +280,9 @@ fn rows(n: usize, variants: &[Variant], sides: &[Side], probe: &Probe) -> Vec<Ro
 }
 
 /// Fills a fresh cluster with agents `0..n`, with or without their cards,
-/// and waits until every node holds them. Not timed.
+/// and waits until every node holds them. Not timed. Fails when no agent
+/// was added for [`STALL`] (a stuck cluster would otherwise keep the run
+/// for hours of retries).
 async fn fill(
     sys: System,
     client: &reqwest::Client,
@@ -289,36 +291,91 @@ async fn fill(
     with_card: bool,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    match sys {
-        System::Registry => {
-            let body = move |i: usize| {
-                let mut b = if with_card {
-                    cards::registration_with_card(i)
-                } else {
-                    cards::registration_without_card(i)
+    let work = async {
+        match sys {
+            System::Registry => {
+                let body = move |i: usize| {
+                    let mut b = if with_card {
+                        cards::registration_with_card(i)
+                    } else {
+                        cards::registration_without_card(i)
+                    };
+                    b["ttl_seconds"] = json!(LONG_TTL);
+                    b
                 };
-                b["ttl_seconds"] = json!(LONG_TTL);
-                b
-            };
-            registry_post_agents(client, &c.urls, 0, n, body, concurrency).await?;
-            registry_settle(client, &c.urls, n).await
+                registry_post_agents(client, &c.urls, 0, n, body, concurrency).await?;
+                registry_settle(client, &c.urls, n).await
+            }
+            System::Etcd => {
+                etcd_fill(
+                    client,
+                    &c.urls,
+                    0,
+                    n,
+                    u64::from(LONG_TTL),
+                    false,
+                    concurrency,
+                )
+                .await?;
+                let body = move |i: usize| etcd::card_register_txn_body(i, with_card);
+                etcd_txns(client, &c.urls, 0, n, body, concurrency).await?;
+                etcd_settle(client, &c.urls, n).await
+            }
         }
-        System::Etcd => {
-            etcd_fill(
-                client,
-                &c.urls,
-                0,
-                n,
-                u64::from(LONG_TTL),
-                false,
-                concurrency,
-            )
-            .await?;
-            let body = move |i: usize| etcd::card_register_txn_body(i, with_card);
-            etcd_txns(client, &c.urls, 0, n, body, concurrency).await?;
-            etcd_settle(client, &c.urls, n).await
+    };
+    tokio::select! {
+        r = work => r,
+        e = stalled(sys, client, &c.urls, n) => Err(e),
+    }
+}
+
+/// How long a fill may go without a new agent on any node.
+const STALL: Duration = Duration::from_secs(90);
+
+/// Resolves (with the error to report) once no node has shown a new agent
+/// for [`STALL`]; never while the count grows. (etcd's lease grants come
+/// before its records: the first minute of its fill adds no agent, hence
+/// the generous window.)
+async fn stalled(
+    sys: System,
+    client: &reqwest::Client,
+    urls: &[String],
+    n: usize,
+) -> anyhow::Error {
+    let (mut best, mut since) = (0u64, std::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut now = 0;
+        for u in urls {
+            let c = match sys {
+                System::Registry => registry_count(client, u).await,
+                System::Etcd => etcd::count(client, u, "/agents/").await,
+            };
+            now = now.max(c.unwrap_or(0));
+        }
+        if now > best {
+            (best, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() > STALL {
+            return anyhow::anyhow!(
+                "{}: no new agent for {} s during the fill ({best} of {n} in); the cluster is stuck (see its nodes' logs)",
+                sys.name(),
+                STALL.as_secs()
+            );
         }
     }
+}
+
+/// The agents node `url` holds (`/v1/stats`, stale: what it has applied).
+async fn registry_count(client: &reqwest::Client, url: &str) -> Option<u64> {
+    let r = client
+        .get(format!("{url}/v1/stats"))
+        .query(&registry_types::ReadOptions::stale())
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = r.json().await.ok()?;
+    v["total_agents"].as_u64()
 }
 
 /// Resident memory and data size of each node once the fleet is in: the
