@@ -104,54 +104,7 @@ pub(super) async fn cards(cfg: &Config) -> anyhow::Result<ScenarioOut> {
     let mut probe = Probe::default();
     let mut sides = Vec::new();
     for sys in [System::Registry, System::Etcd] {
-        let bare = {
-            let c = start(cfg, sys, 3, &[]).await?;
-            log(format!(
-                "{}: {n} agents without cards (not timed)",
-                sys.name()
-            ));
-            fill(sys, &client, &c, n, false, cfg.concurrency).await?;
-            memory(cfg, &c).await?
-        };
-        let mut c = start(cfg, sys, 3, &[]).await?;
-        log(format!("{}: {n} agents with cards (not timed)", sys.name()));
-        let t0 = std::time::Instant::now();
-        fill(sys, &client, &c, n, true, cfg.concurrency).await?;
-        let fill_s = t0.elapsed().as_secs_f64();
-        let carded = memory(cfg, &c).await?;
-        c.check_alive()?;
-        if sys == System::Registry {
-            probe = registry_probe(&client, &c.urls[0], cfg.include_card).await?;
-            log(format!(
-                "registry: a discovery answered {} hits in {} bytes; hits carry cards: {}, card_etag: {}",
-                probe.hits, probe.bytes, probe.cards, probe.etag
-            ));
-        }
-        let mut measured = Vec::new();
-        for &(stale, rate) in &variants {
-            let (s, cpu) = discover(cfg, sys, &client, &c, stale, rate, probe.cards).await?;
-            let what = format!(
-                "discover skills + input_modes, {}, all 3 nodes{}",
-                consistency(stale),
-                rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
-            );
-            print_rate(sys, &what, &s, &cpu);
-            measured.push((s, cpu));
-        }
-        println!(
-            "{:<8} cards: {n} agents: RSS MB per node with cards {:?}, without {:?}; data MB {:?} / {:?}",
-            sys.name(),
-            carded.rss_mb,
-            bare.rss_mb,
-            carded.data_mb,
-            bare.data_mb
-        );
-        sides.push(Side {
-            bare,
-            carded,
-            measured,
-            fill_s,
-        });
+        sides.push(measure(cfg, sys, &client, &variants, &mut probe).await?);
     }
     let rows = rows(n, &variants, &sides, &probe);
     let side_json = |s: &Side| {
@@ -178,6 +131,67 @@ pub(super) async fn cards(cfg: &Config) -> anyhow::Result<ScenarioOut> {
         rows,
         registry,
         etcd,
+    })
+}
+
+/// One system: the fleet without cards (memory), then with cards (memory,
+/// discoveries). On the registry, `probe` is filled from its first
+/// answer; on etcd it says whether to read the cards too.
+async fn measure(
+    cfg: &Config,
+    sys: System,
+    client: &reqwest::Client,
+    variants: &[Variant],
+    probe: &mut Probe,
+) -> anyhow::Result<Side> {
+    let n = cfg.agents;
+    let bare = {
+        let c = start(cfg, sys, 3, &[]).await?;
+        log(format!(
+            "{}: {n} agents without cards (not timed)",
+            sys.name()
+        ));
+        fill(sys, client, &c, n, false, cfg.concurrency).await?;
+        memory(cfg, &c).await?
+    };
+    let mut c = start(cfg, sys, 3, &[]).await?;
+    log(format!("{}: {n} agents with cards (not timed)", sys.name()));
+    let t0 = std::time::Instant::now();
+    fill(sys, client, &c, n, true, cfg.concurrency).await?;
+    let fill_s = t0.elapsed().as_secs_f64();
+    let carded = memory(cfg, &c).await?;
+    c.check_alive()?;
+    if sys == System::Registry {
+        *probe = registry_probe(client, &c.urls[0], cfg.include_card).await?;
+        log(format!(
+            "registry: a discovery answered {} hits in {} bytes; hits carry cards: {}, card_etag: {}",
+            probe.hits, probe.bytes, probe.cards, probe.etag
+        ));
+    }
+    let mut measured = Vec::new();
+    for &(stale, rate) in variants {
+        let (s, cpu) = discover(cfg, sys, client, &c, stale, rate, probe.cards).await?;
+        let what = format!(
+            "discover skills + input_modes, {}, all 3 nodes{}",
+            consistency(stale),
+            rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
+        );
+        print_rate(sys, &what, &s, &cpu);
+        measured.push((s, cpu));
+    }
+    println!(
+        "{:<8} cards: {n} agents: RSS MB per node with cards {:?}, without {:?}; data MB {:?} / {:?}",
+        sys.name(),
+        carded.rss_mb,
+        bare.rss_mb,
+        carded.data_mb,
+        bare.data_mb
+    );
+    Ok(Side {
+        bare,
+        carded,
+        measured,
+        fill_s,
     })
 }
 
