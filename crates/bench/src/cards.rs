@@ -7,9 +7,8 @@
 //! modes from a handful of profiles (one of them the wildcard `text/*`,
 //! a rare one `*/*`), and about three skills in ten with modes of their
 //! own (images, audio, video, documents with a media-type parameter). Their
-//! canonical JSON is about 4 KiB on average (4,075 bytes over 100,000 agents;
-//! 2.8 to 5.4 KiB),
-//! the size issue 19 asks the memory figure for.
+//! canonical JSON is about 4 KiB on average (4,075 bytes over 100,000
+//! agents; 2.8 to 5.4 KiB), the size issue 19 asks the memory figure for.
 //!
 //! Skills come from a vocabulary of [`SKILLS`] ids (25 domains × 4
 //! actions), 4.5 per agent, so each skill id is held by about 4,500 of
