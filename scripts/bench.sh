@@ -21,10 +21,11 @@
 # scenario errors out or measures nothing).
 #
 # Extra flags go to `registry-bench compare` (e.g. --agents 20000, --seconds 5,
-# --concurrency 64, --include-card: cards asks for the cards in discovery hits). Results: JSON per scenario, results.md and benchmarks.svg
-# in BENCH_OUT (default $CARGO_TARGET_DIR/bench-results), with the registry
-# nodes' logs of every scenario in BENCH_OUT/logs; a full run (not --quick) of
-# all scenarios also writes docs/benchmarks.svg.
+# --concurrency 64; --include-card: cards asks for the cards in discovery
+# hits). Results: JSON per scenario, results.md and benchmarks.svg in BENCH_OUT
+# (default $CARGO_TARGET_DIR/bench-results), with the registry nodes' logs of
+# every scenario in BENCH_OUT/logs; a full run (not --quick) of all scenarios
+# also writes docs/benchmarks.svg.
 #
 # Environment: CARGO_TARGET_DIR (default target), REGISTRY_BIN (use this node
 # binary, no build), ETCD_BIN (default /usr/bin/etcd), BENCH_OUT,
