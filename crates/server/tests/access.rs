@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{send_with_headers, wait_until, Cluster, Reply};
+use common::{client_with, send_with_headers, wait_until, Cluster, Reply};
 use registry_client::types::NodeId;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -38,20 +38,6 @@ impl Bootstrap {
             secret,
         }
     }
-}
-
-/// An HTTP client that sends `secret` as its bearer token on every request.
-fn client_with(secret: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {secret}").parse().expect("header value"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .expect("http client")
 }
 
 /// Starts `n` nodes with `--auth on`, the bootstrap token and `extra`

@@ -19,7 +19,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{send, send_with_headers, wait_until, Cluster, Reply};
+use common::{client_with, send, send_with_headers, wait_until, Cluster, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -161,21 +161,6 @@ fn cardless(records: &Value) -> Value {
 /// An old event as this release serves it: no card ETag.
 fn without_card_etag(event: &Value) -> Value {
     added(event.clone(), "card_etag", Value::Null)
-}
-
-/// An HTTP client that sends `secret` as its bearer token on every request
-/// (a request's own `Authorization` header wins).
-fn client_with(secret: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {secret}").parse().expect("header value"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .expect("http client")
 }
 
 async fn get(c: &Cluster, path: &str) -> Reply {

@@ -93,6 +93,22 @@ pub fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// An HTTP client that sends `secret` as its bearer token on every request
+/// (a request's own `Authorization` header wins); no proxy, bounded requests.
+pub fn client_with(secret: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
 /// [`http_client`] that also trusts the CA certificate(s) of `ca_pem`.
 pub fn http_client_trusting(ca_pem: &[u8]) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
