@@ -299,6 +299,38 @@ async fn registry_fill(
     .await
 }
 
+/// POSTs `body(i)` to `path` for agents `i` in `from..to`, spread over the
+/// nodes round-robin, each retried a few times; the pool's samples.
+async fn post_each<B>(
+    client: &reqwest::Client,
+    urls: &[String],
+    path: &'static str,
+    from: usize,
+    to: usize,
+    body: B,
+    concurrency: usize,
+) -> anyhow::Result<super::Samples>
+where
+    B: Fn(usize) -> Value + Clone + Send + Sync + 'static,
+{
+    let (client, urls) = (client.clone(), urls.to_vec());
+    run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
+        let (client, urls, body) = (client.clone(), urls.clone(), body.clone());
+        async move {
+            let b = body(from + k);
+            with_retries(
+                || {
+                    let url = format!("{}{path}", urls[(w + k) % urls.len()]);
+                    client.post(url).json(&b)
+                },
+                any_body,
+            )
+            .await
+        }
+    })
+    .await
+}
+
 /// Posts `body(i)` to `/v1/agents` for agents `i` in `from..to`, spread
 /// over the nodes, each retried a few times; fails when one never took.
 async fn registry_post_agents<B>(
@@ -312,23 +344,8 @@ async fn registry_post_agents<B>(
 where
     B: Fn(usize) -> Value + Clone + Send + Sync + 'static,
 {
-    let (client, urls) = (client.clone(), urls.to_vec());
     let t0 = Instant::now();
-    let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
-        let (client, urls, body) = (client.clone(), urls.clone(), body.clone());
-        async move {
-            let b = body(from + k);
-            with_retries(
-                || {
-                    let url = format!("{}/v1/agents", urls[(w + k) % urls.len()]);
-                    client.post(url).json(&b)
-                },
-                any_body,
-            )
-            .await
-        }
-    })
-    .await?;
+    let s = post_each(client, urls, "/v1/agents", from, to, body, concurrency).await?;
     let sum = summarize(s.lat, s.errors, t0.elapsed());
     ensure!(
         sum.errors == 0,
@@ -351,20 +368,16 @@ async fn etcd_fill(
     layout: bool,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let (c, u) = (client.clone(), urls.to_vec());
-    let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
-        let (c, u) = (c.clone(), u.clone());
-        async move {
-            with_retries(
-                || {
-                    let url = format!("{}/v3/lease/grant", u[(w + k) % u.len()]);
-                    c.post(url).json(&etcd::grant_body(from + k, ttl))
-                },
-                any_body,
-            )
-            .await
-        }
-    })
+    let grant = move |i| etcd::grant_body(i, ttl);
+    let s = post_each(
+        client,
+        urls,
+        "/v3/lease/grant",
+        from,
+        to,
+        grant,
+        concurrency,
+    )
     .await?;
     ensure!(s.errors == 0, "etcd: {} lease grants failed", s.errors);
     if layout {
@@ -386,22 +399,7 @@ async fn etcd_txns<B>(
 where
     B: Fn(usize) -> Value + Clone + Send + Sync + 'static,
 {
-    let (c, u) = (client.clone(), urls.to_vec());
-    let s = run_pool(concurrency, Until::Count(to - from), None, move |w, k| {
-        let (c, u, body) = (c.clone(), u.clone(), body.clone());
-        async move {
-            let b = body(from + k);
-            with_retries(
-                || {
-                    let url = format!("{}/v3/kv/txn", u[(w + k) % u.len()]);
-                    c.post(url).json(&b)
-                },
-                any_body,
-            )
-            .await
-        }
-    })
-    .await?;
+    let s = post_each(client, urls, "/v3/kv/txn", from, to, body, concurrency).await?;
     ensure!(s.errors == 0, "etcd: {} registrations failed", s.errors);
     Ok(())
 }
